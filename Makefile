@@ -1,0 +1,30 @@
+# The README's two commands: `make test` and `make demo`. Everything else is plain CMake.
+BUILD ?= build
+JOBS ?= $(shell nproc)
+
+.PHONY: all deps configure build test bench clean format
+
+all: build
+
+deps:
+	@scripts/install-deps.sh
+
+configure: deps
+	@cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+
+build: configure
+	@cmake --build $(BUILD) -j $(JOBS)
+
+# The whole test suite (unit, golden vs PyTorch, CLI). Under 10 minutes on 2 cores.
+test: build
+	@cd $(BUILD) && ctest --output-on-failure -j 1 -L unit
+
+# Throughput against the PyTorch baseline, side by side (see bench/README.md).
+bench: build
+	@/usr/bin/python3 bench/bench_vs_pytorch.py --tlm $(BUILD)/tlm
+
+format:
+	@clang-format -i $$(git ls-files '*.cpp' '*.h')
+
+clean:
+	@rm -rf $(BUILD)

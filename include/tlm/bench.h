@@ -1,0 +1,35 @@
+// Training-step benchmark: random tokens through a full step (forward, backward, clipping,
+// AdamW) of a named or given config, with model-FLOPs utilisation against a measured GEMM ceiling.
+#pragma once
+
+#include <string>
+
+#include "tlm/config.h"
+
+namespace tlm {
+
+struct TrainBenchOptions {
+  BertConfig config;
+  std::string config_name;
+  bool mlm = true;  // false: classification
+  int num_labels = 4;
+  int batch = 32, seq_len = 128;
+  double mask_prob = 0.15;
+  int warmup_steps = 1, steps = 5;
+  uint64_t seed = 1;
+};
+
+struct TrainBenchResult {
+  double ms_per_step = 0, tokens_per_s = 0, gflops = 0, ceiling_gflops = 0, mfu = 0;
+  double flops_per_step = 0;
+  int64_t params = 0;
+  int threads = 0;
+  double first_loss = 0, last_loss = 0;
+};
+
+TrainBenchResult run_train_bench(const TrainBenchOptions& opt);
+
+// fp32 GEMM throughput of this machine at the current thread count (best of a few 2048^3 runs).
+double measure_gemm_ceiling_gflops();
+
+}  // namespace tlm

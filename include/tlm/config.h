@@ -1,0 +1,55 @@
+// The model configuration: the fields of Hugging Face's BertConfig, read from and written as
+// a Hugging Face config.json, plus the head the checkpoint carries.
+#pragma once
+
+#include <nlohmann/json_fwd.hpp>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace tlm {
+
+enum class Head { kMaskedLM, kClassification };
+
+struct BertConfig {
+  int vocab_size = 30522;
+  int hidden_size = 768;
+  int num_hidden_layers = 12;
+  int num_attention_heads = 12;
+  int intermediate_size = 3072;
+  std::string hidden_act = "gelu";  // erf GELU; the only activation we implement
+  int max_position_embeddings = 512;
+  int type_vocab_size = 2;
+  float layer_norm_eps = 1e-12f;
+  float initializer_range = 0.02f;
+  float hidden_dropout_prob = 0.1f;
+  float attention_probs_dropout_prob = 0.1f;
+  float classifier_dropout = -1.0f;  // < 0: null in config.json, HF then uses hidden_dropout_prob
+  int pad_token_id = 0;
+  // Special ids the data layer relies on ([UNK] [CLS] [SEP] [MASK]); bert-base-uncased layout.
+  int unk_token_id = 100, cls_token_id = 101, sep_token_id = 102, mask_token_id = 103;
+
+  Head head = Head::kMaskedLM;
+  std::vector<std::string> labels;  // classification: id2label, in id order
+
+  int head_dim() const { return hidden_size / num_attention_heads; }
+  int num_labels() const { return static_cast<int>(labels.size()); }
+  float classifier_dropout_prob() const {
+    return classifier_dropout >= 0 ? classifier_dropout : hidden_dropout_prob;
+  }
+
+  // Throws tlm::Error naming the first impossible field.
+  void validate() const;
+
+  nlohmann::json to_hf_json() const;
+  static BertConfig from_hf_json(const nlohmann::json& j, const std::string& source);
+  static BertConfig load(const std::string& path);
+  void save(const std::string& path) const;  // atomic
+
+  // Named configurations from the paper and for development: bert6, bert1, bert1-wide, mini, tiny.
+  static BertConfig named(const std::string& name);
+  static std::vector<std::string> names();
+};
+
+}  // namespace tlm

@@ -1,0 +1,94 @@
+// A BERT encoder with a masked-LM or a classification head, forward and backward by hand,
+// numerically the same model as Hugging Face's BertForMaskedLM / BertForSequenceClassification.
+//
+// Sequences are packed: batch rows are concatenated without padding, and attention stays inside
+// each sequence. This equals HF with an attention mask exactly (padded keys get probability 0
+// there, and padded positions never reach the loss), and it skips all work on padding.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "tlm/config.h"
+#include "tlm/params.h"
+
+namespace tlm {
+
+struct Batch {
+  std::vector<int32_t> ids;       // (n) token ids of all sequences, concatenated
+  std::vector<int32_t> type_ids;  // (n) or empty: all token type 0
+  std::vector<int32_t> offsets;   // (b + 1) sequence s is ids[offsets[s], offsets[s+1])
+  // masked LM: positions (into ids) of the masked tokens and their original ids
+  std::vector<int32_t> mlm_positions;  // (m)
+  std::vector<int32_t> mlm_labels;     // (m)
+  // classification: one label per sequence
+  std::vector<int32_t> labels;  // (b)
+
+  int num_seqs() const { return offsets.empty() ? 0 : static_cast<int>(offsets.size()) - 1; }
+  int num_tokens() const { return static_cast<int>(ids.size()); }
+};
+
+// Sizes the activation buffers are allocated for, once; a batch beyond them is an error.
+struct ModelLimits {
+  int max_tokens = 0;   // sum of sequence lengths in one batch
+  int max_seqs = 0;     // sequences in one batch
+  int max_seq_len = 0;  // longest sequence (<= max_position_embeddings)
+  int max_targets = 0;  // masked positions in one batch (MLM)
+};
+
+struct ForwardResult {
+  double loss_sum = 0;  // sum of the per-target cross-entropies
+  int64_t count = 0;    // targets: masked tokens (MLM) or sequences (classification)
+  double mean_loss() const { return count ? loss_sum / count : 0.0; }
+};
+
+class BertModel {
+ public:
+  BertModel(const BertConfig& config, const ModelLimits& limits);
+  ~BertModel();
+  BertModel(const BertModel&) = delete;
+  BertModel& operator=(const BertModel&) = delete;
+
+  const BertConfig& config() const { return config_; }
+  const ModelLimits& limits() const { return limits_; }
+  const ParamTable& table() const { return table_; }
+  int64_t num_params() const { return table_.total_size(); }
+  float* params() { return params_.data(); }
+  const float* params() const { return params_.data(); }
+  float* grads() { return grads_.data(); }
+  float* param(const std::string& name) { return params_.data() + table_.at(name).offset; }
+  float* grad(const std::string& name) { return grads_.data() + table_.at(name).offset; }
+
+  // Hugging Face's _init_weights: normal(0, initializer_range) for linear and embedding weights,
+  // zero biases, LayerNorm 1 / 0, zero padding row of the word embeddings. Our RNG, one stream.
+  void init_weights(uint64_t seed);
+  void zero_grad();
+
+  // Runs the model on `batch`, keeps the activations, returns the summed loss. With `training`,
+  // dropout is on, its masks keyed by dropout_seed (the same seed gives the same masks).
+  ForwardResult forward(const Batch& batch, bool training, uint64_t dropout_seed);
+  // Accumulates grad_scale * d(loss_sum)/d(params) for the last forward into grads().
+  // Overwrites logits() with their gradient.
+  void backward(float grad_scale);
+
+  // Logits of the last forward: MLM (m, vocab) at the masked positions in batch order;
+  // classification (b, num_labels).
+  const float* logits() const;
+  // Final hidden states of the last forward, (n, hidden).
+  const float* hidden_states() const;
+
+  // Floating-point operations of one forward+backward on `batch` as this engine computes it.
+  double train_flops(const Batch& batch) const;
+
+ private:
+  struct Impl;
+  BertConfig config_;
+  ModelLimits limits_;
+  ParamTable table_;
+  std::vector<float> params_, grads_;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace tlm

@@ -1,0 +1,57 @@
+// AdamW with PyTorch's semantics (torch.optim.AdamW, amsgrad off), a linear warmup/decay
+// schedule as Hugging Face's get_linear_schedule_with_warmup, and global-norm clipping as
+// torch.nn.utils.clip_grad_norm_.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "tlm/params.h"
+
+namespace tlm {
+
+struct AdamWOptions {
+  double lr = 5e-5;
+  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
+  double weight_decay = 0.01;
+  // Parameters whose name contains any of these substrings get no weight decay
+  // (the paper decays everything: empty; HF examples often use {"bias", "LayerNorm.weight"}).
+  std::vector<std::string> no_decay;
+};
+
+class AdamW {
+ public:
+  AdamW(const ParamTable& table, const AdamWOptions& options);
+
+  // One update of every parameter at learning rate `lr` (the schedule's value for this step).
+  void step(float* params, const float* grads, double lr);
+
+  int64_t steps_taken() const { return step_; }
+  void set_steps_taken(int64_t s) { step_ = s; }
+  std::vector<float>& exp_avg() { return m_; }
+  std::vector<float>& exp_avg_sq() { return v_; }
+  const std::vector<float>& exp_avg() const { return m_; }
+  const std::vector<float>& exp_avg_sq() const { return v_; }
+  const AdamWOptions& options() const { return opt_; }
+
+ private:
+  struct Range {
+    int64_t begin, end;
+    bool decay;
+  };
+  AdamWOptions opt_;
+  std::vector<Range> ranges_;
+  std::vector<float> m_, v_;
+  int64_t step_ = 0;
+};
+
+// lr multiplier for optimizer step `step` (0-based, the value used by that step, as HF's
+// LambdaLR): step / warmup during warmup, then linear decay to 0 at total_steps.
+double linear_schedule(int64_t step, int64_t warmup_steps, int64_t total_steps);
+
+// Scales grads so their global L2 norm is at most max_norm (if max_norm > 0); returns the norm
+// before clipping. Same formula as torch: coef = max_norm / (norm + 1e-6), applied if < 1.
+double clip_grad_norm(float* grads, int64_t n, double max_norm);
+
+}  // namespace tlm

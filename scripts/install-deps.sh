@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs the Debian packages tlm needs, only those that are missing.
+# Usage: scripts/install-deps.sh        (run as root, or with sudo available)
+set -euo pipefail
+
+packages=(
+  build-essential cmake ninja-build pkg-config
+  libopenblas-openmp-dev    # BLAS: the OpenMP build, so it does not fight our OpenMP threads
+  nlohmann-json3-dev        # JSON (config.json, safetensors headers, metrics)
+  libcli11-dev              # command-line parsing
+  libfmt-dev                # formatting (g++ 12 has no <format>)
+  zlib1g-dev                # gzip-transparent readers
+  libutf8proc-dev           # Unicode normalisation for the tokenizer
+  libgtest-dev libgmock-dev # unit tests
+  python3-torch python3-numpy # the PyTorch mirror (golden fixtures, benchmarks)
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+
+echo "install-deps: installing ${missing[*]}"
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"

@@ -1,0 +1,10 @@
+// Registration of the tlm subcommands on the CLI11 app.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace tlm::cli {
+
+void add_bench_command(CLI::App& app);
+
+}  // namespace tlm::cli

@@ -1,0 +1,84 @@
+// One declaration per op, forward and backward, with the shape of every tensor argument.
+// All tensors are row-major float32. Backward ops *accumulate* (+=) into parameter gradients
+// and *overwrite* input gradients unless stated otherwise. The CPU implementations live in
+// kernels/cpu/; every op is checked against PyTorch (tests/golden) and finite differences
+// (tests/test_kernels_gradcheck.cpp).
+#pragma once
+
+#include <cstdint>
+
+namespace tlm::kernels {
+
+// ---- linear: y = x W^T + b (Hugging Face nn.Linear layout: W is (out, in)) ----
+// x (n, in), w (out, in), b (out) or null, y (n, out)
+void linear_forward(const float* x, const float* w, const float* b, float* y, int n, int in, int out);
+// dy (n, out), x (n, in), w (out, in); dx (n, in) overwritten (null: skip);
+// dw (out, in) and db (out) accumulated (db null: skip)
+void linear_backward(const float* dy, const float* x, const float* w, float* dx, float* dw, float* db, int n,
+                     int in, int out);
+
+// ---- LayerNorm over the last dim (biased variance, as torch) ----
+// x (n, c), gamma/beta (c); y (n, c), mean/rstd (n) saved for backward
+void layernorm_forward(const float* x, const float* gamma, const float* beta, float* y, float* mean, float* rstd,
+                       int n, int c, float eps);
+// dy (n, c), x (n, c), mean/rstd (n), gamma (c); dx (n, c) overwritten; dgamma/dbeta (c) accumulated
+void layernorm_backward(const float* dy, const float* x, const float* mean, const float* rstd, const float* gamma,
+                        float* dx, float* dgamma, float* dbeta, int n, int c);
+
+// ---- GELU, erf form: 0.5 x (1 + erf(x / sqrt 2)) ----
+void gelu_forward(const float* x, float* y, int64_t n);                     // x, y (n)
+void gelu_backward(const float* dy, const float* x, float* dx, int64_t n);  // dx (n) overwritten
+
+// ---- tanh (pooler) ----
+void tanh_forward(const float* x, float* y, int64_t n);
+void tanh_backward(const float* dy, const float* y, float* dx, int64_t n);  // uses the output y
+
+// ---- dropout with a stateless mask: keep element i iff counter_uniform(key, i) >= p; scale 1/(1-p) ----
+// Applies in place: x (n). The same (key, p) regenerates the same mask in backward.
+void dropout_apply(float* x, int64_t n, float p, uint64_t key);
+
+// ---- embeddings: out = word[ids] + pos[position] + type[type_ids] ----
+// ids, type_ids (n) (type_ids null: all 0), positions (n); word (V, c), pos (P, c), type (T, c); out (n, c)
+void embedding_forward(const int32_t* ids, const int32_t* positions, const int32_t* type_ids, const float* word,
+                       const float* pos, const float* type, float* out, int n, int c);
+// dout (n, c); dword/dpos/dtype accumulated (scatter-add, deterministic: column blocks per thread)
+void embedding_backward(const float* dout, const int32_t* ids, const int32_t* positions, const int32_t* type_ids,
+                        float* dword, float* dpos, float* dtype, int n, int c);
+
+// ---- multi-head self-attention over packed variable-length sequences ----
+// Sequence s holds rows [offsets[s], offsets[s+1]) of the packed token dim; tokens only attend
+// within their own sequence, which equals Hugging Face's additive padding mask exactly (masked
+// keys get probability exp(finfo.min) == 0 there).
+// qkv (n, 3c) as [q | k | v] per row, head h uses columns [h*d, (h+1)*d) of each part;
+// probs: sum_s heads * len_s^2 floats, (s, head, i, j) blocks in sequence order, post-softmax,
+// before dropout; ctx (n, c) overwritten. dropout_key: attention-prob dropout (p = 0: none).
+struct AttentionShape {
+  const int32_t* offsets;  // (num_seqs + 1)
+  int num_seqs;
+  int heads;
+  int head_dim;
+  float dropout_p;
+  uint64_t dropout_key;
+};
+int64_t attention_probs_size(const AttentionShape& shape);
+// scratch: attention_scratch_size(max_len, threads) floats (used only with dropout).
+void attention_forward(const float* qkv, float* probs, float* ctx, float* scratch, const AttentionShape& shape);
+// dctx (n, c), qkv (n, 3c), probs as saved; dqkv (n, 3c) overwritten.
+// scratch: max_len^2 floats per thread (attention_scratch_size).
+void attention_backward(const float* dctx, const float* qkv, const float* probs, float* dqkv, float* scratch,
+                        const AttentionShape& shape);
+int64_t attention_scratch_size(int max_len, int threads);
+
+// ---- softmax cross-entropy, fused ----
+// logits (m, k), labels (m); returns the summed loss over rows. If dlogits is non-null it is
+// overwritten with scale * (softmax - onehot) (it may alias logits).
+double softmax_cross_entropy(const float* logits, const int32_t* labels, float* dlogits, float scale, int m, int k);
+// probs (m, k) = softmax(logits) row-wise (may alias logits)
+void softmax_rows(const float* logits, float* probs, int m, int k);
+
+// ---- elementwise helpers ----
+void add_inplace(float* y, const float* x, int64_t n);  // y += x
+void scale_inplace(float* y, float s, int64_t n);       // y *= s
+double sum_squares(const float* x, int64_t n);          // sum x^2 in double
+
+}  // namespace tlm::kernels

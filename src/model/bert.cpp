@@ -1,0 +1,422 @@
+#include <omp.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "core/parallel.h"
+#include "kernels/kernels.h"
+#include "tlm/check.h"
+#include "tlm/model.h"
+#include "tlm/rng.h"
+
+namespace tlm {
+
+namespace k = kernels;
+
+namespace {
+
+// Dropout sites; with the layer index and the step's seed they key each mask.
+enum Site : uint64_t { kEmbeddings = 0, kAttentionProbs = 1, kAttentionOutput = 2, kFfnOutput = 3, kPooled = 4 };
+constexpr uint64_t kNoLayer = 0xFFFF;
+
+// Offsets (in floats) of one encoder layer's tensors in the parameter / gradient buffers.
+struct LayerOffsets {
+  int64_t wqkv, bqkv;        // (3c, c), (3c): query, key, value stacked
+  int64_t wo, bo;            // attention.output.dense (c, c), (c)
+  int64_t ln1_g, ln1_b;      // attention.output.LayerNorm (c)
+  int64_t wi, bi;            // intermediate.dense (f, c), (f)
+  int64_t wo2, bo2;          // output.dense (c, f), (c)
+  int64_t ln2_g, ln2_b;      // output.LayerNorm (c)
+};
+
+// Saved activations of one layer, each sized for limits.max_tokens rows.
+struct LayerActs {
+  float* qkv;               // (n, 3c)
+  float* probs;             // attention probabilities, sum_s heads * len_s^2
+  float* ctx;               // (n, c) attention context before the output projection
+  float* res1;              // (n, c) input of the first LayerNorm
+  float* ln1;               // (n, c)
+  float *ln1_mean, *ln1_rstd;  // (n)
+  float* ffn_pre;           // (n, f) before GELU
+  float* ffn_act;           // (n, f) after GELU
+  float* res2;              // (n, c) input of the second LayerNorm
+  float* ln2;               // (n, c) the layer's output
+  float *ln2_mean, *ln2_rstd;  // (n)
+};
+
+
+}  // namespace
+
+struct BertModel::Impl {
+  std::vector<LayerOffsets> layer_off;
+  int64_t word, pos, type, emb_g, emb_b;
+  int64_t head_w, head_b, head_ln_g, head_ln_b, dec_b;  // MLM transform + decoder bias
+  int64_t pool_w, pool_b, cls_w, cls_b;                 // classification
+
+  std::vector<float> acts;  // one buffer for every activation and backward scratch
+  std::vector<int32_t> positions, gather_rows;
+  float *emb_sum, *emb_out, *emb_mean, *emb_rstd;
+  std::vector<LayerActs> layers;
+  float *d0, *d1, *d2, *d3, *dqkv, *dffn, *att_scratch;
+  // MLM head (m rows)
+  float *h_m, *t_pre, *t_act, *t_ln, *t_mean, *t_rstd, *mlm_logits, *dm1, *dm2;
+  // classification head (b rows)
+  float *h_cls, *pooled, *pooled_drop, *cls_logits, *dc1, *dc2;
+
+  // last forward
+  const Batch* batch = nullptr;
+  bool training = false;
+  uint64_t seed = 0;
+  int n = 0, b = 0, m = 0;
+};
+
+BertModel::BertModel(const BertConfig& config, const ModelLimits& limits)
+    : config_(config), limits_(limits), table_(config), impl_(std::make_unique<Impl>()) {
+  config_.validate();
+  TLM_CHECK(limits.max_tokens >= 1 && limits.max_seqs >= 1 && limits.max_seq_len >= 1,
+            "model limits must be positive (max_tokens {}, max_seqs {}, max_seq_len {})", limits.max_tokens,
+            limits.max_seqs, limits.max_seq_len);
+  TLM_CHECK(limits.max_seq_len <= config.max_position_embeddings,
+            "max_seq_len {} exceeds max_position_embeddings {}", limits.max_seq_len, config.max_position_embeddings);
+  TLM_CHECK(omp_get_max_threads() <= kMaxThreads, "at most {} threads are supported", 256);
+  params_.assign(table_.total_size(), 0.0f);
+  grads_.assign(table_.total_size(), 0.0f);
+
+  Impl& I = *impl_;
+  auto off = [&](const std::string& name) { return table_.at(name).offset; };
+  I.word = off("bert.embeddings.word_embeddings.weight");
+  I.pos = off("bert.embeddings.position_embeddings.weight");
+  I.type = off("bert.embeddings.token_type_embeddings.weight");
+  I.emb_g = off("bert.embeddings.LayerNorm.weight");
+  I.emb_b = off("bert.embeddings.LayerNorm.bias");
+  for (int l = 0; l < config.num_hidden_layers; ++l) {
+    const std::string p = fmt::format("bert.encoder.layer.{}.", l);
+    LayerOffsets o;
+    o.wqkv = off(p + "attention.self.query.weight");
+    o.bqkv = off(p + "attention.self.query.bias");
+    o.wo = off(p + "attention.output.dense.weight");
+    o.bo = off(p + "attention.output.dense.bias");
+    o.ln1_g = off(p + "attention.output.LayerNorm.weight");
+    o.ln1_b = off(p + "attention.output.LayerNorm.bias");
+    o.wi = off(p + "intermediate.dense.weight");
+    o.bi = off(p + "intermediate.dense.bias");
+    o.wo2 = off(p + "output.dense.weight");
+    o.bo2 = off(p + "output.dense.bias");
+    o.ln2_g = off(p + "output.LayerNorm.weight");
+    o.ln2_b = off(p + "output.LayerNorm.bias");
+    I.layer_off.push_back(o);
+  }
+  if (config.head == Head::kMaskedLM) {
+    I.head_w = off("cls.predictions.transform.dense.weight");
+    I.head_b = off("cls.predictions.transform.dense.bias");
+    I.head_ln_g = off("cls.predictions.transform.LayerNorm.weight");
+    I.head_ln_b = off("cls.predictions.transform.LayerNorm.bias");
+    I.dec_b = off("cls.predictions.bias");
+  } else {
+    I.pool_w = off("bert.pooler.dense.weight");
+    I.pool_b = off("bert.pooler.dense.bias");
+    I.cls_w = off("classifier.weight");
+    I.cls_b = off("classifier.bias");
+  }
+
+  // Lay out every activation in one buffer: first count, then allocate, then hand out pointers.
+  const int64_t n = limits.max_tokens, c = config.hidden_size, f = config.intermediate_size;
+  const int64_t probs = static_cast<int64_t>(config.num_attention_heads) * limits.max_seq_len * n;
+  const int64_t m = std::max(1, limits.max_targets), b = limits.max_seqs, v = config.vocab_size;
+  const int64_t labels = std::max(1, config.num_labels());
+  std::vector<std::pair<float**, int64_t>> plan;
+  auto want = [&](float** p, int64_t count) { plan.emplace_back(p, (count + 15) / 16 * 16); };
+  want(&I.emb_sum, n * c);
+  want(&I.emb_out, n * c);
+  want(&I.emb_mean, n);
+  want(&I.emb_rstd, n);
+  I.layers.resize(config.num_hidden_layers);
+  for (auto& L : I.layers) {
+    want(&L.qkv, n * 3 * c);
+    want(&L.probs, probs);
+    want(&L.ctx, n * c);
+    want(&L.res1, n * c);
+    want(&L.ln1, n * c);
+    want(&L.ln1_mean, n);
+    want(&L.ln1_rstd, n);
+    want(&L.ffn_pre, n * f);
+    want(&L.ffn_act, n * f);
+    want(&L.res2, n * c);
+    want(&L.ln2, n * c);
+    want(&L.ln2_mean, n);
+    want(&L.ln2_rstd, n);
+  }
+  for (float** d : {&I.d0, &I.d1, &I.d2, &I.d3}) want(d, n * c);
+  want(&I.dqkv, n * 3 * c);
+  want(&I.dffn, n * f);
+  want(&I.att_scratch, k::attention_scratch_size(limits.max_seq_len, omp_get_max_threads()));
+  if (config.head == Head::kMaskedLM) {
+    for (float** p : {&I.h_m, &I.t_pre, &I.t_act, &I.t_ln, &I.dm1, &I.dm2}) want(p, m * c);
+    want(&I.t_mean, m);
+    want(&I.t_rstd, m);
+    want(&I.mlm_logits, m * v);
+  } else {
+    for (float** p : {&I.h_cls, &I.pooled, &I.pooled_drop, &I.dc1, &I.dc2}) want(p, b * c);
+    want(&I.cls_logits, b * labels);
+  }
+  int64_t total = 0;
+  for (auto& [p, count] : plan) total += count;
+  I.acts.assign(total, 0.0f);
+  total = 0;
+  for (auto& [p, count] : plan) {
+    *p = I.acts.data() + total;
+    total += count;
+  }
+  I.positions.resize(n);
+  I.gather_rows.resize(std::max<int64_t>(m, b));
+}
+
+BertModel::~BertModel() = default;
+
+void BertModel::init_weights(uint64_t seed) {
+  Rng rng(seed);
+  const float stdev = config_.initializer_range;
+  for (const auto& e : table_.entries()) {
+    float* p = params_.data() + e.offset;
+    switch (e.init) {
+      case ParamInfo::Init::kNormal:
+        for (int64_t i = 0; i < e.size; ++i) p[i] = static_cast<float>(rng.normal() * stdev);
+        break;
+      case ParamInfo::Init::kZero:
+        std::fill(p, p + e.size, 0.0f);
+        break;
+      case ParamInfo::Init::kOne:
+        std::fill(p, p + e.size, 1.0f);
+        break;
+    }
+  }
+  // nn.Embedding(padding_idx=pad_token_id): HF zeroes that row after the normal draw.
+  float* pad_row = params_.data() + impl_->word + static_cast<int64_t>(config_.pad_token_id) * config_.hidden_size;
+  std::fill(pad_row, pad_row + config_.hidden_size, 0.0f);
+}
+
+void BertModel::zero_grad() { std::fill(grads_.begin(), grads_.end(), 0.0f); }
+
+namespace {
+
+void check_batch(const Batch& batch, const BertConfig& cfg, const ModelLimits& lim) {
+  const int n = batch.num_tokens(), b = batch.num_seqs();
+  TLM_CHECK(b >= 1, "batch has no sequences");
+  TLM_CHECK(b <= lim.max_seqs, "batch has {} sequences, the model was sized for {}", b, lim.max_seqs);
+  TLM_CHECK(n <= lim.max_tokens, "batch has {} tokens, the model was sized for {}", n, lim.max_tokens);
+  TLM_CHECK(batch.offsets[0] == 0 && batch.offsets[b] == n, "batch offsets must run from 0 to the token count {}",
+            n);
+  for (int s = 0; s < b; ++s) {
+    const int len = batch.offsets[s + 1] - batch.offsets[s];
+    TLM_CHECK(len >= 1 && len <= lim.max_seq_len, "sequence {} has length {} (allowed 1..{})", s, len,
+              lim.max_seq_len);
+  }
+  for (int i = 0; i < n; ++i) {
+    TLM_CHECK(batch.ids[i] >= 0 && batch.ids[i] < cfg.vocab_size, "token id {} at position {} is outside the vocabulary of {}",
+              batch.ids[i], i, cfg.vocab_size);
+  }
+  if (!batch.type_ids.empty()) {
+    TLM_CHECK(static_cast<int>(batch.type_ids.size()) == n, "type_ids has {} entries for {} tokens",
+              batch.type_ids.size(), n);
+    for (int t : batch.type_ids) TLM_CHECK(t >= 0 && t < cfg.type_vocab_size, "token type id {} out of range", t);
+  }
+  if (cfg.head == Head::kMaskedLM) {
+    const int m = static_cast<int>(batch.mlm_positions.size());
+    TLM_CHECK(m >= 1 && m == static_cast<int>(batch.mlm_labels.size()),
+              "MLM batch needs matching, non-empty mlm_positions ({}) and mlm_labels ({})", m, batch.mlm_labels.size());
+    TLM_CHECK(m <= lim.max_targets, "batch has {} masked positions, the model was sized for {}", m, lim.max_targets);
+    for (int i = 0; i < m; ++i) {
+      TLM_CHECK(batch.mlm_positions[i] >= 0 && batch.mlm_positions[i] < n, "masked position {} out of range",
+                batch.mlm_positions[i]);
+      TLM_CHECK(batch.mlm_labels[i] >= 0 && batch.mlm_labels[i] < cfg.vocab_size, "MLM label {} out of range",
+                batch.mlm_labels[i]);
+    }
+  } else if (!batch.labels.empty()) {
+    TLM_CHECK(static_cast<int>(batch.labels.size()) == b, "batch has {} labels for {} sequences", batch.labels.size(), b);
+    for (int y : batch.labels) TLM_CHECK(y >= 0 && y < cfg.num_labels(), "label {} out of range (0..{})", y, cfg.num_labels() - 1);
+  }
+}
+
+}  // namespace
+
+ForwardResult BertModel::forward(const Batch& batch, bool training, uint64_t dropout_seed) {
+  check_batch(batch, config_, limits_);
+  Impl& I = *impl_;
+  I.batch = &batch;
+  I.training = training;
+  I.seed = dropout_seed;
+  const int n = batch.num_tokens(), b = batch.num_seqs();
+  const int c = config_.hidden_size, f = config_.intermediate_size;
+  I.n = n;
+  I.b = b;
+  const float* P = params_.data();
+  const float p_hidden = training ? config_.hidden_dropout_prob : 0.0f;
+  const float p_attn = training ? config_.attention_probs_dropout_prob : 0.0f;
+
+  for (int s = 0; s < b; ++s) {
+    for (int i = batch.offsets[s]; i < batch.offsets[s + 1]; ++i) I.positions[i] = i - batch.offsets[s];
+  }
+  const int32_t* types = batch.type_ids.empty() ? nullptr : batch.type_ids.data();
+  k::embedding_forward(batch.ids.data(), I.positions.data(), types, P + I.word, P + I.pos, P + I.type, I.emb_sum, n, c);
+  k::layernorm_forward(I.emb_sum, P + I.emb_g, P + I.emb_b, I.emb_out, I.emb_mean, I.emb_rstd, n, c,
+                       config_.layer_norm_eps);
+  k::dropout_apply(I.emb_out, int64_t{n} * c, p_hidden, mix_key(dropout_seed, kNoLayer, kEmbeddings));
+
+  const float* in = I.emb_out;
+  for (int l = 0; l < config_.num_hidden_layers; ++l) {
+    const LayerOffsets& o = I.layer_off[l];
+    LayerActs& A = I.layers[l];
+    k::linear_forward(in, P + o.wqkv, P + o.bqkv, A.qkv, n, c, 3 * c);
+    const k::AttentionShape shape{batch.offsets.data(), b, config_.num_attention_heads, config_.head_dim(), p_attn,
+                                  mix_key(dropout_seed, l, kAttentionProbs)};
+    k::attention_forward(A.qkv, A.probs, A.ctx, I.att_scratch, shape);
+    k::linear_forward(A.ctx, P + o.wo, P + o.bo, A.res1, n, c, c);
+    k::dropout_apply(A.res1, int64_t{n} * c, p_hidden, mix_key(dropout_seed, l, kAttentionOutput));
+    k::add_inplace(A.res1, in, int64_t{n} * c);
+    k::layernorm_forward(A.res1, P + o.ln1_g, P + o.ln1_b, A.ln1, A.ln1_mean, A.ln1_rstd, n, c, config_.layer_norm_eps);
+    k::linear_forward(A.ln1, P + o.wi, P + o.bi, A.ffn_pre, n, c, f);
+    k::gelu_forward(A.ffn_pre, A.ffn_act, int64_t{n} * f);
+    k::linear_forward(A.ffn_act, P + o.wo2, P + o.bo2, A.res2, n, f, c);
+    k::dropout_apply(A.res2, int64_t{n} * c, p_hidden, mix_key(dropout_seed, l, kFfnOutput));
+    k::add_inplace(A.res2, A.ln1, int64_t{n} * c);
+    k::layernorm_forward(A.res2, P + o.ln2_g, P + o.ln2_b, A.ln2, A.ln2_mean, A.ln2_rstd, n, c, config_.layer_norm_eps);
+    in = A.ln2;
+  }
+
+  ForwardResult result;
+  if (config_.head == Head::kMaskedLM) {
+    const int m = static_cast<int>(batch.mlm_positions.size()), v = config_.vocab_size;
+    I.m = m;
+    for (int i = 0; i < m; ++i) {
+      std::memcpy(I.h_m + int64_t{i} * c, in + int64_t{batch.mlm_positions[i]} * c, sizeof(float) * c);
+    }
+    k::linear_forward(I.h_m, P + I.head_w, P + I.head_b, I.t_pre, m, c, c);
+    k::gelu_forward(I.t_pre, I.t_act, int64_t{m} * c);
+    k::layernorm_forward(I.t_act, P + I.head_ln_g, P + I.head_ln_b, I.t_ln, I.t_mean, I.t_rstd, m, c,
+                         config_.layer_norm_eps);
+    k::linear_forward(I.t_ln, P + I.word, P + I.dec_b, I.mlm_logits, m, c, v);  // tied decoder
+    result.loss_sum = k::softmax_cross_entropy(I.mlm_logits, batch.mlm_labels.data(), nullptr, 0.0f, m, v);
+    result.count = m;
+  } else {
+    const int labels = config_.num_labels();
+    for (int s = 0; s < b; ++s) {
+      std::memcpy(I.h_cls + int64_t{s} * c, in + int64_t{batch.offsets[s]} * c, sizeof(float) * c);
+    }
+    k::linear_forward(I.h_cls, P + I.pool_w, P + I.pool_b, I.pooled, b, c, c);
+    k::tanh_forward(I.pooled, I.pooled, int64_t{b} * c);
+    std::memcpy(I.pooled_drop, I.pooled, sizeof(float) * b * c);
+    const float p_cls = training ? config_.classifier_dropout_prob() : 0.0f;
+    k::dropout_apply(I.pooled_drop, int64_t{b} * c, p_cls, mix_key(dropout_seed, kNoLayer, kPooled));
+    k::linear_forward(I.pooled_drop, P + I.cls_w, P + I.cls_b, I.cls_logits, b, c, labels);
+    if (!batch.labels.empty()) {
+      result.loss_sum = k::softmax_cross_entropy(I.cls_logits, batch.labels.data(), nullptr, 0.0f, b, labels);
+      result.count = b;
+    }
+  }
+  return result;
+}
+
+void BertModel::backward(float grad_scale) {
+  Impl& I = *impl_;
+  TLM_CHECK(I.batch != nullptr, "backward() called before forward()");
+  const Batch& batch = *I.batch;
+  const int n = I.n, b = I.b, c = config_.hidden_size, f = config_.intermediate_size;
+  const float* P = params_.data();
+  float* G = grads_.data();
+  const float p_hidden = I.training ? config_.hidden_dropout_prob : 0.0f;
+  const float p_attn = I.training ? config_.attention_probs_dropout_prob : 0.0f;
+  const int64_t nc = int64_t{n} * c;
+
+  // Gradient w.r.t. the final hidden states, (n, c), in d0.
+  std::fill(I.d0, I.d0 + nc, 0.0f);
+  if (config_.head == Head::kMaskedLM) {
+    const int m = I.m, v = config_.vocab_size;
+    k::softmax_cross_entropy(I.mlm_logits, batch.mlm_labels.data(), I.mlm_logits, grad_scale, m, v);
+    k::linear_backward(I.mlm_logits, I.t_ln, P + I.word, I.dm1, G + I.word, G + I.dec_b, m, c, v);
+    k::layernorm_backward(I.dm1, I.t_act, I.t_mean, I.t_rstd, P + I.head_ln_g, I.dm2, G + I.head_ln_g,
+                          G + I.head_ln_b, m, c);
+    k::gelu_backward(I.dm2, I.t_pre, I.dm1, int64_t{m} * c);
+    k::linear_backward(I.dm1, I.h_m, P + I.head_w, I.dm2, G + I.head_w, G + I.head_b, m, c, c);
+    for (int i = 0; i < m; ++i) {
+      std::memcpy(I.d0 + int64_t{batch.mlm_positions[i]} * c, I.dm2 + int64_t{i} * c, sizeof(float) * c);
+    }
+  } else {
+    TLM_CHECK(!batch.labels.empty(), "backward() needs labels in the batch");
+    const int labels = config_.num_labels();
+    k::softmax_cross_entropy(I.cls_logits, batch.labels.data(), I.cls_logits, grad_scale, b, labels);
+    k::linear_backward(I.cls_logits, I.pooled_drop, P + I.cls_w, I.dc1, G + I.cls_w, G + I.cls_b, b, c, labels);
+    const float p_cls = I.training ? config_.classifier_dropout_prob() : 0.0f;
+    k::dropout_apply(I.dc1, int64_t{b} * c, p_cls, mix_key(I.seed, kNoLayer, kPooled));
+    k::tanh_backward(I.dc1, I.pooled, I.dc1, int64_t{b} * c);
+    k::linear_backward(I.dc1, I.h_cls, P + I.pool_w, I.dc2, G + I.pool_w, G + I.pool_b, b, c, c);
+    for (int s = 0; s < b; ++s) {
+      std::memcpy(I.d0 + int64_t{batch.offsets[s]} * c, I.dc2 + int64_t{s} * c, sizeof(float) * c);
+    }
+  }
+
+  // Dropout backward is the same mask and scale applied to the gradient; p = 0 uses dy directly.
+  auto through_dropout = [&](const float* dy, float p, uint64_t key) -> const float* {
+    if (p <= 0.0f) return dy;
+    std::memcpy(I.d2, dy, sizeof(float) * nc);
+    k::dropout_apply(I.d2, nc, p, key);
+    return I.d2;
+  };
+
+  for (int l = config_.num_hidden_layers - 1; l >= 0; --l) {
+    const LayerOffsets& o = I.layer_off[l];
+    const LayerActs& A = I.layers[l];
+    const float* in = l == 0 ? I.emb_out : I.layers[l - 1].ln2;
+    // d0: gradient w.r.t. this layer's output (ln2)
+    k::layernorm_backward(I.d0, A.res2, A.ln2_mean, A.ln2_rstd, P + o.ln2_g, I.d1, G + o.ln2_g, G + o.ln2_b, n, c);
+    // d1: d res2 = d ln1 (residual) + d ffn output
+    const float* dffn_out = through_dropout(I.d1, p_hidden, mix_key(I.seed, l, kFfnOutput));
+    k::linear_backward(dffn_out, A.ffn_act, P + o.wo2, I.dffn, G + o.wo2, G + o.bo2, n, f, c);
+    k::gelu_backward(I.dffn, A.ffn_pre, I.dffn, int64_t{n} * f);
+    k::linear_backward(I.dffn, A.ln1, P + o.wi, I.d3, G + o.wi, G + o.bi, n, c, f);
+    k::add_inplace(I.d1, I.d3, nc);  // d1: total gradient w.r.t. ln1
+    k::layernorm_backward(I.d1, A.res1, A.ln1_mean, A.ln1_rstd, P + o.ln1_g, I.d0, G + o.ln1_g, G + o.ln1_b, n, c);
+    // d0: d res1 = d input (residual) + d attention output
+    const float* dattn_out = through_dropout(I.d0, p_hidden, mix_key(I.seed, l, kAttentionOutput));
+    k::linear_backward(dattn_out, A.ctx, P + o.wo, I.d3, G + o.wo, G + o.bo, n, c, c);
+    const k::AttentionShape shape{batch.offsets.data(), b, config_.num_attention_heads, config_.head_dim(), p_attn,
+                                  mix_key(I.seed, l, kAttentionProbs)};
+    k::attention_backward(I.d3, A.qkv, A.probs, I.dqkv, I.att_scratch, shape);
+    k::linear_backward(I.dqkv, in, P + o.wqkv, I.d3, G + o.wqkv, G + o.bqkv, n, c, 3 * c);
+    k::add_inplace(I.d0, I.d3, nc);  // d0: gradient w.r.t. this layer's input
+  }
+
+  k::dropout_apply(I.d0, nc, p_hidden, mix_key(I.seed, kNoLayer, kEmbeddings));
+  k::layernorm_backward(I.d0, I.emb_sum, I.emb_mean, I.emb_rstd, P + I.emb_g, I.d1, G + I.emb_g, G + I.emb_b, n, c);
+  const int32_t* types = batch.type_ids.empty() ? nullptr : batch.type_ids.data();
+  k::embedding_backward(I.d1, batch.ids.data(), I.positions.data(), types, G + I.word, G + I.pos, G + I.type, n, c);
+}
+
+const float* BertModel::logits() const {
+  return config_.head == Head::kMaskedLM ? impl_->mlm_logits : impl_->cls_logits;
+}
+
+const float* BertModel::hidden_states() const {
+  return config_.num_hidden_layers > 0 ? impl_->layers.back().ln2 : impl_->emb_out;
+}
+
+double BertModel::train_flops(const Batch& batch) const {
+  const double n = batch.num_tokens(), c = config_.hidden_size, f = config_.intermediate_size;
+  const double d = config_.head_dim(), heads = config_.num_attention_heads;
+  // A linear layer costs 2*rows*in*out forward and twice that backward (dx and dW).
+  double flops = config_.num_hidden_layers * 6.0 * n * (3 * c * c + c * c + 2 * c * f);
+  double attn = 0;
+  for (int s = 0; s < batch.num_seqs(); ++s) {
+    const double len = batch.offsets[s + 1] - batch.offsets[s];
+    attn += 12.0 * len * len * d * heads;  // 2 GEMMs forward, 4 backward, 2*len*len*d each
+  }
+  flops += config_.num_hidden_layers * attn;
+  if (config_.head == Head::kMaskedLM) {
+    const double m = static_cast<double>(batch.mlm_positions.size());
+    flops += 6.0 * m * (c * c + c * config_.vocab_size);
+  } else {
+    flops += 6.0 * batch.num_seqs() * (c * c + c * config_.num_labels());
+  }
+  return flops;
+}
+
+}  // namespace tlm

@@ -1,0 +1,77 @@
+#include "tlm/params.h"
+
+#include "tlm/check.h"
+
+namespace tlm {
+
+ParamTable::ParamTable(const BertConfig& cfg) {
+  using I = ParamInfo::Init;
+  const int64_t c = cfg.hidden_size, f = cfg.intermediate_size;
+  add("bert.embeddings.word_embeddings.weight", {cfg.vocab_size, c}, I::kNormal);
+  add("bert.embeddings.position_embeddings.weight", {cfg.max_position_embeddings, c}, I::kNormal);
+  add("bert.embeddings.token_type_embeddings.weight", {cfg.type_vocab_size, c}, I::kNormal);
+  add("bert.embeddings.LayerNorm.weight", {c}, I::kOne);
+  add("bert.embeddings.LayerNorm.bias", {c}, I::kZero);
+  for (int l = 0; l < cfg.num_hidden_layers; ++l) {
+    const std::string p = fmt::format("bert.encoder.layer.{}.", l);
+    // query, key and value weights are adjacent, so together they form one (3c, c) matrix and
+    // the projection is a single GEMM; the biases likewise form one (3c) vector.
+    add(p + "attention.self.query.weight", {c, c}, I::kNormal);
+    add(p + "attention.self.key.weight", {c, c}, I::kNormal);
+    add(p + "attention.self.value.weight", {c, c}, I::kNormal);
+    add(p + "attention.self.query.bias", {c}, I::kZero);
+    add(p + "attention.self.key.bias", {c}, I::kZero);
+    add(p + "attention.self.value.bias", {c}, I::kZero);
+    add(p + "attention.output.dense.weight", {c, c}, I::kNormal);
+    add(p + "attention.output.dense.bias", {c}, I::kZero);
+    add(p + "attention.output.LayerNorm.weight", {c}, I::kOne);
+    add(p + "attention.output.LayerNorm.bias", {c}, I::kZero);
+    add(p + "intermediate.dense.weight", {f, c}, I::kNormal);
+    add(p + "intermediate.dense.bias", {f}, I::kZero);
+    add(p + "output.dense.weight", {c, f}, I::kNormal);
+    add(p + "output.dense.bias", {c}, I::kZero);
+    add(p + "output.LayerNorm.weight", {c}, I::kOne);
+    add(p + "output.LayerNorm.bias", {c}, I::kZero);
+  }
+  if (cfg.head == Head::kMaskedLM) {
+    add("cls.predictions.transform.dense.weight", {c, c}, I::kNormal);
+    add("cls.predictions.transform.dense.bias", {c}, I::kZero);
+    add("cls.predictions.transform.LayerNorm.weight", {c}, I::kOne);
+    add("cls.predictions.transform.LayerNorm.bias", {c}, I::kZero);
+    // The decoder weight is tied to the word embeddings (not a tensor of its own, as in HF's
+    // saved files); its bias is cls.predictions.bias.
+    add("cls.predictions.bias", {cfg.vocab_size}, I::kZero);
+  } else {
+    add("bert.pooler.dense.weight", {c, c}, I::kNormal);
+    add("bert.pooler.dense.bias", {c}, I::kZero);
+    add("classifier.weight", {cfg.num_labels(), c}, I::kNormal);
+    add("classifier.bias", {cfg.num_labels()}, I::kZero);
+  }
+}
+
+void ParamTable::add(const std::string& name, std::vector<int64_t> shape, ParamInfo::Init init) {
+  ParamInfo p;
+  p.name = name;
+  p.size = 1;
+  for (int64_t d : shape) p.size *= d;
+  p.shape = std::move(shape);
+  p.offset = total_;
+  p.init = init;
+  total_ += p.size;  // no padding: query/key/value must stay adjacent
+  entries_.push_back(std::move(p));
+}
+
+const ParamInfo* ParamTable::find(const std::string& name) const {
+  for (const auto& e : entries_) {
+    if (e.name == name) return &e;
+  }
+  return nullptr;
+}
+
+const ParamInfo& ParamTable::at(const std::string& name) const {
+  const ParamInfo* p = find(name);
+  if (!p) TLM_FAIL("no parameter named {}", name);
+  return *p;
+}
+
+}  // namespace tlm

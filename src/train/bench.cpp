@@ -1,0 +1,111 @@
+#include "tlm/bench.h"
+
+#include <cblas.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <vector>
+
+#include "tlm/check.h"
+#include "tlm/model.h"
+#include "tlm/optim.h"
+#include "tlm/rng.h"
+
+namespace tlm {
+
+namespace {
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+}  // namespace
+
+double measure_gemm_ceiling_gflops() {
+  const int n = 2048;
+  std::vector<float> a(static_cast<size_t>(n) * n), b(a.size()), c(a.size());
+  Rng rng(7);
+  for (auto& x : a) x = static_cast<float>(rng.uniform() - 0.5);
+  for (auto& x : b) x = static_cast<float>(rng.uniform() - 0.5);
+  double best = 1e30;
+  for (int rep = 0; rep < 4; ++rep) {
+    const auto t0 = std::chrono::steady_clock::now();
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a.data(), n, b.data(), n, 0.0f, c.data(), n);
+    best = std::min(best, seconds_since(t0));
+  }
+  return 2.0 * n * n * n / best / 1e9;
+}
+
+TrainBenchResult run_train_bench(const TrainBenchOptions& opt) {
+  BertConfig cfg = opt.config;
+  cfg.head = opt.mlm ? Head::kMaskedLM : Head::kClassification;
+  if (!opt.mlm) {
+    cfg.labels.clear();
+    for (int i = 0; i < opt.num_labels; ++i) cfg.labels.push_back("label" + std::to_string(i));
+  }
+  cfg.validate();
+  TLM_CHECK(opt.seq_len >= 3 && opt.seq_len <= cfg.max_position_embeddings, "--seq {} must be in 3..{}", opt.seq_len,
+            cfg.max_position_embeddings);
+  TLM_CHECK(opt.batch >= 1 && opt.steps >= 1, "--batch and --steps must be positive");
+  TLM_CHECK(cfg.vocab_size > 1000, "the benchmark draws token ids from 1000..vocab_size; vocab_size {} is too small",
+            cfg.vocab_size);
+
+  // Random full-length sequences: [CLS] random ids [SEP].
+  Rng rng(opt.seed);
+  Batch batch;
+  batch.offsets.push_back(0);
+  const int masked_per_seq = std::max(1, static_cast<int>(std::lround(opt.mask_prob * (opt.seq_len - 2))));
+  for (int s = 0; s < opt.batch; ++s) {
+    const int base = static_cast<int>(batch.ids.size());
+    batch.ids.push_back(cfg.cls_token_id);
+    for (int i = 1; i < opt.seq_len - 1; ++i) batch.ids.push_back(1000 + static_cast<int>(rng.below(cfg.vocab_size - 1000)));
+    batch.ids.push_back(cfg.sep_token_id);
+    batch.offsets.push_back(static_cast<int>(batch.ids.size()));
+    if (opt.mlm) {
+      std::vector<int> cand(opt.seq_len - 2);
+      for (int i = 0; i < opt.seq_len - 2; ++i) cand[i] = base + 1 + i;
+      for (int i = 0; i < masked_per_seq; ++i) {  // partial Fisher-Yates
+        std::swap(cand[i], cand[i + rng.below(cand.size() - i)]);
+        batch.mlm_positions.push_back(cand[i]);
+        batch.mlm_labels.push_back(batch.ids[cand[i]]);
+        batch.ids[cand[i]] = cfg.mask_token_id;
+      }
+    } else {
+      batch.labels.push_back(static_cast<int>(rng.below(opt.num_labels)));
+    }
+  }
+
+  ModelLimits lim{batch.num_tokens(), opt.batch, opt.seq_len, static_cast<int>(batch.mlm_positions.size())};
+  BertModel model(cfg, lim);
+  model.init_weights(opt.seed);
+  AdamW adam(model.table(), AdamWOptions{});
+
+  TrainBenchResult r;
+  r.params = model.num_params();
+  r.threads = omp_get_max_threads();
+  r.flops_per_step = model.train_flops(batch);
+  double total = 0;
+  for (int step = 0; step < opt.warmup_steps + opt.steps; ++step) {
+    const auto t0 = std::chrono::steady_clock::now();
+    model.zero_grad();
+    const ForwardResult f = model.forward(batch, true, opt.seed + step);
+    model.backward(static_cast<float>(1.0 / f.count));
+    clip_grad_norm(model.grads(), model.num_params(), 1.0);
+    adam.step(model.params(), model.grads(), 5e-5);
+    const double dt = seconds_since(t0);
+    if (step == 0) r.first_loss = f.mean_loss();
+    r.last_loss = f.mean_loss();
+    if (step >= opt.warmup_steps) total += dt;
+  }
+  const double per_step = total / opt.steps;
+  r.ms_per_step = per_step * 1e3;
+  r.tokens_per_s = batch.num_tokens() / per_step;
+  r.gflops = r.flops_per_step / per_step / 1e9;
+  r.ceiling_gflops = measure_gemm_ceiling_gflops();
+  r.mfu = r.gflops / r.ceiling_gflops;
+  return r;
+}
+
+}  // namespace tlm

@@ -1,0 +1,35 @@
+// Reading the golden fixtures written by ref/make_golden.py (see that script for what they hold).
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <string>
+#include <vector>
+
+#include "tlm/model.h"
+#include "tlm/safetensors.h"
+
+namespace tlm::testing {
+
+struct Golden {
+  std::string path;
+  SafeTensorsFile file;
+  BertConfig config;
+  nlohmann::json trajectory;
+  Batch batch;  // packed from the padded fixture batch
+  int padded_len = 0;
+};
+
+// Loads a fixture and packs its padded batch (mask 1 = token) into a tlm Batch.
+Golden load_golden(const std::string& path);
+
+// A model sized for the fixture batch, with the fixture's initial weights.
+std::unique_ptr<BertModel> golden_model(const Golden& g);
+
+// Largest |a - b| over the largest |b|: a normwise relative error, robust to entries near 0.
+double rel_error(const float* a, const float* b, int64_t n);
+
+std::string source_dir();
+std::string binary_dir();
+
+}  // namespace tlm::testing

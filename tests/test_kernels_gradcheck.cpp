@@ -1,0 +1,180 @@
+// Finite-difference checks of every backward op in kernels.h (ggml test-backend-ops grad mode):
+// for y = op(x), the scalar L = sum(y * R) with a fixed random R; the op's backward given
+// dy = R must equal (L(x + h) - L(x - h)) / 2h for every input and parameter entry.
+// Tolerance: 1e-2 normwise. The forward is fp32, so L carries ~1e-7 relative rounding that the
+// difference quotient divides by h = 1e-3 (~1e-3 after cancellation); a wrong formula is off by
+// O(1).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <functional>
+#include <vector>
+
+#include "kernels/kernels.h"
+#include "tlm/rng.h"
+
+namespace tlm {
+namespace {
+
+namespace k = kernels;
+
+std::vector<float> random_vec(int64_t n, uint64_t seed, double scale = 1.0) {
+  Rng rng(seed);
+  std::vector<float> v(n);
+  for (auto& x : v) x = static_cast<float>(rng.normal() * scale);
+  return v;
+}
+
+double dot(const std::vector<float>& a, const std::vector<float>& b) {
+  double s = 0;
+  for (size_t i = 0; i < a.size(); ++i) s += static_cast<double>(a[i]) * b[i];
+  return s;
+}
+
+// Compares `analytic` with central differences of loss() w.r.t. every entry of x.
+void expect_gradient(const char* what, const std::function<double()>& loss, std::vector<float>& x,
+                     const std::vector<float>& analytic, double h = 1e-3, double tol = 1e-2) {
+  ASSERT_EQ(x.size(), analytic.size()) << what;
+  double max_diff = 0, max_ref = 0;
+  for (size_t i = 0; i < x.size(); ++i) {
+    const float saved = x[i];
+    x[i] = saved + static_cast<float>(h);
+    const double up = loss();
+    x[i] = saved - static_cast<float>(h);
+    const double down = loss();
+    x[i] = saved;
+    const double numeric = (up - down) / (2 * h);
+    max_diff = std::max(max_diff, std::fabs(numeric - analytic[i]));
+    max_ref = std::max(max_ref, std::fabs(numeric));
+  }
+  EXPECT_GT(max_ref, 0.0) << what << ": the gradient is identically zero, nothing was checked";
+  EXPECT_LE(max_diff, tol * max_ref) << what << ": max |numeric - analytic| " << max_diff << " vs max " << max_ref;
+}
+
+TEST(GradCheck, Linear) {
+  const int n = 5, in = 7, out = 6;
+  auto x = random_vec(n * in, 1), w = random_vec(out * in, 2), b = random_vec(out, 3), r = random_vec(n * out, 4);
+  std::vector<float> y(n * out);
+  auto loss = [&] {
+    k::linear_forward(x.data(), w.data(), b.data(), y.data(), n, in, out);
+    return dot(y, r);
+  };
+  std::vector<float> dx(n * in), dw(out * in, 0.0f), db(out, 0.0f);
+  k::linear_backward(r.data(), x.data(), w.data(), dx.data(), dw.data(), db.data(), n, in, out);
+  expect_gradient("linear dx", loss, x, dx);
+  expect_gradient("linear dw", loss, w, dw);
+  expect_gradient("linear db", loss, b, db);
+}
+
+TEST(GradCheck, LinearAccumulatesIntoParameterGradients) {
+  const int n = 3, in = 4, out = 2;
+  auto x = random_vec(n * in, 1), w = random_vec(out * in, 2), r = random_vec(n * out, 4);
+  std::vector<float> dw1(out * in, 0.0f), db1(out, 0.0f), dw2(out * in, 0.0f), db2(out, 0.0f);
+  k::linear_backward(r.data(), x.data(), w.data(), nullptr, dw1.data(), db1.data(), n, in, out);
+  k::linear_backward(r.data(), x.data(), w.data(), nullptr, dw2.data(), db2.data(), n, in, out);
+  k::linear_backward(r.data(), x.data(), w.data(), nullptr, dw2.data(), db2.data(), n, in, out);
+  for (int i = 0; i < out * in; ++i) EXPECT_FLOAT_EQ(dw2[i], 2 * dw1[i]);
+  for (int i = 0; i < out; ++i) EXPECT_FLOAT_EQ(db2[i], 2 * db1[i]);
+}
+
+TEST(GradCheck, LayerNorm) {
+  const int n = 4, c = 9;
+  auto x = random_vec(n * c, 5, 2.0), g = random_vec(c, 6), b = random_vec(c, 7), r = random_vec(n * c, 8);
+  std::vector<float> y(n * c), mean(n), rstd(n);
+  auto loss = [&] {
+    k::layernorm_forward(x.data(), g.data(), b.data(), y.data(), mean.data(), rstd.data(), n, c, 1e-12f);
+    return dot(y, r);
+  };
+  loss();
+  std::vector<float> dx(n * c), dg(c, 0.0f), dbeta(c, 0.0f);
+  k::layernorm_backward(r.data(), x.data(), mean.data(), rstd.data(), g.data(), dx.data(), dg.data(), dbeta.data(), n,
+                        c);
+  expect_gradient("layernorm dx", loss, x, dx);
+  expect_gradient("layernorm dgamma", loss, g, dg);
+  expect_gradient("layernorm dbeta", loss, b, dbeta);
+}
+
+TEST(GradCheck, GeluAndTanh) {
+  const int n = 40;
+  auto x = random_vec(n, 9, 2.0), r = random_vec(n, 10);
+  std::vector<float> y(n), dx(n);
+  auto gelu_loss = [&] {
+    k::gelu_forward(x.data(), y.data(), n);
+    return dot(y, r);
+  };
+  k::gelu_backward(r.data(), x.data(), dx.data(), n);
+  expect_gradient("gelu", gelu_loss, x, dx);
+  auto tanh_loss = [&] {
+    k::tanh_forward(x.data(), y.data(), n);
+    return dot(y, r);
+  };
+  tanh_loss();
+  k::tanh_backward(r.data(), y.data(), dx.data(), n);
+  expect_gradient("tanh", tanh_loss, x, dx);
+}
+
+TEST(GradCheck, Dropout) {
+  const int n = 64;
+  auto x = random_vec(n, 11), r = random_vec(n, 12);
+  const uint64_t key = mix_key(5, 1, 2);
+  std::vector<float> y(n);
+  auto loss = [&] {
+    y = x;
+    k::dropout_apply(y.data(), n, 0.3f, key);
+    return dot(y, r);
+  };
+  std::vector<float> dx = r;  // backward: the same mask and scale applied to dy
+  k::dropout_apply(dx.data(), n, 0.3f, key);
+  expect_gradient("dropout", loss, x, dx);
+}
+
+TEST(GradCheck, Embeddings) {
+  const int n = 6, c = 5, vocab = 4, npos = 7, ntype = 2;
+  const std::vector<int32_t> ids{1, 3, 1, 0, 2, 1}, pos{0, 1, 2, 0, 1, 2}, types{0, 0, 1, 1, 0, 1};
+  auto word = random_vec(vocab * c, 13), p = random_vec(npos * c, 14), t = random_vec(ntype * c, 15),
+       r = random_vec(n * c, 16);
+  std::vector<float> y(n * c);
+  auto loss = [&] {
+    k::embedding_forward(ids.data(), pos.data(), types.data(), word.data(), p.data(), t.data(), y.data(), n, c);
+    return dot(y, r);
+  };
+  std::vector<float> dword(vocab * c, 0.0f), dpos(npos * c, 0.0f), dtype(ntype * c, 0.0f);
+  k::embedding_backward(r.data(), ids.data(), pos.data(), types.data(), dword.data(), dpos.data(), dtype.data(), n, c);
+  expect_gradient("embedding dword", loss, word, dword);
+  expect_gradient("embedding dpos", loss, p, dpos);
+  expect_gradient("embedding dtype", loss, t, dtype);
+}
+
+void check_attention(float dropout_p) {
+  const std::vector<int32_t> offsets{0, 5, 8, 14};  // three sequences of 5, 3 and 6 tokens
+  const int heads = 2, d = 3, c = heads * d, n = offsets.back();
+  const k::AttentionShape shape{offsets.data(), 3, heads, d, dropout_p, mix_key(3, 4, 5)};
+  auto qkv = random_vec(n * 3 * c, 17), r = random_vec(n * c, 18);
+  std::vector<float> probs(k::attention_probs_size(shape)), ctx(n * c);
+  std::vector<float> scratch(k::attention_scratch_size(6, 256));
+  auto loss = [&] {
+    k::attention_forward(qkv.data(), probs.data(), ctx.data(), scratch.data(), shape);
+    return dot(ctx, r);
+  };
+  loss();
+  std::vector<float> dqkv(n * 3 * c);
+  k::attention_backward(r.data(), qkv.data(), probs.data(), dqkv.data(), scratch.data(), shape);
+  expect_gradient(dropout_p > 0 ? "attention with dropout dqkv" : "attention dqkv", loss, qkv, dqkv);
+}
+
+TEST(GradCheck, Attention) { check_attention(0.0f); }
+TEST(GradCheck, AttentionWithDropout) { check_attention(0.25f); }
+
+TEST(GradCheck, SoftmaxCrossEntropy) {
+  const int m = 4, kk = 7;
+  auto logits = random_vec(m * kk, 19, 3.0);
+  const std::vector<int32_t> labels{2, 0, -100, 6};  // -100: ignored row
+  auto loss = [&] { return k::softmax_cross_entropy(logits.data(), labels.data(), nullptr, 0.0f, m, kk); };
+  std::vector<float> dl(m * kk);
+  k::softmax_cross_entropy(logits.data(), labels.data(), dl.data(), 1.0f, m, kk);
+  for (int j = 0; j < kk; ++j) EXPECT_EQ(dl[2 * kk + j], 0.0f) << "ignored row must have no gradient";
+  expect_gradient("cross-entropy dlogits", loss, logits, dl);
+}
+
+}  // namespace
+}  // namespace tlm

@@ -1,0 +1,238 @@
+// Model-level properties: determinism, gradient accumulation, dropout, impossible configs.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+
+#include "test_helpers.h"
+#include "kernels/kernels.h"
+#include "tlm/check.h"
+#include "tlm/optim.h"
+
+namespace tlm::testing {
+namespace {
+
+// Trains `steps` AdamW steps with dropout on; returns the final parameters.
+std::vector<float> train_steps(const BertConfig& cfg, const Batch& batch, int steps) {
+  BertModel model(cfg, limits_for(batch, 16));
+  model.init_weights(42);
+  AdamW adam(model.table(), AdamWOptions{.lr = 1e-3});
+  for (int s = 0; s < steps; ++s) {
+    model.zero_grad();
+    const ForwardResult f = model.forward(batch, true, 1000 + s);
+    model.backward(static_cast<float>(1.0 / f.count));
+    clip_grad_norm(model.grads(), model.num_params(), 1.0);
+    adam.step(model.params(), model.grads(), 1e-3);
+  }
+  return {model.params(), model.params() + model.num_params()};
+}
+
+TEST(Model, SameSeedAndThreadsGiveBitIdenticalWeights) {
+  for (Head head : {Head::kMaskedLM, Head::kClassification}) {
+    const BertConfig cfg = small_config(head);
+    const Batch batch = random_batch(cfg, {16, 9, 12, 5}, 7);
+    const auto a = train_steps(cfg, batch, 5);
+    const auto b = train_steps(cfg, batch, 5);
+    ASSERT_EQ(a.size(), b.size());
+    EXPECT_TRUE(bit_identical(a.data(), b.data(), static_cast<int64_t>(a.size())));
+    // ... and the steps really changed something, so the comparison is not vacuous.
+    BertModel fresh(cfg, limits_for(batch, 16));
+    fresh.init_weights(42);
+    EXPECT_FALSE(bit_identical(a.data(), fresh.params(), fresh.num_params()));
+  }
+}
+
+TEST(Model, AccumulatingMicroBatchesEqualsOneBatch) {
+  for (Head head : {Head::kMaskedLM, Head::kClassification}) {
+    BertConfig cfg = small_config(head);
+    cfg.hidden_dropout_prob = cfg.attention_probs_dropout_prob = 0.0f;  // masks depend on packing
+    const Batch full = random_batch(cfg, {16, 9, 12, 5, 7, 11}, 3);
+    // Split into micro-batches of 2, 1 and 3 sequences.
+    std::vector<Batch> parts;
+    for (auto [s0, s1] : {std::pair{0, 2}, std::pair{2, 3}, std::pair{3, 6}}) {
+      Batch p;
+      p.offsets.push_back(0);
+      const int t0 = full.offsets[s0], t1 = full.offsets[s1];
+      p.ids.assign(full.ids.begin() + t0, full.ids.begin() + t1);
+      for (int s = s0; s < s1; ++s) p.offsets.push_back(full.offsets[s + 1] - t0);
+      for (size_t i = 0; i < full.mlm_positions.size(); ++i) {
+        if (full.mlm_positions[i] >= t0 && full.mlm_positions[i] < t1) {
+          p.mlm_positions.push_back(full.mlm_positions[i] - t0);
+          p.mlm_labels.push_back(full.mlm_labels[i]);
+        }
+      }
+      if (!full.labels.empty()) p.labels.assign(full.labels.begin() + s0, full.labels.begin() + s1);
+      parts.push_back(p);
+    }
+    BertModel one(cfg, limits_for(full, 16)), acc(cfg, limits_for(full, 16));
+    one.init_weights(5);
+    acc.init_weights(5);
+    one.zero_grad();
+    const ForwardResult f = one.forward(full, true, 9);
+    one.backward(static_cast<float>(1.0 / f.count));
+    acc.zero_grad();
+    double loss_sum = 0;
+    for (const Batch& p : parts) {
+      loss_sum += acc.forward(p, true, 9).loss_sum;
+      acc.backward(static_cast<float>(1.0 / f.count));  // normalised by the whole batch's targets
+    }
+    EXPECT_NEAR(loss_sum, f.loss_sum, 1e-5 * f.loss_sum);
+    double max_diff = 0, max_ref = 0;
+    for (int64_t i = 0; i < one.num_params(); ++i) {
+      max_diff = std::max(max_diff, static_cast<double>(std::fabs(one.grads()[i] - acc.grads()[i])));
+      max_ref = std::max(max_ref, static_cast<double>(std::fabs(one.grads()[i])));
+    }
+    EXPECT_GT(max_ref, 0.0);
+    EXPECT_LE(max_diff, 1e-5 * max_ref);
+  }
+}
+
+TEST(Model, DropoutIsSeededAndOnlyInTraining) {
+  const BertConfig cfg = small_config(Head::kMaskedLM);
+  const Batch batch = random_batch(cfg, {16, 10}, 1);
+  BertModel model(cfg, limits_for(batch, 16));
+  model.init_weights(1);
+  const double eval1 = model.forward(batch, false, 1).loss_sum;
+  const double eval2 = model.forward(batch, false, 2).loss_sum;
+  const double train1 = model.forward(batch, true, 1).loss_sum;
+  const double train1_again = model.forward(batch, true, 1).loss_sum;
+  const double train2 = model.forward(batch, true, 2).loss_sum;
+  EXPECT_EQ(eval1, eval2);
+  EXPECT_EQ(train1, train1_again);
+  EXPECT_NE(train1, eval1);
+  EXPECT_NE(train1, train2);
+}
+
+TEST(Model, DropoutKeepsTheRightShareAndScale) {
+  std::vector<float> x(200000, 1.0f);
+  kernels::dropout_apply(x.data(), static_cast<int64_t>(x.size()), 0.1f, mix_key(1, 2, 3));
+  int64_t kept = 0;
+  double sum = 0;
+  for (float v : x) {
+    if (v != 0.0f) {
+      ++kept;
+      EXPECT_FLOAT_EQ(v, 1.0f / 0.9f);
+    }
+    sum += v;
+  }
+  const double share = static_cast<double>(kept) / x.size();
+  EXPECT_NEAR(share, 0.9, 0.004);  // ~6 standard deviations of a binomial share at n = 2e5
+  EXPECT_NEAR(sum / x.size(), 1.0, 0.005);
+}
+
+TEST(Model, InitFollowsHuggingFace) {
+  const BertConfig cfg = small_config(Head::kClassification);
+  BertModel model(cfg, {8, 1, 8, 1});
+  model.init_weights(3);
+  for (const auto& e : model.table().entries()) {
+    const float* p = model.params() + e.offset;
+    if (e.name.find("LayerNorm.weight") != std::string::npos) {
+      for (int64_t i = 0; i < e.size; ++i) ASSERT_EQ(p[i], 1.0f) << e.name;
+    } else if (e.name.ends_with("bias")) {
+      for (int64_t i = 0; i < e.size; ++i) ASSERT_EQ(p[i], 0.0f) << e.name;
+    } else if (e.size > 500) {
+      double s = 0, s2 = 0;
+      for (int64_t i = 0; i < e.size; ++i) {
+        s += p[i];
+        s2 += double{p[i]} * p[i];
+      }
+      const double mean = s / e.size, sd = std::sqrt(s2 / e.size - mean * mean);
+      EXPECT_NEAR(sd, cfg.initializer_range, 0.15 * cfg.initializer_range) << e.name;
+      EXPECT_NEAR(mean, 0.0, 0.2 * cfg.initializer_range) << e.name;
+    }
+  }
+  const float* pad = model.param("bert.embeddings.word_embeddings.weight") + cfg.pad_token_id * cfg.hidden_size;
+  for (int i = 0; i < cfg.hidden_size; ++i) EXPECT_EQ(pad[i], 0.0f) << "padding row must be zero";
+}
+
+void expect_invalid(BertConfig cfg, const std::string& fragment) {
+  try {
+    cfg.validate();
+    FAIL() << "config accepted, expected an error mentioning: " << fragment;
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
+  }
+}
+
+TEST(Config, ImpossibleConfigsAreClearErrors) {
+  BertConfig c = small_config(Head::kMaskedLM);
+  c.hidden_size = 25;
+  expect_invalid(c, "hidden_size = 25 is not divisible by num_attention_heads = 3");
+  c = small_config(Head::kMaskedLM);
+  c.num_hidden_layers = 0;
+  expect_invalid(c, "num_hidden_layers = 0");
+  c = small_config(Head::kMaskedLM);
+  c.vocab_size = 50;
+  expect_invalid(c, "vocab_size = 50 is smaller than the special token ids");
+  c = small_config(Head::kMaskedLM);
+  c.hidden_act = "relu";
+  expect_invalid(c, "hidden_act");
+  c = small_config(Head::kClassification);
+  c.labels = {"only"};
+  expect_invalid(c, "at least 2 labels");
+  c = small_config(Head::kMaskedLM);
+  c.hidden_dropout_prob = 1.0f;
+  expect_invalid(c, "hidden_dropout_prob");
+}
+
+TEST(Config, HuggingFaceJsonRoundTrip) {
+  BertConfig c = small_config(Head::kClassification);
+  c.classifier_dropout = 0.2f;
+  const BertConfig back = BertConfig::from_hf_json(c.to_hf_json(), "test");
+  EXPECT_EQ(back.to_hf_json(), c.to_hf_json());
+  EXPECT_EQ(back.labels, c.labels);
+  EXPECT_EQ(c.to_hf_json()["architectures"][0], "BertForSequenceClassification");
+  EXPECT_EQ(c.to_hf_json()["id2label"]["1"], "b");
+}
+
+TEST(Model, OversizedBatchIsAClearError) {
+  const BertConfig cfg = small_config(Head::kMaskedLM);
+  const Batch small = random_batch(cfg, {8}, 1);
+  const Batch big = random_batch(cfg, {8, 8}, 1);
+  BertModel model(cfg, limits_for(small, 8));
+  model.init_weights(1);
+  EXPECT_THROW(model.forward(big, false, 0), Error);
+  Batch bad = small;
+  bad.ids[2] = cfg.vocab_size;
+  try {
+    model.forward(bad, false, 0);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("outside the vocabulary"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Optim, LinearScheduleMatchesHuggingFace) {
+  EXPECT_EQ(linear_schedule(0, 2, 10), 0.0);
+  EXPECT_EQ(linear_schedule(1, 2, 10), 0.5);
+  EXPECT_EQ(linear_schedule(2, 2, 10), 1.0);
+  EXPECT_EQ(linear_schedule(6, 2, 10), 0.5);
+  EXPECT_EQ(linear_schedule(10, 2, 10), 0.0);
+  EXPECT_EQ(linear_schedule(0, 0, 4), 1.0);
+}
+
+TEST(Optim, NoDecayParametersAreExcluded) {
+  const BertConfig cfg = small_config(Head::kClassification);
+  BertModel model(cfg, {8, 1, 8, 1});
+  model.init_weights(1);
+  model.zero_grad();  // zero gradients: only weight decay moves a parameter
+  AdamW adam(model.table(), AdamWOptions{.lr = 0.1, .weight_decay = 0.5, .no_decay = {"bias", "LayerNorm.weight"}});
+  const float before_w = model.param("classifier.weight")[0];
+  const float before_ln = model.param("bert.embeddings.LayerNorm.weight")[0];
+  adam.step(model.params(), model.grads(), 0.1);
+  EXPECT_FLOAT_EQ(model.param("classifier.weight")[0], before_w * (1.0f - 0.1f * 0.5f));
+  EXPECT_EQ(model.param("bert.embeddings.LayerNorm.weight")[0], before_ln);
+}
+
+TEST(Optim, ClipGradNormScalesToMaxNorm) {
+  std::vector<float> g{3.0f, 4.0f};
+  EXPECT_DOUBLE_EQ(clip_grad_norm(g.data(), 2, 1.0), 5.0);
+  EXPECT_NEAR(std::sqrt(g[0] * g[0] + g[1] * g[1]), 1.0, 1e-6);
+  std::vector<float> small{0.3f, 0.4f};
+  clip_grad_norm(small.data(), 2, 1.0);
+  EXPECT_EQ(small[0], 0.3f);
+}
+
+}  // namespace
+}  // namespace tlm::testing

@@ -1,0 +1,23 @@
+// tlm: the one command-line program.
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+
+#include "cli/commands.h"
+#include "tlm/check.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"tlm: tiny language models (BERT-style encoders, pre-training, fine-tuning, committees)"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "tlm " TLM_VERSION);
+  tlm::cli::add_bench_command(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const tlm::Error& e) {
+    std::fprintf(stderr, "tlm: error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
