@@ -16,6 +16,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <ostream>
 
 #include "golden_fixture.h"
 #include "tlm/optim.h"
@@ -28,6 +29,8 @@ struct Case {
   bool generated;  // wide: written by ref/make_golden.py at test time
   double tol;
 };
+
+void PrintTo(const Case& c, std::ostream* os) { *os << c.file; }
 
 std::string fixture_path(const Case& c) {
   return (c.generated ? binary_dir() + "/golden/" : source_dir() + "/tests/golden/") + c.file;

@@ -1,0 +1,234 @@
+// Checkpoints: round trips, exact resume, and every way a file can be wrong.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "golden_fixture.h"
+#include "test_helpers.h"
+#include "tlm/check.h"
+#include "tlm/checkpoint.h"
+#include "tlm/file_io.h"
+
+namespace tlm::testing {
+namespace {
+
+namespace fs = std::filesystem;
+
+class CheckpointTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / fmt::format("tlm_ckpt_{}_{}", ::getpid(),
+                                                    ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+  std::string path(const std::string& name) const { return (dir_ / name).string(); }
+
+  // Expects `fn` to throw a tlm::Error whose message contains every fragment.
+  template <typename Fn>
+  void expect_error(Fn fn, std::initializer_list<std::string> fragments) {
+    try {
+      fn();
+      FAIL() << "no error thrown";
+    } catch (const Error& e) {
+      for (const auto& f : fragments) EXPECT_NE(std::string(e.what()).find(f), std::string::npos) << e.what();
+    }
+  }
+
+  fs::path dir_;
+};
+
+TEST_F(CheckpointTest, ModelRoundTripIsExact) {
+  for (Head head : {Head::kMaskedLM, Head::kClassification}) {
+    const BertConfig cfg = small_config(head);
+    BertModel a(cfg, {16, 2, 16, 4});
+    a.init_weights(11);
+    save_model(path("m"), a);
+    const BertConfig back = load_config(path("m"));
+    EXPECT_EQ(back.head, head);
+    BertModel b(back, {16, 2, 16, 4});
+    load_model_weights(b, path("m"), LoadMode::kExact);
+    EXPECT_TRUE(bit_identical(a.params(), b.params(), a.num_params()));
+    // The tied decoder is not stored twice, as in HF's own files.
+    const auto file = read_safetensors(path("m/model.safetensors"));
+    EXPECT_EQ(file.tensors.count("cls.predictions.decoder.weight"), 0u);
+    EXPECT_EQ(file.metadata.at("format"), "pt");
+  }
+}
+
+TEST_F(CheckpointTest, EncoderOnlyLoadKeepsFreshHeads) {
+  const BertConfig mlm = small_config(Head::kMaskedLM);
+  BertModel pre(mlm, {16, 2, 16, 4});
+  pre.init_weights(1);
+  save_model(path("pre"), pre);
+  BertConfig cls_cfg = mlm;
+  cls_cfg.head = Head::kClassification;
+  cls_cfg.labels = {"x", "y"};
+  BertModel cls(cls_cfg, {16, 2, 16, 4});
+  cls.init_weights(2);
+  const std::vector<float> pooler(cls.param("bert.pooler.dense.weight"),
+                                  cls.param("bert.pooler.dense.weight") + 24 * 24);
+  load_model_weights(cls, path("pre"), LoadMode::kEncoderOnly);
+  const auto& e = cls.table().at("bert.encoder.layer.1.output.dense.weight");
+  EXPECT_TRUE(bit_identical(cls.params() + e.offset, pre.param(e.name), e.size));
+  EXPECT_TRUE(bit_identical(cls.param("bert.pooler.dense.weight"), pooler.data(), 24 * 24));
+  // An exact load of an MLM file into a classifier names the missing head tensor.
+  expect_error([&] { load_model_weights(cls, path("pre"), LoadMode::kExact); },
+               {"missing tensor", "bert.pooler.dense.weight"});
+}
+
+TEST_F(CheckpointTest, MissingAndMisshapedTensorsAreNamed) {
+  const BertConfig cfg = small_config(Head::kMaskedLM);
+  BertModel m(cfg, {16, 2, 16, 4});
+  m.init_weights(1);
+  save_model(path("m"), m);
+  SafeTensorsFile file = read_safetensors(path("m/model.safetensors"));
+
+  SafeTensorsFile missing = file;
+  missing.tensors.erase("bert.encoder.layer.1.intermediate.dense.bias");
+  expect_error([&] { load_weights(m, missing, "f", LoadMode::kExact); },
+               {"missing tensor", "bert.encoder.layer.1.intermediate.dense.bias"});
+
+  SafeTensorsFile misshaped = file;
+  misshaped.tensors["bert.encoder.layer.0.output.dense.weight"].shape = {40, 24};
+  expect_error([&] { load_weights(m, misshaped, "f", LoadMode::kExact); },
+               {"bert.encoder.layer.0.output.dense.weight", "shape [40, 24]", "expects [24, 40]"});
+
+  SafeTensorsFile wrong_dtype = file;
+  wrong_dtype.tensors["cls.predictions.bias"].dtype = "I32";
+  expect_error([&] { load_weights(m, wrong_dtype, "f", LoadMode::kExact); }, {"cls.predictions.bias", "dtype I32"});
+
+  SafeTensorsFile extra = file;
+  extra.tensors["bert.encoder.layer.7.output.dense.weight"] = file.tensors.begin()->second;
+  expect_error([&] { load_weights(m, extra, "f", LoadMode::kExact); },
+               {"unexpected tensor", "bert.encoder.layer.7.output.dense.weight"});
+}
+
+TEST_F(CheckpointTest, TruncatedOrForeignFilesAreClearErrors) {
+  const BertConfig cfg = small_config(Head::kMaskedLM);
+  BertModel m(cfg, {16, 2, 16, 4});
+  m.init_weights(1);
+  save_model(path("m"), m);
+  const std::string good = read_file(path("m/model.safetensors"));
+
+  write_file_atomic(path("short"), good.substr(0, 5));
+  expect_error([&] { read_safetensors(path("short")); }, {"short", "shorter than the 8-byte header length"});
+
+  write_file_atomic(path("cut_header"), good.substr(0, 100));
+  expect_error([&] { read_safetensors(path("cut_header")); }, {"cut_header", "runs past the end of the file"});
+
+  write_file_atomic(path("cut_data"), good.substr(0, good.size() - 10));
+  expect_error([&] { read_safetensors(path("cut_data")); }, {"cut_data", "outside the", "truncated"});
+
+  write_file_atomic(path("foreign"), std::string("PK\x03\x04 this is a zip file, not tensors at all........"));
+  expect_error([&] { read_safetensors(path("foreign")); }, {"foreign", "not a valid safetensors file"});
+
+  std::string bad_json = good;
+  bad_json[9] = '!';
+  write_file_atomic(path("bad_json"), bad_json);
+  expect_error([&] { read_safetensors(path("bad_json")); }, {"bad_json", "header is not JSON"});
+
+  expect_error([&] { read_safetensors(path("does_not_exist")); }, {"does_not_exist", "cannot open"});
+  expect_error([&] { load_config(path("nowhere")); }, {"config.json", "cannot open"});
+}
+
+TEST_F(CheckpointTest, ExactResumeGivesBitIdenticalWeights) {
+  const BertConfig cfg = small_config(Head::kMaskedLM);
+  const Batch batch = random_batch(cfg, {16, 11, 7}, 5);
+  const ModelLimits lim = limits_for(batch, 16);
+  const int total = 8, split = 3;
+  auto step = [&](BertModel& m, AdamW& opt, int s) {
+    m.zero_grad();
+    const ForwardResult f = m.forward(batch, true, 500 + s);
+    m.backward(static_cast<float>(1.0 / f.count));
+    clip_grad_norm(m.grads(), m.num_params(), 1.0);
+    opt.step(m.params(), m.grads(), 1e-3 * linear_schedule(s, 2, total));
+  };
+  BertModel straight(cfg, lim);
+  straight.init_weights(8);
+  AdamW opt_straight(straight.table(), AdamWOptions{.lr = 1e-3});
+  for (int s = 0; s < total; ++s) step(straight, opt_straight, s);
+
+  {
+    BertModel first(cfg, lim);
+    first.init_weights(8);
+    AdamW opt(first.table(), AdamWOptions{.lr = 1e-3});
+    for (int s = 0; s < split; ++s) step(first, opt, s);
+    save_model(path("ckpt"), first);
+    save_optimizer(path("ckpt"), opt, first.table());
+  }
+  BertModel resumed(load_config(path("ckpt")), lim);
+  load_model_weights(resumed, path("ckpt"), LoadMode::kExact);
+  AdamW opt(resumed.table(), AdamWOptions{.lr = 1e-3});
+  load_optimizer(path("ckpt"), opt, resumed.table());
+  EXPECT_EQ(opt.steps_taken(), split);
+  for (int s = split; s < total; ++s) step(resumed, opt, s);
+  EXPECT_TRUE(bit_identical(straight.params(), resumed.params(), straight.num_params()));
+}
+
+TEST_F(CheckpointTest, OptimizerStateOfAnotherVersionIsRefused) {
+  const BertConfig cfg = small_config(Head::kMaskedLM);
+  BertModel m(cfg, {16, 2, 16, 4});
+  AdamW opt(m.table(), AdamWOptions{});
+  save_optimizer(path("o"), opt, m.table());
+  SafeTensorsFile f = read_safetensors(path("o/optimizer.safetensors"));
+  f.metadata["version"] = "99";
+  write_safetensors(path("o/optimizer.safetensors"), f);
+  expect_error([&] { load_optimizer(path("o"), opt, m.table()); }, {"version 99 is not supported"});
+}
+
+}  // namespace
+}  // namespace tlm::testing
+
+namespace tlm::testing {
+namespace {
+
+// A tlm checkpoint loads with a strict state-dict load into the PyTorch mirror of HF BERT and
+// gives the same logits: the names, shapes, layout and config.json are Hugging Face's.
+TEST_F(CheckpointTest, LoadsStrictlyInThePyTorchMirrorWithTheSameLogits) {
+  for (Head head : {Head::kMaskedLM, Head::kClassification}) {
+    const BertConfig cfg = small_config(head);
+    const std::vector<int> lengths{14, 9, 5};
+    const Batch batch = random_batch(cfg, lengths, 21);
+    BertModel model(cfg, limits_for(batch, 16));
+    model.init_weights(77);
+    save_model(path("ckpt"), model);
+    model.forward(batch, false, 0);
+    // The padded form of the batch, as HF takes it.
+    const int rows = 3, cols = 14;
+    std::vector<int32_t> ids(rows * cols, 0), mask(rows * cols, 0), types(rows * cols, 0), mrow, mcol;
+    for (int r = 0; r < rows; ++r) {
+      for (int t = 0; t < lengths[r]; ++t) {
+        ids[r * cols + t] = batch.ids[batch.offsets[r] + t];
+        mask[r * cols + t] = 1;
+      }
+    }
+    for (int p : batch.mlm_positions) {
+      int r = 0;
+      while (p >= batch.offsets[r + 1]) ++r;
+      mrow.push_back(r);
+      mcol.push_back(p - batch.offsets[r]);
+    }
+    SafeTensorsFile inputs;
+    inputs.add_i32("input.ids", {rows, cols}, ids.data());
+    inputs.add_i32("input.mask", {rows, cols}, mask.data());
+    inputs.add_i32("input.type_ids", {rows, cols}, types.data());
+    if (head == Head::kMaskedLM) {
+      const int64_t m = static_cast<int64_t>(mrow.size());
+      inputs.add_i32("input.mlm_rows", {m}, mrow.data());
+      inputs.add_i32("input.mlm_cols", {m}, mcol.data());
+      inputs.add_f32("expected.logits", {m, cfg.vocab_size}, model.logits());
+    } else {
+      inputs.add_f32("expected.logits", {rows, cfg.num_labels()}, model.logits());
+    }
+    write_safetensors(path("inputs.safetensors"), inputs);
+    const std::string cmd = fmt::format("/usr/bin/python3 {}/ref/check_checkpoint.py {} {}", source_dir(),
+                                        path("ckpt"), path("inputs.safetensors"));
+    EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  }
+}
+
+}  // namespace
+}  // namespace tlm::testing

@@ -1,0 +1,63 @@
+// A training step allocates nothing: every buffer is sized once when the model is built.
+// This file replaces the global operator new for the test binary and counts calls while armed.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <new>
+#include <vector>
+
+#include "test_helpers.h"
+#include "tlm/optim.h"
+
+namespace {
+std::atomic<bool> g_armed{false};
+std::atomic<long> g_allocations{0};
+}  // namespace
+
+void* operator new(std::size_t size) {
+  if (g_armed.load(std::memory_order_relaxed)) g_allocations.fetch_add(1, std::memory_order_relaxed);
+  if (void* p = std::malloc(size ? size : 1)) return p;
+  throw std::bad_alloc();
+}
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+
+namespace tlm::testing {
+namespace {
+
+TEST(NoAllocation, CounterSeesAllocations) {
+  g_allocations = 0;
+  g_armed = true;
+  auto* v = new std::vector<int>(100);
+  g_armed = false;
+  delete v;
+  EXPECT_GE(g_allocations.load(), 1) << "the counting operator new is not in effect";
+}
+
+TEST(NoAllocation, TrainingStepAllocatesNothing) {
+  for (Head head : {Head::kMaskedLM, Head::kClassification}) {
+    const BertConfig cfg = small_config(head);
+    const Batch batch = random_batch(cfg, {16, 12, 9}, 3);
+    BertModel model(cfg, limits_for(batch, 16));
+    model.init_weights(1);
+    AdamW adam(model.table(), AdamWOptions{});
+    auto step = [&] {
+      model.zero_grad();
+      const ForwardResult f = model.forward(batch, true, 7);
+      model.backward(static_cast<float>(1.0 / f.count));
+      clip_grad_norm(model.grads(), model.num_params(), 1.0);
+      adam.step(model.params(), model.grads(), 1e-4);
+    };
+    step();  // let OpenMP and OpenBLAS set up their thread pools first
+    g_allocations = 0;
+    g_armed = true;
+    step();
+    step();
+    g_armed = false;
+    EXPECT_EQ(g_allocations.load(), 0) << "operator new called inside a training step";
+  }
+}
+
+}  // namespace
+}  // namespace tlm::testing
