@@ -4,6 +4,8 @@
 // Sequences are packed: batch rows are concatenated without padding, and attention stays inside
 // each sequence. This equals HF with an attention mask exactly (padded keys get probability 0
 // there, and padded positions never reach the loss), and it skips all work on padding.
+// The last layer computes its output only at the rows the head reads ([CLS], or the masked
+// positions); keys and values still come from every row, so loss and gradients are unchanged.
 #pragma once
 
 #include <cstdint>
@@ -76,9 +78,6 @@ class BertModel {
   // Logits of the last forward: MLM (m, vocab) at the masked positions in batch order;
   // classification (b, num_labels).
   const float* logits() const;
-  // Final hidden states of the last forward, (n, hidden).
-  const float* hidden_states() const;
-
   // Floating-point operations of one forward+backward on `batch` as this engine computes it.
   double train_flops(const Batch& batch) const;
 

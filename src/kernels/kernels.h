@@ -46,27 +46,32 @@ void embedding_backward(const float* dout, const int32_t* ids, const int32_t* po
                         float* dword, float* dpos, float* dtype, int n, int c);
 
 // ---- multi-head self-attention over packed variable-length sequences ----
-// Sequence s holds rows [offsets[s], offsets[s+1]) of the packed token dim; tokens only attend
-// within their own sequence, which equals Hugging Face's additive padding mask exactly (masked
-// keys get probability exp(finfo.min) == 0 there).
-// qkv (n, 3c) as [q | k | v] per row, head h uses columns [h*d, (h+1)*d) of each part;
-// probs: sum_s heads * len_s^2 floats, (s, head, i, j) blocks in sequence order, post-softmax,
-// before dropout; ctx (n, c) overwritten. dropout_key: attention-prob dropout (p = 0: none).
+// Sequence s has key/value rows [kv_offsets[s], kv_offsets[s+1]) and query rows
+// [q_offsets[s], q_offsets[s+1]) (the same rows in a full layer; a subset of them when only some
+// positions' outputs are needed, e.g. the last layer under a [CLS] or masked-token head).
+// Tokens attend only within their own sequence, which equals Hugging Face's additive padding
+// mask exactly (masked keys get probability exp(finfo.min) == 0 there).
+// q: rows of q_stride floats, head h in columns [h*d, (h+1)*d); k, v likewise with kv_stride.
+// probs: sum_s heads * qlen_s * kvlen_s floats, (s, head, i, j) blocks in sequence order,
+// post-softmax, before dropout. ctx (num_q_rows, heads*d) overwritten.
 struct AttentionShape {
-  const int32_t* offsets;  // (num_seqs + 1)
+  const int32_t* q_offsets;   // (num_seqs + 1)
+  const int32_t* kv_offsets;  // (num_seqs + 1)
   int num_seqs;
   int heads;
   int head_dim;
+  int q_stride;   // floats between query rows (3c inside a fused qkv buffer)
+  int kv_stride;  // floats between key (and value) rows
   float dropout_p;
   uint64_t dropout_key;
 };
 int64_t attention_probs_size(const AttentionShape& shape);
-// scratch: attention_scratch_size(max_len, threads) floats (used only with dropout).
-void attention_forward(const float* qkv, float* probs, float* ctx, float* scratch, const AttentionShape& shape);
-// dctx (n, c), qkv (n, 3c), probs as saved; dqkv (n, 3c) overwritten.
-// scratch: max_len^2 floats per thread (attention_scratch_size).
-void attention_backward(const float* dctx, const float* qkv, const float* probs, float* dqkv, float* scratch,
-                        const AttentionShape& shape);
+// scratch: attention_scratch_size(max_len, threads) floats.
+void attention_forward(const float* q, const float* k, const float* v, float* probs, float* ctx, float* scratch,
+                       const AttentionShape& shape);
+// dctx (num_q_rows, c); dq, dk, dv overwritten, with the strides of q, k, v.
+void attention_backward(const float* dctx, const float* q, const float* k, const float* v, const float* probs,
+                        float* dq, float* dk, float* dv, float* scratch, const AttentionShape& shape);
 int64_t attention_scratch_size(int max_len, int threads);
 
 // ---- softmax cross-entropy, fused ----

@@ -31,9 +31,11 @@ struct LayerOffsets {
 
 // Saved activations of one layer, each sized for limits.max_tokens rows.
 struct LayerActs {
-  float* qkv;               // (n, 3c)
+  float* qkv;               // (n, 3c); in the last layer (n, 2c): keys and values only
+  float* q;                 // last layer only: (r, c) queries of the selected rows
   float* probs;             // attention probabilities, sum_s heads * len_s^2
-  float* ctx;               // (n, c) attention context before the output projection
+  float* ctx;               // (rows, c) attention context before the output projection; rows = n, or r in
+                            // the last layer (as for every tensor below)
   float* res1;              // (n, c) input of the first LayerNorm
   float* ln1;               // (n, c)
   float *ln1_mean, *ln1_rstd;  // (n)
@@ -54,7 +56,14 @@ struct BertModel::Impl {
   int64_t pool_w, pool_b, cls_w, cls_b;                 // classification
 
   std::vector<float> acts;  // one buffer for every activation and backward scratch
-  std::vector<int32_t> positions, gather_rows;
+  std::vector<int32_t> positions;  // (n) position id of every token
+  // The last layer is computed only at the r "selected" rows whose output reaches the loss
+  // ([CLS] rows, or masked rows), in token order; keys and values still use every row.
+  std::vector<std::pair<int32_t, int32_t>> sel_pairs;  // (r) (token row, head target), sorted
+  std::vector<int32_t> sel_rows;     // (r) token rows, ascending
+  std::vector<int32_t> sel_offsets;  // (b + 1) selected rows per sequence
+  std::vector<int32_t> head_rows;    // (targets) selected-row index of each head target
+  float *in_sel, *dq_sel, *d_sel;    // (r, c) last layer input rows, query gradient, scratch
   float *emb_sum, *emb_out, *emb_mean, *emb_rstd;
   std::vector<LayerActs> layers;
   float *d0, *d1, *d2, *d3, *dqkv, *dffn, *att_scratch;
@@ -67,8 +76,27 @@ struct BertModel::Impl {
   const Batch* batch = nullptr;
   bool training = false;
   uint64_t seed = 0;
-  int n = 0, b = 0, m = 0;
+  int n = 0, b = 0, m = 0, r = 0;
+
+  // Selects the rows of the last layer from `targets` (token rows, any order, unique).
+  void select_rows(const int32_t* targets, int count, const Batch& batch);
 };
+
+void BertModel::Impl::select_rows(const int32_t* targets, int count, const Batch& batch) {
+  r = count;
+  for (int i = 0; i < count; ++i) sel_pairs[i] = {targets[i], i};
+  std::sort(sel_pairs.begin(), sel_pairs.begin() + count);  // in place: no allocation
+  int s = 0;
+  sel_offsets[0] = 0;
+  for (int i = 0; i < count; ++i) {
+    TLM_CHECK(i == 0 || sel_pairs[i].first != sel_pairs[i - 1].first, "masked position {} appears twice",
+              sel_pairs[i].first);
+    sel_rows[i] = sel_pairs[i].first;
+    head_rows[sel_pairs[i].second] = i;
+    while (sel_rows[i] >= batch.offsets[s + 1]) sel_offsets[++s] = i;
+  }
+  while (s < batch.num_seqs()) sel_offsets[++s] = count;
+}
 
 BertModel::BertModel(const BertConfig& config, const ModelLimits& limits)
     : config_(config), limits_(limits), table_(config), impl_(std::make_unique<Impl>()) {
@@ -130,9 +158,11 @@ BertModel::BertModel(const BertConfig& config, const ModelLimits& limits)
   want(&I.emb_out, n * c);
   want(&I.emb_mean, n);
   want(&I.emb_rstd, n);
+  const int64_t r = std::max<int64_t>(m, b);  // selected rows of the last layer
   I.layers.resize(config.num_hidden_layers);
   for (auto& L : I.layers) {
     want(&L.qkv, n * 3 * c);
+    want(&L.q, &L == &I.layers.back() ? r * c : 0);
     want(&L.probs, probs);
     want(&L.ctx, n * c);
     want(&L.res1, n * c);
@@ -148,6 +178,7 @@ BertModel::BertModel(const BertConfig& config, const ModelLimits& limits)
   }
   for (float** d : {&I.d0, &I.d1, &I.d2, &I.d3}) want(d, n * c);
   want(&I.dqkv, n * 3 * c);
+  for (float** p : {&I.in_sel, &I.dq_sel, &I.d_sel}) want(p, r * c);
   want(&I.dffn, n * f);
   want(&I.att_scratch, k::attention_scratch_size(limits.max_seq_len, omp_get_max_threads()));
   if (config.head == Head::kMaskedLM) {
@@ -168,7 +199,10 @@ BertModel::BertModel(const BertConfig& config, const ModelLimits& limits)
     total += count;
   }
   I.positions.resize(n);
-  I.gather_rows.resize(std::max<int64_t>(m, b));
+  I.sel_pairs.resize(r);
+  I.sel_rows.resize(r);
+  I.head_rows.resize(r);
+  I.sel_offsets.resize(b + 1);
 }
 
 BertModel::~BertModel() = default;
@@ -246,62 +280,87 @@ ForwardResult BertModel::forward(const Batch& batch, bool training, uint64_t dro
   I.training = training;
   I.seed = dropout_seed;
   const int n = batch.num_tokens(), b = batch.num_seqs();
-  const int c = config_.hidden_size, f = config_.intermediate_size;
+  const int c = config_.hidden_size, f = config_.intermediate_size, layers = config_.num_hidden_layers;
+  const float eps = config_.layer_norm_eps;
   I.n = n;
   I.b = b;
   const float* P = params_.data();
   const float p_hidden = training ? config_.hidden_dropout_prob : 0.0f;
   const float p_attn = training ? config_.attention_probs_dropout_prob : 0.0f;
+  const bool mlm = config_.head == Head::kMaskedLM;
 
   for (int s = 0; s < b; ++s) {
     for (int i = batch.offsets[s]; i < batch.offsets[s + 1]; ++i) I.positions[i] = i - batch.offsets[s];
   }
+  if (mlm) {
+    I.m = static_cast<int>(batch.mlm_positions.size());
+    I.select_rows(batch.mlm_positions.data(), I.m, batch);
+  } else {
+    I.select_rows(batch.offsets.data(), b, batch);  // the [CLS] row of every sequence
+  }
+
   const int32_t* types = batch.type_ids.empty() ? nullptr : batch.type_ids.data();
   k::embedding_forward(batch.ids.data(), I.positions.data(), types, P + I.word, P + I.pos, P + I.type, I.emb_sum, n, c);
-  k::layernorm_forward(I.emb_sum, P + I.emb_g, P + I.emb_b, I.emb_out, I.emb_mean, I.emb_rstd, n, c,
-                       config_.layer_norm_eps);
+  k::layernorm_forward(I.emb_sum, P + I.emb_g, P + I.emb_b, I.emb_out, I.emb_mean, I.emb_rstd, n, c, eps);
   k::dropout_apply(I.emb_out, int64_t{n} * c, p_hidden, mix_key(dropout_seed, kNoLayer, kEmbeddings));
 
   const float* in = I.emb_out;
-  for (int l = 0; l < config_.num_hidden_layers; ++l) {
+  for (int l = 0; l < layers; ++l) {
     const LayerOffsets& o = I.layer_off[l];
     LayerActs& A = I.layers[l];
-    k::linear_forward(in, P + o.wqkv, P + o.bqkv, A.qkv, n, c, 3 * c);
-    const k::AttentionShape shape{batch.offsets.data(), b, config_.num_attention_heads, config_.head_dim(), p_attn,
-                                  mix_key(dropout_seed, l, kAttentionProbs)};
-    k::attention_forward(A.qkv, A.probs, A.ctx, I.att_scratch, shape);
-    k::linear_forward(A.ctx, P + o.wo, P + o.bo, A.res1, n, c, c);
-    k::dropout_apply(A.res1, int64_t{n} * c, p_hidden, mix_key(dropout_seed, l, kAttentionOutput));
-    k::add_inplace(A.res1, in, int64_t{n} * c);
-    k::layernorm_forward(A.res1, P + o.ln1_g, P + o.ln1_b, A.ln1, A.ln1_mean, A.ln1_rstd, n, c, config_.layer_norm_eps);
-    k::linear_forward(A.ln1, P + o.wi, P + o.bi, A.ffn_pre, n, c, f);
-    k::gelu_forward(A.ffn_pre, A.ffn_act, int64_t{n} * f);
-    k::linear_forward(A.ffn_act, P + o.wo2, P + o.bo2, A.res2, n, f, c);
-    k::dropout_apply(A.res2, int64_t{n} * c, p_hidden, mix_key(dropout_seed, l, kFfnOutput));
-    k::add_inplace(A.res2, A.ln1, int64_t{n} * c);
-    k::layernorm_forward(A.res2, P + o.ln2_g, P + o.ln2_b, A.ln2, A.ln2_mean, A.ln2_rstd, n, c, config_.layer_norm_eps);
+    const bool last = l == layers - 1;
+    const int rows = last ? I.r : n;  // rows whose output this layer computes
+    const float* resid = in;          // (rows, c) residual input
+    k::AttentionShape shape{batch.offsets.data(), batch.offsets.data(), b, config_.num_attention_heads,
+                            config_.head_dim(), 3 * c, 3 * c, p_attn, mix_key(dropout_seed, l, kAttentionProbs)};
+    const float *q = A.qkv, *kk = A.qkv + c, *v = A.qkv + 2 * c;
+    if (last) {
+      for (int i = 0; i < rows; ++i) {
+        std::memcpy(I.in_sel + int64_t{i} * c, in + int64_t{I.sel_rows[i]} * c, sizeof(float) * c);
+      }
+      resid = I.in_sel;
+      k::linear_forward(I.in_sel, P + o.wqkv, P + o.bqkv, A.q, rows, c, c);  // query rows of (3c, c)
+      k::linear_forward(in, P + o.wqkv + int64_t{c} * c, P + o.bqkv + c, A.qkv, n, c, 2 * c);  // keys, values
+      q = A.q;
+      kk = A.qkv;
+      v = A.qkv + c;
+      shape.q_offsets = I.sel_offsets.data();
+      shape.q_stride = c;
+      shape.kv_stride = 2 * c;
+    } else {
+      k::linear_forward(in, P + o.wqkv, P + o.bqkv, A.qkv, n, c, 3 * c);
+    }
+    k::attention_forward(q, kk, v, A.probs, A.ctx, I.att_scratch, shape);
+    const int64_t rc = int64_t{rows} * c;
+    k::linear_forward(A.ctx, P + o.wo, P + o.bo, A.res1, rows, c, c);
+    k::dropout_apply(A.res1, rc, p_hidden, mix_key(dropout_seed, l, kAttentionOutput));
+    k::add_inplace(A.res1, resid, rc);
+    k::layernorm_forward(A.res1, P + o.ln1_g, P + o.ln1_b, A.ln1, A.ln1_mean, A.ln1_rstd, rows, c, eps);
+    k::linear_forward(A.ln1, P + o.wi, P + o.bi, A.ffn_pre, rows, c, f);
+    k::gelu_forward(A.ffn_pre, A.ffn_act, int64_t{rows} * f);
+    k::linear_forward(A.ffn_act, P + o.wo2, P + o.bo2, A.res2, rows, f, c);
+    k::dropout_apply(A.res2, rc, p_hidden, mix_key(dropout_seed, l, kFfnOutput));
+    k::add_inplace(A.res2, A.ln1, rc);
+    k::layernorm_forward(A.res2, P + o.ln2_g, P + o.ln2_b, A.ln2, A.ln2_mean, A.ln2_rstd, rows, c, eps);
     in = A.ln2;
   }
+  // `in` now holds the final hidden states of the selected rows, (r, c).
 
   ForwardResult result;
-  if (config_.head == Head::kMaskedLM) {
-    const int m = static_cast<int>(batch.mlm_positions.size()), v = config_.vocab_size;
-    I.m = m;
+  if (mlm) {
+    const int m = I.m, v = config_.vocab_size;
     for (int i = 0; i < m; ++i) {
-      std::memcpy(I.h_m + int64_t{i} * c, in + int64_t{batch.mlm_positions[i]} * c, sizeof(float) * c);
+      std::memcpy(I.h_m + int64_t{i} * c, in + int64_t{I.head_rows[i]} * c, sizeof(float) * c);
     }
     k::linear_forward(I.h_m, P + I.head_w, P + I.head_b, I.t_pre, m, c, c);
     k::gelu_forward(I.t_pre, I.t_act, int64_t{m} * c);
-    k::layernorm_forward(I.t_act, P + I.head_ln_g, P + I.head_ln_b, I.t_ln, I.t_mean, I.t_rstd, m, c,
-                         config_.layer_norm_eps);
+    k::layernorm_forward(I.t_act, P + I.head_ln_g, P + I.head_ln_b, I.t_ln, I.t_mean, I.t_rstd, m, c, eps);
     k::linear_forward(I.t_ln, P + I.word, P + I.dec_b, I.mlm_logits, m, c, v);  // tied decoder
     result.loss_sum = k::softmax_cross_entropy(I.mlm_logits, batch.mlm_labels.data(), nullptr, 0.0f, m, v);
     result.count = m;
   } else {
     const int labels = config_.num_labels();
-    for (int s = 0; s < b; ++s) {
-      std::memcpy(I.h_cls + int64_t{s} * c, in + int64_t{batch.offsets[s]} * c, sizeof(float) * c);
-    }
+    std::memcpy(I.h_cls, in, sizeof(float) * b * c);  // selected rows are the [CLS] rows in order
     k::linear_forward(I.h_cls, P + I.pool_w, P + I.pool_b, I.pooled, b, c, c);
     k::tanh_forward(I.pooled, I.pooled, int64_t{b} * c);
     std::memcpy(I.pooled_drop, I.pooled, sizeof(float) * b * c);
@@ -321,14 +380,13 @@ void BertModel::backward(float grad_scale) {
   TLM_CHECK(I.batch != nullptr, "backward() called before forward()");
   const Batch& batch = *I.batch;
   const int n = I.n, b = I.b, c = config_.hidden_size, f = config_.intermediate_size;
+  const int layers = config_.num_hidden_layers;
   const float* P = params_.data();
   float* G = grads_.data();
   const float p_hidden = I.training ? config_.hidden_dropout_prob : 0.0f;
   const float p_attn = I.training ? config_.attention_probs_dropout_prob : 0.0f;
-  const int64_t nc = int64_t{n} * c;
 
-  // Gradient w.r.t. the final hidden states, (n, c), in d0.
-  std::fill(I.d0, I.d0 + nc, 0.0f);
+  // d0: gradient w.r.t. the final hidden states of the selected rows, (r, c).
   if (config_.head == Head::kMaskedLM) {
     const int m = I.m, v = config_.vocab_size;
     k::softmax_cross_entropy(I.mlm_logits, batch.mlm_labels.data(), I.mlm_logits, grad_scale, m, v);
@@ -338,7 +396,7 @@ void BertModel::backward(float grad_scale) {
     k::gelu_backward(I.dm2, I.t_pre, I.dm1, int64_t{m} * c);
     k::linear_backward(I.dm1, I.h_m, P + I.head_w, I.dm2, G + I.head_w, G + I.head_b, m, c, c);
     for (int i = 0; i < m; ++i) {
-      std::memcpy(I.d0 + int64_t{batch.mlm_positions[i]} * c, I.dm2 + int64_t{i} * c, sizeof(float) * c);
+      std::memcpy(I.d0 + int64_t{I.head_rows[i]} * c, I.dm2 + int64_t{i} * c, sizeof(float) * c);
     }
   } else {
     TLM_CHECK(!batch.labels.empty(), "backward() needs labels in the batch");
@@ -348,43 +406,63 @@ void BertModel::backward(float grad_scale) {
     const float p_cls = I.training ? config_.classifier_dropout_prob() : 0.0f;
     k::dropout_apply(I.dc1, int64_t{b} * c, p_cls, mix_key(I.seed, kNoLayer, kPooled));
     k::tanh_backward(I.dc1, I.pooled, I.dc1, int64_t{b} * c);
-    k::linear_backward(I.dc1, I.h_cls, P + I.pool_w, I.dc2, G + I.pool_w, G + I.pool_b, b, c, c);
-    for (int s = 0; s < b; ++s) {
-      std::memcpy(I.d0 + int64_t{batch.offsets[s]} * c, I.dc2 + int64_t{s} * c, sizeof(float) * c);
-    }
+    k::linear_backward(I.dc1, I.h_cls, P + I.pool_w, I.d0, G + I.pool_w, G + I.pool_b, b, c, c);
   }
 
   // Dropout backward is the same mask and scale applied to the gradient; p = 0 uses dy directly.
-  auto through_dropout = [&](const float* dy, float p, uint64_t key) -> const float* {
+  auto through_dropout = [&](const float* dy, int64_t count, float p, uint64_t key) -> const float* {
     if (p <= 0.0f) return dy;
-    std::memcpy(I.d2, dy, sizeof(float) * nc);
-    k::dropout_apply(I.d2, nc, p, key);
+    std::memcpy(I.d2, dy, sizeof(float) * count);
+    k::dropout_apply(I.d2, count, p, key);
     return I.d2;
   };
 
-  for (int l = config_.num_hidden_layers - 1; l >= 0; --l) {
+  for (int l = layers - 1; l >= 0; --l) {
     const LayerOffsets& o = I.layer_off[l];
     const LayerActs& A = I.layers[l];
-    const float* in = l == 0 ? I.emb_out : I.layers[l - 1].ln2;
-    // d0: gradient w.r.t. this layer's output (ln2)
-    k::layernorm_backward(I.d0, A.res2, A.ln2_mean, A.ln2_rstd, P + o.ln2_g, I.d1, G + o.ln2_g, G + o.ln2_b, n, c);
+    const bool last = l == layers - 1;
+    const int rows = last ? I.r : n;
+    const int64_t rc = int64_t{rows} * c;
+    const float* in = l == 0 ? I.emb_out : I.layers[l - 1].ln2;  // (n, c)
+    // d0: gradient w.r.t. this layer's output (ln2), (rows, c)
+    k::layernorm_backward(I.d0, A.res2, A.ln2_mean, A.ln2_rstd, P + o.ln2_g, I.d1, G + o.ln2_g, G + o.ln2_b, rows, c);
     // d1: d res2 = d ln1 (residual) + d ffn output
-    const float* dffn_out = through_dropout(I.d1, p_hidden, mix_key(I.seed, l, kFfnOutput));
-    k::linear_backward(dffn_out, A.ffn_act, P + o.wo2, I.dffn, G + o.wo2, G + o.bo2, n, f, c);
-    k::gelu_backward(I.dffn, A.ffn_pre, I.dffn, int64_t{n} * f);
-    k::linear_backward(I.dffn, A.ln1, P + o.wi, I.d3, G + o.wi, G + o.bi, n, c, f);
-    k::add_inplace(I.d1, I.d3, nc);  // d1: total gradient w.r.t. ln1
-    k::layernorm_backward(I.d1, A.res1, A.ln1_mean, A.ln1_rstd, P + o.ln1_g, I.d0, G + o.ln1_g, G + o.ln1_b, n, c);
+    const float* dffn_out = through_dropout(I.d1, rc, p_hidden, mix_key(I.seed, l, kFfnOutput));
+    k::linear_backward(dffn_out, A.ffn_act, P + o.wo2, I.dffn, G + o.wo2, G + o.bo2, rows, f, c);
+    k::gelu_backward(I.dffn, A.ffn_pre, I.dffn, int64_t{rows} * f);
+    k::linear_backward(I.dffn, A.ln1, P + o.wi, I.d3, G + o.wi, G + o.bi, rows, c, f);
+    k::add_inplace(I.d1, I.d3, rc);  // d1: total gradient w.r.t. ln1
+    k::layernorm_backward(I.d1, A.res1, A.ln1_mean, A.ln1_rstd, P + o.ln1_g, I.d0, G + o.ln1_g, G + o.ln1_b, rows, c);
     // d0: d res1 = d input (residual) + d attention output
-    const float* dattn_out = through_dropout(I.d0, p_hidden, mix_key(I.seed, l, kAttentionOutput));
-    k::linear_backward(dattn_out, A.ctx, P + o.wo, I.d3, G + o.wo, G + o.bo, n, c, c);
-    const k::AttentionShape shape{batch.offsets.data(), b, config_.num_attention_heads, config_.head_dim(), p_attn,
-                                  mix_key(I.seed, l, kAttentionProbs)};
-    k::attention_backward(I.d3, A.qkv, A.probs, I.dqkv, I.att_scratch, shape);
-    k::linear_backward(I.dqkv, in, P + o.wqkv, I.d3, G + o.wqkv, G + o.bqkv, n, c, 3 * c);
-    k::add_inplace(I.d0, I.d3, nc);  // d0: gradient w.r.t. this layer's input
+    const float* dattn_out = through_dropout(I.d0, rc, p_hidden, mix_key(I.seed, l, kAttentionOutput));
+    k::linear_backward(dattn_out, A.ctx, P + o.wo, I.d3, G + o.wo, G + o.bo, rows, c, c);  // d3: d ctx
+    k::AttentionShape shape{batch.offsets.data(), batch.offsets.data(), b, config_.num_attention_heads,
+                            config_.head_dim(), 3 * c, 3 * c, p_attn, mix_key(I.seed, l, kAttentionProbs)};
+    if (last) {
+      shape.q_offsets = I.sel_offsets.data();
+      shape.q_stride = c;
+      shape.kv_stride = 2 * c;
+      // dqkv holds d(keys, values) as (n, 2c); dq_sel the query gradient (r, c).
+      k::attention_backward(I.d3, A.q, A.qkv, A.qkv + c, A.probs, I.dq_sel, I.dqkv, I.dqkv + c, I.att_scratch,
+                            shape);
+      k::linear_backward(I.dq_sel, I.in_sel, P + o.wqkv, I.d_sel, G + o.wqkv, G + o.bqkv, rows, c, c);
+      k::add_inplace(I.d_sel, I.d0, rc);  // + the residual path
+      k::linear_backward(I.dqkv, in, P + o.wqkv + int64_t{c} * c, I.d0, G + o.wqkv + int64_t{c} * c, G + o.bqkv + c,
+                         n, c, 2 * c);  // d0: (n, c) from keys and values
+      for (int i = 0; i < rows; ++i) {
+        float* dst = I.d0 + int64_t{I.sel_rows[i]} * c;
+        const float* src = I.d_sel + int64_t{i} * c;
+        for (int j = 0; j < c; ++j) dst[j] += src[j];
+      }
+    } else {
+      k::attention_backward(I.d3, A.qkv, A.qkv + c, A.qkv + 2 * c, A.probs, I.dqkv, I.dqkv + c, I.dqkv + 2 * c,
+                            I.att_scratch, shape);
+      k::linear_backward(I.dqkv, in, P + o.wqkv, I.d3, G + o.wqkv, G + o.bqkv, n, c, 3 * c);
+      k::add_inplace(I.d0, I.d3, int64_t{n} * c);  // d0: gradient w.r.t. this layer's input
+    }
   }
 
+  const int64_t nc = int64_t{n} * c;
   k::dropout_apply(I.d0, nc, p_hidden, mix_key(I.seed, kNoLayer, kEmbeddings));
   k::layernorm_backward(I.d0, I.emb_sum, I.emb_mean, I.emb_rstd, P + I.emb_g, I.d1, G + I.emb_g, G + I.emb_b, n, c);
   const int32_t* types = batch.type_ids.empty() ? nullptr : batch.type_ids.data();
@@ -395,23 +473,24 @@ const float* BertModel::logits() const {
   return config_.head == Head::kMaskedLM ? impl_->mlm_logits : impl_->cls_logits;
 }
 
-const float* BertModel::hidden_states() const {
-  return config_.num_hidden_layers > 0 ? impl_->layers.back().ln2 : impl_->emb_out;
-}
-
 double BertModel::train_flops(const Batch& batch) const {
   const double n = batch.num_tokens(), c = config_.hidden_size, f = config_.intermediate_size;
   const double d = config_.head_dim(), heads = config_.num_attention_heads;
   // A linear layer costs 2*rows*in*out forward and twice that backward (dx and dW).
-  double flops = config_.num_hidden_layers * 6.0 * n * (3 * c * c + c * c + 2 * c * f);
-  double attn = 0;
+  // The last layer computes queries, attention output and FFN only at the r selected rows.
+  const double m = static_cast<double>(batch.mlm_positions.size());
+  const double r = config_.head == Head::kMaskedLM ? m : batch.num_seqs();
+  const int full_layers = config_.num_hidden_layers - 1;
+  double flops = full_layers * 6.0 * n * (3 * c * c + c * c + 2 * c * f);
+  flops += 6.0 * (n * 2 * c * c + r * (c * c + c * c + 2 * c * f));
+  double attn_full = 0, attn_last = 0;
   for (int s = 0; s < batch.num_seqs(); ++s) {
     const double len = batch.offsets[s + 1] - batch.offsets[s];
-    attn += 12.0 * len * len * d * heads;  // 2 GEMMs forward, 4 backward, 2*len*len*d each
+    attn_full += 12.0 * len * len * d * heads;  // 2 GEMMs forward, 4 backward, 2*len*len*d each
   }
-  flops += config_.num_hidden_layers * attn;
+  attn_last = attn_full * r / std::max(1.0, n);  // on average r/n of the query rows
+  flops += full_layers * attn_full + attn_last;
   if (config_.head == Head::kMaskedLM) {
-    const double m = static_cast<double>(batch.mlm_positions.size());
     flops += 6.0 * m * (c * c + c * config_.vocab_size);
   } else {
     flops += 6.0 * batch.num_seqs() * (c * c + c * config_.num_labels());
