@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "core/parallel.h"
+#include "kernels/cpu/vec_math.h"
 #include "kernels/kernels.h"
 #include "tlm/rng.h"
 
@@ -59,15 +60,9 @@ void attention_forward(const float* q, const float* k, const float* v, float* pr
                 nk);
     for (int i = 0; i < nq; ++i) {
       float* row = p + static_cast<int64_t>(i) * nk;
-      float mx = row[0];
-      for (int j = 1; j < nk; ++j) mx = std::max(mx, row[j]);
-      float sum = 0;
-      for (int j = 0; j < nk; ++j) {
-        row[j] = std::exp(row[j] - mx);
-        sum += row[j];
-      }
-      const float inv = 1.0f / sum;
-      for (int j = 0; j < nk; ++j) row[j] *= inv;
+      float mx;
+      const double sum = row_exp_sum(row, nk, &mx);
+      row_exp_scaled(row, row, nk, mx, static_cast<float>(1.0 / sum));
     }
     const float* use = p;
     if (a.dropout_p > 0.0f) {

@@ -1,18 +1,17 @@
 #include <cmath>
 
 #include "core/parallel.h"
+#include "kernels/cpu/vec_math.h"
 #include "kernels/kernels.h"
 
 namespace tlm::kernels {
 
 namespace {
 
-// Row max and log-sum-exp of one row (k values), accumulated in double.
-double row_logsumexp(const float* row, int k, float& mx) {
-  mx = row[0];
-  for (int j = 1; j < k; ++j) mx = std::max(mx, row[j]);
-  double sum = 0;
-  for (int j = 0; j < k; ++j) sum += std::exp(static_cast<double>(row[j] - mx));
+// Log-sum-exp of one row (k values), the sum accumulated in double.
+double row_logsumexp(const float* row, int k) {
+  float mx;
+  const double sum = row_exp_sum(row, k, &mx);
   return mx + std::log(sum);
 }
 
@@ -34,12 +33,10 @@ double softmax_cross_entropy(const float* logits, const int32_t* labels, float* 
         if (drow) std::fill(drow, drow + k, 0.0f);
         continue;
       }
-      float mx;
-      const double lse = row_logsumexp(row, k, mx);
+      const double lse = row_logsumexp(row, k);
       mine += lse - row[label];
       if (drow) {
-        const float lse_f = static_cast<float>(lse);
-        for (int j = 0; j < k; ++j) drow[j] = scale * std::exp(row[j] - lse_f);
+        row_exp_scaled(row, drow, k, static_cast<float>(lse), scale);
         drow[label] -= scale;
       }
     }
@@ -55,9 +52,7 @@ void softmax_rows(const float* logits, float* probs, int m, int k) {
   for (int i = 0; i < m; ++i) {
     const float* row = logits + static_cast<int64_t>(i) * k;
     float* out = probs + static_cast<int64_t>(i) * k;
-    float mx;
-    const float lse = static_cast<float>(row_logsumexp(row, k, mx));
-    for (int j = 0; j < k; ++j) out[j] = std::exp(row[j] - lse);
+    row_exp_scaled(row, out, k, static_cast<float>(row_logsumexp(row, k)), 1.0f);
   }
 }
 

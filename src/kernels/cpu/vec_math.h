@@ -1,0 +1,88 @@
+// Float math written with GCC vector extensions so it compiles to SIMD on any x86-64 level
+// (no libm calls inside hot loops), and the row kernels built on it. Each row kernel is
+// compiled for x86-64-v4 (AVX-512), v3 (AVX2) and baseline (GCC target_clones: the loader picks
+// the one for the running CPU), so no global -march is needed.
+#pragma once
+
+#include <bit>
+#include <cstdint>
+#include <cstring>
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define TLM_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define TLM_CLONES
+#endif
+
+// The 8-wide helpers below are always inlined into the row kernels, so the vector-ABI note GCC
+// gives for 32-byte vectors in baseline (SSE) code does not apply (-Wno-psabi in cmake/).
+namespace tlm::kernels {
+
+using f32x8 = float __attribute__((vector_size(32)));
+using i32x8 = int32_t __attribute__((vector_size(32)));
+using f64x8 = double __attribute__((vector_size(64)));
+
+[[gnu::always_inline]] inline int32_t to_int(float x) { return static_cast<int32_t>(x); }
+[[gnu::always_inline]] inline i32x8 to_int(f32x8 x) { return __builtin_convertvector(x, i32x8); }
+[[gnu::always_inline]] inline float from_bits(int32_t b) { return std::bit_cast<float>(b); }
+[[gnu::always_inline]] inline f32x8 from_bits(i32x8 b) { return reinterpret_cast<f32x8>(b); }
+
+// exp(x) in float, within 2 ulp on [-87, 88] (Cody-Waite reduction, degree-7 Taylor polynomial);
+// clamps outside that range (exp(-87.3) ~ 1e-38 stands for 0 where a softmax underflows).
+// V is float or f32x8.
+template <typename V>
+[[gnu::always_inline]] inline V exp_approx(V x) {
+  x = x < -87.3f ? V{} - 87.3f : x;
+  x = x > 88.0f ? V{} + 88.0f : x;
+  const float magic = 12582912.0f;  // 1.5 * 2^23: adding and subtracting it rounds to an integer
+  const V n = (x * 1.44269504088896341f + magic) - magic;
+  const V r = (x - n * 0.693145751953125f) - n * 1.428606765330187045e-6f;
+  V p = V{} + 1.0f / 5040.0f;
+  p = p * r + 1.0f / 720.0f;
+  p = p * r + 1.0f / 120.0f;
+  p = p * r + 1.0f / 24.0f;
+  p = p * r + 1.0f / 6.0f;
+  p = p * r + 0.5f;
+  p = p * r + 1.0f;
+  p = p * r + 1.0f;
+  return p * from_bits((to_int(n) + 127) << 23);
+}
+
+[[gnu::always_inline]] inline f32x8 load8(const float* p) {
+  f32x8 v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+[[gnu::always_inline]] inline void store8(float* p, f32x8 v) { std::memcpy(p, &v, sizeof(v)); }
+
+// Row statistics for a softmax: the max of row[0..k) and sum(exp(row - max)), summed in double.
+TLM_CLONES inline double row_exp_sum(const float* row, int k, float* max_out) {
+  float mx = row[0];
+  int j = 0;
+  if (k >= 8) {
+    f32x8 vmx = load8(row);
+    for (j = 8; j + 8 <= k; j += 8) {
+      const f32x8 v = load8(row + j);
+      vmx = v > vmx ? v : vmx;
+    }
+    for (int t = 0; t < 8; ++t) mx = vmx[t] > mx ? vmx[t] : mx;
+  }
+  for (; j < k; ++j) mx = row[j] > mx ? row[j] : mx;
+  f64x8 acc{};
+  j = 0;
+  for (; j + 8 <= k; j += 8) acc += __builtin_convertvector(exp_approx(load8(row + j) - mx), f64x8);
+  double sum = 0;
+  for (; j < k; ++j) sum += exp_approx(row[j] - mx);
+  for (int t = 0; t < 8; ++t) sum += acc[t];
+  *max_out = mx;
+  return sum;
+}
+
+// out[j] = scale * exp(row[j] - shift) for j < k (out may alias row).
+TLM_CLONES inline void row_exp_scaled(const float* row, float* out, int k, float shift, float scale) {
+  int j = 0;
+  for (; j + 8 <= k; j += 8) store8(out + j, scale * exp_approx(load8(row + j) - shift));
+  for (; j < k; ++j) out[j] = scale * exp_approx(row[j] - shift);
+}
+
+}  // namespace tlm::kernels
