@@ -128,7 +128,7 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, GoldenTest,
                                            Case{"tiny_cls.safetensors", false, 1e-5},
                                            Case{"wide_mlm.safetensors", true, 1e-5},
                                            Case{"wide_cls.safetensors", true, 1e-5}),
-                         [](const auto& info) { return info.param.file.substr(0, info.param.file.find('.')); });
+                         [](const auto& p) { return p.param.file.substr(0, p.param.file.find('.')); });
 
 }  // namespace
 }  // namespace tlm::testing

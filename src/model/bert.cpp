@@ -79,10 +79,10 @@ struct BertModel::Impl {
   int n = 0, b = 0, m = 0, r = 0;
 
   // Selects the rows of the last layer from `targets` (token rows, any order, unique).
-  void select_rows(const int32_t* targets, int count, const Batch& batch);
+  void select_rows(const int32_t* targets, int count, const Batch& in_batch);
 };
 
-void BertModel::Impl::select_rows(const int32_t* targets, int count, const Batch& batch) {
+void BertModel::Impl::select_rows(const int32_t* targets, int count, const Batch& in_batch) {
   r = count;
   for (int i = 0; i < count; ++i) sel_pairs[i] = {targets[i], i};
   std::sort(sel_pairs.begin(), sel_pairs.begin() + count);  // in place: no allocation
@@ -93,9 +93,9 @@ void BertModel::Impl::select_rows(const int32_t* targets, int count, const Batch
               sel_pairs[i].first);
     sel_rows[i] = sel_pairs[i].first;
     head_rows[sel_pairs[i].second] = i;
-    while (sel_rows[i] >= batch.offsets[s + 1]) sel_offsets[++s] = i;
+    while (sel_rows[i] >= in_batch.offsets[s + 1]) sel_offsets[++s] = i;
   }
-  while (s < batch.num_seqs()) sel_offsets[++s] = count;
+  while (s < in_batch.num_seqs()) sel_offsets[++s] = count;
 }
 
 BertModel::BertModel(const BertConfig& config, const ModelLimits& limits)

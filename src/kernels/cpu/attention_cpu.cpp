@@ -120,9 +120,7 @@ void attention_backward(const float* dctx, const float* q, const float* k, const
         const int64_t row_base = base + static_cast<int64_t>(i) * nk;
         for (int j = 0; j < nk; ++j) dpi[j] = kept(a, row_base + j) ? dpi[j] * keep_scale : 0.0f;
       }
-      float dot = 0;
-      for (int j = 0; j < nk; ++j) dot += pi[j] * dpi[j];
-      for (int j = 0; j < nk; ++j) dpi[j] = pi[j] * (dpi[j] - dot);
+      softmax_backward_row(pi, dpi, nk);
     }
     // dq = dS k / sqrt(d)  (nq, d);  dk = dS^T q / sqrt(d)  (nk, d)
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, d, nk, scale, dp, nk, k + kvoff, a.kv_stride, 0.0f,

@@ -1,24 +1,31 @@
 #include <cmath>
 
 #include "core/parallel.h"
+#include "kernels/cpu/vec_math.h"
 #include "kernels/kernels.h"
 #include "tlm/rng.h"
 
 namespace tlm::kernels {
 
-void gelu_forward(const float* x, float* y, int64_t n) {
+namespace {
+
+// Calls fn(begin, end) on fixed chunks of [0, n) in parallel (chunks of whole SIMD widths).
+template <typename Fn>
+void parallel_chunks(int64_t n, Fn&& fn) {
+  constexpr int64_t kChunk = 1 << 14;
+  const int64_t chunks = (n + kChunk - 1) / kChunk;
 #pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < n; ++i) y[i] = 0.5f * x[i] * (1.0f + std::erf(x[i] * 0.70710678118654752f));
+  for (int64_t c = 0; c < chunks; ++c) fn(c * kChunk, std::min(n, (c + 1) * kChunk));
+}
+
+}  // namespace
+
+void gelu_forward(const float* x, float* y, int64_t n) {
+  parallel_chunks(n, [&](int64_t b, int64_t e) { gelu_span(x + b, y + b, e - b); });
 }
 
 void gelu_backward(const float* dy, const float* x, float* dx, int64_t n) {
-#pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < n; ++i) {
-    const float v = x[i];
-    const float cdf = 0.5f * (1.0f + std::erf(v * 0.70710678118654752f));
-    const float pdf = 0.39894228040143268f * std::exp(-0.5f * v * v);
-    dx[i] = dy[i] * (cdf + v * pdf);
-  }
+  parallel_chunks(n, [&](int64_t b, int64_t e) { gelu_backward_span(dy + b, x + b, dx + b, e - b); });
 }
 
 void tanh_forward(const float* x, float* y, int64_t n) {
