@@ -18,8 +18,8 @@ namespace fs = std::filesystem;
 class CheckpointTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() / fmt::format("tlm_ckpt_{}_{}", ::getpid(),
-                                                    ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    dir_ = fs::temp_directory_path() /
+           fmt::format("tlm_ckpt_{}_{}", ::getpid(), ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::remove_all(dir_);
     fs::create_directories(dir_);
   }
@@ -224,8 +224,8 @@ TEST_F(CheckpointTest, LoadsStrictlyInThePyTorchMirrorWithTheSameLogits) {
       inputs.add_f32("expected.logits", {rows, cfg.num_labels()}, model.logits());
     }
     write_safetensors(path("inputs.safetensors"), inputs);
-    const std::string cmd = fmt::format("/usr/bin/python3 {}/ref/check_checkpoint.py {} {}", source_dir(),
-                                        path("ckpt"), path("inputs.safetensors"));
+    const std::string cmd = fmt::format("/usr/bin/python3 {}/ref/check_checkpoint.py {} {}", source_dir(), path("ckpt"),
+                                        path("inputs.safetensors"));
     EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
   }
 }

@@ -54,8 +54,8 @@ TEST_P(GoldenTest, LogitsLossAndEveryGradientMatchPyTorch) {
   const ForwardResult f = model->forward(g.batch, /*training=*/false, 0);
   const SafeTensor& ref_logits = g.file.at("out.logits", g.path);
   const auto ref = ref_logits.to_floats();
-  const int64_t rows = g.config.head == Head::kMaskedLM ? static_cast<int64_t>(g.batch.mlm_positions.size())
-                                                         : g.batch.num_seqs();
+  const int64_t rows =
+      g.config.head == Head::kMaskedLM ? static_cast<int64_t>(g.batch.mlm_positions.size()) : g.batch.num_seqs();
   const int64_t cols = g.config.head == Head::kMaskedLM ? g.config.vocab_size : g.config.num_labels();
   ASSERT_EQ(static_cast<int64_t>(ref.size()), rows * cols);
   EXPECT_LE(rel_error(model->logits(), ref.data(), rows * cols), GetParam().tol) << "logits";

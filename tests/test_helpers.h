@@ -53,6 +53,8 @@ inline ModelLimits limits_for(const Batch& b, int max_len) {
   return {b.num_tokens(), b.num_seqs(), max_len, std::max(1, static_cast<int>(b.mlm_positions.size()))};
 }
 
-inline bool bit_identical(const float* a, const float* b, int64_t n) { return std::memcmp(a, b, n * sizeof(float)) == 0; }
+inline bool bit_identical(const float* a, const float* b, int64_t n) {
+  return std::memcmp(a, b, n * sizeof(float)) == 0;
+}
 
 }  // namespace tlm::testing

@@ -148,13 +148,19 @@ TEST(GradCheck, Embeddings) {
 // Full layer: queries at every row of a fused (n, 3c) qkv buffer. Subset: queries at some rows
 // only (the last layer under a head), in their own (r, c) buffer, keys/values in (n, 2c).
 void check_attention(float dropout_p, bool query_subset) {
-  const std::vector<int32_t> offsets{0, 5, 8, 14};  // three sequences of 5, 3 and 6 tokens
+  const std::vector<int32_t> offsets{0, 5, 8, 14};          // three sequences of 5, 3 and 6 tokens
   const std::vector<int32_t> q_subset_offsets{0, 2, 2, 5};  // 2, 0 and 3 query rows
   const int heads = 2, d = 3, c = heads * d, n = offsets.back();
   const int q_rows = query_subset ? q_subset_offsets.back() : n;
   const int kv_width = query_subset ? 2 * c : 3 * c;
   k::AttentionShape shape{query_subset ? q_subset_offsets.data() : offsets.data(),
-                          offsets.data(), 3, heads, d, query_subset ? c : 3 * c, kv_width, dropout_p,
+                          offsets.data(),
+                          3,
+                          heads,
+                          d,
+                          query_subset ? c : 3 * c,
+                          kv_width,
+                          dropout_p,
                           mix_key(3, 4, 5)};
   auto kv = random_vec(int64_t{n} * kv_width, 17), r = random_vec(int64_t{q_rows} * c, 18);
   auto qsep = random_vec(int64_t{q_rows} * c, 19);
@@ -163,17 +169,16 @@ void check_attention(float dropout_p, bool query_subset) {
   std::vector<float> probs(k::attention_probs_size(shape)), ctx(int64_t{q_rows} * c);
   std::vector<float> scratch(k::attention_scratch_size(6, 256));
   auto loss = [&] {
-    k::attention_forward(qptr(), kv.data() + k_col, kv.data() + v_col, probs.data(), ctx.data(), scratch.data(),
-                         shape);
+    k::attention_forward(qptr(), kv.data() + k_col, kv.data() + v_col, probs.data(), ctx.data(), scratch.data(), shape);
     return dot(ctx, r);
   };
   loss();
   std::vector<float> dkv(kv.size(), 0.0f), dq_sep(qsep.size(), 0.0f);
   float* dq = query_subset ? dq_sep.data() : dkv.data();
-  k::attention_backward(r.data(), qptr(), kv.data() + k_col, kv.data() + v_col, probs.data(), dq,
-                        dkv.data() + k_col, dkv.data() + v_col, scratch.data(), shape);
-  const std::string what = std::string("attention") + (dropout_p > 0 ? " with dropout" : "") +
-                           (query_subset ? " (query subset)" : "");
+  k::attention_backward(r.data(), qptr(), kv.data() + k_col, kv.data() + v_col, probs.data(), dq, dkv.data() + k_col,
+                        dkv.data() + v_col, scratch.data(), shape);
+  const std::string what =
+      std::string("attention") + (dropout_p > 0 ? " with dropout" : "") + (query_subset ? " (query subset)" : "");
   expect_gradient((what + " d(q,k,v)").c_str(), loss, kv, dkv);
   if (query_subset) expect_gradient((what + " dq").c_str(), loss, qsep, dq_sep);
 }

@@ -1,12 +1,11 @@
 // Model-level properties: determinism, gradient accumulation, dropout, impossible configs.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <nlohmann/json.hpp>
 
-#include <cmath>
-
-#include "test_helpers.h"
 #include "kernels/kernels.h"
+#include "test_helpers.h"
 #include "tlm/check.h"
 #include "tlm/optim.h"
 

@@ -19,8 +19,8 @@ class Error : public std::runtime_error {
 }  // namespace tlm
 
 // TLM_CHECK(cond, "format {}", args...): throws tlm::Error("file:line: message") when !cond.
-#define TLM_CHECK(cond, ...)                                    \
-  do {                                                          \
+#define TLM_CHECK(cond, ...)                                                   \
+  do {                                                                         \
     if (!(cond)) ::tlm::fail_at(__FILE__, __LINE__, fmt::format(__VA_ARGS__)); \
   } while (0)
 

@@ -2,9 +2,8 @@
 // a Hugging Face config.json, plus the head the checkpoint carries.
 #pragma once
 
-#include <nlohmann/json_fwd.hpp>
-
 #include <cstdint>
+#include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <vector>
 
@@ -35,9 +34,7 @@ struct BertConfig {
 
   int head_dim() const { return hidden_size / num_attention_heads; }
   int num_labels() const { return static_cast<int>(labels.size()); }
-  float classifier_dropout_prob() const {
-    return classifier_dropout >= 0 ? classifier_dropout : hidden_dropout_prob;
-  }
+  float classifier_dropout_prob() const { return classifier_dropout >= 0 ? classifier_dropout : hidden_dropout_prob; }
 
   // Throws tlm::Error naming the first impossible field.
   void validate() const;

@@ -26,7 +26,7 @@ class ParamTable {
   const std::vector<ParamInfo>& entries() const { return entries_; }
   int64_t total_size() const { return total_; }
   const ParamInfo* find(const std::string& name) const;  // null if absent
-  const ParamInfo& at(const std::string& name) const;     // throws if absent
+  const ParamInfo& at(const std::string& name) const;    // throws if absent
 
  private:
   void add(const std::string& name, std::vector<int64_t> shape, ParamInfo::Init init);

@@ -42,12 +42,21 @@ void run_bench_train(const BenchArgs& a) {
   fmt::print("  {:.1f} ms/step  {:.0f} tokens/s  {:.1f} GFLOP/s  MFU {:.1f}% of a measured {:.1f} GFLOP/s fp32 GEMM\n",
              r.ms_per_step, r.tokens_per_s, r.gflops, 100 * r.mfu, r.ceiling_gflops);
   if (!a.json_out.empty()) {
-    nlohmann::json j = {{"engine", "tlm"},        {"config", a.config},       {"task", a.task},
-                        {"batch", a.batch},       {"seq_len", a.seq},         {"threads", r.threads},
-                        {"params", r.params},     {"ms_per_step", r.ms_per_step}, {"tokens_per_s", r.tokens_per_s},
-                        {"gflops", r.gflops},     {"flops_per_step", r.flops_per_step},
-                        {"gemm_ceiling_gflops", r.ceiling_gflops}, {"mfu", r.mfu},
-                        {"first_loss", r.first_loss}, {"last_loss", r.last_loss}};
+    nlohmann::json j = {{"engine", "tlm"},
+                        {"config", a.config},
+                        {"task", a.task},
+                        {"batch", a.batch},
+                        {"seq_len", a.seq},
+                        {"threads", r.threads},
+                        {"params", r.params},
+                        {"ms_per_step", r.ms_per_step},
+                        {"tokens_per_s", r.tokens_per_s},
+                        {"gflops", r.gflops},
+                        {"flops_per_step", r.flops_per_step},
+                        {"gemm_ceiling_gflops", r.ceiling_gflops},
+                        {"mfu", r.mfu},
+                        {"first_loss", r.first_loss},
+                        {"last_loss", r.last_loss}};
     write_file_atomic(a.json_out, j.dump(2) + "\n");
   }
 }
@@ -65,10 +74,18 @@ void add_bench_command(CLI::App& app) {
   train->add_option("--batch", args->batch, "sequences per step")->capture_default_str()->check(CLI::PositiveNumber);
   train->add_option("--seq", args->seq, "sequence length")->capture_default_str()->check(CLI::PositiveNumber);
   train->add_option("--steps", args->steps, "timed steps")->capture_default_str()->check(CLI::PositiveNumber);
-  train->add_option("--warmup", args->warmup, "untimed steps first")->capture_default_str()->check(CLI::NonNegativeNumber);
-  train->add_option("--labels", args->labels, "classes (task cls)")->capture_default_str()->check(CLI::Range(2, 100000));
-  train->add_option("--mask-prob", args->mask_prob, "masked share (task mlm)")->capture_default_str()->check(CLI::Range(0.0, 1.0));
-  train->add_option("--threads", args->threads, "threads (0: all cores)")->capture_default_str()->check(CLI::NonNegativeNumber);
+  train->add_option("--warmup", args->warmup, "untimed steps first")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  train->add_option("--labels", args->labels, "classes (task cls)")
+      ->capture_default_str()
+      ->check(CLI::Range(2, 100000));
+  train->add_option("--mask-prob", args->mask_prob, "masked share (task mlm)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1.0));
+  train->add_option("--threads", args->threads, "threads (0: all cores)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   train->add_option("--json", args->json_out, "also write the result as JSON here");
   train->callback([args] { run_bench_train(*args); });
 }

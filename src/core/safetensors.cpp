@@ -1,8 +1,7 @@
 #include "tlm/safetensors.h"
 
-#include <nlohmann/json.hpp>
-
 #include <cstring>
+#include <nlohmann/json.hpp>
 
 #include "tlm/check.h"
 #include "tlm/file_io.h"
@@ -71,7 +70,9 @@ void SafeTensorsFile::add_i32(const std::string& name, std::vector<int64_t> shap
 }
 
 SafeTensorsFile parse_safetensors(const std::string& bytes, const std::string& source) {
-  auto bad = [&](const std::string& what) { return Error(fmt::format("{}: not a valid safetensors file: {}", source, what)); };
+  auto bad = [&](const std::string& what) {
+    return Error(fmt::format("{}: not a valid safetensors file: {}", source, what));
+  };
   if (bytes.size() < 8) throw bad(fmt::format("file is {} bytes, shorter than the 8-byte header length", bytes.size()));
   uint64_t header_len = 0;
   for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | static_cast<unsigned char>(bytes[i]);
@@ -108,7 +109,8 @@ SafeTensorsFile parse_safetensors(const std::string& bytes, const std::string& s
     if (esize == 0) throw bad(where + ": unknown dtype " + t.dtype);
     if (!entry["shape"].is_array()) throw bad(where + ": shape is not an array");
     for (auto& d : entry["shape"]) {
-      if (!d.is_number_integer() || d.get<int64_t>() < 0) throw bad(where + ": shape has a non-integer or negative dim");
+      if (!d.is_number_integer() || d.get<int64_t>() < 0)
+        throw bad(where + ": shape has a non-integer or negative dim");
       t.shape.push_back(d.get<int64_t>());
     }
     const auto& offs = entry["data_offsets"];

@@ -14,13 +14,13 @@ namespace tlm::kernels {
 void linear_forward(const float* x, const float* w, const float* b, float* y, int n, int in, int out);
 // dy (n, out), x (n, in), w (out, in); dx (n, in) overwritten (null: skip);
 // dw (out, in) and db (out) accumulated (db null: skip)
-void linear_backward(const float* dy, const float* x, const float* w, float* dx, float* dw, float* db, int n,
-                     int in, int out);
+void linear_backward(const float* dy, const float* x, const float* w, float* dx, float* dw, float* db, int n, int in,
+                     int out);
 
 // ---- LayerNorm over the last dim (biased variance, as torch) ----
 // x (n, c), gamma/beta (c); y (n, c), mean/rstd (n) saved for backward
-void layernorm_forward(const float* x, const float* gamma, const float* beta, float* y, float* mean, float* rstd,
-                       int n, int c, float eps);
+void layernorm_forward(const float* x, const float* gamma, const float* beta, float* y, float* mean, float* rstd, int n,
+                       int c, float eps);
 // dy (n, c), x (n, c), mean/rstd (n), gamma (c); dx (n, c) overwritten; dgamma/dbeta (c) accumulated
 void layernorm_backward(const float* dy, const float* x, const float* mean, const float* rstd, const float* gamma,
                         float* dx, float* dgamma, float* dbeta, int n, int c);

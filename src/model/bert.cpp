@@ -21,31 +21,30 @@ constexpr uint64_t kNoLayer = 0xFFFF;
 
 // Offsets (in floats) of one encoder layer's tensors in the parameter / gradient buffers.
 struct LayerOffsets {
-  int64_t wqkv, bqkv;        // (3c, c), (3c): query, key, value stacked
-  int64_t wo, bo;            // attention.output.dense (c, c), (c)
-  int64_t ln1_g, ln1_b;      // attention.output.LayerNorm (c)
-  int64_t wi, bi;            // intermediate.dense (f, c), (f)
-  int64_t wo2, bo2;          // output.dense (c, f), (c)
-  int64_t ln2_g, ln2_b;      // output.LayerNorm (c)
+  int64_t wqkv, bqkv;    // (3c, c), (3c): query, key, value stacked
+  int64_t wo, bo;        // attention.output.dense (c, c), (c)
+  int64_t ln1_g, ln1_b;  // attention.output.LayerNorm (c)
+  int64_t wi, bi;        // intermediate.dense (f, c), (f)
+  int64_t wo2, bo2;      // output.dense (c, f), (c)
+  int64_t ln2_g, ln2_b;  // output.LayerNorm (c)
 };
 
 // Saved activations of one layer, each sized for limits.max_tokens rows.
 struct LayerActs {
-  float* qkv;               // (n, 3c); in the last layer (n, 2c): keys and values only
-  float* q;                 // last layer only: (r, c) queries of the selected rows
-  float* probs;             // attention probabilities, sum_s heads * len_s^2
-  float* ctx;               // (rows, c) attention context before the output projection; rows = n, or r in
-                            // the last layer (as for every tensor below)
-  float* res1;              // (n, c) input of the first LayerNorm
-  float* ln1;               // (n, c)
+  float* qkv;                  // (n, 3c); in the last layer (n, 2c): keys and values only
+  float* q;                    // last layer only: (r, c) queries of the selected rows
+  float* probs;                // attention probabilities, sum_s heads * len_s^2
+  float* ctx;                  // (rows, c) attention context before the output projection; rows = n, or r in
+                               // the last layer (as for every tensor below)
+  float* res1;                 // (n, c) input of the first LayerNorm
+  float* ln1;                  // (n, c)
   float *ln1_mean, *ln1_rstd;  // (n)
-  float* ffn_pre;           // (n, f) before GELU
-  float* ffn_act;           // (n, f) after GELU
-  float* res2;              // (n, c) input of the second LayerNorm
-  float* ln2;               // (n, c) the layer's output
+  float* ffn_pre;              // (n, f) before GELU
+  float* ffn_act;              // (n, f) after GELU
+  float* res2;                 // (n, c) input of the second LayerNorm
+  float* ln2;                  // (n, c) the layer's output
   float *ln2_mean, *ln2_rstd;  // (n)
 };
-
 
 }  // namespace
 
@@ -55,15 +54,15 @@ struct BertModel::Impl {
   int64_t head_w, head_b, head_ln_g, head_ln_b, dec_b;  // MLM transform + decoder bias
   int64_t pool_w, pool_b, cls_w, cls_b;                 // classification
 
-  std::vector<float> acts;  // one buffer for every activation and backward scratch
+  std::vector<float> acts;         // one buffer for every activation and backward scratch
   std::vector<int32_t> positions;  // (n) position id of every token
   // The last layer is computed only at the r "selected" rows whose output reaches the loss
   // ([CLS] rows, or masked rows), in token order; keys and values still use every row.
   std::vector<std::pair<int32_t, int32_t>> sel_pairs;  // (r) (token row, head target), sorted
-  std::vector<int32_t> sel_rows;     // (r) token rows, ascending
-  std::vector<int32_t> sel_offsets;  // (b + 1) selected rows per sequence
-  std::vector<int32_t> head_rows;    // (targets) selected-row index of each head target
-  float *in_sel, *dq_sel, *d_sel;    // (r, c) last layer input rows, query gradient, scratch
+  std::vector<int32_t> sel_rows;                       // (r) token rows, ascending
+  std::vector<int32_t> sel_offsets;                    // (b + 1) selected rows per sequence
+  std::vector<int32_t> head_rows;                      // (targets) selected-row index of each head target
+  float *in_sel, *dq_sel, *d_sel;                      // (r, c) last layer input rows, query gradient, scratch
   float *emb_sum, *emb_out, *emb_mean, *emb_rstd;
   std::vector<LayerActs> layers;
   float *d0, *d1, *d2, *d3, *dqkv, *dffn, *att_scratch;
@@ -77,6 +76,22 @@ struct BertModel::Impl {
   bool training = false;
   uint64_t seed = 0;
   int n = 0, b = 0, m = 0, r = 0;
+
+  // The attention geometry of layer l for the last forward: every row queries in a fused
+  // (n, 3c) qkv buffer, except in the last layer (selected query rows (r, c), keys/values (n, 2c)).
+  k::AttentionShape attention_shape(const BertConfig& cfg, int l, float dropout_p) const {
+    const int c = cfg.hidden_size;
+    const bool last = l == cfg.num_hidden_layers - 1;
+    return {last ? sel_offsets.data() : batch->offsets.data(),
+            batch->offsets.data(),
+            b,
+            cfg.num_attention_heads,
+            cfg.head_dim(),
+            last ? c : 3 * c,
+            last ? 2 * c : 3 * c,
+            dropout_p,
+            mix_key(seed, static_cast<uint64_t>(l), kAttentionProbs)};
+  }
 
   // Selects the rows of the last layer from `targets` (token rows, any order, unique).
   void select_rows(const int32_t* targets, int count, const Batch& in_batch);
@@ -104,8 +119,8 @@ BertModel::BertModel(const BertConfig& config, const ModelLimits& limits)
   TLM_CHECK(limits.max_tokens >= 1 && limits.max_seqs >= 1 && limits.max_seq_len >= 1,
             "model limits must be positive (max_tokens {}, max_seqs {}, max_seq_len {})", limits.max_tokens,
             limits.max_seqs, limits.max_seq_len);
-  TLM_CHECK(limits.max_seq_len <= config.max_position_embeddings,
-            "max_seq_len {} exceeds max_position_embeddings {}", limits.max_seq_len, config.max_position_embeddings);
+  TLM_CHECK(limits.max_seq_len <= config.max_position_embeddings, "max_seq_len {} exceeds max_position_embeddings {}",
+            limits.max_seq_len, config.max_position_embeddings);
   TLM_CHECK(omp_get_max_threads() <= kMaxThreads, "at most {} threads are supported", 256);
   params_.assign(table_.total_size(), 0.0f);
   grads_.assign(table_.total_size(), 0.0f);
@@ -238,16 +253,14 @@ void check_batch(const Batch& batch, const BertConfig& cfg, const ModelLimits& l
   TLM_CHECK(b >= 1, "batch has no sequences");
   TLM_CHECK(b <= lim.max_seqs, "batch has {} sequences, the model was sized for {}", b, lim.max_seqs);
   TLM_CHECK(n <= lim.max_tokens, "batch has {} tokens, the model was sized for {}", n, lim.max_tokens);
-  TLM_CHECK(batch.offsets[0] == 0 && batch.offsets[b] == n, "batch offsets must run from 0 to the token count {}",
-            n);
+  TLM_CHECK(batch.offsets[0] == 0 && batch.offsets[b] == n, "batch offsets must run from 0 to the token count {}", n);
   for (int s = 0; s < b; ++s) {
     const int len = batch.offsets[s + 1] - batch.offsets[s];
-    TLM_CHECK(len >= 1 && len <= lim.max_seq_len, "sequence {} has length {} (allowed 1..{})", s, len,
-              lim.max_seq_len);
+    TLM_CHECK(len >= 1 && len <= lim.max_seq_len, "sequence {} has length {} (allowed 1..{})", s, len, lim.max_seq_len);
   }
   for (int i = 0; i < n; ++i) {
-    TLM_CHECK(batch.ids[i] >= 0 && batch.ids[i] < cfg.vocab_size, "token id {} at position {} is outside the vocabulary of {}",
-              batch.ids[i], i, cfg.vocab_size);
+    TLM_CHECK(batch.ids[i] >= 0 && batch.ids[i] < cfg.vocab_size,
+              "token id {} at position {} is outside the vocabulary of {}", batch.ids[i], i, cfg.vocab_size);
   }
   if (!batch.type_ids.empty()) {
     TLM_CHECK(static_cast<int>(batch.type_ids.size()) == n, "type_ids has {} entries for {} tokens",
@@ -266,8 +279,10 @@ void check_batch(const Batch& batch, const BertConfig& cfg, const ModelLimits& l
                 batch.mlm_labels[i]);
     }
   } else if (!batch.labels.empty()) {
-    TLM_CHECK(static_cast<int>(batch.labels.size()) == b, "batch has {} labels for {} sequences", batch.labels.size(), b);
-    for (int y : batch.labels) TLM_CHECK(y >= 0 && y < cfg.num_labels(), "label {} out of range (0..{})", y, cfg.num_labels() - 1);
+    TLM_CHECK(static_cast<int>(batch.labels.size()) == b, "batch has {} labels for {} sequences", batch.labels.size(),
+              b);
+    for (int y : batch.labels)
+      TLM_CHECK(y >= 0 && y < cfg.num_labels(), "label {} out of range (0..{})", y, cfg.num_labels() - 1);
   }
 }
 
@@ -311,22 +326,18 @@ ForwardResult BertModel::forward(const Batch& batch, bool training, uint64_t dro
     const bool last = l == layers - 1;
     const int rows = last ? I.r : n;  // rows whose output this layer computes
     const float* resid = in;          // (rows, c) residual input
-    k::AttentionShape shape{batch.offsets.data(), batch.offsets.data(), b, config_.num_attention_heads,
-                            config_.head_dim(), 3 * c, 3 * c, p_attn, mix_key(dropout_seed, l, kAttentionProbs)};
+    const k::AttentionShape shape = I.attention_shape(config_, l, p_attn);
     const float *q = A.qkv, *kk = A.qkv + c, *v = A.qkv + 2 * c;
     if (last) {
       for (int i = 0; i < rows; ++i) {
         std::memcpy(I.in_sel + int64_t{i} * c, in + int64_t{I.sel_rows[i]} * c, sizeof(float) * c);
       }
       resid = I.in_sel;
-      k::linear_forward(I.in_sel, P + o.wqkv, P + o.bqkv, A.q, rows, c, c);  // query rows of (3c, c)
+      k::linear_forward(I.in_sel, P + o.wqkv, P + o.bqkv, A.q, rows, c, c);                    // query rows of (3c, c)
       k::linear_forward(in, P + o.wqkv + int64_t{c} * c, P + o.bqkv + c, A.qkv, n, c, 2 * c);  // keys, values
       q = A.q;
       kk = A.qkv;
       v = A.qkv + c;
-      shape.q_offsets = I.sel_offsets.data();
-      shape.q_stride = c;
-      shape.kv_stride = 2 * c;
     } else {
       k::linear_forward(in, P + o.wqkv, P + o.bqkv, A.qkv, n, c, 3 * c);
     }
@@ -391,8 +402,8 @@ void BertModel::backward(float grad_scale) {
     const int m = I.m, v = config_.vocab_size;
     k::softmax_cross_entropy(I.mlm_logits, batch.mlm_labels.data(), I.mlm_logits, grad_scale, m, v);
     k::linear_backward(I.mlm_logits, I.t_ln, P + I.word, I.dm1, G + I.word, G + I.dec_b, m, c, v);
-    k::layernorm_backward(I.dm1, I.t_act, I.t_mean, I.t_rstd, P + I.head_ln_g, I.dm2, G + I.head_ln_g,
-                          G + I.head_ln_b, m, c);
+    k::layernorm_backward(I.dm1, I.t_act, I.t_mean, I.t_rstd, P + I.head_ln_g, I.dm2, G + I.head_ln_g, G + I.head_ln_b,
+                          m, c);
     k::gelu_backward(I.dm2, I.t_pre, I.dm1, int64_t{m} * c);
     k::linear_backward(I.dm1, I.h_m, P + I.head_w, I.dm2, G + I.head_w, G + I.head_b, m, c, c);
     for (int i = 0; i < m; ++i) {
@@ -436,19 +447,14 @@ void BertModel::backward(float grad_scale) {
     // d0: d res1 = d input (residual) + d attention output
     const float* dattn_out = through_dropout(I.d0, rc, p_hidden, mix_key(I.seed, l, kAttentionOutput));
     k::linear_backward(dattn_out, A.ctx, P + o.wo, I.d3, G + o.wo, G + o.bo, rows, c, c);  // d3: d ctx
-    k::AttentionShape shape{batch.offsets.data(), batch.offsets.data(), b, config_.num_attention_heads,
-                            config_.head_dim(), 3 * c, 3 * c, p_attn, mix_key(I.seed, l, kAttentionProbs)};
+    const k::AttentionShape shape = I.attention_shape(config_, l, p_attn);
     if (last) {
-      shape.q_offsets = I.sel_offsets.data();
-      shape.q_stride = c;
-      shape.kv_stride = 2 * c;
       // dqkv holds d(keys, values) as (n, 2c); dq_sel the query gradient (r, c).
-      k::attention_backward(I.d3, A.q, A.qkv, A.qkv + c, A.probs, I.dq_sel, I.dqkv, I.dqkv + c, I.att_scratch,
-                            shape);
+      k::attention_backward(I.d3, A.q, A.qkv, A.qkv + c, A.probs, I.dq_sel, I.dqkv, I.dqkv + c, I.att_scratch, shape);
       k::linear_backward(I.dq_sel, I.in_sel, P + o.wqkv, I.d_sel, G + o.wqkv, G + o.bqkv, rows, c, c);
       k::add_inplace(I.d_sel, I.d0, rc);  // + the residual path
-      k::linear_backward(I.dqkv, in, P + o.wqkv + int64_t{c} * c, I.d0, G + o.wqkv + int64_t{c} * c, G + o.bqkv + c,
-                         n, c, 2 * c);  // d0: (n, c) from keys and values
+      k::linear_backward(I.dqkv, in, P + o.wqkv + int64_t{c} * c, I.d0, G + o.wqkv + int64_t{c} * c, G + o.bqkv + c, n,
+                         c, 2 * c);  // d0: (n, c) from keys and values
       for (int i = 0; i < rows; ++i) {
         float* dst = I.d0 + int64_t{I.sel_rows[i]} * c;
         const float* src = I.d_sel + int64_t{i} * c;

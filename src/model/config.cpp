@@ -18,11 +18,12 @@ void BertConfig::validate() const {
   need(hidden_size >= 1, fmt::format("hidden_size = {} (must be positive)", hidden_size));
   need(num_attention_heads >= 1, fmt::format("num_attention_heads = {} (must be positive)", num_attention_heads));
   need(hidden_size % num_attention_heads == 0,
-       fmt::format("hidden_size = {} is not divisible by num_attention_heads = {}", hidden_size,
-                   num_attention_heads));
+       fmt::format("hidden_size = {} is not divisible by num_attention_heads = {}", hidden_size, num_attention_heads));
   need(intermediate_size >= 1, fmt::format("intermediate_size = {} (must be positive)", intermediate_size));
-  need(hidden_act == "gelu", fmt::format("hidden_act = \"{}\" (only \"gelu\", the erf form, is supported)", hidden_act));
-  need(max_position_embeddings >= 2, fmt::format("max_position_embeddings = {} (must be >= 2)", max_position_embeddings));
+  need(hidden_act == "gelu",
+       fmt::format("hidden_act = \"{}\" (only \"gelu\", the erf form, is supported)", hidden_act));
+  need(max_position_embeddings >= 2,
+       fmt::format("max_position_embeddings = {} (must be >= 2)", max_position_embeddings));
   need(type_vocab_size >= 1, fmt::format("type_vocab_size = {} (must be >= 1)", type_vocab_size));
   need(layer_norm_eps > 0, fmt::format("layer_norm_eps = {} (must be positive)", layer_norm_eps));
   need(initializer_range > 0, fmt::format("initializer_range = {} (must be positive)", initializer_range));
@@ -115,8 +116,7 @@ BertConfig BertConfig::from_hf_json(const json& j, const std::string& source) {
   read_field(j, "classifier_dropout", c.classifier_dropout, source);
   read_field(j, "pad_token_id", c.pad_token_id, source);
   if (auto pe = j.find("position_embedding_type"); pe != j.end() && *pe != "absolute") {
-    throw Error(fmt::format("{}: position_embedding_type {} is not supported (only \"absolute\")", source,
-                            pe->dump()));
+    throw Error(fmt::format("{}: position_embedding_type {} is not supported (only \"absolute\")", source, pe->dump()));
   }
   if (auto t = j.find("tlm"); t != j.end()) {
     read_field(*t, "unk_token_id", c.unk_token_id, source);

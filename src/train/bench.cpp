@@ -60,7 +60,8 @@ TrainBenchResult run_train_bench(const TrainBenchOptions& opt) {
   for (int s = 0; s < opt.batch; ++s) {
     const int base = static_cast<int>(batch.ids.size());
     batch.ids.push_back(cfg.cls_token_id);
-    for (int i = 1; i < opt.seq_len - 1; ++i) batch.ids.push_back(1000 + static_cast<int>(rng.below(cfg.vocab_size - 1000)));
+    for (int i = 1; i < opt.seq_len - 1; ++i)
+      batch.ids.push_back(1000 + static_cast<int>(rng.below(cfg.vocab_size - 1000)));
     batch.ids.push_back(cfg.sep_token_id);
     batch.offsets.push_back(static_cast<int>(batch.ids.size()));
     if (opt.mlm) {

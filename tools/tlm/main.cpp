@@ -1,6 +1,5 @@
 // tlm: the one command-line program.
 #include <CLI/CLI.hpp>
-
 #include <cstdio>
 
 #include "cli/commands.h"

@@ -5,8 +5,8 @@
 
 namespace tlm::kernels {
 
-void layernorm_forward(const float* x, const float* gamma, const float* beta, float* y, float* mean, float* rstd,
-                       int n, int c, float eps) {
+void layernorm_forward(const float* x, const float* gamma, const float* beta, float* y, float* mean, float* rstd, int n,
+                       int c, float eps) {
 #pragma omp parallel for schedule(static)
   for (int i = 0; i < n; ++i) {
     const float* xi = x + static_cast<int64_t>(i) * c;

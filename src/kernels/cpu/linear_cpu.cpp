@@ -13,8 +13,8 @@ void linear_forward(const float* x, const float* w, const float* b, float* y, in
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, in, 1.0f, x, in, w, in, b ? 1.0f : 0.0f, y, out);
 }
 
-void linear_backward(const float* dy, const float* x, const float* w, float* dx, float* dw, float* db, int n,
-                     int in, int out) {
+void linear_backward(const float* dy, const float* x, const float* w, float* dx, float* dw, float* db, int n, int in,
+                     int out) {
   if (dx) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, in, out, 1.0f, dy, out, w, in, 0.0f, dx, in);
   // dw (out, in) += dy^T (out, n) x (n, in)
   cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, in, n, 1.0f, dy, out, x, in, 1.0f, dw, in);
