@@ -22,13 +22,21 @@ for p in "${packages[@]}"; do
   fi
 done
 
-if [ ${#missing[@]} -eq 0 ]; then
-  exit 0
+if ! command -v node >/dev/null 2>&1; then missing+=(nodejs npm); fi
+
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install-deps: installing ${missing[*]}"
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-echo "install-deps: installing ${missing[*]}"
-SUDO=""
-if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+# Test oracle: the real Hugging Face tokenizers (Rust, prebuilt inside the npm package),
+# pinned by ref/hf-oracle/package-lock.json.
+root="$(cd "$(dirname "$0")/.." && pwd)"
+if [ ! -d "$root/ref/hf-oracle/node_modules/tokenizers" ]; then
+  echo "install-deps: installing the npm test oracle (ref/hf-oracle)"
+  (cd "$root/ref/hf-oracle" && npm ci --no-audit --no-fund --loglevel=error)
+fi

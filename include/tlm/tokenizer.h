@@ -1,0 +1,88 @@
+// BERT's tokenizer, exactly as Hugging Face's (tokenizers' BertNormalizer + BertPreTokenizer +
+// WordPiece + the [CLS] x [SEP] template): clean text, pad CJK ideographs, strip accents (NFD,
+// drop nonspacing marks) and lowercase in uncased mode, split on whitespace and punctuation,
+// then greedy longest-match WordPiece with "##" continuations; words over 100 characters and
+// words with no segmentation become [UNK].
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+namespace tlm {
+
+struct StringHash {
+  using is_transparent = void;
+  size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+};
+using TokenMap = std::unordered_map<std::string, int32_t, StringHash, std::equal_to<>>;
+
+class Vocab {
+ public:
+  // A Hugging Face vocab.txt: one token per line, line number = id. Throws naming the file.
+  static Vocab load(const std::string& path);
+  static Vocab from_tokens(std::vector<std::string> tokens, const std::string& source);
+
+  int32_t size() const { return static_cast<int32_t>(tokens_.size()); }
+  const std::string& token(int32_t id) const { return tokens_[id]; }
+  const std::vector<std::string>& tokens() const { return tokens_; }
+  int32_t find(std::string_view token) const;  // -1 if absent
+  // Ids of the special tokens; throws naming the vocabulary if one is missing.
+  int32_t pad_id() const { return pad_; }
+  int32_t unk_id() const { return unk_; }
+  int32_t cls_id() const { return cls_; }
+  int32_t sep_id() const { return sep_; }
+  int32_t mask_id() const { return mask_; }
+  bool is_special(int32_t id) const { return id == pad_ || id == unk_ || id == cls_ || id == sep_ || id == mask_; }
+  // FNV-1a over the tokens and their order: identifies the vocabulary in caches and manifests.
+  uint64_t hash() const { return hash_; }
+  const std::string& source() const { return source_; }
+
+  // Word-start pieces and "##" continuation pieces (key without the "##").
+  const TokenMap& starts() const { return starts_; }
+  const TokenMap& continuations() const { return continuations_; }
+  size_t longest_piece_bytes() const { return longest_; }
+
+ private:
+  std::vector<std::string> tokens_;
+  TokenMap all_, starts_, continuations_;
+  int32_t pad_ = -1, unk_ = -1, cls_ = -1, sep_ = -1, mask_ = -1;
+  uint64_t hash_ = 0;
+  size_t longest_ = 0;
+  std::string source_;
+};
+
+struct TokenizerOptions {
+  bool lowercase = true;   // uncased models (bert-base-uncased)
+  int strip_accents = -1;  // -1: follow lowercase (HF's default None), 0: no, 1: yes
+  int max_len = 0;         // > 0: truncate to this many ids including [CLS] and [SEP]
+  int max_chars_per_word = 100;
+};
+
+class Tokenizer {
+ public:
+  Tokenizer(Vocab vocab, TokenizerOptions options);
+
+  const Vocab& vocab() const { return vocab_; }
+  const TokenizerOptions& options() const { return options_; }
+
+  // BertNormalizer: the text as WordPiece sees it (UTF-8). Invalid UTF-8 bytes read as U+FFFD,
+  // which cleaning drops, as Hugging Face's lossy decoding would.
+  std::string normalize(std::string_view text) const;
+  // Words after normalisation and BertPreTokenizer.
+  std::vector<std::string> pre_tokenize(std::string_view text) const;
+  // Word-piece ids of the text without special tokens, appended to `ids`.
+  void encode_pieces(std::string_view text, std::vector<int32_t>& ids) const;
+  // [CLS] pieces [SEP], truncated to options.max_len when set.
+  std::vector<int32_t> encode(std::string_view text) const;
+
+ private:
+  void word_pieces(std::string_view word, std::vector<int32_t>& ids) const;
+  Vocab vocab_;
+  TokenizerOptions options_;
+  bool strip_accents_;
+};
+
+}  // namespace tlm

@@ -1,0 +1,197 @@
+#include "tlm/tokenizer.h"
+
+#include "text/unicode.h"
+#include "tlm/check.h"
+
+namespace tlm {
+
+namespace {
+
+bool is_ascii(std::string_view s) {
+  for (unsigned char c : s) {
+    if (c >= 0x80) return false;
+  }
+  return true;
+}
+
+bool is_ascii_punct(unsigned char c) {
+  return (c >= 33 && c <= 47) || (c >= 58 && c <= 64) || (c >= 91 && c <= 96) || (c >= 123 && c <= 126);
+}
+
+bool is_continuation_byte(unsigned char c) { return (c & 0xC0) == 0x80; }
+
+}  // namespace
+
+Tokenizer::Tokenizer(Vocab vocab, TokenizerOptions options)
+    : vocab_(std::move(vocab)),
+      options_(options),
+      strip_accents_(options.strip_accents < 0 ? options.lowercase : options.strip_accents == 1) {
+  TLM_CHECK(options.max_len == 0 || options.max_len >= 2, "max_len {} leaves no room for [CLS] and [SEP]",
+            options.max_len);
+}
+
+std::string Tokenizer::normalize(std::string_view text) const {
+  std::string out;
+  out.reserve(text.size());
+  if (is_ascii(text)) {  // fast path: no CJK, no accents, single-byte lowercase
+    for (unsigned char c : text) {
+      if (c == '\t' || c == '\n' || c == '\r' || c == ' ') {
+        out.push_back(' ');
+      } else if (c < 0x20 || c == 0x7F) {
+        continue;  // control characters (and NUL) are dropped
+      } else if (options_.lowercase && c >= 'A' && c <= 'Z') {
+        out.push_back(static_cast<char>(c + 32));
+      } else {
+        out.push_back(static_cast<char>(c));
+      }
+    }
+    return out;
+  }
+  // General path, in the order of HF's BertNormalizer: clean, CJK padding, strip accents, lowercase.
+  std::vector<char32_t> cps, tmp;
+  cps.reserve(text.size());
+  for (size_t i = 0; i < text.size();) {
+    const char32_t c = unicode::decode(text, i);
+    if (c == 0 || c == 0xFFFD || unicode::is_control(c)) continue;
+    if (unicode::is_whitespace(c)) {
+      cps.push_back(' ');
+    } else if (unicode::is_cjk(c)) {
+      cps.push_back(' ');
+      cps.push_back(c);
+      cps.push_back(' ');
+    } else {
+      cps.push_back(c);
+    }
+  }
+  if (strip_accents_) {
+    unicode::nfd(cps, tmp);
+    cps.clear();
+    for (char32_t c : tmp) {
+      if (!unicode::is_nonspacing_mark(c)) cps.push_back(c);
+    }
+  }
+  if (options_.lowercase) {
+    tmp.clear();
+    for (char32_t c : cps) unicode::to_lower(c, tmp);
+    cps.swap(tmp);
+  }
+  for (char32_t c : cps) unicode::append_utf8(out, c);
+  return out;
+}
+
+namespace {
+
+// Calls fn(word) for each word of normalised text: split on whitespace, punctuation isolated.
+template <typename Fn>
+void for_each_word(std::string_view s, Fn&& fn) {
+  size_t start = 0, i = 0;
+  auto flush = [&](size_t end) {
+    if (end > start) fn(s.substr(start, end - start));
+  };
+  while (i < s.size()) {
+    const unsigned char b = static_cast<unsigned char>(s[i]);
+    if (b < 0x80) {
+      if (b == ' ' || b == '\t' || b == '\n' || b == '\r' || b == 0x0B || b == 0x0C) {
+        flush(i);
+        start = ++i;
+      } else if (is_ascii_punct(b)) {
+        flush(i);
+        fn(s.substr(i, 1));
+        start = ++i;
+      } else {
+        ++i;
+      }
+      continue;
+    }
+    const size_t at = i;
+    const char32_t c = unicode::decode(s, i);
+    if (unicode::is_whitespace(c)) {
+      flush(at);
+      start = i;
+    } else if (unicode::is_punctuation(c)) {
+      flush(at);
+      fn(s.substr(at, i - at));
+      start = i;
+    }
+  }
+  flush(s.size());
+}
+
+}  // namespace
+
+std::vector<std::string> Tokenizer::pre_tokenize(std::string_view text) const {
+  std::vector<std::string> words;
+  for_each_word(normalize(text), [&](std::string_view w) { words.emplace_back(w); });
+  return words;
+}
+
+void Tokenizer::word_pieces(std::string_view word, std::vector<int32_t>& ids) const {
+  size_t chars = 0;
+  for (unsigned char c : word) chars += !is_continuation_byte(c);
+  if (static_cast<int>(chars) > options_.max_chars_per_word) {
+    ids.push_back(vocab_.unk_id());
+    return;
+  }
+  const size_t first = ids.size();
+  size_t start = 0;
+  while (start < word.size()) {
+    size_t end = std::min(word.size(), start + vocab_.longest_piece_bytes());
+    while (end < word.size() && is_continuation_byte(static_cast<unsigned char>(word[end]))) --end;
+    const TokenMap& map = start == 0 ? vocab_.starts() : vocab_.continuations();
+    int32_t found = -1;
+    while (end > start) {
+      auto it = map.find(word.substr(start, end - start));
+      if (it != map.end()) {
+        found = it->second;
+        break;
+      }
+      do {
+        --end;
+      } while (end > start && is_continuation_byte(static_cast<unsigned char>(word[end])));
+    }
+    if (found < 0) {  // no segmentation: the whole word is unknown
+      ids.resize(first);
+      ids.push_back(vocab_.unk_id());
+      return;
+    }
+    ids.push_back(found);
+    start = end;
+  }
+}
+
+void Tokenizer::encode_pieces(std::string_view text, std::vector<int32_t>& ids) const {
+  // Special tokens written literally in the raw text ("[MASK]", "[SEP]", ...) are matched before
+  // normalisation and become their ids, as Hugging Face's added tokens do.
+  const int32_t specials[] = {vocab_.pad_id(), vocab_.unk_id(), vocab_.cls_id(), vocab_.sep_id(), vocab_.mask_id()};
+  size_t start = 0;
+  for (size_t i = text.find('['); i != std::string_view::npos; i = text.find('[', i)) {
+    int32_t matched = -1;
+    size_t length = 0;
+    for (int32_t id : specials) {
+      const std::string& t = vocab_.token(id);
+      if (text.substr(i, t.size()) == t && t.size() > length) {
+        matched = id;
+        length = t.size();
+      }
+    }
+    if (matched < 0) {
+      ++i;
+      continue;
+    }
+    for_each_word(normalize(text.substr(start, i - start)), [&](std::string_view w) { word_pieces(w, ids); });
+    ids.push_back(matched);
+    i += length;
+    start = i;
+  }
+  for_each_word(normalize(text.substr(start)), [&](std::string_view w) { word_pieces(w, ids); });
+}
+
+std::vector<int32_t> Tokenizer::encode(std::string_view text) const {
+  std::vector<int32_t> ids{vocab_.cls_id()};
+  encode_pieces(text, ids);
+  if (options_.max_len > 0 && static_cast<int>(ids.size()) > options_.max_len - 1) ids.resize(options_.max_len - 1);
+  ids.push_back(vocab_.sep_id());
+  return ids;
+}
+
+}  // namespace tlm
