@@ -11,6 +11,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "tlm/trie.h"
+
 namespace tlm {
 
 struct StringHash {
@@ -40,17 +42,16 @@ class Vocab {
   uint64_t hash() const { return hash_; }
   const std::string& source() const { return source_; }
 
-  // Word-start pieces and "##" continuation pieces (key without the "##").
-  const TokenMap& starts() const { return starts_; }
-  const TokenMap& continuations() const { return continuations_; }
-  size_t longest_piece_bytes() const { return longest_; }
+  // Word-start pieces and "##" continuation pieces (keys without the "##").
+  const ByteTrie& starts() const { return starts_; }
+  const ByteTrie& continuations() const { return continuations_; }
 
  private:
   std::vector<std::string> tokens_;
-  TokenMap all_, starts_, continuations_;
+  TokenMap all_;
+  ByteTrie starts_, continuations_;
   int32_t pad_ = -1, unk_ = -1, cls_ = -1, sep_ = -1, mask_ = -1;
   uint64_t hash_ = 0;
-  size_t longest_ = 0;
   std::string source_;
 };
 
@@ -80,6 +81,9 @@ class Tokenizer {
 
  private:
   void word_pieces(std::string_view word, std::vector<int32_t>& ids) const;
+  // Normalises a run of non-ASCII characters, appending to out (cps, tmp: scratch).
+  void normalize_run(std::string_view run, std::string& out, std::vector<char32_t>& cps,
+                     std::vector<char32_t>& tmp) const;
   Vocab vocab_;
   TokenizerOptions options_;
   bool strip_accents_;

@@ -7,13 +7,6 @@ namespace tlm {
 
 namespace {
 
-bool is_ascii(std::string_view s) {
-  for (unsigned char c : s) {
-    if (c >= 0x80) return false;
-  }
-  return true;
-}
-
 bool is_ascii_punct(unsigned char c) {
   return (c >= 33 && c <= 47) || (c >= 58 && c <= 64) || (c >= 91 && c <= 96) || (c >= 123 && c <= 126);
 }
@@ -31,28 +24,39 @@ Tokenizer::Tokenizer(Vocab vocab, TokenizerOptions options)
 }
 
 std::string Tokenizer::normalize(std::string_view text) const {
+  // ASCII bytes take a fast path (no CJK, no accents, single-byte lowercase); each maximal run
+  // of non-ASCII characters goes through the general path. ASCII characters have combining
+  // class 0, so the runs are independent for NFD's canonical ordering.
   std::string out;
   out.reserve(text.size());
-  if (is_ascii(text)) {  // fast path: no CJK, no accents, single-byte lowercase
-    for (unsigned char c : text) {
+  std::vector<char32_t> cps, tmp;
+  size_t i = 0;
+  while (i < text.size()) {
+    const unsigned char c = static_cast<unsigned char>(text[i]);
+    if (c < 0x80) {
       if (c == '\t' || c == '\n' || c == '\r' || c == ' ') {
         out.push_back(' ');
-      } else if (c < 0x20 || c == 0x7F) {
-        continue;  // control characters (and NUL) are dropped
-      } else if (options_.lowercase && c >= 'A' && c <= 'Z') {
-        out.push_back(static_cast<char>(c + 32));
-      } else {
-        out.push_back(static_cast<char>(c));
+      } else if (c >= 0x20 && c != 0x7F) {  // control characters (and NUL) are dropped
+        out.push_back(static_cast<char>(options_.lowercase && c >= 'A' && c <= 'Z' ? c + 32 : c));
       }
+      ++i;
+      continue;
     }
-    return out;
+    size_t end = i;
+    while (end < text.size() && static_cast<unsigned char>(text[end]) >= 0x80) ++end;
+    normalize_run(text.substr(i, end - i), out, cps, tmp);
+    i = end;
   }
-  // General path, in the order of HF's BertNormalizer: clean, CJK padding, strip accents, lowercase.
-  std::vector<char32_t> cps, tmp;
-  cps.reserve(text.size());
-  for (size_t i = 0; i < text.size();) {
-    const char32_t c = unicode::decode(text, i);
-    if (c == 0 || c == 0xFFFD || unicode::is_control(c)) continue;
+  return out;
+}
+
+void Tokenizer::normalize_run(std::string_view run, std::string& out, std::vector<char32_t>& cps,
+                              std::vector<char32_t>& tmp) const {
+  // In the order of HF's BertNormalizer: clean, CJK padding, strip accents, lowercase.
+  cps.clear();
+  for (size_t i = 0; i < run.size();) {
+    const char32_t c = unicode::decode(run, i);
+    if (c == 0xFFFD || unicode::is_control(c)) continue;
     if (unicode::is_whitespace(c)) {
       cps.push_back(' ');
     } else if (unicode::is_cjk(c)) {
@@ -76,7 +80,6 @@ std::string Tokenizer::normalize(std::string_view text) const {
     cps.swap(tmp);
   }
   for (char32_t c : cps) unicode::append_utf8(out, c);
-  return out;
 }
 
 namespace {
@@ -135,27 +138,16 @@ void Tokenizer::word_pieces(std::string_view word, std::vector<int32_t>& ids) co
   const size_t first = ids.size();
   size_t start = 0;
   while (start < word.size()) {
-    size_t end = std::min(word.size(), start + vocab_.longest_piece_bytes());
-    while (end < word.size() && is_continuation_byte(static_cast<unsigned char>(word[end]))) --end;
-    const TokenMap& map = start == 0 ? vocab_.starts() : vocab_.continuations();
-    int32_t found = -1;
-    while (end > start) {
-      auto it = map.find(word.substr(start, end - start));
-      if (it != map.end()) {
-        found = it->second;
-        break;
-      }
-      do {
-        --end;
-      } while (end > start && is_continuation_byte(static_cast<unsigned char>(word[end])));
-    }
-    if (found < 0) {  // no segmentation: the whole word is unknown
+    // Greedy longest match: the longest vocabulary piece that prefixes the rest of the word.
+    const ByteTrie& trie = start == 0 ? vocab_.starts() : vocab_.continuations();
+    const auto [id, length] = trie.longest_prefix(word.substr(start));
+    if (id < 0) {  // no segmentation: the whole word is unknown
       ids.resize(first);
       ids.push_back(vocab_.unk_id());
       return;
     }
-    ids.push_back(found);
-    start = end;
+    ids.push_back(id);
+    start += length;
   }
 }
 

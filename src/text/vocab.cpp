@@ -28,11 +28,10 @@ Vocab Vocab::from_tokens(std::vector<std::string> tokens, const std::string& sou
     const std::string& t = v.tokens_[id];
     v.all_[t] = id;  // a repeated token keeps its last id, as HF's loader does
     if (t.size() >= 2 && t[0] == '#' && t[1] == '#') {
-      v.continuations_[t.substr(2)] = id;
+      v.continuations_.insert(std::string_view(t).substr(2), id);
     } else {
-      v.starts_[t] = id;
+      v.starts_.insert(t, id);
     }
-    v.longest_ = std::max(v.longest_, t.size());
     for (unsigned char ch : t) h = (h ^ ch) * 1099511628211ull;
     h = (h ^ 0x0A) * 1099511628211ull;
   }
