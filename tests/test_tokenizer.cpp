@@ -83,3 +83,17 @@ TEST(Vocab, HashIdentifiesContentAndOrder) {
 
 }  // namespace
 }  // namespace tlm
+
+namespace tlm {
+namespace {
+
+TEST(Tokenizer, AddedTokensAreMatchedLiterally) {
+  auto tokens = small_vocab().tokens();
+  tokens.push_back("[unused0]");
+  const Tokenizer t(Vocab::from_tokens(tokens, "v"), {.added_tokens = {"[unused0]"}});
+  EXPECT_EQ(t.encode("a [unused0] b[unused0]"), (std::vector<int32_t>{2, 13, 19, 14, 19, 3}));
+  EXPECT_THROW(Tokenizer(small_vocab(), {.added_tokens = {"[unused9]"}}), Error);
+}
+
+}  // namespace
+}  // namespace tlm

@@ -60,6 +60,9 @@ struct TokenizerOptions {
   int strip_accents = -1;  // -1: follow lowercase (HF's default None), 0: no, 1: yes
   int max_len = 0;         // > 0: truncate to this many ids including [CLS] and [SEP]
   int max_chars_per_word = 100;
+  // Extra tokens matched literally in the raw text, like the special tokens (HF's added tokens),
+  // e.g. FewRel's entity markers [unused0..3]. Each must be in the vocabulary.
+  std::vector<std::string> added_tokens;
 };
 
 class Tokenizer {
@@ -87,6 +90,8 @@ class Tokenizer {
   Vocab vocab_;
   TokenizerOptions options_;
   bool strip_accents_;
+  std::vector<std::pair<std::string, int32_t>> literal_;  // special + added tokens, longest first
+  bool literal_first_byte_[256] = {};
 };
 
 }  // namespace tlm

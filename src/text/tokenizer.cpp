@@ -1,3 +1,5 @@
+#include <algorithm>
+
 #include "tlm/tokenizer.h"
 
 #include "text/unicode.h"
@@ -21,6 +23,17 @@ Tokenizer::Tokenizer(Vocab vocab, TokenizerOptions options)
       strip_accents_(options.strip_accents < 0 ? options.lowercase : options.strip_accents == 1) {
   TLM_CHECK(options.max_len == 0 || options.max_len >= 2, "max_len {} leaves no room for [CLS] and [SEP]",
             options.max_len);
+  for (int32_t id : {vocab_.pad_id(), vocab_.unk_id(), vocab_.cls_id(), vocab_.sep_id(), vocab_.mask_id()}) {
+    literal_.emplace_back(vocab_.token(id), id);
+  }
+  for (const std::string& t : options.added_tokens) {
+    const int32_t id = vocab_.find(t);
+    if (id < 0) throw Error(fmt::format("{}: the vocabulary has no token \"{}\"", vocab_.source(), t));
+    if (!t.empty()) literal_.emplace_back(t, id);
+  }
+  std::stable_sort(literal_.begin(), literal_.end(),
+                   [](const auto& a, const auto& b) { return a.first.size() > b.first.size(); });
+  for (const auto& [t, id] : literal_) literal_first_byte_[static_cast<unsigned char>(t[0])] = true;
 }
 
 std::string Tokenizer::normalize(std::string_view text) const {
@@ -152,30 +165,29 @@ void Tokenizer::word_pieces(std::string_view word, std::vector<int32_t>& ids) co
 }
 
 void Tokenizer::encode_pieces(std::string_view text, std::vector<int32_t>& ids) const {
-  // Special tokens written literally in the raw text ("[MASK]", "[SEP]", ...) are matched before
-  // normalisation and become their ids, as Hugging Face's added tokens do.
-  const int32_t specials[] = {vocab_.pad_id(), vocab_.unk_id(), vocab_.cls_id(), vocab_.sep_id(), vocab_.mask_id()};
-  size_t start = 0;
-  for (size_t i = text.find('['); i != std::string_view::npos; i = text.find('[', i)) {
-    int32_t matched = -1;
-    size_t length = 0;
-    for (int32_t id : specials) {
-      const std::string& t = vocab_.token(id);
-      if (text.substr(i, t.size()) == t && t.size() > length) {
-        matched = id;
-        length = t.size();
-      }
-    }
-    if (matched < 0) {
+  // Special and added tokens written literally in the raw text ("[MASK]", "[SEP]", ...) are
+  // matched before normalisation and become their ids, as Hugging Face's added tokens do.
+  auto pieces = [&](std::string_view part) {
+    for_each_word(normalize(part), [&](std::string_view w) { word_pieces(w, ids); });
+  };
+  size_t start = 0, i = 0;
+  while (i < text.size()) {
+    if (!literal_first_byte_[static_cast<unsigned char>(text[i])]) {
       ++i;
       continue;
     }
-    for_each_word(normalize(text.substr(start, i - start)), [&](std::string_view w) { word_pieces(w, ids); });
-    ids.push_back(matched);
-    i += length;
+    const auto match = std::find_if(literal_.begin(), literal_.end(),
+                                    [&](const auto& lit) { return text.substr(i, lit.first.size()) == lit.first; });
+    if (match == literal_.end()) {
+      ++i;
+      continue;
+    }
+    pieces(text.substr(start, i - start));
+    ids.push_back(match->second);
+    i += match->first.size();
     start = i;
   }
-  for_each_word(normalize(text.substr(start)), [&](std::string_view w) { word_pieces(w, ids); });
+  pieces(text.substr(start));
 }
 
 std::vector<int32_t> Tokenizer::encode(std::string_view text) const {
