@@ -11,6 +11,7 @@ packages=(
   libfmt-dev                # formatting (g++ 12 has no <format>)
   zlib1g-dev                # gzip-transparent readers
   libutf8proc-dev           # Unicode normalisation for the tokenizer
+  libxxhash-dev             # content hashes of sources (token-shard cache keys)
   libgtest-dev libgmock-dev # unit tests
   python3-torch python3-numpy # the PyTorch mirror (golden fixtures, benchmarks)
 )
