@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -77,6 +78,8 @@ class Tokenizer {
   std::string normalize(std::string_view text) const;
   // Words after normalisation and BertPreTokenizer.
   std::vector<std::string> pre_tokenize(std::string_view text) const;
+  // Calls fn(word) for each of those words without copying them.
+  void for_each_word(std::string_view text, const std::function<void(std::string_view)>& fn) const;
   // Word-piece ids of the text without special tokens, appended to `ids`.
   void encode_pieces(std::string_view text, std::vector<int32_t>& ids) const;
   // [CLS] pieces [SEP], truncated to options.max_len when set.

@@ -1,6 +1,6 @@
-#include <algorithm>
-
 #include "tlm/tokenizer.h"
+
+#include <algorithm>
 
 #include "text/unicode.h"
 #include "tlm/check.h"
@@ -134,6 +134,10 @@ void for_each_word(std::string_view s, Fn&& fn) {
 }
 
 }  // namespace
+
+void Tokenizer::for_each_word(std::string_view text, const std::function<void(std::string_view)>& fn) const {
+  tlm::for_each_word(normalize(text), fn);
+}
 
 std::vector<std::string> Tokenizer::pre_tokenize(std::string_view text) const {
   std::vector<std::string> words;

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """tlm's tokenizer against the real Hugging Face tokenizers library (npm package `tokenizers`,
-Rust inside) with the bert-base-uncased vocabulary: the hand-picked hard cases in
+Rust inside) with the bert-base-uncased vocabulary (or --vocab, e.g. one `tlm vocab train` made): the hand-picked hard cases in
 tests/text/hard_cases.jsonl plus --per-file real texts drawn (seeded) from every file in
 ../shared/data. Every id must be equal. Exits 77 (skipped) when the shared data, node or the
 npm oracle is absent, 1 on any difference, 0 otherwise.
@@ -71,8 +71,11 @@ def main():
     ap.add_argument("--tlm", required=True)
     ap.add_argument("--data", default=os.path.join(ROOT, "..", "shared", "data"))
     ap.add_argument("--per-file", type=int, default=2000)
+    ap.add_argument("--vocab", help="a vocab.txt to test instead of bert-base-uncased (e.g. one tlm trained)")
     a = ap.parse_args()
-    vocab = os.path.join(a.data, "vocab", "bert-base-uncased.txt")
+    vocab = a.vocab or os.path.join(a.data, "vocab", "bert-base-uncased.txt")
+    if not os.path.exists(os.path.join(a.data, "README.md")):
+        skip(f"{a.data} not found (the shared data is not beside this checkout)")
     if not os.path.exists(vocab):
         skip(f"{vocab} not found (the shared data is not beside this checkout)")
     if not shutil.which("node"):

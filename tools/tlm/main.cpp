@@ -11,6 +11,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "tlm " TLM_VERSION);
   tlm::cli::add_bench_command(app);
   tlm::cli::add_tokenize_command(app);
+  tlm::cli::add_vocab_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
