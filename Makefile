@@ -2,7 +2,7 @@
 BUILD ?= build
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps configure build test bench clean format
+.PHONY: all deps configure build test bench clean format fuzz
 
 all: build
 
@@ -15,9 +15,14 @@ configure: deps
 build: configure
 	@cmake --build $(BUILD) -j $(JOBS)
 
-# The whole test suite (unit, golden vs PyTorch, CLI). Under 10 minutes on 2 cores.
+# The whole test suite (unit, golden vs PyTorch, CLI, a short fuzz run). Under 10 minutes on 2 cores.
 test: build
+	@scripts/fuzz.sh 15
 	@cd $(BUILD) && ctest --output-on-failure -j 1 -L unit
+
+# A longer fuzz run.
+fuzz: deps
+	@scripts/fuzz.sh 300
 
 # Throughput against the PyTorch baseline, side by side (see bench/README.md).
 bench: build

@@ -130,6 +130,12 @@ TEST_F(CheckpointTest, TruncatedOrForeignFilesAreClearErrors) {
   write_file_atomic(path("bad_json"), bad_json);
   expect_error([&] { read_safetensors(path("bad_json")); }, {"bad_json", "header is not JSON"});
 
+  // Found by fuzz_safetensors: a number too large for a double is a clear error, not a crash.
+  std::string overflow =
+      std::string("\x2c\0\0\0\0\0\0\0", 8) + "222222.22262222E222222222222222" + std::string(13, ' ');
+  write_file_atomic(path("overflow"), overflow);
+  expect_error([&] { read_safetensors(path("overflow")); }, {"overflow", "header is not JSON"});
+
   expect_error([&] { read_safetensors(path("does_not_exist")); }, {"does_not_exist", "cannot open"});
   expect_error([&] { load_config(path("nowhere")); }, {"config.json", "cannot open"});
 }

@@ -34,7 +34,7 @@ void run_tokenize(const TokenizeArgs& a) {
       nlohmann::json j;
       try {
         j = nlohmann::json::parse(line);
-      } catch (const nlohmann::json::parse_error& e) {
+      } catch (const nlohmann::json::exception& e) {  // parse_error, or out_of_range for overflowing numbers
         throw Error(fmt::format("stdin:{}: invalid JSON: {}", line_no, e.what()));
       }
       if (j.is_object() && j.contains("text")) j = j["text"];

@@ -83,7 +83,7 @@ SafeTensorsFile parse_safetensors(const std::string& bytes, const std::string& s
   json header;
   try {
     header = json::parse(bytes.begin() + 8, bytes.begin() + 8 + static_cast<int64_t>(header_len));
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, or out_of_range for overflowing numbers
     throw bad(std::string("header is not JSON: ") + e.what());
   }
   if (!header.is_object()) throw bad("header is not a JSON object");

@@ -167,7 +167,7 @@ LabeledData read_fewrel(const std::string& path, const ReaderOptions& o) {
   nlohmann::ordered_json root;
   try {
     root = nlohmann::ordered_json::parse(read_all(path));
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, or out_of_range for overflowing numbers
     throw Error(fmt::format("{}: invalid JSON: {}", path, e.what()));
   }
   if (!root.is_object()) throw Error(path + ": expected a JSON object mapping relation ids to instance lists");
@@ -297,7 +297,7 @@ ReadStats read_corpus(const std::string& path, const ReaderOptions& o, const std
         json j;
         try {
           j = json::parse(line);
-        } catch (const json::parse_error& e) {
+        } catch (const json::exception& e) {  // parse_error, or out_of_range for overflowing numbers
           bad.report(at, "invalid JSON", e.what());
           continue;
         }

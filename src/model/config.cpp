@@ -163,7 +163,7 @@ BertConfig BertConfig::load(const std::string& path) {
   json j;
   try {
     j = json::parse(text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, or out_of_range for overflowing numbers
     throw Error(fmt::format("{}: invalid JSON: {}", path, e.what()));
   }
   return from_hf_json(j, path);
