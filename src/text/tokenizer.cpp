@@ -40,26 +40,31 @@ std::string Tokenizer::normalize(std::string_view text) const {
   // ASCII bytes take a fast path (no CJK, no accents, single-byte lowercase); each maximal run
   // of non-ASCII characters goes through the general path. ASCII characters have combining
   // class 0, so the runs are independent for NFD's canonical ordering.
-  std::string out;
-  out.reserve(text.size());
+  std::string out(text.size(), '\0');  // ASCII output never outgrows its input
+  size_t o = 0;
   std::vector<char32_t> cps, tmp;
+  const bool lower = options_.lowercase;
   size_t i = 0;
   while (i < text.size()) {
     const unsigned char c = static_cast<unsigned char>(text[i]);
     if (c < 0x80) {
       if (c == '\t' || c == '\n' || c == '\r' || c == ' ') {
-        out.push_back(' ');
+        out[o++] = ' ';
       } else if (c >= 0x20 && c != 0x7F) {  // control characters (and NUL) are dropped
-        out.push_back(static_cast<char>(options_.lowercase && c >= 'A' && c <= 'Z' ? c + 32 : c));
+        out[o++] = static_cast<char>(lower && c >= 'A' && c <= 'Z' ? c + 32 : c);
       }
       ++i;
       continue;
     }
     size_t end = i;
     while (end < text.size() && static_cast<unsigned char>(text[end]) >= 0x80) ++end;
+    out.resize(o);
     normalize_run(text.substr(i, end - i), out, cps, tmp);
+    o = out.size();
+    out.resize(o + (text.size() - end));
     i = end;
   }
+  out.resize(o);
   return out;
 }
 
@@ -150,6 +155,12 @@ void Tokenizer::word_pieces(std::string_view word, std::vector<int32_t>& ids) co
   for (unsigned char c : word) chars += !is_continuation_byte(c);
   if (static_cast<int>(chars) > options_.max_chars_per_word) {
     ids.push_back(vocab_.unk_id());
+    return;
+  }
+  // Most words are a vocabulary entry as a whole: one hash lookup instead of a trie walk (a
+  // word never holds '#', a punctuation character, so it cannot hit a "##" entry).
+  if (const int32_t whole = vocab_.find(word); whole >= 0) {
+    ids.push_back(whole);
     return;
   }
   const size_t first = ids.size();
