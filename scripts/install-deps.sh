@@ -15,6 +15,8 @@ packages=(
   libgtest-dev libgmock-dev # unit tests
   clang libclang-rt-14-dev  # libFuzzer targets (scripts/fuzz.sh)
   python3-torch python3-numpy # the PyTorch mirror (golden fixtures, benchmarks)
+  # the embedded default data (tlm data embedded)
+  dict-gcide dict-foldoc bible-kjv bible-kjv-text wordnet-base fortunes fortunes-min
 )
 
 missing=()

@@ -8,5 +8,6 @@ namespace tlm::cli {
 void add_bench_command(CLI::App& app);
 void add_tokenize_command(CLI::App& app);
 void add_vocab_command(CLI::App& app);
+void add_data_command(CLI::App& app);
 
 }  // namespace tlm::cli

@@ -12,6 +12,7 @@ int main(int argc, char** argv) {
   tlm::cli::add_bench_command(app);
   tlm::cli::add_tokenize_command(app);
   tlm::cli::add_vocab_command(app);
+  tlm::cli::add_data_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
