@@ -109,3 +109,40 @@ TEST_F(ShardTest, CacheReusesAndRebuildsWhenSourceOrVocabularyChange) {
 
 }  // namespace
 }  // namespace tlm
+
+namespace tlm {
+namespace {
+
+TEST_F(ShardTest, CorpusAndLabeledSequencesGoThroughTheCache) {
+  std::vector<std::string> t{"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "hello", "world", "pos", "neg"};
+  const Tokenizer tok(Vocab::from_tokens(t, "v"), {});
+  {
+    std::ofstream(path("c.txt")) << "hello world\nworld hello hello\n\n\n";
+    std::ofstream(path("d.csv")) << "pos,hello\nneg,world world\n";
+    std::ofstream(path("classes.txt")) << "neg\npos\n";
+  }
+  CorpusSequencesOptions o;
+  o.max_len = 8;
+  o.cache_dir = path("cache");
+  const CorpusSequences first = corpus_sequences({path("c.txt")}, tok, o);
+  EXPECT_FALSE(first.from_cache);
+  EXPECT_EQ(first.stats.rows, 2);
+  ASSERT_EQ(first.set.size(), 2);
+  const CorpusSequences second = corpus_sequences({path("c.txt")}, tok, o);
+  EXPECT_TRUE(second.from_cache);
+  EXPECT_EQ(second.set.ids, first.set.ids);
+  o.max_len = 4;  // other parameters: another shard
+  EXPECT_FALSE(corpus_sequences({path("c.txt")}, tok, o).from_cache);
+  const ReaderOptions r{.format = Format::kCsv, .classes_path = path("classes.txt")};
+  const CorpusSequences l1 = labeled_sequences(path("d.csv"), tok, r, 8, path("cache"));
+  const CorpusSequences l2 = labeled_sequences(path("d.csv"), tok, r, 8, path("cache"));
+  EXPECT_FALSE(l1.from_cache);
+  EXPECT_TRUE(l2.from_cache);
+  EXPECT_EQ(l2.set.labels, (std::vector<int32_t>{1, 0}));
+  EXPECT_EQ(l2.set.label_names, (std::vector<std::string>{"neg", "pos"}));
+  EXPECT_EQ(std::vector<int32_t>(l2.set.sequence(1).begin(), l2.set.sequence(1).end()),
+            (std::vector<int32_t>{2, 6, 6, 3}));
+}
+
+}  // namespace
+}  // namespace tlm
