@@ -5,6 +5,7 @@
 #include <fstream>
 
 #include "golden_fixture.h"
+#include "temp_dir.h"
 #include "test_helpers.h"
 #include "tlm/check.h"
 #include "tlm/checkpoint.h"
@@ -15,30 +16,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-class CheckpointTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           fmt::format("tlm_ckpt_{}_{}", ::getpid(), ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-  std::string path(const std::string& name) const { return (dir_ / name).string(); }
-
-  // Expects `fn` to throw a tlm::Error whose message contains every fragment.
-  template <typename Fn>
-  void expect_error(Fn fn, std::initializer_list<std::string> fragments) {
-    try {
-      fn();
-      FAIL() << "no error thrown";
-    } catch (const Error& e) {
-      for (const auto& f : fragments) EXPECT_NE(std::string(e.what()).find(f), std::string::npos) << e.what();
-    }
-  }
-
-  fs::path dir_;
-};
+class CheckpointTest : public TempDirTest {};
 
 TEST_F(CheckpointTest, ModelRoundTripIsExact) {
   for (Head head : {Head::kMaskedLM, Head::kClassification}) {

@@ -8,6 +8,7 @@
 #include <fstream>
 #include <map>
 
+#include "temp_dir.h"
 #include "tlm/check.h"
 #include "tlm/readers.h"
 
@@ -21,46 +22,28 @@ std::string shared_data() { return std::string(TLM_SOURCE_DIR) + "/../shared/dat
 #define REQUIRE_SHARED_DATA() \
   if (!fs::exists(shared_data() + "/README.md")) GTEST_SKIP() << "../shared/data is not beside this checkout"
 
-class ReaderTest : public ::testing::Test {
+class ReaderTest : public testing::TempDirTest {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() / fmt::format("tlm_readers_{}_{}", ::getpid(),
-                                                   ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
   std::string write(const std::string& name, const std::string& content) {
-    const std::string p = (dir_ / name).string();
-    std::ofstream(p, std::ios::binary) << content;
-    return p;
+    std::ofstream(path(name), std::ios::binary) << content;
+    return path(name);
   }
   std::string write_gz(const std::string& name, const std::string& content) {
-    const std::string p = (dir_ / name).string();
-    gzFile f = gzopen(p.c_str(), "wb");
+    gzFile f = gzopen(path(name).c_str(), "wb");
     gzwrite(f, content.data(), static_cast<unsigned>(content.size()));
     gzclose(f);
-    return p;
+    return path(name);
   }
-  template <typename Fn>
-  void expect_error(Fn fn, const std::string& fragment) {
-    try {
-      fn();
-      FAIL() << "no error, expected: " << fragment;
-    } catch (const Error& e) {
-      EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
-    }
-  }
-  std::vector<Example> corpus(const std::string& path, Format f, ReadStats* stats = nullptr,
+  std::vector<Example> corpus(const std::string& file, Format f, ReadStats* stats = nullptr,
                               OnBadRow mode = OnBadRow::kStop) {
     std::vector<Example> docs;
     ReaderOptions o;
     o.format = f;
     o.on_bad_row = mode;
-    const ReadStats s = read_corpus(path, o, [&](Example&& e) { docs.push_back(std::move(e)); });
+    const ReadStats s = read_corpus(file, o, [&](Example&& e) { docs.push_back(std::move(e)); });
     if (stats) *stats = s;
     return docs;
   }
-  fs::path dir_;
 };
 
 std::map<int, int> per_label(const LabeledData& d) {

@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "temp_dir.h"
 #include "tlm/check.h"
 #include "tlm/file_io.h"
 #include "tlm/shard.h"
@@ -14,17 +15,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-class ShardTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           fmt::format("tlm_shard_{}_{}", ::getpid(), ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-  std::string path(const std::string& n) const { return (dir_ / n).string(); }
-  fs::path dir_;
-};
+class ShardTest : public testing::TempDirTest {};
 
 SequenceSet sample_set(int32_t max_id, bool labels) {
   SequenceSet s;

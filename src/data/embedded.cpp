@@ -54,16 +54,6 @@ std::string usable(const std::string& s) {
   return one_line(out);
 }
 
-std::string read_gz(const std::string& path) {
-  LineReader in(path);
-  std::string all, line;
-  while (in.next(line)) {
-    all += line;
-    all += '\n';
-  }
-  return all;
-}
-
 void write_lines(const std::string& path, const std::vector<std::string>& docs) {
   std::string text;
   for (const auto& d : docs) {
@@ -189,7 +179,7 @@ std::string clean_dict_text(const std::string& raw) {
 }
 
 std::vector<DictEntry> read_dictd(const std::string& index_path, const std::string& dict_path) {
-  const std::string dict = read_gz(dict_path);
+  const std::string dict = read_text(dict_path);
   LineReader index(index_path);
   std::vector<DictEntry> entries;
   std::set<std::pair<int64_t, int64_t>> seen;

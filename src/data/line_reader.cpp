@@ -64,4 +64,14 @@ bool LineReader::next(std::string& line) {
   return true;
 }
 
+std::string read_text(const std::string& path) {
+  LineReader in(path);
+  std::string all, line;
+  while (in.next(line)) {
+    all += line;
+    all += '\n';
+  }
+  return all;
+}
+
 }  // namespace tlm

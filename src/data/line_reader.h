@@ -31,4 +31,7 @@ class LineReader {
   bool eof_ = false;
 };
 
+// The whole (plain or gzip) file as text, lines joined with "\n" (CRLF read as LF).
+std::string read_text(const std::string& path);
+
 }  // namespace tlm

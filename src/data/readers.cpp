@@ -135,16 +135,6 @@ LabeledData read_csv_labeled(const std::string& path, const ReaderOptions& o) {
   return data;
 }
 
-std::string read_all(const std::string& path) {
-  LineReader in(path);
-  std::string line, all;
-  while (in.next(line)) {
-    all += line;
-    all += '\n';
-  }
-  return all;
-}
-
 // The first token position of an entity's first mention: [name, id, [[positions], ...]].
 std::pair<int, int> entity_span(const json& e, size_t n_tokens) {
   if (!e.is_array() || e.size() < 3 || !e[2].is_array() || e[2].empty() || !e[2][0].is_array() || e[2][0].empty()) {
@@ -166,7 +156,7 @@ LabeledData read_fewrel(const std::string& path, const ReaderOptions& o) {
   BadRows bad(o.on_bad_row, data.stats);
   nlohmann::ordered_json root;
   try {
-    root = nlohmann::ordered_json::parse(read_all(path));
+    root = nlohmann::ordered_json::parse(read_text(path));
   } catch (const json::exception& e) {  // parse_error, or out_of_range for overflowing numbers
     throw Error(fmt::format("{}: invalid JSON: {}", path, e.what()));
   }
