@@ -21,6 +21,7 @@ if(NOT CLI11_INCLUDE_DIR)
 endif()
 
 find_package(ZLIB REQUIRED)
+find_package(tomlplusplus REQUIRED)
 # tlm_system_library(<target> <header> <library> <debian package>): an imported target for a
 # plain header + library dependency, with a message naming the package when it is missing.
 function(tlm_system_library target header library package)

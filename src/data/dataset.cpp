@@ -153,6 +153,9 @@ void make_mlm_batch(const SequenceSet& set, std::span<const int64_t> which, cons
     }
   }
   TLM_CHECK(!batch.mlm_positions.empty(), "an MLM batch of {} sequences has no maskable token", which.size());
+  if (o.max_targets > 0 && static_cast<int>(batch.mlm_positions.size()) > o.max_targets) {
+    batch.mlm_positions.resize(o.max_targets);
+  }
   for (int pos : batch.mlm_positions) {
     batch.mlm_labels.push_back(batch.ids[pos]);
     const double r = rng.uniform();

@@ -13,6 +13,8 @@ int main(int argc, char** argv) {
   tlm::cli::add_tokenize_command(app);
   tlm::cli::add_vocab_command(app);
   tlm::cli::add_data_command(app);
+  int exit_code = 0;
+  tlm::cli::add_train_commands(app, argc, argv, &exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -21,5 +23,5 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "tlm: error: %s\n", e.what());
     return 1;
   }
-  return 0;
+  return exit_code;
 }
