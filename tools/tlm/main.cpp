@@ -13,6 +13,7 @@ int main(int argc, char** argv) {
   tlm::cli::add_tokenize_command(app);
   tlm::cli::add_vocab_command(app);
   tlm::cli::add_data_command(app);
+  tlm::cli::add_eval_commands(app);
   int exit_code = 0;
   tlm::cli::add_train_commands(app, argc, argv, &exit_code);
   try {
