@@ -76,7 +76,7 @@ void RunConfigOptions::add(const std::string& name, Kind kind, const json& defau
     e.option = cmd_->add_flag("--" + name, *e.flag, help);
   } else {
     e.option = cmd_->add_option("--" + name, *e.values, help + shown);
-    if (kind != Kind::kStrings) e.option->expected(1);
+    if (kind != Kind::kStrings) e.option->expected(1)->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   }
   entries_.push_back(std::move(e));
 }
@@ -100,7 +100,8 @@ json RunConfigOptions::resolve() const {
       throw Error(fmt::format("{}:{}:{}: {}", config_file_, err.source().begin.line, err.source().begin.column,
                               std::string(err.description())));
     }
-    for (auto& [k, v] : toml_to_json(table).items()) {
+    json from_file = toml_to_json(table);
+    for (auto& [k, v] : from_file.items()) {
       const Entry& e = find(k);
       if (e.kind == Kind::kStrings && v.is_string()) v = json::array({v});
       cfg[e.key] = v;

@@ -23,6 +23,9 @@ int main(int argc, char** argv) {
   } catch (const tlm::Error& e) {
     std::fprintf(stderr, "tlm: error: %s\n", e.what());
     return 1;
+  } catch (const std::exception& e) {  // e.g. std::filesystem errors, which name their paths
+    std::fprintf(stderr, "tlm: error: %s\n", e.what());
+    return 1;
   }
   return exit_code;
 }

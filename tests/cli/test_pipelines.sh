@@ -1,0 +1,197 @@
+#!/usr/bin/env bash
+# End-to-end tests of the pipelines through the real binary, on the embedded Debian data:
+# vocabulary, pre-training, fine-tuning from it and from scratch, a committee of 3, predict,
+# overlap, exact resume after SIGKILL, a checkpoint read by the PyTorch mirror, bad input.
+# Usage: test_pipelines.sh path/to/tlm   (skips, exit 77, without the embedded data packages)
+set -euo pipefail
+tlm="$(realpath "$1")"
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+py=/usr/bin/python3
+[ -f /usr/share/wordnet/data.noun ] || { echo "SKIP: wordnet-base is not installed"; exit 77; }
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+cd "$work"
+fail() { echo "FAIL: $*" >&2; exit 1; }
+expect_error() {  # expect_error "message fragment" command...
+  local want="$1"; shift
+  if "$@" >o.txt 2>e.txt; then fail "'$*' succeeded, expected an error"; fi
+  grep -qF -- "$want" e.txt || { cat e.txt >&2; fail "'$*': message lacks '$want'"; }
+}
+json() { $py -c "import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2], {'d': d}))" "$@"; }
+
+"$tlm" data embedded --out emb >/dev/null
+W=emb/tasks/wordnet-supersense
+head -n 6000 emb/corpora/wordnet-glosses.txt > corpus.txt
+"$tlm" vocab train --corpus corpus.txt --size 1500 --out vocab.txt >/dev/null
+common=(--max-len 24 --batch 32 --threads 2)
+model=(--layers 1 --hidden 32 --heads 2)
+
+# --- pre-training: the loss falls
+"$tlm" pretrain --corpus corpus.txt --vocab vocab.txt "${model[@]}" "${common[@]}" --sequences 3000 \
+  --epochs 3 --lr 2e-3 --warmup 0.1 --log-every 5 --out pre >pre.txt 2>&1
+$py - <<'PY' || fail "pre-training loss did not fall"
+import json
+steps = [json.loads(l) for l in open("pre/log.jsonl") if '"loss"' in l]
+first, last = sum(s["loss"] for s in steps[:3]) / 3, sum(s["loss"] for s in steps[-3:]) / 3
+print(f"pretrain loss {first:.3f} -> {last:.3f}")
+assert last < first - 0.3, (first, last)
+m = json.load(open("pre/metrics.json"))
+assert m["final"]["valid_mlm_loss"] > 0 and m["final"]["unigram_loss"] > 0
+PY
+for f in config.json model.safetensors log.jsonl metrics.json manifest.json vocab.txt; do
+  [ -s "pre/$f" ] || fail "pre/$f missing"
+done
+[ "$(json pre/config.json "d['architectures'][0]")" = BertForMaskedLM ] || fail "config.json is not HF's"
+[ "$(json pre/manifest.json "d['status']")" = finished ] || fail "manifest status"
+
+# --- fine-tuning from the pre-trained encoder and from scratch, on four supersenses: above
+# chance (25%; with 200 test examples 35% is 3 standard deviations above it)
+printf 'noun.animal\nnoun.artifact\nnoun.person\nnoun.plant\n' >four.txt
+$py -c "
+import csv
+keep = open('four.txt').read().split()
+for part in ('train', 'test'):
+    rows = [r for r in csv.reader(open('$W/' + part + '.csv')) if r[0] in keep]
+    csv.writer(open('four-' + part + '.csv', 'w')).writerows(rows)"
+ft=(--train four-train.csv --test four-test.csv --format csv --classes four.txt --per-label-train 200
+    --per-label-test 50 --epochs 8 --lr 3e-3 --log-every 50)
+"$tlm" finetune "${ft[@]}" "${common[@]}" --init pre --out ft-pre >/dev/null 2>&1
+"$tlm" finetune "${ft[@]}" "${common[@]}" "${model[@]}" --scratch --vocab vocab.txt --out ft-scratch >/dev/null 2>&1
+for r in ft-pre ft-scratch; do
+  acc=$(json $r/metrics.json "d['test']['accuracy']")
+  echo "$r test accuracy $acc"
+  $py -c "import sys; sys.exit(0 if float('$acc') >= 0.35 else 1)" || fail "$r accuracy $acc is not above chance"
+  [ "$(json $r/metrics.json "len(d['test']['confusion'])")" = 4 ] || fail "$r confusion matrix"
+  json $r/metrics.json "d['best']['epoch']" >/dev/null || fail "$r best epoch"
+done
+
+# --- a committee of 3: its probabilities are the mean of the members'
+"$tlm" finetune "${ft[@]}" "${common[@]}" --init pre --seed 7 --out ft-pre2 >/dev/null 2>&1
+$py -c "
+import csv
+rows = list(csv.reader(open('four-test.csv')))[:60]
+open('texts.txt', 'w').write(''.join(r[1] + '\n' for r in rows))
+"
+for m in ft-pre ft-scratch ft-pre2; do "$tlm" predict --model $m --probs --max-len 24 --input texts.txt >p-$m.jsonl; done
+"$tlm" predict --model ft-pre --model ft-scratch --model ft-pre2 --probs --max-len 24 --input texts.txt >p-committee.jsonl
+$py - <<'PY' || fail "committee probabilities are not the mean of the members'"
+import json
+members = [[json.loads(l)["probs"] for l in open(f"p-{m}.jsonl")] for m in ("ft-pre", "ft-scratch", "ft-pre2")]
+committee = [json.loads(l) for l in open("p-committee.jsonl")]
+assert len(committee) == 60
+for i, c in enumerate(committee):
+    for label, p in c["probs"].items():
+        mean = sum(m[i][label] for m in members) / 3
+        assert abs(mean - p) < 1e-6, (i, label, mean, p)
+    assert c["label"] == max(c["probs"], key=c["probs"].get)
+print("committee = mean of members on 60 texts")
+PY
+"$tlm" eval --model ft-pre --model ft-scratch --model ft-pre2 --data four-test.csv --format csv \
+  --classes four.txt --max-len 24 --out eval.json >/dev/null
+$py - <<'PY' || fail "eval JSON inconsistent"
+import json
+e = json.load(open("eval.json"))
+assert len(e["members"]) == 3 and e["committee"]["members"] == 3
+assert [r["k"] for r in e["by_size"]] == [1, 2, 3]
+assert abs(e["by_size"][2]["first_k_accuracy"] - e["committee"]["accuracy"]) < 1e-12
+assert abs(e["by_size"][0]["first_k_accuracy"] - e["members"][0]["accuracy"]) < 1e-12
+assert abs(e["by_size"][0]["mean_accuracy"] - sum(m["accuracy"] for m in e["members"]) / 3) < 1e-9
+assert 0 <= e["majority_vote"]["accuracy"] <= 1
+print("eval: committee", round(e["committee"]["accuracy"], 4), "members", [round(m["accuracy"], 4) for m in e["members"]])
+PY
+
+# --- the PyTorch mirror gives the same probabilities as tlm predict
+"$tlm" tokenize --vocab ft-pre/vocab.txt --max-len 24 --ids-only <texts.txt >ids.jsonl
+$py "$root/ref/predict_mirror.py" ft-pre <ids.jsonl >p-mirror.jsonl
+$py - <<'PY' || fail "PyTorch mirror disagrees with tlm predict"
+import json
+a = [json.loads(l)["probs"] for l in open("p-mirror.jsonl")]
+b = [json.loads(l)["probs"] for l in open("p-ft-pre.jsonl")]
+worst = max(abs(x[k] - y[k]) for x, y in zip(a, b) for k in x)
+print(f"mirror vs tlm predict: max probability difference {worst:.2e}")
+assert len(a) == len(b) == 60 and worst < 1e-5
+PY
+
+# --- overlap
+"$tlm" overlap --corpus corpus.txt --data $W/test.csv --format csv --classes $W/classes.txt --vocab vocab.txt \
+  --out overlap.json >/dev/null
+$py - <<'PY' || fail "overlap values"
+import json
+o = json.load(open("overlap.json"))
+for k in ("token_type_overlap", "token_occurrence_overlap", "word_type_overlap", "word_occurrence_overlap"):
+    assert 0 < o[k] <= 1, k
+assert o["word_occurrence_overlap"] >= o["word_type_overlap"]  # frequent words are the covered ones
+assert o["token_type_overlap"] > 0.9  # the glosses corpus shares the task's vocabulary
+print("overlap", {k: round(v, 3) for k, v in o.items() if k.endswith("overlap")})
+PY
+
+# --- exact resume: a run killed with SIGKILL and resumed equals a straight run, bit for bit
+res=(--corpus corpus.txt --vocab vocab.txt "${model[@]}" "${common[@]}" --sequences 3000 --epochs 2 --lr 1e-3
+     --checkpoint-every 4 --keep-checkpoints 3 --log-every 1)
+"$tlm" pretrain "${res[@]}" --out straight >/dev/null 2>&1
+"$tlm" pretrain "${res[@]}" --out killed >/dev/null 2>&1 &
+pid=$!
+for _ in $(seq 1 600); do
+  if ls killed/checkpoints/step-* >/dev/null 2>&1; then break; fi
+  sleep 0.05
+done
+kill -9 $pid 2>/dev/null || true
+wait $pid 2>/dev/null || true
+[ ! -f killed/model.safetensors ] || fail "the run finished before it could be killed; make it longer"
+# a checkpoint cut mid-write (temporary folder) and one without trainer state are ignored
+mkdir -p killed/checkpoints/step-999999999.tmp-1 killed/checkpoints/step-999999998
+echo junk >killed/checkpoints/step-999999999.tmp-1/model.safetensors
+"$tlm" pretrain "${res[@]}" --out killed --resume >resume.txt 2>&1 || { cat resume.txt; fail "resume failed"; }
+grep -q "resuming killed at step" resume.txt || fail "did not resume from a checkpoint"
+cmp straight/model.safetensors killed/model.safetensors || fail "resumed weights differ from the straight run"
+echo "resume after SIGKILL: identical weights"
+expect_error "--resume of a run made with another configuration" \
+  "$tlm" pretrain "${res[@]}" --lr 5e-4 --out killed --resume
+expect_error "already holds a run; use --resume" "$tlm" pretrain "${res[@]}" --out straight
+
+# --- SIGTERM saves a checkpoint and exits 130
+"$tlm" pretrain "${res[@]}" --epochs 20 --out termed >/dev/null 2>&1 &
+pid=$!
+sleep 1.5
+kill -TERM $pid
+set +e; wait $pid; rc=$?; set -e
+[ $rc -eq 130 ] || fail "SIGTERM exit code $rc, expected 130"
+ls termed/checkpoints/step-* >/dev/null 2>&1 || fail "no checkpoint after SIGTERM"
+
+# --- bad input, each a clear error
+expect_error "no such corpus file" "$tlm" pretrain --corpus nope.txt --vocab vocab.txt --out x1
+expect_error "unknown format \"xml\"" "$tlm" finetune --train $W/train.csv --format xml --scratch --vocab vocab.txt --out x2
+expect_error "exactly one of --init DIR" "$tlm" finetune --train $W/train.csv --format csv --classes $W/classes.txt \
+  --vocab vocab.txt --out x3
+expect_error "examples left for" "$tlm" finetune "${ft[@]/--cap-per-label/}" --per-label-train 100000 --scratch \
+  --vocab vocab.txt --out x4
+printf 'x,"a"\ny,"b"\n' >bad.csv
+expect_error "unknown label" "$tlm" finetune --train bad.csv --test bad.csv --format csv --classes $W/classes.txt \
+  --scratch --vocab vocab.txt --out x5
+expect_error "the training set is empty" "$tlm" finetune --train bad.csv --test bad.csv --format csv \
+  --classes $W/classes.txt --on-bad-row skip --scratch --vocab vocab.txt --out x6
+mkdir -p ro && chmod 500 ro
+if [ "$(id -u)" -ne 0 ]; then
+  expect_error "ro/" "$tlm" pretrain --corpus corpus.txt --vocab vocab.txt --sequences 100 --out ro/run
+fi
+expect_error "cannot" "$tlm" pretrain --corpus corpus.txt --vocab vocab.txt --sequences 100 --out /proc/tlm-run
+# committee members with different label sets / vocabularies
+"$tlm" vocab train --corpus corpus.txt --size 1400 --out vocab2.txt >/dev/null
+"$tlm" finetune "${ft[@]}" "${common[@]}" "${model[@]}" --scratch --vocab vocab2.txt --epochs 1 --out ft-v2 >/dev/null 2>&1
+expect_error "different vocabularies" "$tlm" eval --model ft-pre --model ft-v2 --data four-test.csv --format csv \
+  --classes four.txt
+head -n 3 $W/classes.txt >three.txt
+$py -c "
+import csv
+rows = [r for r in csv.reader(open('$W/train.csv')) if r[0] in open('three.txt').read().split()]
+csv.writer(open('three.csv', 'w')).writerows(rows)"
+"$tlm" finetune --train three.csv --format csv --classes three.txt --per-label-test 5 --per-label-train 10 --cap-per-label \
+  "${common[@]}" --init pre --epochs 1 --out ft-three >/dev/null 2>&1
+expect_error "different label sets" "$tlm" eval --model ft-pre --model ft-three --data three.csv --format csv \
+  --classes three.txt
+"$tlm" pretrain "${res[@]}" --epochs 1 --dump-config >dump.json
+[ "$(json dump.json "d['epochs']")" = 1 ] || fail "--dump-config"
+printf 'lr = 0.0003\nepochs = 2\n' >run.toml
+"$tlm" pretrain "${res[@]}" --config run.toml --set epochs=5 --dump-config >dump2.json
+[ "$(json dump2.json "(d['lr'], d['epochs'])")" = "(0.001, 5)" ] || fail "precedence: flags over TOML, --set over all"
+echo "pipelines: all checks passed"
