@@ -44,7 +44,7 @@ void add_train_options(RunConfigOptions& r, double lr, int epochs) {
   r.add("cache-dir", K::kString, "", "token-shard cache (default: <out>/cache)");
   r.add("cased", K::kFlag, false, "keep case and accents");
   r.add("out", K::kString, nullptr, "run folder");
-  r.add("resume", K::kFlag, false, "continue the run in --out from its last checkpoint");
+  r.add("resume", K::kString, "", "run folder to continue from its last checkpoint (the run's --out)");
 }
 
 BertConfig model_config(const json& c, const Vocab& vocab) {
@@ -78,6 +78,16 @@ TrainOptions train_options(const json& c) {
   o.keep_checkpoints = c.at("keep_checkpoints");
   o.log_every = std::max<int64_t>(1, c.at("log_every").get<int64_t>());
   return o;
+}
+
+// --resume DIR continues the run in DIR: it is the output folder (and --out, if given, must agree).
+void resolve_resume(json& c) {
+  const std::string resume = c.at("resume");
+  if (resume.empty()) return;
+  const std::string out = c.at("out").is_string() ? c.at("out").get<std::string>() : "";
+  TLM_CHECK(out.empty() || fs::path(out).lexically_normal() == fs::path(resume).lexically_normal(),
+            "--resume {} and --out {} name different runs", resume, out);
+  c["out"] = resume;
 }
 
 std::string required(const json& c, const char* key) {
@@ -121,6 +131,7 @@ void report_skips(const ReadStats& s, const std::string& what) {
 
 int run_pretrain(const RunConfigOptions& r) {
   json c = r.resolve();
+  resolve_resume(c);
   if (r.dump_requested()) {
     fmt::print("{}\n", c.dump(2));
     return 0;
@@ -166,7 +177,7 @@ int run_pretrain(const RunConfigOptions& r) {
   job.options = train_options(c);
   job.options.masking.mask_prob = c.at("mask_prob");
   job.out_dir = out;
-  job.resume = c.at("resume");
+  job.resume = !c.at("resume").get<std::string>().empty();
   job.run_config = semantic_part(c);
   job.command_line = r.command_line();
   for (const auto& p : corpora) job.data_hashes[p] = fmt::format("{:016x}", hash_file(p));
@@ -187,6 +198,7 @@ int run_pretrain(const RunConfigOptions& r) {
 
 int run_finetune(const RunConfigOptions& r) {
   json c = r.resolve();
+  resolve_resume(c);
   if (r.dump_requested()) {
     fmt::print("{}\n", c.dump(2));
     return 0;
@@ -266,7 +278,7 @@ int run_finetune(const RunConfigOptions& r) {
   job.init_dir = init;
   job.options = train_options(c);
   job.out_dir = out;
-  job.resume = c.at("resume");
+  job.resume = !c.at("resume").get<std::string>().empty();
   c["capped"] = capped;
   job.run_config = semantic_part(c);
   job.command_line = r.command_line();

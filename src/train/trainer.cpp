@@ -242,7 +242,7 @@ TrainResult train_model(const TrainJob& job) {
     fmt::print(stderr, "resuming {} at step {}\n", job.out_dir, step);
   } else {
     TLM_CHECK(latest_checkpoint(job.out_dir).empty(),
-              "{} already holds a run; use --resume to continue it or choose another --out", job.out_dir);
+              "{} already holds a run; continue it with --resume {} or choose another --out", job.out_dir, job.out_dir);
     model.init_weights(mix_key(o.seed, kInit));
     if (!job.init_dir.empty()) {
       const BertConfig pre = load_config(job.init_dir);

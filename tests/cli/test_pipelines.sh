@@ -141,13 +141,14 @@ wait $pid 2>/dev/null || true
 # a checkpoint cut mid-write (temporary folder) and one without trainer state are ignored
 mkdir -p killed/checkpoints/step-999999999.tmp-1 killed/checkpoints/step-999999998
 echo junk >killed/checkpoints/step-999999999.tmp-1/model.safetensors
-"$tlm" pretrain "${res[@]}" --out killed --resume >resume.txt 2>&1 || { cat resume.txt; fail "resume failed"; }
+"$tlm" pretrain "${res[@]}" --resume killed >resume.txt 2>&1 || { cat resume.txt; fail "resume failed"; }
 grep -q "resuming killed at step" resume.txt || fail "did not resume from a checkpoint"
 cmp straight/model.safetensors killed/model.safetensors || fail "resumed weights differ from the straight run"
 echo "resume after SIGKILL: identical weights"
 expect_error "--resume of a run made with another configuration" \
-  "$tlm" pretrain "${res[@]}" --lr 5e-4 --out killed --resume
-expect_error "already holds a run; use --resume" "$tlm" pretrain "${res[@]}" --out straight
+  "$tlm" pretrain "${res[@]}" --lr 5e-4 --resume killed
+expect_error "name different runs" "$tlm" pretrain "${res[@]}" --out straight --resume killed
+expect_error "already holds a run; continue it with --resume straight" "$tlm" pretrain "${res[@]}" --out straight
 
 # --- SIGTERM saves a checkpoint and exits 130
 "$tlm" pretrain "${res[@]}" --epochs 20 --out termed >/dev/null 2>&1 &
