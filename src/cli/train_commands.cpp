@@ -247,7 +247,8 @@ int run_finetune(const RunConfigOptions& r) {
                         per_train > 0 ? per_train : train_all.set.size(), per_test, seed, cap || per_train == 0);
     job.train = select(train_all.set, split.train.indices);
     job.test = select(train_all.set, split.test.indices);
-    capped = split.train.capped;
+    if (per_train > 0) capped = split.train.capped;  // 0 asks for "all the rest": nothing to report
+    capped.insert(capped.end(), split.test.capped.begin(), split.test.capped.end());
   } else {
     const CorpusSequences test_all = labeled_sequences(test_path, tok, ro, max_len, cache_dir(c));
     report_skips(test_all.stats, test_path);
