@@ -1,5 +1,6 @@
 // tlm pretrain and tlm finetune.
 #include <filesystem>
+#include <optional>
 
 #include "cli/commands.h"
 #include "cli/run_config.h"
@@ -129,14 +130,22 @@ void report_skips(const ReadStats& s, const std::string& what) {
   fmt::print(stderr, "\n");
 }
 
-int run_pretrain(const RunConfigOptions& r) {
+// The resolved configuration with threads applied, or nothing when --dump-config printed it.
+std::optional<json> resolved_config(const RunConfigOptions& r) {
   json c = r.resolve();
   resolve_resume(c);
   if (r.dump_requested()) {
     fmt::print("{}\n", c.dump(2));
-    return 0;
+    return std::nullopt;
   }
   set_threads(c.at("threads"));
+  return c;
+}
+
+int run_pretrain(const RunConfigOptions& r) {
+  const auto resolved = resolved_config(r);
+  if (!resolved) return 0;
+  const json& c = *resolved;
   const std::string out = required(c, "out");
   const Vocab vocab = Vocab::load(required(c, "vocab"));
   const Tokenizer tok(vocab, TokenizerOptions{.lowercase = !c.at("cased").get<bool>()});
@@ -197,13 +206,9 @@ int run_pretrain(const RunConfigOptions& r) {
 }
 
 int run_finetune(const RunConfigOptions& r) {
-  json c = r.resolve();
-  resolve_resume(c);
-  if (r.dump_requested()) {
-    fmt::print("{}\n", c.dump(2));
-    return 0;
-  }
-  set_threads(c.at("threads"));
+  const auto resolved = resolved_config(r);
+  if (!resolved) return 0;
+  json c = *resolved;
   const std::string out = required(c, "out");
   const std::string init = c.at("init");
   const bool scratch = c.at("scratch");

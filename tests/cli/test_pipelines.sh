@@ -153,7 +153,10 @@ expect_error "already holds a run; continue it with --resume straight" "$tlm" pr
 # --- SIGTERM saves a checkpoint and exits 130
 "$tlm" pretrain "${res[@]}" --epochs 20 --out termed >/dev/null 2>&1 &
 pid=$!
-sleep 1.5
+for _ in $(seq 1 600); do  # wait until it is training (the handler is installed by then)
+  if [ -s termed/log.jsonl ]; then break; fi
+  sleep 0.05
+done
 kill -TERM $pid
 set +e; wait $pid; rc=$?; set -e
 [ $rc -eq 130 ] || fail "SIGTERM exit code $rc, expected 130"
