@@ -43,6 +43,8 @@ struct TrainJob {
   const Vocab* vocab = nullptr;
   SequenceSet train;
   SequenceSet test;      // fine-tuning: evaluated after every epoch (may be empty)
+  SequenceSet valid;     // fine-tuning: held out from the training data; when given, the best epoch
+                         // is chosen on it, never on the test set
   std::string init_dir;  // fine-tuning from a pre-trained checkpoint: its encoder is loaded
   TrainOptions options;
   std::string out_dir;

@@ -270,6 +270,15 @@ int run_finetune(const RunConfigOptions& r) {
     capped = tr.capped;
     capped.insert(capped.end(), te.capped.begin(), te.capped.end());
   }
+  const int64_t per_valid = c.at("valid_per_label");
+  if (per_valid > 0) {  // a validation split carved out of the training sample, per label
+    const Split split = split_per_label(job.train.labels, job.train.label_names, job.train.size(), per_valid,
+                                        mix_key(seed, 0x7A1), true);
+    for (const auto& note : split.test.capped) capped.push_back("validation " + note);
+    SequenceSet rest = select(job.train, split.train.indices);
+    job.valid = select(job.train, split.test.indices);
+    job.train = std::move(rest);
+  }
   for (const auto& cap_note : capped) fmt::print(stderr, "capped: {}\n", cap_note);
   TLM_CHECK(job.train.size() > 0, "the training set is empty after sampling");
   BertConfig model = init.empty() ? model_config(c, vocab) : load_config(init);
@@ -291,15 +300,16 @@ int run_finetune(const RunConfigOptions& r) {
   job.data_hashes[train_path] = fmt::format("{:016x}", hash_file(train_path));
   if (!test_path.empty()) job.data_hashes[test_path] = fmt::format("{:016x}", hash_file(test_path));
   keep_vocab(out, vocab);
-  fmt::print(stderr, "finetune: {} train, {} test examples, {} labels, {}\n", job.train.size(), job.test.size(),
-             model.num_labels(), init.empty() ? "from scratch" : "from " + init);
+  fmt::print(stderr, "finetune: {} train, {} validation, {} test examples, {} labels, {}\n", job.train.size(),
+             job.valid.size(), job.test.size(), model.num_labels(), init.empty() ? "from scratch" : "from " + init);
   const TrainResult res = train_model(job);
   if (res.interrupted) return 130;
   const json& m = res.metrics;
   fmt::print("finetune: {} steps; test accuracy {:.4f}, macro-F1 {:.4f}", res.steps,
              m["test"]["accuracy"].get<double>(), m["test"]["macro_f1"].get<double>());
   if (m.contains("best")) {
-    fmt::print(" (best epoch {}: {:.4f})", m["best"]["epoch"].get<int>(), m["best"]["test_accuracy"].get<double>());
+    fmt::print(" (best epoch by {}: {}, test accuracy {:.4f})", m["best"]["chosen_by"].get<std::string>(),
+               m["best"]["epoch"].get<int>(), m["best"].value("test_accuracy", 0.0));
   }
   fmt::print(" -> {}\n", out);
   return 0;
@@ -333,6 +343,8 @@ void add_train_commands(CLI::App& app, int argc, char** argv, int* exit_code) {
   fr->add("per-label-train", K::kInt, 0, "training examples per label (0: all)");
   fr->add("per-label-test", K::kInt, 0, "test examples per label (0: all)");
   fr->add("cap-per-label", K::kFlag, false, "take what a short label has instead of failing (reported)");
+  fr->add("valid-per-label", K::kInt, 0,
+          "hold out this many training examples per label as validation; the best epoch is chosen on them");
   fr->add("init", K::kString, "", "pre-trained run folder (its encoder is loaded, its vocab.txt used)");
   fr->add("scratch", K::kFlag, false, "train the same architecture from random initialisation");
   fr->add("vocab", K::kString, "", "vocab.txt (default: the --init run's)");

@@ -206,8 +206,9 @@ TrainResult train_model(const TrainJob& job) {
   const int64_t warmup = o.warmup < 1.0 ? std::llround(o.warmup * total_steps) : std::llround(o.warmup);
 
   ModelLimits lim = limits_for_set(job.train, o.batch, mlm, o.masking.mask_prob);
-  if (job.test.size() > 0) {
-    const ModelLimits t = limits_for_set(job.test, o.batch, false, 0);
+  for (const SequenceSet* eval_set : {&job.test, &job.valid}) {
+    if (eval_set->size() == 0) continue;
+    const ModelLimits t = limits_for_set(*eval_set, o.batch, false, 0);
     lim.max_tokens = std::max(lim.max_tokens, t.max_tokens);
     lim.max_seq_len = std::max(lim.max_seq_len, t.max_seq_len);
   }
@@ -278,14 +279,21 @@ TrainResult train_model(const TrainJob& job) {
         record["valid_mlm_loss"] = v.loss;
         record["unigram_loss"] = v.unigram_loss;
       }
-    } else if (job.test.size() > 0) {
-      const EvalMetrics m =
-          evaluate_probs(predict_probs(model, job.test, o.batch), job.test.labels, job.model.num_labels());
-      record["test_accuracy"] = m.accuracy;
-      record["test_macro_f1"] = m.macro_f1;
-      record["test_loss"] = m.loss;
-      if (best.is_null() || m.accuracy > best.value("test_accuracy", -1.0)) {
-        best = {{"epoch", epoch}, {"test_accuracy", m.accuracy}, {"test_macro_f1", m.macro_f1}};
+    } else {
+      const int labels = job.model.num_labels();
+      for (auto [set, name] : {std::pair{&job.valid, "valid"}, std::pair{&job.test, "test"}}) {
+        if (set->size() == 0) continue;
+        const EvalMetrics m = evaluate_probs(predict_probs(model, *set, o.batch), set->labels, labels);
+        record[std::string(name) + "_accuracy"] = m.accuracy;
+        record[std::string(name) + "_macro_f1"] = m.macro_f1;
+        record[std::string(name) + "_loss"] = m.loss;
+      }
+      // The best epoch is chosen on validation data when there is some, else (as asked for a
+      // plain report) on the test set; the record says which.
+      const std::string by = job.valid.size() > 0 ? "valid_accuracy" : "test_accuracy";
+      if (record.contains(by) && (best.is_null() || record[by].get<double>() > best[by].get<double>())) {
+        best = record;
+        best["chosen_by"] = by;
       }
     }
     history.push_back(record);
@@ -354,10 +362,10 @@ TrainResult train_model(const TrainJob& job) {
                   {"tokens_this_session", tokens_done}};
   if (!history.empty()) metrics["final"] = history.back();
   if (!best.is_null()) metrics["best"] = best;
-  if (!mlm && job.test.size() > 0) {
-    const EvalMetrics m =
-        evaluate_probs(predict_probs(model, job.test, o.batch), job.test.labels, job.model.num_labels());
-    metrics["test"] = m.to_json(job.model.labels);
+  for (auto [set, name] : {std::pair{&job.test, "test"}, std::pair{&job.valid, "valid"}}) {
+    if (mlm || set->size() == 0) continue;
+    const EvalMetrics m = evaluate_probs(predict_probs(model, *set, o.batch), set->labels, job.model.num_labels());
+    metrics[name] = m.to_json(job.model.labels);
   }
   files.save_final(model, job.run_config, metrics);
   files.write_manifest(job, model, "finished");

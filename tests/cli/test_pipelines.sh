@@ -65,6 +65,19 @@ for r in ft-pre ft-scratch; do
   json $r/metrics.json "d['best']['epoch']" >/dev/null || fail "$r best epoch"
 done
 
+# --- with a validation split the best epoch is chosen on it, never on the test set
+"$tlm" finetune "${ft[@]}" "${common[@]}" --init pre --valid-per-label 20 --epochs 3 --out ft-valid >/dev/null 2>&1
+$py - <<'PY' || fail "validation split"
+import json
+m = json.load(open("ft-valid/metrics.json"))
+assert m["best"]["chosen_by"] == "valid_accuracy", m["best"]
+assert m["valid"]["confusion"] and sum(map(sum, m["valid"]["confusion"])) == 80
+epochs = [json.loads(l) for l in open("ft-valid/log.jsonl") if '"valid_accuracy"' in l]
+assert len(epochs) == 3 and all("test_accuracy" in e for e in epochs)
+assert m["best"]["valid_accuracy"] == max(e["valid_accuracy"] for e in epochs)
+print("validation split: best epoch", m["best"]["epoch"], "by validation accuracy")
+PY
+
 # --- a committee of 3: its probabilities are the mean of the members'
 "$tlm" finetune "${ft[@]}" "${common[@]}" --init pre --seed 7 --out ft-pre2 >/dev/null 2>&1
 $py -c "
