@@ -109,7 +109,7 @@ TEST_F(ShardTest, CorpusAndLabeledSequencesGoThroughTheCache) {
   const Tokenizer tok(Vocab::from_tokens(t, "v"), {});
   {
     std::ofstream(path("c.txt")) << "hello world\nworld hello hello\n\n\n";
-    std::ofstream(path("d.csv")) << "pos,hello\nneg,world world\n";
+    std::ofstream(path("d.csv")) << "pos,hello\nneg,world world\nmaybe,hello\n";
     std::ofstream(path("classes.txt")) << "neg\npos\n";
   }
   CorpusSequencesOptions o;
@@ -124,11 +124,14 @@ TEST_F(ShardTest, CorpusAndLabeledSequencesGoThroughTheCache) {
   EXPECT_EQ(second.set.ids, first.set.ids);
   o.max_len = 4;  // other parameters: another shard
   EXPECT_FALSE(corpus_sequences({path("c.txt")}, tok, o).from_cache);
-  const ReaderOptions r{.format = Format::kCsv, .classes_path = path("classes.txt")};
+  const ReaderOptions r{.format = Format::kCsv, .classes_path = path("classes.txt"), .on_bad_row = OnBadRow::kSkip};
   const CorpusSequences l1 = labeled_sequences(path("d.csv"), tok, r, 8, path("cache"));
   const CorpusSequences l2 = labeled_sequences(path("d.csv"), tok, r, 8, path("cache"));
   EXPECT_FALSE(l1.from_cache);
   EXPECT_TRUE(l2.from_cache);
+  EXPECT_EQ(l1.stats.skipped, 1);
+  EXPECT_EQ(l2.stats.skipped, 1) << "a cached answer still reports the rows its build skipped";
+  EXPECT_EQ(l2.stats.skip_reasons.at("unknown label"), 1);
   EXPECT_EQ(l2.set.labels, (std::vector<int32_t>{1, 0}));
   EXPECT_EQ(l2.set.label_names, (std::vector<std::string>{"neg", "pos"}));
   EXPECT_EQ(std::vector<int32_t>(l2.set.sequence(1).begin(), l2.set.sequence(1).end()),

@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "tlm/dataset.h"
@@ -36,9 +37,12 @@ void write_shard(const std::string& path, const SequenceSet& set, const ShardKey
 SequenceSet read_shard(const std::string& path, ShardKey* key = nullptr);
 
 // The shard for `key` in cache_dir (file name from `name` and the key): read if present and
-// intact, else built with `build`, written atomically and returned. *built says which.
+// intact, else built with `build`, written atomically and returned. *built says which. `notes`
+// (optional) is kept in a JSON file beside the shard: whatever the build wrote there (e.g. how
+// many bad rows it skipped) is given back when the shard is read from the cache.
 SequenceSet cached_sequences(const std::string& cache_dir, const std::string& name, const ShardKey& key,
-                             int32_t vocab_size, const std::function<SequenceSet()>& build, bool* built = nullptr);
+                             int32_t vocab_size, const std::function<SequenceSet()>& build, bool* built = nullptr,
+                             nlohmann::json* notes = nullptr);
 
 }  // namespace tlm
 

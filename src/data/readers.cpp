@@ -20,7 +20,7 @@ class BadRows {
   BadRows(OnBadRow mode, ReadStats& stats) : mode_(mode), stats_(stats) {}
   void report(const std::string& where, const std::string& reason, const std::string& detail = "") {
     const std::string message = where + ": " + reason + (detail.empty() ? "" : ": " + detail);
-    if (mode_ == OnBadRow::kStop) throw Error(message);
+    if (mode_ == OnBadRow::kStop) throw Error(message + " (--on-bad-row skip skips such rows and counts them)");
     ++stats_.skipped;
     ++stats_.skip_reasons[reason];
     if (stats_.first_skips.size() < 20) stats_.first_skips.push_back(message);

@@ -23,6 +23,37 @@ std::string reader_params(const ReaderOptions& r) {
 
 std::string stem(const std::string& path) { return std::filesystem::path(path).filename().string(); }
 
+nlohmann::json stats_to_json(const ReadStats& s) {
+  return {{"rows", s.rows}, {"skipped", s.skipped}, {"skip_reasons", s.skip_reasons}, {"first_skips", s.first_skips}};
+}
+
+ReadStats stats_from_json(const nlohmann::json& j) {
+  ReadStats s;
+  s.rows = j.value("rows", int64_t{0});
+  s.skipped = j.value("skipped", int64_t{0});
+  s.skip_reasons = j.value("skip_reasons", std::map<std::string, int64_t>{});
+  s.first_skips = j.value("first_skips", std::vector<std::string>{});
+  return s;
+}
+
+// The shard cache with the build's read statistics kept beside the shard, so a cached answer
+// still reports how many bad rows the build skipped.
+void through_cache(const std::string& dir, const std::string& name, const ShardKey& key, int32_t vocab_size,
+                   const std::function<SequenceSet()>& build, CorpusSequences& out) {
+  bool built = false;
+  nlohmann::json notes;
+  out.set = cached_sequences(
+      dir, name, key, vocab_size,
+      [&] {
+        SequenceSet set = build();
+        notes = stats_to_json(out.stats);
+        return set;
+      },
+      &built, &notes);
+  out.from_cache = !built;
+  out.stats = stats_from_json(notes);
+}
+
 }  // namespace
 
 CorpusSequences corpus_sequences(const std::vector<std::string>& paths, const Tokenizer& tok,
@@ -50,9 +81,7 @@ CorpusSequences corpus_sequences(const std::vector<std::string>& paths, const To
   key.params_hash =
       hash_string(fmt::format("corpus v1 {} {} max_len={} mode={}", reader_params(o.reader), tokenizer_params(tok),
                               o.max_len, o.mode == SequenceMode::kFirst ? "first" : "chunk"));
-  bool built = false;
-  out.set = cached_sequences(o.cache_dir, stem(paths.front()), key, tok.vocab().size(), build, &built);
-  out.from_cache = !built;
+  through_cache(o.cache_dir, stem(paths.front()), key, tok.vocab().size(), build, out);
   return out;
 }
 
@@ -71,9 +100,7 @@ CorpusSequences labeled_sequences(const std::string& path, const Tokenizer& tok,
   const ShardKey key{
       tok.vocab().hash(), hash_file(path),
       hash_string(fmt::format("labeled v1 {} {} max_len={}", reader_params(reader), tokenizer_params(tok), max_len))};
-  bool built = false;
-  out.set = cached_sequences(cache_dir, stem(path), key, tok.vocab().size(), build, &built);
-  out.from_cache = !built;
+  through_cache(cache_dir, stem(path), key, tok.vocab().size(), build, out);
   return out;
 }
 

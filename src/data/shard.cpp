@@ -222,24 +222,28 @@ SequenceSet read_shard(const std::string& path, ShardKey* key_out) {
 }
 
 SequenceSet cached_sequences(const std::string& cache_dir, const std::string& name, const ShardKey& key,
-                             int32_t vocab_size, const std::function<SequenceSet()>& build, bool* built) {
+                             int32_t vocab_size, const std::function<SequenceSet()>& build, bool* built,
+                             nlohmann::json* notes) {
   std::filesystem::create_directories(cache_dir);
   const uint64_t id = hash_combine(hash_combine(key.vocab_hash, key.source_hash), key.params_hash);
   const std::string path = fmt::format("{}/{}-{:016x}.tlmshard", cache_dir, name, id);
-  if (std::filesystem::exists(path)) {
+  const std::string notes_path = path + ".notes.json";
+  if (std::filesystem::exists(path) && (!notes || std::filesystem::exists(notes_path))) {
     try {
       ShardKey found;
       SequenceSet set = read_shard(path, &found);
       if (found == key) {
+        if (notes) *notes = nlohmann::json::parse(read_file(notes_path));
         if (built) *built = false;
         return set;
       }
-    } catch (const Error&) {
+    } catch (const std::exception&) {
       // A damaged cache file is rebuilt below, never trusted.
     }
   }
   SequenceSet set = build();
-  write_shard(path, set, key, vocab_size);
+  if (notes) write_file_atomic(notes_path, notes->dump(2) + "\n");
+  write_shard(path, set, key, vocab_size);  // last: a shard present means its notes are too
   if (built) *built = true;
   return set;
 }
