@@ -8,8 +8,8 @@
 
 namespace tlm {
 
-// member_probs[m]: (n, labels) probabilities of member m. Returns the (n, labels) mean.
-std::vector<float> soft_committee(const std::vector<std::vector<float>>& member_probs, int num_labels);
+// member_probs[m]: (n, labels) probabilities of member m, flat. Returns their (n, labels) mean.
+std::vector<float> soft_committee(const std::vector<std::vector<float>>& member_probs);
 
 // Hard majority vote of the members' argmax; ties go to the tied label with the highest mean
 // probability. Returns (n) labels.

@@ -103,7 +103,7 @@ void run_eval(const EvalArgs& a) {
     const EvalMetrics e = evaluate_probs(probs[i], set.labels, labels);
     out["members"].push_back({{"model", a.models[i]}, {"accuracy", e.accuracy}, {"macro_f1", e.macro_f1}});
   }
-  out["committee"] = evaluate_probs(soft_committee(probs, labels), set.labels, labels).to_json(m.labels);
+  out["committee"] = evaluate_probs(soft_committee(probs), set.labels, labels).to_json(m.labels);
   out["committee"]["members"] = probs.size();
   const auto votes = majority_vote(probs, labels);
   int64_t correct = 0;
@@ -138,7 +138,7 @@ void run_predict(const PredictArgs& a) {
   const SequenceSet set = tokenize_examples(tok, examples, m.labels, a.max_len);
   if (set.size() == 0) return;
   const int labels = static_cast<int>(m.labels.size());
-  const auto probs = soft_committee(member_probabilities(m, set, a.batch), labels);
+  const auto probs = soft_committee(member_probabilities(m, set, a.batch));
   for (int64_t i = 0; i < set.size(); ++i) {
     const float* row = probs.data() + i * labels;
     json j = {{"label", m.labels[std::max_element(row, row + labels) - row]}};

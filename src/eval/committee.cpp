@@ -9,7 +9,7 @@
 
 namespace tlm {
 
-std::vector<float> soft_committee(const std::vector<std::vector<float>>& member_probs, int num_labels) {
+std::vector<float> soft_committee(const std::vector<std::vector<float>>& member_probs) {
   TLM_CHECK(!member_probs.empty(), "a committee needs at least one member");
   const size_t size = member_probs[0].size();
   std::vector<double> sum(size, 0.0);
@@ -17,14 +17,13 @@ std::vector<float> soft_committee(const std::vector<std::vector<float>>& member_
     TLM_CHECK(p.size() == size, "committee members scored different numbers of examples");
     for (size_t i = 0; i < size; ++i) sum[i] += p[i];
   }
-  (void)num_labels;
   std::vector<float> mean(size);
   for (size_t i = 0; i < size; ++i) mean[i] = static_cast<float>(sum[i] / member_probs.size());
   return mean;
 }
 
 std::vector<int32_t> majority_vote(const std::vector<std::vector<float>>& member_probs, int num_labels) {
-  const std::vector<float> mean = soft_committee(member_probs, num_labels);
+  const std::vector<float> mean = soft_committee(member_probs);
   const size_t n = mean.size() / num_labels;
   std::vector<int32_t> out(n);
   std::vector<int> votes(num_labels);
@@ -79,13 +78,13 @@ nlohmann::json accuracy_by_size(const std::vector<std::vector<float>>& member_pr
     for (const auto& idx : drawn) {
       std::vector<std::vector<float>> sub;
       for (int i : idx) sub.push_back(member_probs[i]);
-      const double a = accuracy_of(soft_committee(sub, num_labels), labels, num_labels);
+      const double a = accuracy_of(soft_committee(sub), labels, num_labels);
       s += a;
       s2 += a * a;
     }
     const double n = static_cast<double>(drawn.size()), mean = s / n;
     rows.push_back({{"k", k},
-                    {"first_k_accuracy", accuracy_of(soft_committee(first, num_labels), labels, num_labels)},
+                    {"first_k_accuracy", accuracy_of(soft_committee(first), labels, num_labels)},
                     {"random_subsets", drawn.size()},
                     {"mean_accuracy", mean},
                     {"std_accuracy", n > 1 ? std::sqrt(std::max(0.0, (s2 - n * mean * mean) / (n - 1))) : 0.0}});
