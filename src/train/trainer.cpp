@@ -9,6 +9,7 @@
 #include <csignal>
 #include <filesystem>
 #include <fstream>
+#include <map>
 
 #include "kernels/kernels.h"
 #include "tlm/check.h"
@@ -271,6 +272,7 @@ TrainResult train_model(const TrainJob& job) {
                   {"best", best}};
     files.save_checkpoint(checkpoint_name(at_step), model, adam, state, job.run_config, o.keep_checkpoints);
   };
+  std::map<std::string, EvalMetrics> last_eval;  // of the latest evaluation, per set
   auto evaluate_epoch = [&](int epoch) {
     json record = {{"epoch", epoch}, {"step", step}};
     if (mlm) {
@@ -283,7 +285,8 @@ TrainResult train_model(const TrainJob& job) {
       const int labels = job.model.num_labels();
       for (auto [set, name] : {std::pair{&job.valid, "valid"}, std::pair{&job.test, "test"}}) {
         if (set->size() == 0) continue;
-        const EvalMetrics m = evaluate_probs(predict_probs(model, *set, o.batch), set->labels, labels);
+        const EvalMetrics& m = last_eval[name] =
+            evaluate_probs(predict_probs(model, *set, o.batch), set->labels, labels);
         record[std::string(name) + "_accuracy"] = m.accuracy;
         record[std::string(name) + "_macro_f1"] = m.macro_f1;
         record[std::string(name) + "_loss"] = m.loss;
@@ -350,7 +353,11 @@ TrainResult train_model(const TrainJob& job) {
     }
   }
   progress.done();
-  if (step % steps_per_epoch != 0) evaluate_epoch(static_cast<int>(step / steps_per_epoch));
+  // Evaluate the final weights unless the last epoch's evaluation already did (a resumed run that
+  // had already finished has not evaluated in this session).
+  const bool evaluated =
+      step % steps_per_epoch == 0 && (mlm || !last_eval.empty() || (job.test.size() == 0 && job.valid.size() == 0));
+  if (!evaluated) evaluate_epoch(static_cast<int>((step - 1) / steps_per_epoch));
 
   const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
   json metrics = {{"steps", step},
@@ -362,11 +369,9 @@ TrainResult train_model(const TrainJob& job) {
                   {"tokens_this_session", tokens_done}};
   if (!history.empty()) metrics["final"] = history.back();
   if (!best.is_null()) metrics["best"] = best;
-  for (auto [set, name] : {std::pair{&job.test, "test"}, std::pair{&job.valid, "valid"}}) {
-    if (mlm || set->size() == 0) continue;
-    const EvalMetrics m = evaluate_probs(predict_probs(model, *set, o.batch), set->labels, job.model.num_labels());
-    metrics[name] = m.to_json(job.model.labels);
-  }
+  // The last evaluation ran on the final weights (every run ends with one), so its metrics are
+  // the final ones.
+  for (const auto& [name, m] : last_eval) metrics[name] = m.to_json(job.model.labels);
   files.save_final(model, job.run_config, metrics);
   files.write_manifest(job, model, "finished");
   result.steps = step;
