@@ -144,8 +144,11 @@ res=(--corpus corpus.txt --vocab vocab.txt "${model[@]}" "${common[@]}" --sequen
 "$tlm" pretrain "${res[@]}" --out straight >/dev/null 2>&1
 "$tlm" pretrain "${res[@]}" --out killed >/dev/null 2>&1 &
 pid=$!
+complete_checkpoint() {  # a renamed checkpoint folder, not one still being written (.tmp-PID)
+  find "$1/checkpoints" -maxdepth 2 -name trainer_state.json -path '*/step-*' -not -path '*.tmp-*' 2>/dev/null | grep -q .
+}
 for _ in $(seq 1 600); do
-  if ls killed/checkpoints/step-* >/dev/null 2>&1; then break; fi
+  if complete_checkpoint killed; then break; fi
   sleep 0.05
 done
 kill -9 $pid 2>/dev/null || true
@@ -173,7 +176,7 @@ done
 kill -TERM $pid
 set +e; wait $pid; rc=$?; set -e
 [ $rc -eq 130 ] || fail "SIGTERM exit code $rc, expected 130"
-ls termed/checkpoints/step-* >/dev/null 2>&1 || fail "no checkpoint after SIGTERM"
+complete_checkpoint termed || fail "no checkpoint after SIGTERM"
 
 # --- bad input, each a clear error
 expect_error "no such corpus file" "$tlm" pretrain --corpus nope.txt --vocab vocab.txt --out x1
