@@ -65,9 +65,9 @@ struct MaskingOptions {
   double mask_token = 0.8;    // of the selected: replaced by [MASK]
   double random_token = 0.1;  // replaced by a random id (uniform over the vocabulary, as HF's
                               // DataCollatorForLanguageModeling); the rest keep their id
-  int max_targets = 0;  // > 0: at most this many targets per batch (the buffers' size); the
-                        // trainer sets it 6 standard deviations above the mean, so it binds
-                        // about once in 10^9 batches
+  int max_targets = 0;        // > 0: at most this many targets per batch (the buffers' size); the
+                              // trainer sets it 6 standard deviations above the mean, so it binds
+                              // about once in 10^9 batches
 };
 
 // Fills batch with the sequences `which` of `set` and draws the MLM mask for them: every
@@ -75,6 +75,8 @@ struct MaskingOptions {
 // Special ids (the vocabulary's five) are never selected.
 void make_mlm_batch(const SequenceSet& set, std::span<const int64_t> which, const Vocab& vocab,
                     const MaskingOptions& options, Rng& rng, Batch& batch);
+// Fills batch with the sequences `which` of `set`, packed, without targets (inference).
+void make_batch(const SequenceSet& set, std::span<const int64_t> which, Batch& batch);
 // Fills batch with the sequences and their labels (classification).
 void make_classification_batch(const SequenceSet& set, std::span<const int64_t> which, Batch& batch);
 

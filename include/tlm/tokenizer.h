@@ -76,9 +76,7 @@ class Tokenizer {
   // BertNormalizer: the text as WordPiece sees it (UTF-8). Invalid UTF-8 bytes read as U+FFFD,
   // which cleaning drops, as Hugging Face's lossy decoding would.
   std::string normalize(std::string_view text) const;
-  // Words after normalisation and BertPreTokenizer.
-  std::vector<std::string> pre_tokenize(std::string_view text) const;
-  // Calls fn(word) for each of those words without copying them.
+  // Calls fn(word) for each word after normalisation and BertPreTokenizer, without copying.
   void for_each_word(std::string_view text, const std::function<void(std::string_view)>& fn) const;
   // Word-piece ids of the text without special tokens, appended to `ids`.
   void encode_pieces(std::string_view text, std::vector<int32_t>& ids) const;

@@ -10,7 +10,6 @@
 #include "tlm/checkpoint.h"
 #include "tlm/committee.h"
 #include "tlm/file_io.h"
-#include "tlm/shard.h"
 #include "tlm/trainer.h"
 
 namespace tlm::cli {
@@ -171,9 +170,7 @@ void run_overlap(const OverlapArgs& a) {
       ids.clear();
       tok.encode_pieces(ex.text, ids);
       for (int32_t id : ids) corpus_ids[id] = 1;
-      tok.for_each_word(ex.text, [&](std::string_view w) {
-        if (!corpus_words.count(std::string(w))) corpus_words.emplace(w);
-      });
+      tok.for_each_word(ex.text, [&](std::string_view w) { corpus_words.emplace(w); });
     });
   }
   const LabeledData data = read_labeled(a.data, ro);

@@ -114,9 +114,7 @@ Split split_per_label(const std::vector<int32_t>& labels, const std::vector<std:
   return split;
 }
 
-namespace {
-
-void pack(const SequenceSet& set, std::span<const int64_t> which, Batch& batch) {
+void make_batch(const SequenceSet& set, std::span<const int64_t> which, Batch& batch) {
   batch.ids.clear();
   batch.type_ids.clear();
   batch.offsets.assign(1, 0);
@@ -130,11 +128,9 @@ void pack(const SequenceSet& set, std::span<const int64_t> which, Batch& batch) 
   }
 }
 
-}  // namespace
-
 void make_mlm_batch(const SequenceSet& set, std::span<const int64_t> which, const Vocab& vocab, const MaskingOptions& o,
                     Rng& rng, Batch& batch) {
-  pack(set, which, batch);
+  make_batch(set, which, batch);
   const int n = batch.num_tokens();
   int candidates = 0;
   for (int i = 0; i < n; ++i) {
@@ -169,7 +165,7 @@ void make_mlm_batch(const SequenceSet& set, std::span<const int64_t> which, cons
 
 void make_classification_batch(const SequenceSet& set, std::span<const int64_t> which, Batch& batch) {
   TLM_CHECK(set.labels.size() == static_cast<size_t>(set.size()), "the sequences carry no labels");
-  pack(set, which, batch);
+  make_batch(set, which, batch);
   for (int64_t i : which) batch.labels.push_back(set.labels[i]);
 }
 

@@ -144,12 +144,6 @@ void Tokenizer::for_each_word(std::string_view text, const std::function<void(st
   tlm::for_each_word(normalize(text), fn);
 }
 
-std::vector<std::string> Tokenizer::pre_tokenize(std::string_view text) const {
-  std::vector<std::string> words;
-  for_each_word(normalize(text), [&](std::string_view w) { words.emplace_back(w); });
-  return words;
-}
-
 void Tokenizer::word_pieces(std::string_view word, std::vector<int32_t>& ids) const {
   size_t chars = 0;
   for (unsigned char c : word) chars += !is_continuation_byte(c);

@@ -143,14 +143,7 @@ std::vector<float> predict_probs(BertModel& model, const SequenceSet& set, int b
   for (int64_t start = 0; start < set.size(); start += batch) {
     which.clear();
     for (int64_t i = start; i < std::min(set.size(), start + batch); ++i) which.push_back(i);
-    b.ids.clear();
-    b.offsets.assign(1, 0);
-    b.labels.clear();
-    for (int64_t i : which) {
-      const auto seq = set.sequence(i);
-      b.ids.insert(b.ids.end(), seq.begin(), seq.end());
-      b.offsets.push_back(static_cast<int32_t>(b.ids.size()));
-    }
+    make_batch(set, which, b);
     model.forward(b, false, 0);
     kernels::softmax_rows(model.logits(), probs.data() + start * labels, static_cast<int>(which.size()), labels);
   }
