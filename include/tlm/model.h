@@ -80,6 +80,9 @@ class BertModel {
   const float* logits() const;
   // Floating-point operations of one forward+backward on `batch` as this engine computes it.
   double train_flops(const Batch& batch) const;
+  // Floating-point operations of one inference forward on `batch` (no MLM positions needed for a
+  // classifier): a third of train_flops, as every counted backward op costs twice its forward.
+  double forward_flops(const Batch& batch) const { return train_flops(batch) / 3.0; }
 
  private:
   struct Impl;

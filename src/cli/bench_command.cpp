@@ -137,6 +137,7 @@ void add_bench_command(CLI::App& app) {
   tokenize->add_option("--vocab", targs->vocab, "vocab.txt")->required()->check(CLI::ExistingFile);
   tokenize->add_option("--repeat", targs->repeat, "timed passes (best is reported)")->capture_default_str();
   tokenize->callback([targs] { run_bench_tokenize(*targs); });
+  add_latency_command(*bench);
 }
 
 }  // namespace tlm::cli

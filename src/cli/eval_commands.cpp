@@ -4,6 +4,7 @@
 #include <unordered_set>
 
 #include "cli/commands.h"
+#include "cli/members.h"
 #include "cli/threads.h"
 #include "data/line_reader.h"
 #include "tlm/check.h"
@@ -18,37 +19,6 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 
 namespace {
-
-// The members of a committee: classifiers sharing labels and vocabulary.
-struct Members {
-  std::vector<std::string> dirs;
-  std::vector<std::string> labels;
-  std::unique_ptr<Vocab> vocab;
-};
-
-Members load_members(const std::vector<std::string>& dirs) {
-  Members m;
-  m.dirs = dirs;
-  for (const auto& d : dirs) {
-    const BertConfig cfg = load_config(d);
-    if (cfg.head != Head::kClassification) throw Error(d + ": not a classifier (fine-tune it first)");
-    const std::string vp = (fs::path(d) / "vocab.txt").string();
-    if (!fs::exists(vp)) throw Error(d + ": no vocab.txt beside the model");
-    Vocab v = Vocab::load(vp);
-    if (!m.vocab) {
-      m.labels = cfg.labels;
-      m.vocab = std::make_unique<Vocab>(std::move(v));
-      continue;
-    }
-    if (cfg.labels != m.labels) {
-      throw Error(fmt::format("committee members {} and {} have different label sets", dirs[0], d));
-    }
-    if (v.hash() != m.vocab->hash()) {
-      throw Error(fmt::format("committee members {} and {} have different vocabularies", dirs[0], d));
-    }
-  }
-  return m;
-}
 
 std::vector<std::vector<float>> member_probabilities(const Members& m, const SequenceSet& set, int batch) {
   std::vector<std::vector<float>> probs;
@@ -65,34 +35,14 @@ struct EvalArgs {
   int max_len = 128, batch = 64, subsets = 20, threads = 0;
   int64_t per_label = 0;
   uint64_t seed = 1;
+  bool cap_per_label = false;
 };
 
 void run_eval(const EvalArgs& a) {
   set_threads(a.threads);
   const Members m = load_members(a.models);
-  ReaderOptions ro{.format = parse_format(a.format), .classes_path = a.classes};
-  TokenizerOptions to;
-  if (ro.format == Format::kFewRel) to.added_tokens = fewrel_markers();
-  const Tokenizer tok(*m.vocab, to);
-  LabeledData data = read_labeled(a.data, ro);
-  // The data's labels by name onto the models' label ids.
-  std::vector<int32_t> to_model(data.label_names.size());
-  for (size_t i = 0; i < data.label_names.size(); ++i) {
-    const auto it = std::find(m.labels.begin(), m.labels.end(), data.label_names[i]);
-    if (it == m.labels.end()) {
-      throw Error(fmt::format("{}: label \"{}\" is not one of the model's labels", a.data, data.label_names[i]));
-    }
-    to_model[i] = static_cast<int32_t>(it - m.labels.begin());
-  }
-  for (auto& ex : data.examples) ex.label = to_model[ex.label];
-  SequenceSet set = tokenize_examples(tok, data.examples, m.labels, a.max_len);
-  if (a.per_label > 0) {
-    const Sample s = sample_per_label(set.labels, m.labels, a.per_label, a.seed, false);
-    SequenceSet sub;
-    sub.label_names = set.label_names;
-    for (int64_t i : s.indices) sub.add(set.sequence(i), set.labels[i]);
-    set = std::move(sub);
-  }
+  const SequenceSet set =
+      labeled_set_for(m, a.data, a.format, a.classes, a.max_len, a.per_label, a.seed, a.cap_per_label);
   TLM_CHECK(set.size() > 0, "{}: no examples to evaluate", a.data);
   const int labels = static_cast<int>(m.labels.size());
   const auto probs = member_probabilities(m, set, a.batch);
@@ -236,6 +186,7 @@ void add_eval_commands(CLI::App& app) {
   ev->add_option("--format", ea->format, "agnews, dbpedia, fewrel or csv")->required();
   ev->add_option("--classes", ea->classes, "class names (csv)");
   ev->add_option("--per-label", ea->per_label, "evaluate on this many examples per label (0: all)");
+  ev->add_flag("--cap-per-label", ea->cap_per_label, "take what a short label has instead of failing");
   ev->add_option("--max-len", ea->max_len, "tokens per sequence")->capture_default_str();
   ev->add_option("--batch", ea->batch, "sequences per forward pass")->capture_default_str();
   ev->add_option("--subsets", ea->subsets, "random member subsets per committee size")->capture_default_str();

@@ -1,8 +1,7 @@
 #include "cli/run_config.h"
 
-#include <toml++/toml.h>
-
 #include "tlm/check.h"
+#include "tlm/toml_json.h"
 
 namespace tlm::cli {
 
@@ -40,24 +39,6 @@ json parse_value(const std::string& text, RunConfigOptions::Kind kind, const std
   throw Error(fmt::format("{}: \"{}\" is not a valid value", key, text));
 }
 
-json toml_to_json(const toml::node& node) {
-  if (const auto* t = node.as_table()) {
-    json j = json::object();
-    for (const auto& [k, v] : *t) j[std::string(k.str())] = toml_to_json(v);
-    return j;
-  }
-  if (const auto* a = node.as_array()) {
-    json j = json::array();
-    for (const auto& v : *a) j.push_back(toml_to_json(v));
-    return j;
-  }
-  if (auto v = node.value<int64_t>(); v && node.is_integer()) return *v;
-  if (auto v = node.value<double>(); v && node.is_floating_point()) return *v;
-  if (auto v = node.value<bool>(); v && node.is_boolean()) return *v;
-  if (auto v = node.value<std::string>()) return *v;
-  throw Error("unsupported TOML value");
-}
-
 }  // namespace
 
 RunConfigOptions::RunConfigOptions(CLI::App* cmd) : cmd_(cmd) {
@@ -93,14 +74,7 @@ json RunConfigOptions::resolve() const {
     throw Error(fmt::format("unknown configuration key \"{}\"", key));
   };
   if (!config_file_.empty()) {
-    toml::table table;
-    try {
-      table = toml::parse_file(config_file_);
-    } catch (const toml::parse_error& err) {
-      throw Error(fmt::format("{}:{}:{}: {}", config_file_, err.source().begin.line, err.source().begin.column,
-                              std::string(err.description())));
-    }
-    json from_file = toml_to_json(table);
+    json from_file = toml_file_to_json(config_file_);
     for (auto& [k, v] : from_file.items()) {
       const Entry& e = find(k);
       if (e.kind == Kind::kStrings && v.is_string()) v = json::array({v});

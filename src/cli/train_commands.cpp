@@ -229,7 +229,11 @@ int run_finetune(const RunConfigOptions& r) {
   const int max_len = c.at("max_len");
   const CorpusSequences train_all = labeled_sequences(train_path, tok, ro, max_len, cache_dir(c));
   report_skips(train_all.stats, train_path);
-  const uint64_t seed = c.at("seed");
+  // The training sample (and its validation split) and the test sample have seeds of their own,
+  // so runs that differ only in their training seed can share data (committee members, paired arms).
+  const uint64_t seed =
+      c.at("sample_seed").get<uint64_t>() > 0 ? c.at("sample_seed").get<uint64_t>() : c.at("seed").get<uint64_t>();
+  const uint64_t test_seed = c.at("test_seed").get<uint64_t>() > 0 ? c.at("test_seed").get<uint64_t>() : seed + 1;
   const bool cap = c.at("cap_per_label");
   const int64_t per_train = c.at("per_label_train"), per_test = c.at("per_label_test");
   TrainJob job;
@@ -263,7 +267,7 @@ int run_finetune(const RunConfigOptions& r) {
                           ? sample_per_label(train_all.set.labels, train_all.set.label_names, per_train, seed, cap)
                           : Sample{all_of(train_all.set), {}};
     const Sample te = per_test > 0
-                          ? sample_per_label(test_all.set.labels, test_all.set.label_names, per_test, seed + 1, cap)
+                          ? sample_per_label(test_all.set.labels, test_all.set.label_names, per_test, test_seed, cap)
                           : Sample{all_of(test_all.set), {}};
     job.train = select(train_all.set, tr.indices);
     job.test = select(test_all.set, te.indices);
@@ -345,6 +349,8 @@ void add_train_commands(CLI::App& app, int argc, char** argv, int* exit_code) {
   fr->add("cap-per-label", K::kFlag, false, "take what a short label has instead of failing (reported)");
   fr->add("valid-per-label", K::kInt, 0,
           "hold out this many training examples per label as validation; the best epoch is chosen on them");
+  fr->add("sample-seed", K::kInt, 0, "seed of the training sample and validation split (0: --seed)");
+  fr->add("test-seed", K::kInt, 0, "seed of the test sample with --test and --per-label-test (0: sample seed + 1)");
   fr->add("init", K::kString, "", "pre-trained run folder (its encoder is loaded, its vocab.txt used)");
   fr->add("scratch", K::kFlag, false, "train the same architecture from random initialisation");
   fr->add("vocab", K::kString, "", "vocab.txt (default: the --init run's)");

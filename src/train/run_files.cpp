@@ -4,13 +4,13 @@
 #include <unistd.h>
 
 #include <chrono>
-#include <ctime>
 #include <filesystem>
 #include <fstream>
 
 #include "tlm/check.h"
 #include "tlm/checkpoint.h"
 #include "tlm/file_io.h"
+#include "tlm/machine.h"
 
 #ifndef TLM_GIT_COMMIT
 #define TLM_GIT_COMMIT "unknown"
@@ -20,25 +20,6 @@ namespace tlm {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
-
-namespace {
-
-std::string now_utc() {
-  const std::time_t t = std::time(nullptr);
-  char buf[32];
-  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
-  return buf;
-}
-
-std::string cpu_model() {
-  std::ifstream in("/proc/cpuinfo");
-  for (std::string line; std::getline(in, line);) {
-    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
-  }
-  return "unknown";
-}
-
-}  // namespace
 
 json build_facts() {
   return {{"tlm_version", TLM_VERSION},

@@ -215,6 +215,9 @@ TrainResult train_model(const TrainJob& job) {
   int64_t step = 0;
   json history = json::array();
   json best = nullptr;
+  // Work over all sessions of the run (a resumed run adds to its checkpoint's): what an
+  // experiment records per run.
+  json totals = {{"tokens", 0}, {"flops", 0.0}, {"wall_seconds", 0.0}};
   if (job.resume) {
     const std::string ckpt = latest_checkpoint(job.out_dir);
     TLM_CHECK(!ckpt.empty(), "{}: no checkpoint to resume from", job.out_dir);
@@ -233,6 +236,7 @@ TrainResult train_model(const TrainJob& job) {
     step = state.at("step");
     history = state.value("history", json::array());
     best = state.value("best", json(nullptr));
+    totals = state.value("totals", totals);
     files.truncate_log_after(step);
     fmt::print(stderr, "resuming {} at step {}\n", job.out_dir, step);
   } else {
@@ -257,12 +261,20 @@ TrainResult train_model(const TrainJob& job) {
   Batch batch;
   double loss_ema = 0, last_loss = 0;
   int64_t tokens_done = 0;
+  double flops_done = 0;
+  auto session_totals = [&] {
+    const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
+    return json{{"tokens", totals["tokens"].get<int64_t>() + tokens_done},
+                {"flops", totals["flops"].get<double>() + flops_done},
+                {"wall_seconds", totals["wall_seconds"].get<double>() + wall}};
+  };
   auto save_checkpoint = [&](int64_t at_step) {
     json state = {{"version", kTrainerStateVersion},
                   {"step", at_step},
                   {"run_config", job.run_config},
                   {"history", history},
-                  {"best", best}};
+                  {"best", best},
+                  {"totals", session_totals()}};
     files.save_checkpoint(checkpoint_name(at_step), model, adam, state, job.run_config, o.keep_checkpoints);
   };
   std::map<std::string, EvalMetrics> last_eval;  // of the latest evaluation, per set
@@ -321,6 +333,7 @@ TrainResult train_model(const TrainJob& job) {
     last_loss = f.mean_loss();
     loss_ema = step == 1 ? last_loss : 0.95 * loss_ema + 0.05 * last_loss;
     tokens_done += batch.num_tokens();
+    flops_done += model.train_flops(batch);
     const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const double tok_s = batch.num_tokens() / std::max(dt, 1e-9);
     const bool log_now = step % o.log_every == 0 || step == last_step;
@@ -359,7 +372,8 @@ TrainResult train_model(const TrainJob& job) {
                   {"history", history},
                   {"wall_seconds_this_session", wall},
                   {"train_sequences", job.train.size()},
-                  {"tokens_this_session", tokens_done}};
+                  {"tokens_this_session", tokens_done},
+                  {"totals", session_totals()}};
   if (!history.empty()) metrics["final"] = history.back();
   if (!best.is_null()) metrics["best"] = best;
   // The last evaluation ran on the final weights (every run ends with one), so its metrics are

@@ -11,12 +11,7 @@ py=/usr/bin/python3
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cd "$work"
-fail() { echo "FAIL: $*" >&2; exit 1; }
-expect_error() {  # expect_error "message fragment" command...
-  local want="$1"; shift
-  if "$@" >o.txt 2>e.txt; then fail "'$*' succeeded, expected an error"; fi
-  grep -qF -- "$want" e.txt || { cat e.txt >&2; fail "'$*': message lacks '$want'"; }
-}
+source "$root/tests/shell_helpers.sh"
 json() { $py -c "import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2], {'d': d}))" "$@"; }
 
 "$tlm" data embedded --out emb >/dev/null

@@ -1,0 +1,136 @@
+// tlm reproduce (an experiment plan, run to a report) and tlm report (the report, rebuilt).
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <thread>
+
+#include "cli/commands.h"
+#include "experiment/plan.h"
+#include "experiment/report.h"
+#include "experiment/results.h"
+#include "experiment/runner.h"
+#include "tlm/check.h"
+#include "tlm/file_io.h"
+#include "tlm/machine.h"
+
+namespace tlm::cli {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+struct ReproduceArgs {
+  std::string preset, out, data_dir;
+  int jobs = 0, threads = 0;
+  double scale = 1;
+  bool dump_plan = false, dry_run = false;
+};
+
+std::string self_exe() {
+  std::error_code ec;
+  const fs::path p = fs::read_symlink("/proc/self/exe", ec);
+  TLM_CHECK(!ec, "cannot find the tlm binary (/proc/self/exe): {}", ec.message());
+  return p.string();
+}
+
+int run_reproduce(const ReproduceArgs& a) {
+  const auto t0 = std::chrono::steady_clock::now();
+  json plan = experiment::load_plan(a.preset);
+  experiment::scale_plan(plan, a.scale);
+  if (a.dump_plan) {
+    fmt::print("{}\n", plan.dump(2));
+    return 0;
+  }
+  const std::string out = fs::absolute(a.out).lexically_normal().string();
+  fs::create_directories(out);
+  experiment::ExpandOptions eo;
+  if (!a.data_dir.empty()) {
+    eo.data_dir = fs::absolute(a.data_dir).lexically_normal().string();
+    TLM_CHECK(fs::is_directory(eo.data_dir), "--data-dir {}: no such folder", a.data_dir);
+  }
+  const experiment::PlanRuns runs = experiment::expand_plan(plan, eo);
+  if (a.dry_run) {
+    for (const auto& j : runs.graph.jobs()) {
+      const bool done = fs::exists(fs::path(out) / j.dir / j.done);
+      fmt::print("{} {:<40} {}\n", done ? "done   " : "pending", j.dir, j.title);
+    }
+    return 0;
+  }
+  write_file_atomic((fs::path(out) / "plan.json").string(), plan.dump(2) + "\n");
+  experiment::RunnerOptions ro;
+  ro.out = out;
+  ro.tlm_exe = self_exe();
+  ro.threads = a.threads > 0 ? a.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  ro.jobs = a.jobs > 0 ? a.jobs : ro.threads;
+  const experiment::RunSummary s = experiment::run_jobs(runs.graph, ro);
+  fmt::print(stderr, "reproduce: {} finished, {} skipped (done before), {} failed, {} not started\n", s.finished,
+             s.skipped, s.failed, s.blocked);
+  if (s.interrupted) {
+    fmt::print(stderr, "reproduce: stopped; run the same command again to continue\n");
+    return 130;
+  }
+  if (s.failed > 0) {
+    std::string list;
+    for (const auto& f : s.failures) list += "\n  " + f;
+    throw Error(fmt::format("{} run(s) failed:{}", s.failed, list));
+  }
+  char host[256] = {0};
+  gethostname(host, sizeof(host) - 1);
+  const json manifest = {
+      {"tlm_version", TLM_VERSION},
+      {"git_commit", TLM_GIT_COMMIT},
+      {"preset", a.preset},
+      {"scale", a.scale},
+      {"out", out},
+      {"data_dir", runs.roles["data_dir"]},
+      {"vocab", runs.roles["vocab"]},
+      {"host", host},
+      {"cpu", cpu_model()},
+      {"threads", ro.threads},
+      {"jobs", ro.jobs},
+      {"finished_at", now_utc()},
+      {"runs_finished_this_session", s.finished},
+      {"runs_skipped_this_session", s.skipped},
+      {"wall_seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()}};
+  const json results = experiment::collect_results(runs, plan, out, manifest);
+  write_file_atomic((fs::path(out) / "results.json").string(), results.dump(2) + "\n");
+  experiment::write_report(results, out);
+  for (const auto& f : results["findings"]) {
+    fmt::print("{} {}: {}\n", f["id"].get<std::string>(), f["verdict"].get<std::string>(),
+               f["claim"].get<std::string>());
+  }
+  fmt::print("report: {}/report.html (and report.md, results.json)\n", out);
+  return 0;
+}
+
+}  // namespace
+
+void add_reproduce_commands(CLI::App& app, int* exit_code) {
+  auto a = std::make_shared<ReproduceArgs>();
+  std::string presets;
+  for (const auto& n : experiment::preset_names()) presets += (presets.empty() ? "" : ", ") + n;
+  auto* cmd = app.add_subcommand("reproduce", "run an experiment plan (the paper's four findings) to a report");
+  cmd->add_option("--preset", a->preset, "a preset (" + presets + ") or a plan file (TOML)")->required();
+  cmd->add_option("--out", a->out, "experiment folder (runs, results.json, report)")->required();
+  cmd->add_option("--jobs", a->jobs, "runs at a time (0: one per thread)")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--threads", a->threads, "threads to use in all (0: all cores)")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--data-dir", a->data_dir, "data folder the plan's files are relative to (default: the plan's)");
+  cmd->add_option("--scale", a->scale, "shrink sizes and epochs by this factor, in (0, 1]")->capture_default_str();
+  cmd->add_flag("--dump-plan", a->dump_plan, "print the resolved plan as JSON and exit");
+  cmd->add_flag("--dry-run", a->dry_run, "list the runs (done or pending) without running them");
+  cmd->callback([a, exit_code] { *exit_code = run_reproduce(*a); });
+
+  auto dir = std::make_shared<std::string>();
+  auto* rep = app.add_subcommand("report", "rebuild report.md and report.html from an experiment's results.json");
+  rep->add_option("dir", *dir, "experiment folder (tlm reproduce --out)")->required();
+  rep->callback([dir] {
+    const std::string path = (fs::path(*dir) / "results.json").string();
+    TLM_CHECK(fs::exists(path), "{}: no results.json (run tlm reproduce first)", *dir);
+    experiment::write_report(json::parse(read_file(path)), *dir);
+    fmt::print("report: {}/report.html (and report.md)\n", *dir);
+  });
+}
+
+}  // namespace tlm::cli

@@ -1,0 +1,134 @@
+#include "tlm/latency.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+
+#include "kernels/kernels.h"
+#include "tlm/check.h"
+
+namespace tlm {
+
+using nlohmann::json;
+
+namespace {
+
+// Runs every member on set[which] and writes the committee's mean probabilities (b, labels).
+class CommitteeRunner {
+ public:
+  CommitteeRunner(const std::vector<BertModel*>& members, const LatencyOptions& opt)
+      : members_(members), opt_(opt), batches_(members.size()), probs_(members.size()) {}
+
+  void predict(const SequenceSet& set, const std::vector<int64_t>& which, std::vector<float>& out) {
+    const int labels = members_[0]->config().num_labels();
+    const int k = static_cast<int>(members_.size());
+    auto run_member = [&](int m) {
+      make_batch(set, which, batches_[m]);
+      members_[m]->forward(batches_[m], false, 0);
+      probs_[m].resize(which.size() * labels);
+      kernels::softmax_rows(members_[m]->logits(), probs_[m].data(), static_cast<int>(which.size()), labels);
+    };
+    if (opt_.mode == CommitteeMode::kConcurrent && k > 1) {
+      // One member per thread; inside the team each member's kernels and BLAS run single-threaded.
+#pragma omp parallel for num_threads(std::min(k, opt_.threads)) schedule(static, 1)
+      for (int m = 0; m < k; ++m) run_member(m);
+    } else {
+      for (int m = 0; m < k; ++m) run_member(m);
+    }
+    out.assign(which.size() * labels, 0.0f);
+    for (int m = 0; m < k; ++m) {
+      for (size_t i = 0; i < out.size(); ++i) out[i] += probs_[m][i] / k;
+    }
+  }
+
+ private:
+  const std::vector<BertModel*>& members_;
+  const LatencyOptions& opt_;
+  std::vector<Batch> batches_;
+  std::vector<std::vector<float>> probs_;
+};
+
+double percentile(std::vector<double> v, double q) {
+  std::sort(v.begin(), v.end());
+  const double pos = q * (v.size() - 1);
+  const size_t lo = static_cast<size_t>(std::floor(pos)), hi = std::min(v.size() - 1, lo + 1);
+  return v[lo] + (pos - lo) * (v[hi] - v[lo]);
+}
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+}  // namespace
+
+json measure_latency(const std::vector<BertModel*>& members, const SequenceSet& set, const LatencyOptions& opt) {
+  TLM_CHECK(!members.empty(), "no models to time");
+  const int n = static_cast<int>(std::min<int64_t>(opt.texts, set.size()));
+  TLM_CHECK(n > 0, "no texts to time");
+  const int labels = members[0]->config().num_labels();
+  for (const BertModel* m : members) {
+    TLM_CHECK(m->config().num_labels() == labels, "committee members have different label counts");
+  }
+  CommitteeRunner runner(members, opt);
+
+  // Validate, then time: one text at a time must give what the batched pass gives.
+  std::vector<float> batched(static_cast<size_t>(n) * labels), one;
+  std::vector<int64_t> which;
+  auto run_batched = [&] {
+    for (int start = 0; start < n; start += opt.batch) {
+      which.clear();
+      for (int i = start; i < std::min(n, start + opt.batch); ++i) which.push_back(i);
+      runner.predict(set, which, one);
+      std::copy(one.begin(), one.end(), batched.begin() + static_cast<size_t>(start) * labels);
+    }
+  };
+  run_batched();
+  double max_diff = 0, flops = 0;
+  Batch single_batch;
+  for (int i = 0; i < n; ++i) {
+    which.assign(1, i);
+    runner.predict(set, which, one);
+    for (int c = 0; c < labels; ++c) max_diff = std::max<double>(max_diff, std::abs(one[c] - batched[i * labels + c]));
+    make_batch(set, which, single_batch);
+    for (const BertModel* m : members) flops += m->forward_flops(single_batch);
+  }
+  TLM_CHECK(max_diff < 1e-4, "single-text and batched predictions differ by {} (expected < 1e-4)", max_diff);
+
+  for (int i = 0; i < std::min(opt.warmup, n); ++i) {
+    which.assign(1, i);
+    runner.predict(set, which, one);
+  }
+  std::vector<double> ms(n);
+  for (int i = 0; i < n; ++i) {
+    which.assign(1, i);
+    const auto t0 = std::chrono::steady_clock::now();
+    runner.predict(set, which, one);
+    ms[i] = 1e3 * seconds_since(t0);
+  }
+  // Batched: the median of three passes over the same texts.
+  std::vector<double> passes;
+  for (int r = 0; r < 3; ++r) {
+    const auto t0 = std::chrono::steady_clock::now();
+    run_batched();
+    passes.push_back(seconds_since(t0));
+  }
+  const double batched_s = percentile(passes, 0.5);
+  int64_t params = 0;
+  for (const BertModel* m : members) params += m->num_params();
+  double mean = 0;
+  for (double v : ms) mean += v / n;
+  return json{{"members", members.size()},
+              {"mode", opt.mode == CommitteeMode::kConcurrent ? "concurrent" : "sequential"},
+              {"threads", opt.threads},
+              {"texts", n},
+              {"mean_tokens_per_text", static_cast<double>(set.offsets[n]) / n},
+              {"single", {{"p50_ms", percentile(ms, 0.5)}, {"p90_ms", percentile(ms, 0.9)}, {"mean_ms", mean}}},
+              {"batched", {{"batch", opt.batch}, {"ms_per_text", 1e3 * batched_s / n}, {"texts_per_s", n / batched_s}}},
+              {"params", params},
+              {"flops_per_prediction", flops / n},
+              {"max_single_vs_batched_diff", max_diff}};
+}
+
+}  // namespace tlm

@@ -1,0 +1,591 @@
+#include "experiment/plan.h"
+
+#include <cmath>
+#include <filesystem>
+
+#include "experiment/presets.h"
+#include "tlm/check.h"
+#include "tlm/file_io.h"
+#include "tlm/readers.h"
+#include "tlm/shard.h"
+#include "tlm/toml_json.h"
+
+namespace tlm::experiment {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+std::vector<std::string> preset_names() {
+  std::vector<std::string> names;
+  for (const auto& [name, text] : embedded_presets()) names.push_back(name);
+  return names;
+}
+
+json load_plan(const std::string& preset_or_file) {
+  for (const auto& [name, text] : embedded_presets()) {
+    if (name == preset_or_file) return toml_text_to_json(text, "preset " + name);
+  }
+  if (fs::exists(preset_or_file)) return toml_file_to_json(preset_or_file);
+  std::string known;
+  for (const auto& n : preset_names()) known += (known.empty() ? "" : ", ") + n;
+  throw Error(fmt::format("--preset {}: neither a preset ({}) nor a plan file", preset_or_file, known));
+}
+
+namespace {
+
+// Token shards of every run in one folder under <out>: a corpus is tokenized once per vocabulary.
+constexpr const char* kSharedCache = "cache";
+
+// A plan section or key, or an error naming it.
+const json& need(const json& j, const std::string& key, const std::string& where) {
+  if (!j.is_object() || !j.contains(key)) throw Error(fmt::format("plan: [{}] needs the key \"{}\"", where, key));
+  return j[key];
+}
+
+std::string need_string(const json& j, const std::string& key, const std::string& where) {
+  const json& v = need(j, key, where);
+  if (!v.is_string()) throw Error(fmt::format("plan: [{}] {}: expected a string, got {}", where, key, v.dump()));
+  return v;
+}
+
+int64_t need_int(const json& j, const std::string& key, const std::string& where) {
+  const json& v = need(j, key, where);
+  if (!v.is_number_integer())
+    throw Error(fmt::format("plan: [{}] {}: expected an integer, got {}", where, key, v.dump()));
+  return v;
+}
+
+std::vector<std::string> need_strings(const json& j, const std::string& key, const std::string& where) {
+  const json& v = need(j, key, where);
+  std::vector<std::string> out;
+  if (v.is_string()) return {v.get<std::string>()};
+  if (!v.is_array()) throw Error(fmt::format("plan: [{}] {}: expected a list of names, got {}", where, key, v.dump()));
+  for (const auto& e : v) {
+    if (!e.is_string()) throw Error(fmt::format("plan: [{}] {}: expected names, got {}", where, key, e.dump()));
+    out.push_back(e);
+  }
+  return out;
+}
+
+json merged(json base, const json& over) {
+  if (over.is_object()) {
+    for (const auto& [k, v] : over.items()) base[k] = v;
+  }
+  return base;
+}
+
+// tlm flags from a configuration: --key value (underscores become dashes), lists repeat the flag,
+// true flags stand alone; keys in sorted order, so the same configuration gives the same command.
+std::vector<std::string> flags_of(const json& config) {
+  std::vector<std::string> args;
+  for (const auto& [key, v] : config.items()) {
+    std::string flag = "--" + key;
+    for (auto& c : flag) c = c == '_' ? '-' : c;
+    if (v.is_null()) continue;
+    if (v.is_boolean()) {
+      if (v.get<bool>()) args.push_back(flag);
+    } else if (v.is_array()) {
+      for (const auto& e : v) {
+        args.push_back(flag);
+        args.push_back(e.is_string() ? e.get<std::string>() : e.dump());
+      }
+    } else {
+      args.push_back(flag);
+      args.push_back(v.is_string() ? v.get<std::string>() : v.dump());
+    }
+  }
+  return args;
+}
+
+std::string job_id(const std::string& kind, const json& identity) {
+  return fmt::format("{}-{:012x}", kind, hash_string(kind + "\n" + identity.dump()) & 0xFFFFFFFFFFFFull);
+}
+
+double final_valid_accuracy(const std::string& out, const std::string& run) {
+  const std::string path = (fs::path(out) / run / "metrics.json").string();
+  const json m = json::parse(read_file(path));
+  if (!m.contains("final") || !m["final"].contains("valid_accuracy")) {
+    throw Error(
+        fmt::format("{}: no validation accuracy (the plan's finetune.valid_per_label must be > 0 to "
+                    "choose a learning rate)",
+                    path));
+  }
+  return m["final"]["valid_accuracy"];
+}
+
+class Expander {
+ public:
+  Expander(const json& plan, const ExpandOptions& opt) : plan_(plan), opt_(opt) {}
+
+  PlanRuns run() {
+    seeds_ = static_cast<int>(need_int(plan_, "seeds", "top level"));
+    TLM_CHECK(seeds_ >= 1, "plan: seeds must be at least 1");
+    per_seed_pretrain_ = plan_.value("pretrain_per_seed", false);
+    setup_data();
+    setup_vocab();
+    const json& ft = need(plan_, "finetune", "top level");
+    for (const auto& lr : need(ft, "lrs", "finetune")) lrs_.push_back(lr.get<double>());
+    // Every run of a task is scored on one test sample, so differences between runs are paired.
+    TLM_CHECK(need_int(ft, "test_seed", "finetune") > 0, "plan: [finetune] test_seed must be > 0");
+    TLM_CHECK(!lrs_.empty(), "plan: [finetune] lrs is empty");
+    json& roles = out_.roles;
+    roles["pretrain"] = json::array();
+    if (plan_.contains("e1")) {
+      // [e1] crosses its tasks with its architectures; [[e1]] tables give several such crosses.
+      const json& e1 = plan_["e1"];
+      roles["e1"] = json::array();
+      for (const json& part : e1.is_array() ? e1 : json::array({e1})) {
+        for (auto& row : expand_e1(part)) roles["e1"].push_back(row);
+      }
+    }
+    if (plan_.contains("e2")) roles["e2"] = expand_e2(plan_["e2"]);
+    if (plan_.contains("e3")) roles["e3"] = expand_e3(plan_["e3"]);
+    if (plan_.contains("e4")) roles["e4"] = expand_e4(plan_["e4"]);
+    for (size_t i = 0; i < out_.graph.jobs().size(); ++i) {
+      if (out_.graph.at(static_cast<int>(i)).kind == "pretrain") roles["pretrain"].push_back(i);
+    }
+    roles["seeds"] = seeds_;
+    roles["lrs"] = lrs_;
+    roles["data_dir"] = data_dir_;
+    roles["vocab"] = vocab_path_;
+    return std::move(out_);
+  }
+
+ private:
+  std::string data(const std::string& rel) const { return (fs::path(data_dir_) / rel).lexically_normal().string(); }
+
+  // Names the job from the hash of what defines it; its folder follows from the name.
+  static void identify(Job& job, const json& identity) {
+    job.id = job_id(job.kind, identity);
+    if (job.dir.empty()) job.dir = "runs/" + job.id;
+  }
+  int add(Job job, const json& identity) {
+    identify(job, identity);
+    return out_.graph.add(std::move(job));
+  }
+  // Adds a job whose command names its own folder: `flag` <dir>/<file> (or <dir> for a run folder).
+  int add_with_output(Job job, const std::string& flag, const std::string& file) {
+    identify(job, job.args);
+    job.args.push_back(flag);
+    job.args.push_back(file.empty() ? job.dir : job.dir + "/" + file);
+    return out_.graph.add(std::move(job));
+  }
+
+  void setup_data() {
+    const json d = plan_.value("data", json::object());
+    if (!opt_.data_dir.empty()) {
+      data_dir_ = opt_.data_dir;
+    } else if (d.value("source", "dir") == "embedded") {
+      data_dir_ = "data";
+      Job j;
+      j.kind = "data";
+      j.title = "embedded Debian data (tlm data embedded)";
+      j.dir = "data";
+      j.done = "manifest.json";
+      j.args = {"data", "embedded", "--out", "data"};
+      data_job_ = add(std::move(j), json{"data"});
+    } else {
+      data_dir_ = fs::absolute(need_string(d, "dir", "data")).lexically_normal().string();
+    }
+    if (data_job_ < 0)
+      TLM_CHECK(fs::is_directory(data_dir_), "data folder {} does not exist (give --data-dir)", data_dir_);
+  }
+
+  std::vector<int> data_deps() const { return data_job_ >= 0 ? std::vector<int>{data_job_} : std::vector<int>{}; }
+
+  const json& task(const std::string& name) const {
+    const json& tasks = need(plan_, "tasks", "top level");
+    return need(tasks, name, "tasks");
+  }
+  const json& corpus(const std::string& name) const {
+    const json& corpora = need(plan_, "corpora", "top level");
+    return need(corpora, name, "corpora");
+  }
+  json arch(const std::string& name) const {
+    const json& archs = need(plan_, "architectures", "top level");
+    return need(archs, name, "architectures");
+  }
+
+  void setup_vocab() {
+    const json& v = need(plan_, "vocab", "top level");
+    if (v.contains("file")) {
+      vocab_path_ = data(need_string(v, "file", "vocab"));
+      if (data_job_ < 0) TLM_CHECK(fs::exists(vocab_path_), "plan: [vocab] file {} does not exist", vocab_path_);
+      return;
+    }
+    // A vocabulary trained on the pre-training corpora and the tasks' training texts (never test text).
+    std::vector<std::string> files;
+    std::string format;
+    std::vector<int> deps = data_deps();
+    for (const auto& name : need_strings(v, "corpora", "vocab")) {
+      const json& c = corpus(name);
+      const std::string f = c.value("format", "text");
+      TLM_CHECK(format.empty() || format == f, "plan: [vocab] corpora must share one format ({} and {})", format, f);
+      format = f;
+      files.push_back(data(need_string(c, "file", "corpora." + name)));
+    }
+    if (v.value("task_texts", false)) {
+      TLM_CHECK(format.empty() || format == "text", "plan: [vocab] task_texts needs plain-text corpora");
+      format = "text";
+      for (const auto& [name, t] : need(plan_, "tasks", "top level").items()) {
+        const std::string train = data(need_string(t, "train", "tasks." + name));
+        ReaderOptions ro{.format = parse_format(need_string(t, "format", "tasks." + name)),
+                         .classes_path = t.contains("classes") ? data(t["classes"]) : ""};
+        Job j;
+        j.kind = "texts";
+        j.title = "training texts of " + name;
+        j.done = "texts.txt";
+        j.deps = data_deps();
+        j.internal = [train, ro](const std::string& out, const std::string& dir) {
+          ReaderOptions in_out = ro;  // the runner's working directory is not <out>
+          if (!in_out.classes_path.empty()) in_out.classes_path = (fs::path(out) / ro.classes_path).string();
+          const LabeledData d = read_labeled((fs::path(out) / train).string(), in_out);
+          std::string text;
+          for (const auto& ex : d.examples) text += ex.text + "\n";
+          write_file_atomic((fs::path(dir) / "texts.txt").string(), text);
+        };
+        const int id = add(std::move(j), json{train, ro.classes_path});
+        deps.push_back(id);
+        files.push_back(out_.graph.at(id).dir + "/texts.txt");
+      }
+    }
+    TLM_CHECK(!files.empty(), "plan: [vocab] needs a file, or corpora and/or task_texts to train one");
+    Job j;
+    j.kind = "vocab";
+    j.title = fmt::format("vocabulary of {} tokens", need_int(v, "size", "vocab"));
+    j.done = "vocab.txt";
+    j.deps = deps;
+    j.args = {"vocab", "train", "--format", format, "--size", std::to_string(need_int(v, "size", "vocab"))};
+    for (const auto& f : files) {
+      j.args.push_back("--corpus");
+      j.args.push_back(f);
+    }
+    vocab_job_ = add_with_output(std::move(j), "--out", "vocab.txt");
+    vocab_path_ = out_.graph.at(vocab_job_).dir + "/vocab.txt";
+  }
+
+  std::vector<int> vocab_deps() const {
+    std::vector<int> d = data_deps();
+    if (vocab_job_ >= 0) d.push_back(vocab_job_);
+    return d;
+  }
+
+  int pretrain(const std::string& arch_name, const std::string& corpus_name, int64_t sequences, int seed) {
+    const json& c = corpus(corpus_name);
+    json cfg = merged(need(plan_, "pretrain", "top level"), arch(arch_name));
+    cfg.erase("corpus");
+    cfg["corpus"] = json::array({data(need_string(c, "file", "corpora." + corpus_name))});
+    cfg["format"] = c.value("format", "text");
+    if (c.contains("text_field")) cfg["text_field"] = c["text_field"];
+    cfg["vocab"] = vocab_path_;
+    cfg["cache_dir"] = kSharedCache;
+    cfg["sequences"] = sequences;
+    cfg["seed"] = seed;
+    Job j;
+    j.kind = "pretrain";
+    j.title = fmt::format("pre-train {} on {} ({} sequences, seed {})", arch_name, corpus_name, sequences, seed);
+    j.done = "metrics.json";
+    j.trainer = j.threaded = true;
+    j.deps = vocab_deps();
+    j.tags = {{"arch", arch_name}, {"corpus", corpus_name}, {"sequences", sequences}, {"seed", seed}};
+    j.args = {"pretrain"};
+    for (auto& a : flags_of(cfg)) j.args.push_back(a);
+    return add_with_output(std::move(j), "--out", "");
+  }
+
+  json finetune_config(const std::string& task_name) const {
+    json cfg = need(plan_, "finetune", "top level");
+    cfg.erase("lrs");
+    const json& t = task(task_name);
+    cfg = merged(cfg, t.value("finetune", json::object()));
+    const std::string where = "tasks." + task_name;
+    cfg["train"] = data(need_string(t, "train", where));
+    if (t.contains("test")) cfg["test"] = data(need_string(t, "test", where));
+    cfg["format"] = need_string(t, "format", where);
+    if (t.contains("classes")) cfg["classes"] = data(need_string(t, "classes", where));
+    return cfg;
+  }
+
+  // One fine-tuning run: from the pre-trained run `init` (or from scratch when init < 0).
+  int finetune(const std::string& task_name, const std::string& arch_name, int init, int seed, int sample_seed,
+               double lr) {
+    json cfg = merged(finetune_config(task_name), arch(arch_name));
+    cfg["cache_dir"] = kSharedCache;
+    cfg["seed"] = seed;
+    cfg["sample_seed"] = sample_seed;
+    cfg["lr"] = lr;
+    Job j;
+    j.kind = "finetune";
+    j.deps = vocab_deps();
+    if (init >= 0) {
+      cfg["init"] = out_.graph.at(init).dir;
+      j.deps.push_back(init);
+    } else {
+      cfg["scratch"] = true;
+      cfg["vocab"] = vocab_path_;
+    }
+    j.title = fmt::format("fine-tune {} {} on {} (seed {}, lr {})", init >= 0 ? "pre-trained" : "scratch", arch_name,
+                          task_name, seed, lr);
+    j.done = "metrics.json";
+    j.trainer = j.threaded = true;
+    j.tags = {{"task", task_name}, {"arch", arch_name}, {"seed", seed}, {"lr", lr}};
+    j.args = {"finetune"};
+    for (auto& a : flags_of(cfg)) j.args.push_back(a);
+    return add_with_output(std::move(j), "--out", "");
+  }
+
+  // runs[lr][seed] for one arm; init_of(seed) gives the pre-trained run (or -1: scratch).
+  json arm(const std::string& task_name, const std::string& arch_name, const std::function<int(int)>& init_of) {
+    json runs = json::array();
+    for (double lr : lrs_) {
+      json per_seed = json::array();
+      for (int s = 1; s <= seeds_; ++s) per_seed.push_back(finetune(task_name, arch_name, init_of(s), s, s, lr));
+      runs.push_back(per_seed);
+    }
+    return runs;
+  }
+
+  int default_sequences() const {
+    return static_cast<int>(need_int(need(plan_, "pretrain", "top level"), "sequences", "pretrain"));
+  }
+  std::string default_corpus() const { return need_string(need(plan_, "pretrain", "top level"), "corpus", "pretrain"); }
+
+  // The pre-trained runs of one setting: one shared by all seeds, or one per seed.
+  std::function<int(int)> pretrained(const std::string& arch_name, const std::string& corpus_name, int64_t sequences) {
+    std::vector<int> ids;
+    for (int s = 1; s <= (per_seed_pretrain_ ? seeds_ : 1); ++s)
+      ids.push_back(pretrain(arch_name, corpus_name, sequences, s));
+    return [ids](int seed) { return ids.size() == 1 ? ids[0] : ids[seed - 1]; };
+  }
+
+  json expand_e1(const json& e) {
+    json out = json::array();
+    for (const auto& task_name : need_strings(e, "tasks", "e1")) {
+      task(task_name);
+      for (const auto& arch_name : need_strings(e, "architectures", "e1")) {
+        const auto init = pretrained(arch_name, default_corpus(), default_sequences());
+        out.push_back({{"task", task_name},
+                       {"arch", arch_name},
+                       {"pretrain", init(1)},
+                       {"pretrained", arm(task_name, arch_name, init)},
+                       {"scratch", arm(task_name, arch_name, [](int) { return -1; })}});
+      }
+    }
+    return out;
+  }
+
+  json expand_e2(const json& e) {
+    const std::string task_name = need_string(e, "task", "e2"), arch_name = need_string(e, "architecture", "e2");
+    json out = {{"task", task_name}, {"arch", arch_name}, {"sizes", json::array()}};
+    out["scratch"] = arm(task_name, arch_name, [](int) { return -1; });
+    for (const auto& n : need(e, "sequences", "e2")) {
+      const auto init = pretrained(arch_name, default_corpus(), n.get<int64_t>());
+      out["sizes"].push_back({{"sequences", n}, {"pretrain", init(1)}, {"runs", arm(task_name, arch_name, init)}});
+    }
+    return out;
+  }
+
+  json expand_e3(const json& e) {
+    const std::string task_name = need_string(e, "task", "e3"), arch_name = need_string(e, "architecture", "e3");
+    const int64_t sequences = need_int(e, "sequences", "e3");
+    json out = {{"task", task_name}, {"arch", arch_name}, {"sequences", sequences}, {"corpora", json::array()}};
+    out["scratch"] = arm(task_name, arch_name, [](int) { return -1; });
+    const json& t = task(task_name);
+    for (const auto& corpus_name : need_strings(e, "corpora", "e3")) {
+      const json& c = corpus(corpus_name);
+      Job j;
+      j.kind = "overlap";
+      j.title = fmt::format("token overlap of {} with {}", corpus_name, task_name);
+      j.done = "overlap.json";
+      j.deps = vocab_deps();
+      j.args = {"overlap",
+                "--corpus",
+                data(need_string(c, "file", "corpora." + corpus_name)),
+                "--corpus-format",
+                c.value("format", "text"),
+                "--data",
+                data(need_string(t, "train", "tasks." + task_name)),
+                "--format",
+                need_string(t, "format", "tasks." + task_name),
+                "--vocab",
+                vocab_path_};
+      if (t.contains("classes")) {
+        j.args.push_back("--classes");
+        j.args.push_back(data(t["classes"]));
+      }
+      const int ov = add_with_output(std::move(j), "--out", "overlap.json");
+      const auto init = pretrained(arch_name, corpus_name, sequences);
+      out["corpora"].push_back(
+          {{"corpus", corpus_name}, {"overlap", ov}, {"pretrain", init(1)}, {"runs", arm(task_name, arch_name, init)}});
+    }
+    return out;
+  }
+
+  json expand_e4(const json& e) {
+    const std::string task_name = need_string(e, "task", "e4");
+    const std::string member_arch = need_string(e, "member", "e4"), deep_arch = need_string(e, "deep", "e4");
+    const int k = static_cast<int>(need_int(e, "members", "e4"));
+    TLM_CHECK(k >= 2, "plan: [e4] members must be at least 2");
+    // Members: pre-trained with their own seed (which also draws their own pre-training sample),
+    // fine-tuned on the same training sample as the deep model (sample seed 1).
+    auto lr_runs = [&](const std::string& arch_name, int init, int seed) {
+      json runs = json::array();
+      for (double lr : lrs_) runs.push_back(finetune(task_name, arch_name, init, seed, 1, lr));
+      return runs;
+    };
+    json out = {
+        {"task", task_name}, {"member_arch", member_arch}, {"deep_arch", deep_arch}, {"members", json::array()}};
+    for (int m = 1; m <= k; ++m) {
+      const int pre = pretrain(member_arch, default_corpus(), default_sequences(), m);
+      out["members"].push_back({{"pretrain", pre}, {"runs", lr_runs(member_arch, pre, m)}});
+    }
+    const int deep_pre = pretrain(deep_arch, default_corpus(), default_sequences(), 1);
+    out["deep"] = {{"pretrain", deep_pre}, {"runs", lr_runs(deep_arch, deep_pre, 1)}};
+
+    // The chosen run of each member (and of the deep model), by validation accuracy.
+    std::vector<std::vector<std::string>> member_runs;
+    std::vector<int> all_deps = vocab_deps();
+    for (const auto& m : out["members"]) {
+      std::vector<std::string> runs;
+      for (int id : m["runs"]) {
+        runs.push_back(out_.graph.at(id).dir);
+        all_deps.push_back(id);
+      }
+      member_runs.push_back(runs);
+    }
+    std::vector<std::string> deep_runs;
+    for (int id : out["deep"]["runs"]) {
+      deep_runs.push_back(out_.graph.at(id).dir);
+      all_deps.push_back(id);
+    }
+    auto chosen = [](const std::string& o, const std::vector<std::string>& runs) {
+      std::vector<std::vector<std::string>> grid;
+      for (const auto& r : runs) grid.push_back({r});
+      return runs[choose_lr(o, grid)];
+    };
+    TLM_CHECK(task(task_name).contains("test"), "plan: [e4] task {} needs a test file", task_name);
+    const json ft = finetune_config(task_name);
+    // The test data as the members' fine-tuning sampled it.
+    std::vector<std::string> data_args = {"--data",        ft.at("test"), "--format",
+                                          ft.at("format"), "--max-len",   ft.value("max_len", json(128)).dump()};
+    if (ft.contains("classes")) {
+      data_args.push_back("--classes");
+      data_args.push_back(ft.at("classes"));
+    }
+    // A job whose models are the chosen runs of each group, known once the groups have finished.
+    auto with_models = [&](Job j, const std::vector<std::vector<std::string>>& groups, const std::string& flag,
+                           const std::string& file) {
+      j.deps = all_deps;
+      j.threaded = true;
+      for (const auto& a : data_args) j.args.push_back(a);
+      identify(j, {j.args, groups});
+      j.late_args = [base = j.args, groups, chosen, flag, output = j.dir + "/" + file](const std::string& o) {
+        std::vector<std::string> args = base;
+        for (const auto& runs : groups) {
+          args.push_back("--model");
+          args.push_back(chosen(o, runs));
+        }
+        args.push_back(flag);
+        args.push_back(output);
+        return args;
+      };
+      return out_.graph.add(std::move(j));
+    };
+    Job committee;
+    committee.kind = "committee";
+    committee.title = fmt::format("soft committee of {} {} members on {}", k, member_arch, task_name);
+    committee.done = "eval.json";
+    committee.args = {"eval", "--per-label", ft.value("per_label_test", json(0)).dump(), "--seed",
+                      ft.value("test_seed", json(0)).dump()};
+    if (ft.value("cap_per_label", false)) committee.args.push_back("--cap-per-label");
+    out["committee"] = with_models(std::move(committee), member_runs, "--out", "eval.json");
+    auto latency = [&](const std::string& what, const std::vector<std::vector<std::string>>& groups) {
+      Job j;
+      j.kind = "latency";
+      j.title = "inference latency of " + what;
+      j.done = "latency.json";
+      j.exclusive = true;
+      j.args = {"bench",   "latency",
+                "--texts", std::to_string(e.value("latency_texts", 200)),
+                "--batch", std::to_string(e.value("latency_batch", 64))};
+      return with_models(std::move(j), groups, "--json", "latency.json");
+    };
+    out["latency_deep"] = latency("the deep model", {deep_runs});
+    out["latency_committee"] = latency("the committee", member_runs);
+    return out;
+  }
+
+  const json& plan_;
+  ExpandOptions opt_;
+  PlanRuns out_;
+  int seeds_ = 1;
+  bool per_seed_pretrain_ = false;
+  std::vector<double> lrs_;
+  std::string data_dir_, vocab_path_;
+  int data_job_ = -1, vocab_job_ = -1;
+};
+
+}  // namespace
+
+int JobGraph::add(Job job) {
+  const auto it = index_.find(job.id);
+  if (it != index_.end()) return it->second;
+  const int i = static_cast<int>(jobs_.size());
+  index_[job.id] = i;
+  jobs_.push_back(std::move(job));
+  return i;
+}
+
+PlanRuns expand_plan(const json& plan, const ExpandOptions& options) { return Expander(plan, options).run(); }
+
+int choose_lr(const std::string& out, const std::vector<std::vector<std::string>>& runs) {
+  TLM_CHECK(!runs.empty(), "no learning rates to choose from");
+  if (runs.size() == 1) return 0;
+  int best = 0;
+  double best_score = -1;
+  for (size_t i = 0; i < runs.size(); ++i) {
+    double sum = 0;
+    for (const auto& r : runs[i]) sum += final_valid_accuracy(out, r);
+    const double mean = sum / static_cast<double>(runs[i].size());
+    if (mean > best_score + 1e-12) {
+      best_score = mean;
+      best = static_cast<int>(i);
+    }
+  }
+  return best;
+}
+
+void scale_plan(json& plan, double scale) {
+  TLM_CHECK(scale > 0 && scale <= 1, "--scale must be in (0, 1], got {}", scale);
+  if (scale == 1) return;
+  auto shrink = [&](json& v, int64_t floor) {
+    if (v.is_number_integer() && v.get<int64_t>() > 0) {
+      v = std::max<int64_t>(floor, std::llround(v.get<int64_t>() * scale));
+    }
+  };
+  auto shrink_section = [&](json& s) {
+    if (!s.is_object()) return;
+    for (const char* k : {"sequences"}) {
+      if (s.contains(k)) shrink(s[k], 64);
+    }
+    for (const char* k : {"per_label_train", "per_label_test"}) {
+      if (s.contains(k)) shrink(s[k], 4);
+    }
+    if (s.contains("valid_per_label")) shrink(s["valid_per_label"], 2);
+    if (s.contains("epochs")) shrink(s["epochs"], 1);
+  };
+  shrink_section(plan["pretrain"]);
+  shrink_section(plan["finetune"]);
+  if (plan.contains("tasks")) {
+    for (auto& [name, t] : plan["tasks"].items()) {
+      if (t.contains("finetune")) shrink_section(t["finetune"]);
+    }
+  }
+  if (plan.contains("e2")) {
+    for (auto& n : plan["e2"]["sequences"]) shrink(n, 64);
+  }
+  if (plan.contains("e3")) shrink(plan["e3"]["sequences"], 64);
+  plan["scale"] = scale;
+}
+
+}  // namespace tlm::experiment

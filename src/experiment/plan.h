@@ -1,0 +1,71 @@
+// Experiment plans: a TOML description of the four experiments (E1 gap, E2 size, E3 overlap,
+// E4 committee) over corpora, tasks and architectures, expanded into a graph of tlm runs.
+//
+// Every run is one tlm command in its own folder under <out>/runs, named from a hash of the
+// command's resolved arguments (paths are relative to <out>, so the hash survives moving it).
+// The same run reached from two experiments is one run.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+namespace tlm::experiment {
+
+// A preset's name (demo, paper, mini) or a TOML file. Errors name the file and key.
+nlohmann::json load_plan(const std::string& preset_or_file);
+std::vector<std::string> preset_names();
+// Shrinks pre-training sizes, per-label sample sizes and epochs by `scale` (0 < scale <= 1).
+void scale_plan(nlohmann::json& plan, double scale);
+
+struct Job {
+  std::string id;                 // <kind>-<hash>: also the folder name under runs/
+  std::string kind;               // data, texts, vocab, pretrain, finetune, overlap, committee, latency
+  std::string title;              // what it is, for people
+  std::string dir;                // run folder, relative to <out>
+  std::string done;               // file (relative to dir) that exists once the run has finished
+  std::vector<std::string> args;  // tlm arguments (subcommand first), without --threads
+  bool trainer = false;           // pretrain/finetune: resumable with --resume <dir>
+  bool exclusive = false;         // timed: runs alone, with every thread
+  bool threaded = false;          // the command takes --threads
+  std::vector<int> deps;
+  // Arguments that depend on finished dependencies (a committee's members are the runs whose
+  // learning rate won on validation data); called with <out> when the job starts.
+  std::function<std::vector<std::string>(const std::string& out)> late_args;
+  // Work done in this process instead of a tlm command (writing a task's training texts), given
+  // <out> (relative paths in the plan are relative to it) and the job's folder.
+  std::function<void(const std::string& out, const std::string& dir)> internal;
+  nlohmann::json tags;  // the job's place in the plan (experiment roles), for results
+};
+
+class JobGraph {
+ public:
+  // Adds the job unless one with its id exists; returns its index either way.
+  int add(Job job);
+  const std::vector<Job>& jobs() const { return jobs_; }
+  const Job& at(int i) const { return jobs_[i]; }
+
+ private:
+  std::vector<Job> jobs_;
+  std::map<std::string, int> index_;
+};
+
+// What the plan's experiments are made of: the runs behind each result, by role.
+struct PlanRuns {
+  JobGraph graph;
+  nlohmann::json roles;  // experiment -> structure of job indices (see expand_plan)
+};
+
+struct ExpandOptions {
+  std::string data_dir;  // absolute; empty: the plan's default (embedded data made under <out>/data)
+};
+
+PlanRuns expand_plan(const nlohmann::json& plan, const ExpandOptions& options);
+
+// The learning rate whose runs score best on validation (mean over seeds): index into lrs.
+// runs[lr][seed] are finetune run folders (relative to out). Ties go to the first.
+int choose_lr(const std::string& out, const std::vector<std::vector<std::string>>& runs);
+
+}  // namespace tlm::experiment

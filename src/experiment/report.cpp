@@ -1,0 +1,415 @@
+#include "experiment/report.h"
+
+#include <filesystem>
+#include <variant>
+
+#include "experiment/svg.h"
+#include "tlm/check.h"
+#include "tlm/file_io.h"
+
+namespace tlm::experiment {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+struct Heading {
+  int level;
+  std::string text;
+};
+struct Paragraph {
+  std::string text;
+};
+struct Table {
+  std::vector<std::string> header;
+  std::vector<std::vector<std::string>> rows;
+};
+struct Plot {
+  std::string id, caption, svg;
+};
+using Block = std::variant<Heading, Paragraph, Table, Plot>;
+
+std::string pct(const json& v) { return v.is_number() ? fmt::format("{:.1f}", 100 * v.get<double>()) : "-"; }
+std::string pts(const json& v) { return v.is_number() ? fmt::format("{:+.1f}", 100 * v.get<double>()) : "-"; }
+std::string num(const json& v, int digits = 3) {
+  return v.is_number() ? fmt::format("{:.{}f}", v.get<double>(), digits) : "-";
+}
+std::string mean_std(const json& s) { return pct(s["mean"]) + " ± " + pct(s["std"]); }
+std::string ci(const json& s) { return pts(s["mean"]) + " [" + pts(s["ci95"][0]) + ", " + pts(s["ci95"][1]) + "]"; }
+std::string si(double v) {
+  if (v >= 1e12) return fmt::format("{:.2f} T", v / 1e12);
+  if (v >= 1e9) return fmt::format("{:.2f} G", v / 1e9);
+  if (v >= 1e6) return fmt::format("{:.2f} M", v / 1e6);
+  if (v >= 1e3) return fmt::format("{:.1f} k", v / 1e3);
+  return fmt::format("{:.0f}", v);
+}
+
+class Builder {
+ public:
+  explicit Builder(const json& r) : r_(r) {}
+
+  std::vector<Block> build() {
+    const json& plan = r_["plan"];
+    add(Heading{1, fmt::format("tlm reproduce: {}", plan.value("name", "plan"))});
+    if (plan.contains("description")) add(Paragraph{plan["description"]});
+    findings();
+    setup();
+    pretraining();
+    if (r_.contains("e1")) e1();
+    if (r_.contains("e2")) e2();
+    if (r_.contains("e3")) e3();
+    if (r_.contains("e4")) e4();
+    manifest();
+    return std::move(blocks_);
+  }
+
+ private:
+  void add(Block b) { blocks_.push_back(std::move(b)); }
+
+  void findings() {
+    add(Heading{2, "Findings"});
+    add(Paragraph{
+        "Each finding is judged from paired differences over seeds (same seed, same training sample, both arms at "
+        "the learning rate each chose on validation data): it **held** when the 95% confidence interval of the "
+        "effect lies above zero, **did not hold** when it lies below, and is **inconclusive** otherwise."});
+    Table t{{"", "claim", "verdict", "evidence"}, {}};
+    for (const auto& f : r_["findings"]) {
+      t.rows.push_back({f["id"], f["claim"], "**" + f["verdict"].get<std::string>() + "**", f["evidence"]});
+    }
+    add(t);
+  }
+
+  void setup() {
+    const json& plan = r_["plan"];
+    add(Heading{2, "Setup"});
+    std::string archs;
+    for (const auto& [name, a] : plan["architectures"].items()) {
+      archs += fmt::format("{}{}: {} x {} ({} heads)", archs.empty() ? "" : "; ", name, a.value("layers", 0),
+                           a.value("hidden", 0), a.value("heads", 0));
+    }
+    std::string lrs;
+    for (const auto& lr : r_["lrs"]) lrs += (lrs.empty() ? "" : ", ") + fmt::format("{}", lr.get<double>());
+    const json& pre = plan["pretrain"];
+    const json& ft = plan["finetune"];
+    add(Paragraph{fmt::format(
+        "Architectures: {}. Pre-training: masked-language modelling on {} sequences of up to {} tokens "
+        "(mode {}), epochs {}, batch {}, lr {}. Fine-tuning: {} training examples per label of which {} are held out "
+        "for validation, {} test examples per label (one test sample for every run), epochs {}, learning rate chosen "
+        "per arm from {{{}}} on validation accuracy, {} seeds{}.",
+        archs, pre.value("sequences", 0), pre.value("max_len", 128), pre.value("seq_mode", "first"),
+        pre.value("epochs", 1), pre.value("batch", 32), pre.value("lr", 0.0), ft.value("per_label_train", 0),
+        ft.value("valid_per_label", 0), ft.value("per_label_test", 0), ft.value("epochs", 1), lrs,
+        r_["seeds"].get<int>(),
+        plan.value("pretrain_per_seed", false) ? ", each seed with its own pre-trained model"
+                                               : ", the seeds sharing one pre-trained model per setting")});
+    if (plan.contains("scale")) add(Paragraph{fmt::format("Scaled by {} (--scale).", plan["scale"].get<double>())});
+  }
+
+  void pretraining() {
+    add(Heading{2, "Pre-trained models"});
+    add(Paragraph{
+        "Masked-LM loss on held-out sequences next to the loss of predicting every masked token from its unigram "
+        "frequency alone: a model that has learnt anything beyond word frequency is well below the baseline."});
+    Table t{{"run", "arch", "corpus", "sequences", "seed", "steps", "tokens", "MLM loss", "unigram baseline"}, {}};
+    for (const auto& p : r_["pretraining"]) {
+      t.rows.push_back({p["run"], p["arch"], p["corpus"], std::to_string(p["sequences"].get<int64_t>()),
+                        std::to_string(p["seed"].get<int>()), std::to_string(p["steps"].get<int64_t>()),
+                        si(p["tokens"].get<double>()), num(p["valid_mlm_loss"]), num(p["unigram_loss"])});
+    }
+    add(t);
+  }
+
+  void trend_paragraph(const json& e, const std::string& what) {
+    if (!e.contains("trend")) return;
+    add(Paragraph{fmt::format("{}, paired over seeds: {} points ({}).", what, ci(e["trend"]["summary"]),
+                              e["trend"]["verdict"].get<std::string>())});
+  }
+
+  static std::string arm_lr(const json& a) { return fmt::format("{}", a["chosen_lr"].get<double>()); }
+
+  // The mean gap of each setting (rows[i]["gap"]) at xs[i], with its 95% interval as error bars.
+  static Plot gap_plot(const std::string& id, const std::string& title, const std::string& x_label, bool log_x,
+                       const std::vector<double>& xs, const json& rows, const std::string& caption) {
+    LinePlot p;
+    p.id = id;
+    p.title = title;
+    p.x_label = x_label;
+    p.y_label = "gap (points)";
+    p.log_x = log_x;
+    p.zero_line = true;
+    Series s{"gap", xs, {}, {}, false};
+    for (const auto& row : rows) {
+      const json& g = row["gap"]["summary"];
+      s.y.push_back(100 * g["mean"].get<double>());
+      s.err.push_back(100 * (g["ci95"][1].get<double>() - g["mean"].get<double>()));
+    }
+    p.series.push_back(s);
+    return Plot{id, caption, render_svg(p)};
+  }
+
+  void e1() {
+    add(Heading{2, "E1: pre-trained vs from scratch"});
+    Table t{{"task", "arch", "scratch (%)", "lr", "pre-trained (%)", "lr", "gap, points [95% CI]", "verdict"}, {}};
+    for (const auto& row : r_["e1"]) {
+      t.rows.push_back({row["task"], row["arch"], mean_std(row["scratch"]["summary"]), arm_lr(row["scratch"]),
+                        mean_std(row["pretrained"]["summary"]), arm_lr(row["pretrained"]), ci(row["gap"]["summary"]),
+                        row["gap"]["verdict"]});
+    }
+    add(t);
+    for (const auto& row : r_["e1"]) {
+      LinePlot p;
+      p.id = fmt::format("e1-{}-{}", row["task"].get<std::string>(), row["arch"].get<std::string>());
+      p.title = fmt::format("{} ({}): test accuracy per epoch", row["task"].get<std::string>(),
+                            row["arch"].get<std::string>());
+      p.x_label = "epoch";
+      p.y_label = "test accuracy (%)";
+      for (const char* arm : {"pretrained", "scratch"}) {
+        Series s;
+        s.name = std::string(arm == std::string("pretrained") ? "pre-trained" : "scratch");
+        const auto& c = row[arm]["curve"];
+        for (size_t e = 0; e < c["test_accuracy_mean"].size(); ++e) {
+          s.x.push_back(static_cast<double>(e + 1));
+          s.y.push_back(100 * c["test_accuracy_mean"][e].get<double>());
+          s.err.push_back(100 * c["test_accuracy_std"][e].get<double>());
+        }
+        s.dashed = s.name == "scratch";
+        p.series.push_back(s);
+      }
+      add(Plot{p.id, "mean over seeds, bars one standard deviation, each arm at its chosen learning rate",
+               render_svg(p)});
+    }
+  }
+
+  void e2() {
+    const json& e = r_["e2"];
+    add(Heading{2, "E2: gap against pre-training size"});
+    Table t{{"sequences", "tokens", "MLM loss", "unigram", "pre-trained (%)", "gap, points [95% CI]", "verdict"}, {}};
+    for (const auto& s : e["sizes"]) {
+      t.rows.push_back({std::to_string(s["sequences"].get<int64_t>()), si(s["pretrain_tokens"].get<double>()),
+                        num(s["valid_mlm_loss"]), num(s["unigram_loss"]), mean_std(s["pretrained"]["summary"]),
+                        ci(s["gap"]["summary"]), s["gap"]["verdict"]});
+    }
+    add(t);
+    add(Paragraph{fmt::format("From scratch: {}% ({} {}).", mean_std(e["scratch"]["summary"]),
+                              e["task"].get<std::string>(), e["arch"].get<std::string>())});
+    trend_paragraph(e, "Gap at the largest size minus gap at the smallest");
+    std::vector<double> xs;
+    for (const auto& z : e["sizes"]) xs.push_back(z["sequences"].get<double>());
+    add(gap_plot("e2-gap-vs-size", "gap against pre-training size", "pre-training sequences", true, xs, e["sizes"],
+                 "mean gap over seeds with its 95% confidence interval"));
+  }
+
+  void e3() {
+    const json& e = r_["e3"];
+    add(Heading{2, "E3: gap against token overlap"});
+    add(Paragraph{fmt::format(
+        "Each corpus pre-trains the same architecture on {} sequences. Overlap: the share of the task's word-piece "
+        "occurrences (training texts) whose token id occurs in the corpus; word-type overlap: the share of the task's "
+        "distinct words found in the corpus.",
+        e["sequences"].get<int64_t>())});
+    Table t{{"corpus", "token overlap", "word-type overlap", "MLM loss", "unigram", "pre-trained (%)",
+             "gap, points [95% CI]", "verdict"},
+            {}};
+    for (const auto& c : e["corpora"]) {
+      t.rows.push_back({c["corpus"], pct(c["overlap"]["token_occurrence"]) + "%", pct(c["overlap"]["word_type"]) + "%",
+                        num(c["valid_mlm_loss"]), num(c["unigram_loss"]), mean_std(c["pretrained"]["summary"]),
+                        ci(c["gap"]["summary"]), c["gap"]["verdict"]});
+    }
+    add(t);
+    trend_paragraph(e, "Gap with the highest-overlap corpus minus gap with the lowest");
+    std::vector<double> xs;
+    std::string names;
+    for (const auto& c : e["corpora"]) {
+      xs.push_back(100 * c["overlap"]["token_occurrence"].get<double>());
+      names += (names.empty() ? "" : ", ") + c["corpus"].get<std::string>();
+    }
+    add(gap_plot("e3-gap-vs-overlap", "gap against token overlap", "token overlap with the task (%)", false, xs,
+                 e["corpora"],
+                 "corpora from left to right: " + names + "; mean gap over seeds with its 95% confidence interval"));
+  }
+
+  void e4() {
+    const json& e = r_["e4"];
+    add(Heading{2, "E4: soft committee of shallow models against a deep model"});
+    add(Paragraph{fmt::format(
+        "{} members ({} each), independently pre-trained (own seed, own pre-training sample), each fine-tuned on the "
+        "same training sample as the deep model ({}), each at the learning rate it chose on validation. Committee: "
+        "the mean of the members' softmax outputs. Test: {} examples. The interval of the difference treats the two "
+        "accuracies as independent binomials (approximate).",
+        e["members"].size(), e["member_arch"].get<std::string>(), e["deep_arch"].get<std::string>(),
+        e["test_examples"].get<int64_t>())});
+    Table t{{"model", "lr", "validation (%)", "test (%)"}, {}};
+    for (size_t i = 0; i < e["members"].size(); ++i) {
+      const auto& m = e["members"][i];
+      t.rows.push_back({fmt::format("member {} ({})", i + 1, m["run"].get<std::string>()),
+                        fmt::format("{}", m["lr"].get<double>()), pct(m["valid_accuracy"]), pct(m["test_accuracy"])});
+    }
+    t.rows.push_back({fmt::format("deep ({})", e["deep"]["run"].get<std::string>()),
+                      fmt::format("{}", e["deep"]["lr"].get<double>()), pct(e["deep"]["valid_accuracy"]),
+                      pct(e["deep"]["test_accuracy"])});
+    t.rows.push_back({"soft committee of all members", "", "", pct(e["committee_accuracy"])});
+    t.rows.push_back({"majority vote of all members", "", "", pct(e["majority_vote_accuracy"])});
+    add(t);
+    const auto& d = e["difference"];
+    add(Paragraph{fmt::format("Committee minus deep: {} points, 95% CI [{}, {}].", pts(d["committee_minus_deep"]),
+                              pts(d["ci95"][0]), pts(d["ci95"][1]))});
+    LinePlot p;
+    p.id = "e4-committee-vs-k";
+    p.title = "committee accuracy against its size";
+    p.x_label = "members K";
+    p.y_label = "test accuracy (%)";
+    Series c{"committee", {}, {}, {}, false};
+    Series deep{"deep " + e["deep_arch"].get<std::string>(), {}, {}, {}, true};
+    for (const auto& row : e["by_size"]) {
+      c.x.push_back(row["k"].get<double>());
+      c.y.push_back(100 * row["mean_accuracy"].get<double>());
+      c.err.push_back(100 * row["std_accuracy"].get<double>());
+      deep.x.push_back(row["k"].get<double>());
+      deep.y.push_back(100 * e["deep"]["test_accuracy"].get<double>());
+    }
+    p.series = {c, deep};
+    add(Plot{p.id,
+             "soft committee of K members: mean over random K-member subsets, bars one standard deviation; "
+             "dashed: the deep model",
+             render_svg(p)});
+
+    const json& lat = e["latency"];
+    Table lt{{"model", "mode", "threads", "single text p50 (ms)", "p90 (ms)", "batched (ms/text)", "parameters",
+              "FLOPs/prediction"},
+             {}};
+    BarPlot bars;
+    bars.id = "e4-latency";
+    bars.title = "inference latency";
+    bars.y_label = "milliseconds";
+    bars.categories = {"single text (p50)", "batched, per text"};
+    auto row = [&](const std::string& name, const json& l) {
+      lt.rows.push_back({name, l["mode"], std::to_string(l["threads"].get<int>()), num(l["single"]["p50_ms"]),
+                         num(l["single"]["p90_ms"]), num(l["batched"]["ms_per_text"]), si(l["params"].get<double>()),
+                         si(l["flops_per_prediction"].get<double>())});
+      bars.groups.push_back({name + " (" + l["mode"].get<std::string>() + ")",
+                             {l["single"]["p50_ms"].get<double>(), l["batched"]["ms_per_text"].get<double>()}});
+    };
+    row("deep model (" + e["deep_arch"].get<std::string>() + ")", lat["deep"]["sequential"]);
+    for (const char* mode : {"sequential", "concurrent"}) {
+      if (lat["committee"].contains(mode)) row("committee", lat["committee"][mode]);
+    }
+    add(Heading{3, "Latency"});
+    add(Paragraph{fmt::format(
+        "Measured on {} test texts (mean {:.1f} tokens) after checking that one-at-a-time and batched predictions "
+        "agree. Sequential: members one after another, each with every thread; concurrent: members side by side, "
+        "one thread each.",
+        lat["deep"]["sequential"]["texts"].get<int>(),
+        lat["deep"]["sequential"]["mean_tokens_per_text"].get<double>())});
+    add(lt);
+    add(Plot{bars.id, "lower is better", render_svg(bars)});
+  }
+
+  void manifest() {
+    const json& m = r_["manifest"];
+    add(Heading{2, "Runs"});
+    add(Paragraph{fmt::format(
+        "tlm {} ({}), {} on {} ({} threads, {} runs at a time); wall time {:.0f} s this session. Data: {}. "
+        "Every run folder below holds its command's log, config.json, metrics.json and manifest.json.",
+        m.value("tlm_version", ""), m.value("git_commit", ""), m.value("cpu", "unknown CPU"), m.value("host", ""),
+        m.value("threads", 0), m.value("jobs", 1), m.value("wall_seconds", 0.0), m.value("data_dir", ""))});
+    Table t{{"run", "what", "wall (s)", "attempts", "tokens", "FLOPs"}, {}};
+    for (const auto& run : r_["runs"]) {
+      t.rows.push_back({run["dir"], run["title"], fmt::format("{:.1f}", run["wall_seconds"].get<double>()),
+                        std::to_string(run["attempts"].get<int>()),
+                        run.contains("tokens") ? si(run["tokens"].get<double>()) : "",
+                        run.contains("flops") ? si(run["flops"].get<double>()) : ""});
+    }
+    add(t);
+  }
+
+  const json& r_;
+  std::vector<Block> blocks_;
+};
+
+std::string md_cell(const std::string& s) {
+  std::string out;
+  for (char c : s) out += c == '|' ? std::string("\\|") : std::string(1, c);
+  return out;
+}
+
+// **bold** in text becomes <strong> in HTML.
+std::string html_text(const std::string& s) {
+  std::string e = escape_xml(s), out;
+  bool open = false;
+  for (size_t i = 0; i < e.size(); ++i) {
+    if (e.compare(i, 2, "**") == 0) {
+      out += open ? "</strong>" : "<strong>";
+      open = !open;
+      ++i;
+    } else {
+      out += e[i];
+    }
+  }
+  return out;
+}
+
+struct Rendered {
+  std::string md, html;
+  std::vector<std::pair<std::string, std::string>> svgs;  // (file name, svg)
+};
+
+Rendered render(const std::vector<Block>& blocks) {
+  Rendered r;
+  r.html =
+      "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>tlm reproduce report</title>\n"
+      "<style>body{font-family:sans-serif;max-width:1240px;margin:2em auto;padding:0 1em;color:#222}"
+      "table{border-collapse:collapse;margin:1em 0;font-size:13px}td,th{border:1px solid #ccc;padding:3px 8px;"
+      "text-align:left}th{background:#f3f3f3}figure{display:inline-block;margin:0.5em}figcaption{font-size:12px;"
+      "color:#555;max-width:560px}</style></head><body>\n";
+  for (const auto& b : blocks) {
+    if (const auto* h = std::get_if<Heading>(&b)) {
+      r.md += std::string(h->level, '#') + " " + h->text + "\n\n";
+      r.html += fmt::format("<h{0}>{1}</h{0}>\n", h->level, html_text(h->text));
+    } else if (const auto* p = std::get_if<Paragraph>(&b)) {
+      r.md += p->text + "\n\n";
+      r.html += "<p>" + html_text(p->text) + "</p>\n";
+    } else if (const auto* t = std::get_if<Table>(&b)) {
+      std::string head = "|", sep = "|";
+      r.html += "<table><tr>";
+      for (const auto& c : t->header) {
+        head.append(" ").append(md_cell(c)).append(" |");
+        sep += " --- |";
+        r.html.append("<th>").append(html_text(c)).append("</th>");
+      }
+      r.md += head + "\n" + sep + "\n";
+      r.html += "</tr>\n";
+      for (const auto& row : t->rows) {
+        std::string line = "|";
+        r.html += "<tr>";
+        for (const auto& c : row) {
+          line.append(" ").append(md_cell(c)).append(" |");
+          r.html.append("<td>").append(html_text(c)).append("</td>");
+        }
+        r.md += line + "\n";
+        r.html += "</tr>\n";
+      }
+      r.md += "\n";
+      r.html += "</table>\n";
+    } else if (const auto* pl = std::get_if<Plot>(&b)) {
+      const std::string file = "plots/" + pl->id + ".svg";
+      r.md += fmt::format("![{}]({})\n\n*{}*\n\n", pl->id, file, pl->caption);
+      r.html += "<figure>" + pl->svg + "<figcaption>" + html_text(pl->caption) + "</figcaption></figure>\n";
+      r.svgs.emplace_back(file, pl->svg);
+    }
+  }
+  r.html += "</body></html>\n";
+  return r;
+}
+
+}  // namespace
+
+void write_report(const json& results, const std::string& dir) {
+  const Rendered r = render(Builder(results).build());
+  fs::create_directories(fs::path(dir) / "plots");
+  for (const auto& [file, svg] : r.svgs) write_file_atomic((fs::path(dir) / file).string(), svg);
+  write_file_atomic((fs::path(dir) / "report.md").string(), r.md);
+  write_file_atomic((fs::path(dir) / "report.html").string(), r.html);
+}
+
+}  // namespace tlm::experiment

@@ -1,0 +1,190 @@
+// Experiment plans (presets, scaling, expansion into runs), statistics and SVG plots.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <map>
+
+#include "experiment/plan.h"
+#include "experiment/stats.h"
+#include "experiment/svg.h"
+#include "temp_dir.h"
+#include "tlm/file_io.h"
+
+namespace tlm::experiment {
+namespace {
+
+using nlohmann::json;
+
+TEST(Stats, MeanStdAndStudentInterval) {
+  const Summary s = summarize({1.0, 2.0, 3.0});
+  EXPECT_EQ(s.n, 3);
+  EXPECT_DOUBLE_EQ(s.mean, 2.0);
+  EXPECT_DOUBLE_EQ(s.std, 1.0);
+  const double half = 4.303 / std::sqrt(3.0);  // t(0.975, 2) = 4.303
+  EXPECT_NEAR(s.ci_low, 2.0 - half, 1e-12);
+  EXPECT_NEAR(s.ci_high, 2.0 + half, 1e-12);
+  EXPECT_DOUBLE_EQ(t_quantile_95(1), 12.706);
+  EXPECT_DOUBLE_EQ(t_quantile_95(30), 2.042);
+  EXPECT_DOUBLE_EQ(t_quantile_95(1000), 1.960);
+  EXPECT_THROW(t_quantile_95(0), Error);
+}
+
+TEST(Stats, OneValueHasNoIntervalAndNoVerdict) {
+  const Summary s = summarize({0.25});
+  EXPECT_EQ(s.std, 0.0);
+  EXPECT_EQ(s.ci_low, 0.25);
+  EXPECT_EQ(verdict(s), "inconclusive");  // a single seed never decides a finding
+}
+
+TEST(Stats, VerdictFollowsTheInterval) {
+  EXPECT_EQ(verdict(summarize({0.05, 0.06, 0.07})), "held");
+  EXPECT_EQ(verdict(summarize({-0.05, -0.06, -0.07})), "did not hold");
+  EXPECT_EQ(verdict(summarize({-0.05, 0.06, 0.01})), "inconclusive");
+}
+
+TEST(Plan, PresetsLoadAndUnknownNamesFail) {
+  const auto names = preset_names();
+  EXPECT_NE(std::find(names.begin(), names.end(), "demo"), names.end());
+  EXPECT_NE(std::find(names.begin(), names.end(), "paper"), names.end());
+  const json demo = load_plan("demo");
+  EXPECT_EQ(demo["name"], "demo");
+  EXPECT_EQ(load_plan("paper")["architectures"]["deep"]["hidden"], 768);
+  EXPECT_THROW(load_plan("no-such-preset"), Error);
+}
+
+TEST(Plan, ScaleShrinksSizesAndEpochsWithFloors) {
+  json plan = load_plan("paper");
+  scale_plan(plan, 0.01);
+  EXPECT_EQ(plan["pretrain"]["sequences"], 900);
+  EXPECT_EQ(plan["pretrain"]["epochs"], 1);  // 0.5 rounds to at least one epoch
+  EXPECT_EQ(plan["e2"]["sequences"], json({200, 400, 900}));
+  EXPECT_EQ(plan["tasks"]["agnews"]["finetune"]["per_label_train"], 10);
+  EXPECT_EQ(plan["tasks"]["fewrel"]["finetune"]["per_label_test"], 4);  // 0.7 -> the floor of 4
+  EXPECT_EQ(plan["pretrain"]["lr"], 5e-5);                              // rates are not sizes
+  EXPECT_THROW(scale_plan(plan, 1.5), Error);
+  EXPECT_THROW(scale_plan(plan, 0), Error);
+}
+
+// The first job of a kind.
+int runs_index(const PlanRuns& runs, const std::string& kind) {
+  for (size_t i = 0; i < runs.graph.jobs().size(); ++i) {
+    if (runs.graph.at(static_cast<int>(i)).kind == kind) return static_cast<int>(i);
+  }
+  return -1;
+}
+
+std::map<std::string, int> kinds(const PlanRuns& runs) {
+  std::map<std::string, int> k;
+  for (const auto& j : runs.graph.jobs()) ++k[j.kind];
+  return k;
+}
+
+TEST(Plan, DemoExpandsIntoSharedRuns) {
+  const PlanRuns runs = expand_plan(load_plan("demo"), {});
+  const auto k = kinds(runs);
+  // E1: 3 (task, architecture) settings x 2 arms x 3 seeds x 2 rates = 36; E2 adds two sizes (12),
+  // E3 two corpora (12; gcide at 15k is E2's), E4 two more members (4; member 1 and the deep
+  // model are E1's seed 1): 64 fine-tuning runs.
+  EXPECT_EQ(k.at("finetune"), 64);
+  EXPECT_EQ(runs.roles["e1"].size(), 3u);
+  EXPECT_EQ(k.at("pretrain"), 8);  // shallow x {15k, 30k, 60k} + foldoc + bible + 2 members + deep
+  EXPECT_EQ(k.at("data"), 1);
+  EXPECT_EQ(k.at("vocab"), 1);
+  EXPECT_EQ(k.at("committee"), 1);
+  EXPECT_EQ(k.at("latency"), 2);
+  // The scratch arm of E2 and E3 is E1's shallow scratch arm on the same task.
+  EXPECT_EQ(runs.roles["e2"]["scratch"], runs.roles["e1"][0]["scratch"]);
+  EXPECT_EQ(runs.roles["e3"]["scratch"], runs.roles["e1"][0]["scratch"]);
+  // Every folder is under runs/ (or data/), named from its kind and hash, and dependencies come first.
+  for (size_t i = 0; i < runs.graph.jobs().size(); ++i) {
+    const Job& j = runs.graph.at(static_cast<int>(i));
+    EXPECT_TRUE(j.dir == "data" || j.dir == "runs/" + j.id) << j.dir;
+    EXPECT_EQ(j.id.rfind(j.kind + "-", 0), 0u) << j.id;
+    for (int d : j.deps) EXPECT_LT(d, static_cast<int>(i)) << j.title;
+  }
+}
+
+TEST(Plan, RunNamesFollowTheirConfiguration) {
+  json plan = load_plan("demo");
+  const PlanRuns a = expand_plan(plan, {});
+  const PlanRuns b = expand_plan(plan, {});
+  ASSERT_EQ(a.graph.jobs().size(), b.graph.jobs().size());
+  for (size_t i = 0; i < a.graph.jobs().size(); ++i) EXPECT_EQ(a.graph.at(i).id, b.graph.at(i).id);
+  plan["finetune"]["epochs"] = 16;  // fine-tuning runs change name, pre-training runs do not
+  const PlanRuns c = expand_plan(plan, {});
+  const int pre = runs_index(a, "pretrain"), ft = runs_index(a, "finetune");
+  EXPECT_EQ(a.graph.at(pre).id, c.graph.at(pre).id);
+  EXPECT_NE(a.graph.at(ft).id, c.graph.at(ft).id);
+}
+
+class PlanFiles : public testing::TempDirTest {};
+
+TEST_F(PlanFiles, TaskTextsAreReadRelativeToTheExperimentFolder) {
+  // The demo's data folder is <out>/data, a relative path: the runner's own working directory
+  // must not matter.
+  const PlanRuns runs = expand_plan(load_plan("demo"), {});
+  const Job* texts = nullptr;
+  for (const auto& j : runs.graph.jobs()) {
+    if (j.kind == "texts" && j.title.find("wordnet") != std::string::npos) texts = &j;
+  }
+  ASSERT_NE(texts, nullptr);
+  ASSERT_TRUE(texts->internal);
+  const std::filesystem::path task = std::filesystem::path(path("out")) / "data/tasks/wordnet-supersense";
+  std::filesystem::create_directories(task);
+  write_file_atomic((task / "classes.txt").string(), "noun.a\nnoun.b\n");
+  write_file_atomic((task / "train.csv").string(), "noun.a,first gloss\nnoun.b,second gloss\n");
+  const std::string dir = path("out") + "/" + texts->dir;
+  std::filesystem::create_directories(dir);
+  texts->internal(path("out"), dir);
+  EXPECT_EQ(read_file(dir + "/texts.txt"), "first gloss\nsecond gloss\n");
+}
+
+class PlanErrors : public testing::TempDirTest {};
+
+TEST_F(PlanErrors, MissingKeysAndFoldersAreNamed) {
+  json plan = load_plan("demo");
+  plan.erase("e1");
+  plan["e2"]["task"] = "nope";
+  expect_error([&] { expand_plan(plan, {}); }, {"[tasks]", "\"nope\""});
+  plan = load_plan("demo");
+  plan["finetune"].erase("test_seed");
+  expect_error([&] { expand_plan(plan, {}); }, {"[finetune]", "test_seed"});
+  plan = load_plan("paper");
+  expect_error([&] { expand_plan(plan, {.data_dir = path("absent")}); }, {"absent", "does not exist"});
+}
+
+TEST(Svg, LinePlotDrawsEveryPointInsideItsFrame) {
+  LinePlot p;
+  p.id = "x";
+  p.title = "a < b & c";
+  p.series.push_back({"s", {1, 2, 3}, {10, 20, 30}, {1, 1, 50}, false});
+  const std::string svg = render_svg(p);
+  EXPECT_NE(svg.find("data-plot=\"x\""), std::string::npos);
+  EXPECT_NE(svg.find("a &lt; b &amp; c"), std::string::npos);
+  size_t circles = 0;
+  for (size_t at = svg.find("<circle"); at != std::string::npos; at = svg.find("<circle", at + 1)) ++circles;
+  EXPECT_EQ(circles, 3u);
+  // The y ticks (right-aligned labels) cover the error bars, from -20 to 80.
+  std::vector<double> ticks;
+  const std::string mark = "text-anchor=\"end\">";
+  for (size_t at = svg.find(mark); at != std::string::npos; at = svg.find(mark, at + 1)) {
+    ticks.push_back(std::stod(svg.substr(at + mark.size())));
+  }
+  ASSERT_GE(ticks.size(), 3u);
+  EXPECT_LE(*std::min_element(ticks.begin(), ticks.end()), -20.0);
+  EXPECT_GE(*std::max_element(ticks.begin(), ticks.end()), 80.0);
+}
+
+TEST(Svg, BarPlotHasOneBarPerValue) {
+  BarPlot p;
+  p.id = "bars";
+  p.categories = {"a", "b"};
+  p.groups = {{"g1", {1.0, 2.0}}, {"g2", {3.0, 0.5}}};
+  const std::string svg = render_svg(p);
+  size_t bars = 0;
+  for (size_t at = svg.find("class=\"bar\""); at != std::string::npos; at = svg.find("class=\"bar\"", at + 1)) ++bars;
+  EXPECT_EQ(bars, 4u);
+}
+
+}  // namespace
+}  // namespace tlm::experiment
