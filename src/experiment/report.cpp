@@ -72,7 +72,10 @@ class Builder {
     add(Paragraph{
         "Each finding is judged from paired differences over seeds (same seed, same training sample, both arms at "
         "the learning rate each chose on validation data): it **held** when the 95% confidence interval of the "
-        "effect lies above zero, **did not hold** when it lies below, and is **inconclusive** otherwise."});
+        "effect lies above zero, **did not hold** when it lies below, and is **inconclusive** otherwise. F4 holds "
+        "when the 95% interval of the committee's accuracy minus the deep model's lies above -2 points (a match "
+        "within 2 points, or better) and the committee answers a single text at least as fast; it does not hold "
+        "when the committee is significantly worse or slower."});
     Table t{{"", "claim", "verdict", "evidence"}, {}};
     for (const auto& f : r_["findings"]) {
       t.rows.push_back({f["id"], f["claim"], "**" + f["verdict"].get<std::string>() + "**", f["evidence"]});

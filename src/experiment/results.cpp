@@ -233,6 +233,10 @@ class Collector {
 std::string pct(double v) { return fmt::format("{:.1f}%", 100 * v); }
 std::string pts(double v) { return fmt::format("{:+.1f}", 100 * v); }
 
+// F4: the committee matches the deep model when the 95% interval of (committee - deep) accuracy
+// lies above -2 points.
+constexpr double kMatchMargin = 0.02;
+
 // The four findings in words, from the experiments' verdicts.
 json findings(const json& r) {
   json f = json::array();
@@ -292,10 +296,15 @@ json findings(const json& r) {
   if (r.contains("e4")) {
     const auto& e = r["e4"];
     const auto& d = e["difference"];
-    const bool not_worse = d["ci95"][1].get<double>() >= 0;
-    const std::string accuracy_words = d["ci95"][0].get<double>() > 0 ? "significantly better"
-                                       : not_worse                    ? "not significantly worse"
-                                                                      : "significantly worse";
+    // "Matches" needs evidence: the interval must exclude a loss of more than the margin; an
+    // interval too wide to tell is inconclusive, not a match.
+    const double lo = d["ci95"][0], hi = d["ci95"][1];
+    const std::string accuracy = lo >= -kMatchMargin ? "matches" : hi < 0 ? "worse" : "unclear";
+    const std::string accuracy_words =
+        lo > 0                  ? "significantly better"
+        : accuracy == "matches" ? fmt::format("within {:.0f} points or better", 100 * kMatchMargin)
+        : accuracy == "worse"   ? "significantly worse"
+                                : fmt::format("too uncertain to tell a match within {:.0f} points", 100 * kMatchMargin);
     const double deep_ms = e["latency"]["deep"]["sequential"]["single"]["p50_ms"];
     double comm_ms = e["latency"]["committee"]["sequential"]["single"]["p50_ms"];
     std::string mode = "sequential";
@@ -304,7 +313,9 @@ json findings(const json& r) {
       if (c < comm_ms) comm_ms = c, mode = "concurrent";
     }
     const bool faster = comm_ms <= deep_ms;
-    const std::string v = not_worse && faster ? "held" : "did not hold";
+    const std::string v = accuracy == "worse" || !faster    ? "did not hold"
+                          : accuracy == "matches" && faster ? "held"
+                                                            : "inconclusive";
     f.push_back(
         {{"id", "F4"},
          {"claim", "a soft committee of one-layer models matches a deep model at the latency of one layer"},

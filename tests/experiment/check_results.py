@@ -69,6 +69,16 @@ for i, m in enumerate(e4["members"]):
     same(ev["members"][i]["accuracy"], m["test_accuracy"], "e4 member %d in the committee" % (i + 1))
 same(e4["deep"]["test_accuracy"], metrics(e4["deep"]["run"])["test"]["accuracy"], "e4 deep")
 assert len(e4["by_size"]) == len(e4["members"])
+# F4: a match within 2 points (95% interval of committee - deep above -0.02) at no more latency.
+lo, hi = e4["difference"]["ci95"]
+lat = e4["latency"]
+deep_ms = lat["deep"]["sequential"]["single"]["p50_ms"]
+comm_ms = min(lat["committee"][m]["single"]["p50_ms"] for m in ("sequential", "concurrent") if m in lat["committee"])
+accuracy = "matches" if lo >= -0.02 else "worse" if hi < 0 else "unclear"
+want = "did not hold" if accuracy == "worse" or comm_ms > deep_ms else "held" if accuracy == "matches" else "inconclusive"
+f4 = [f for f in res["findings"] if f["id"] == "F4"][0]
+if f4["verdict"] != want:
+    failures.append("F4 verdict %s, its numbers say %s" % (f4["verdict"], want))
 assert {f["id"] for f in res["findings"]} == {"F1", "F2", "F3", "F4"}, res["findings"]
 for r in res["runs"]:
     if r["kind"] in ("pretrain", "finetune"):
