@@ -8,6 +8,7 @@
 
 #include "kernels/kernels.h"
 #include "tlm/check.h"
+#include "tlm/committee.h"
 
 namespace tlm {
 
@@ -19,14 +20,14 @@ namespace {
 class CommitteeRunner {
  public:
   CommitteeRunner(const std::vector<BertModel*>& members, const LatencyOptions& opt)
-      : members_(members), opt_(opt), batches_(members.size()), probs_(members.size()) {}
+      : members_(members), opt_(opt), probs_(members.size()) {}
 
   void predict(const SequenceSet& set, const std::vector<int64_t>& which, std::vector<float>& out) {
     const int labels = members_[0]->config().num_labels();
     const int k = static_cast<int>(members_.size());
+    make_batch(set, which, batch_);  // one batch, read by every member
     auto run_member = [&](int m) {
-      make_batch(set, which, batches_[m]);
-      members_[m]->forward(batches_[m], false, 0);
+      members_[m]->forward(batch_, false, 0);
       probs_[m].resize(which.size() * labels);
       kernels::softmax_rows(members_[m]->logits(), probs_[m].data(), static_cast<int>(which.size()), labels);
     };
@@ -37,16 +38,13 @@ class CommitteeRunner {
     } else {
       for (int m = 0; m < k; ++m) run_member(m);
     }
-    out.assign(which.size() * labels, 0.0f);
-    for (int m = 0; m < k; ++m) {
-      for (size_t i = 0; i < out.size(); ++i) out[i] += probs_[m][i] / k;
-    }
+    out = soft_committee(probs_);
   }
 
  private:
   const std::vector<BertModel*>& members_;
   const LatencyOptions& opt_;
-  std::vector<Batch> batches_;
+  Batch batch_;
   std::vector<std::vector<float>> probs_;
 };
 

@@ -1,5 +1,6 @@
 #include "experiment/plan.h"
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 
@@ -538,21 +539,21 @@ int JobGraph::add(Job job) {
 
 PlanRuns expand_plan(const json& plan, const ExpandOptions& options) { return Expander(plan, options).run(); }
 
+std::vector<double> mean_valid_accuracy(const std::string& out, const std::vector<std::vector<std::string>>& runs) {
+  std::vector<double> means;
+  for (const auto& per_seed : runs) {
+    double sum = 0;
+    for (const auto& r : per_seed) sum += final_valid_accuracy(out, r);
+    means.push_back(sum / static_cast<double>(per_seed.size()));
+  }
+  return means;
+}
+
 int choose_lr(const std::string& out, const std::vector<std::vector<std::string>>& runs) {
   TLM_CHECK(!runs.empty(), "no learning rates to choose from");
   if (runs.size() == 1) return 0;
-  int best = 0;
-  double best_score = -1;
-  for (size_t i = 0; i < runs.size(); ++i) {
-    double sum = 0;
-    for (const auto& r : runs[i]) sum += final_valid_accuracy(out, r);
-    const double mean = sum / static_cast<double>(runs[i].size());
-    if (mean > best_score + 1e-12) {
-      best_score = mean;
-      best = static_cast<int>(i);
-    }
-  }
-  return best;
+  const std::vector<double> means = mean_valid_accuracy(out, runs);
+  return static_cast<int>(std::max_element(means.begin(), means.end()) - means.begin());  // the first of ties
 }
 
 void scale_plan(json& plan, double scale) {

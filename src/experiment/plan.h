@@ -64,8 +64,10 @@ struct ExpandOptions {
 
 PlanRuns expand_plan(const nlohmann::json& plan, const ExpandOptions& options);
 
-// The learning rate whose runs score best on validation (mean over seeds): index into lrs.
-// runs[lr][seed] are finetune run folders (relative to out). Ties go to the first.
+// runs[lr][seed] are finetune run folders (relative to out). The mean final validation accuracy
+// of each rate's runs (an error names a run without one), and the rate that scores best on it
+// (ties go to the first; a single rate needs no validation).
+std::vector<double> mean_valid_accuracy(const std::string& out, const std::vector<std::vector<std::string>>& runs);
 int choose_lr(const std::string& out, const std::vector<std::vector<std::string>>& runs);
 
 }  // namespace tlm::experiment

@@ -32,18 +32,13 @@ class Collector {
   // that rate, and the mean test-accuracy curve over epochs.
   json arm(const json& runs) const {
     std::vector<std::vector<std::string>> dirs;
-    json valid_by_lr = json::array();
     for (const auto& per_seed : runs) {
       std::vector<std::string> d;
-      std::vector<double> valid;
-      for (const auto& i : per_seed) {
-        d.push_back(job(i).dir);
-        const json m = metrics(i);
-        if (m.contains("final") && m["final"].contains("valid_accuracy")) valid.push_back(m["final"]["valid_accuracy"]);
-      }
+      for (const auto& i : per_seed) d.push_back(job(i).dir);
       dirs.push_back(d);
-      valid_by_lr.push_back(valid.empty() ? json(nullptr) : json(summarize(valid).mean));
     }
+    // With one rate there is nothing to choose, and fine-tuning may have had no validation split.
+    const json valid_by_lr = dirs.size() > 1 ? json(mean_valid_accuracy(out_, dirs)) : json::array({nullptr});
     const int chosen = choose_lr(out_, dirs);
     json out = {{"lrs", runs_.roles["lrs"]},
                 {"valid_accuracy_by_lr", valid_by_lr},
