@@ -282,14 +282,22 @@ class Expander {
     cfg["cache_dir"] = kSharedCache;
     cfg["sequences"] = sequences;
     cfg["seed"] = seed;
+    return add_trainer(
+        "pretrain", fmt::format("pre-train {} on {} ({} sequences, seed {})", arch_name, corpus_name, sequences, seed),
+        cfg, vocab_deps(), {{"arch", arch_name}, {"corpus", corpus_name}, {"sequences", sequences}, {"seed", seed}});
+  }
+
+  // A pretrain or finetune run of `cfg`, resumable, in the folder its arguments name.
+  int add_trainer(const std::string& kind, const std::string& title, const json& cfg, std::vector<int> deps,
+                  const json& tags) {
     Job j;
-    j.kind = "pretrain";
-    j.title = fmt::format("pre-train {} on {} ({} sequences, seed {})", arch_name, corpus_name, sequences, seed);
+    j.kind = kind;
+    j.title = title;
     j.done = "metrics.json";
     j.trainer = j.threaded = true;
-    j.deps = vocab_deps();
-    j.tags = {{"arch", arch_name}, {"corpus", corpus_name}, {"sequences", sequences}, {"seed", seed}};
-    j.args = {"pretrain"};
+    j.deps = std::move(deps);
+    j.tags = tags;
+    j.args = {kind};
     for (auto& a : flags_of(cfg)) j.args.push_back(a);
     return add_with_output(std::move(j), "--out", "");
   }
@@ -315,24 +323,18 @@ class Expander {
     cfg["seed"] = seed;
     cfg["sample_seed"] = sample_seed;
     cfg["lr"] = lr;
-    Job j;
-    j.kind = "finetune";
-    j.deps = vocab_deps();
+    std::vector<int> deps = vocab_deps();
     if (init >= 0) {
       cfg["init"] = out_.graph.at(init).dir;
-      j.deps.push_back(init);
+      deps.push_back(init);
     } else {
       cfg["scratch"] = true;
       cfg["vocab"] = vocab_path_;
     }
-    j.title = fmt::format("fine-tune {} {} on {} (seed {}, lr {})", init >= 0 ? "pre-trained" : "scratch", arch_name,
-                          task_name, seed, lr);
-    j.done = "metrics.json";
-    j.trainer = j.threaded = true;
-    j.tags = {{"task", task_name}, {"arch", arch_name}, {"seed", seed}, {"lr", lr}};
-    j.args = {"finetune"};
-    for (auto& a : flags_of(cfg)) j.args.push_back(a);
-    return add_with_output(std::move(j), "--out", "");
+    return add_trainer("finetune",
+                       fmt::format("fine-tune {} {} on {} (seed {}, lr {})", init >= 0 ? "pre-trained" : "scratch",
+                                   arch_name, task_name, seed, lr),
+                       cfg, deps, {{"task", task_name}, {"arch", arch_name}, {"seed", seed}, {"lr", lr}});
   }
 
   // runs[lr][seed] for one arm; init_of(seed) gives the pre-trained run (or -1: scratch).
