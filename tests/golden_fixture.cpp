@@ -4,6 +4,8 @@
 #include <cmath>
 
 #include "tlm/checkpoint.h"
+#include "tlm/model_io.h"
+#include "tlm/optim.h"
 
 namespace tlm::testing {
 
@@ -48,7 +50,7 @@ std::unique_ptr<BertModel> golden_model(const Golden& g) {
   for (const auto& [name, t] : g.file.tensors) {
     if (name.rfind("param.", 0) == 0) weights.tensors[name.substr(6)] = t;
   }
-  load_weights(*model, weights, g.path, LoadMode::kExact);
+  load_weights(*model, weights, g.path, {LoadMode::kExact});
   return model;
 }
 

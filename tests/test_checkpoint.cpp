@@ -10,6 +10,8 @@
 #include "tlm/check.h"
 #include "tlm/checkpoint.h"
 #include "tlm/file_io.h"
+#include "tlm/model_io.h"
+#include "tlm/optim.h"
 
 namespace tlm::testing {
 namespace {
@@ -27,7 +29,7 @@ TEST_F(CheckpointTest, ModelRoundTripIsExact) {
     const BertConfig back = load_config(path("m"));
     EXPECT_EQ(back.head, head);
     BertModel b(back, {16, 2, 16, 4});
-    load_model_weights(b, path("m"), LoadMode::kExact);
+    load_model_weights(b, path("m"), {LoadMode::kExact});
     EXPECT_TRUE(bit_identical(a.params(), b.params(), a.num_params()));
     // The tied decoder is not stored twice, as in HF's own files.
     const auto file = read_safetensors(path("m/model.safetensors"));
@@ -48,12 +50,12 @@ TEST_F(CheckpointTest, EncoderOnlyLoadKeepsFreshHeads) {
   cls.init_weights(2);
   const std::vector<float> pooler(cls.param("bert.pooler.dense.weight"),
                                   cls.param("bert.pooler.dense.weight") + 24 * 24);
-  load_model_weights(cls, path("pre"), LoadMode::kEncoderOnly);
+  load_model_weights(cls, path("pre"), {LoadMode::kEncoderOnly});
   const auto& e = cls.table().at("bert.encoder.layer.1.output.dense.weight");
   EXPECT_TRUE(bit_identical(cls.params() + e.offset, pre.param(e.name), e.size));
   EXPECT_TRUE(bit_identical(cls.param("bert.pooler.dense.weight"), pooler.data(), 24 * 24));
   // An exact load of an MLM file into a classifier names the missing head tensor.
-  expect_error([&] { load_model_weights(cls, path("pre"), LoadMode::kExact); },
+  expect_error([&] { load_model_weights(cls, path("pre"), {LoadMode::kExact}); },
                {"missing tensor", "bert.pooler.dense.weight"});
 }
 
@@ -66,21 +68,21 @@ TEST_F(CheckpointTest, MissingAndMisshapedTensorsAreNamed) {
 
   SafeTensorsFile missing = file;
   missing.tensors.erase("bert.encoder.layer.1.intermediate.dense.bias");
-  expect_error([&] { load_weights(m, missing, "f", LoadMode::kExact); },
+  expect_error([&] { load_weights(m, missing, "f", {LoadMode::kExact}); },
                {"missing tensor", "bert.encoder.layer.1.intermediate.dense.bias"});
 
   SafeTensorsFile misshaped = file;
   misshaped.tensors["bert.encoder.layer.0.output.dense.weight"].shape = {40, 24};
-  expect_error([&] { load_weights(m, misshaped, "f", LoadMode::kExact); },
+  expect_error([&] { load_weights(m, misshaped, "f", {LoadMode::kExact}); },
                {"bert.encoder.layer.0.output.dense.weight", "shape [40, 24]", "expects [24, 40]"});
 
   SafeTensorsFile wrong_dtype = file;
   wrong_dtype.tensors["cls.predictions.bias"].dtype = "I32";
-  expect_error([&] { load_weights(m, wrong_dtype, "f", LoadMode::kExact); }, {"cls.predictions.bias", "dtype I32"});
+  expect_error([&] { load_weights(m, wrong_dtype, "f", {LoadMode::kExact}); }, {"cls.predictions.bias", "dtype I32"});
 
   SafeTensorsFile extra = file;
   extra.tensors["bert.encoder.layer.7.output.dense.weight"] = file.tensors.begin()->second;
-  expect_error([&] { load_weights(m, extra, "f", LoadMode::kExact); },
+  expect_error([&] { load_weights(m, extra, "f", {LoadMode::kExact}); },
                {"unexpected tensor", "bert.encoder.layer.7.output.dense.weight"});
 }
 
@@ -144,7 +146,7 @@ TEST_F(CheckpointTest, ExactResumeGivesBitIdenticalWeights) {
     save_optimizer(path("ckpt"), opt, first.table());
   }
   BertModel resumed(load_config(path("ckpt")), lim);
-  load_model_weights(resumed, path("ckpt"), LoadMode::kExact);
+  load_model_weights(resumed, path("ckpt"), {LoadMode::kExact});
   AdamW opt(resumed.table(), AdamWOptions{.lr = 1e-3});
   load_optimizer(path("ckpt"), opt, resumed.table());
   EXPECT_EQ(opt.steps_taken(), split);

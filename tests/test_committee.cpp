@@ -2,6 +2,7 @@
 
 #include "tlm/check.h"
 #include "tlm/committee.h"
+#include "tlm/evaluate.h"
 
 namespace tlm {
 namespace {

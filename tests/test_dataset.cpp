@@ -45,12 +45,11 @@ TEST(Dataset, MaskingStatisticsOverManyBatches) {
   }
   std::vector<int64_t> all(64);
   for (int i = 0; i < 64; ++i) all[i] = i;
-  Rng rng(7);
   Batch b;
   int64_t candidates = 0, selected = 0, as_mask = 0, as_random = 0, kept = 0;
   std::set<std::vector<int32_t>> distinct_masks;
   for (int round = 0; round < 200; ++round) {
-    make_mlm_batch(set, all, v, MaskingOptions{}, rng, b);
+    make_mlm_batch(set, all, v, MaskingOptions{}, mix_key(7, static_cast<uint64_t>(round)), b);
     distinct_masks.insert(b.mlm_positions);
     candidates += 64 * 62;
     selected += static_cast<int64_t>(b.mlm_positions.size());
@@ -81,10 +80,51 @@ TEST(Dataset, AtLeastOneMaskPerBatch) {
   SequenceSet set;
   set.add(std::vector<int32_t>{2, 7, 3});
   const std::vector<int64_t> one{0};
-  Rng rng(3);
   Batch b;
-  make_mlm_batch(set, one, v, MaskingOptions{.mask_prob = 0.0}, rng, b);
+  make_mlm_batch(set, one, v, MaskingOptions{.mask_prob = 0.0}, 3, b);
   EXPECT_EQ(b.mlm_positions, (std::vector<int32_t>{1}));
+}
+
+// Masks are functions of (key, sequence index, position): a sequence gets the same targets and
+// replacements whichever batch (or data-parallel shard) holds it, and another key draws anew.
+TEST(Dataset, MasksFollowTheSequenceNotTheBatch) {
+  const Vocab v = word_vocab();
+  SequenceSet set;
+  Rng gen(2);
+  for (int s = 0; s < 12; ++s) {
+    std::vector<int32_t> seq{v.cls_id()};
+    for (int i = 0; i < 20 + s; ++i) seq.push_back(5 + static_cast<int32_t>(gen.below(95)));
+    seq.push_back(v.sep_id());
+    set.add(seq);
+  }
+  // The masked ids and targets of sequence `seq` inside batch b (its `slot`-th sequence).
+  auto of_sequence = [](const Batch& b, int slot) {
+    std::vector<int32_t> ids(b.ids.begin() + b.offsets[slot], b.ids.begin() + b.offsets[slot + 1]);
+    std::vector<std::pair<int32_t, int32_t>> targets;
+    for (size_t k = 0; k < b.mlm_positions.size(); ++k) {
+      const int pos = b.mlm_positions[k];
+      if (pos >= b.offsets[slot] && pos < b.offsets[slot + 1])
+        targets.emplace_back(pos - b.offsets[slot], b.mlm_labels[k]);
+    }
+    return std::pair{ids, targets};
+  };
+  Batch whole, part, other;
+  std::vector<int64_t> all(12);
+  for (int i = 0; i < 12; ++i) all[i] = i;
+  const std::vector<int64_t> some{9, 4, 7};
+  make_mlm_batch(set, all, v, MaskingOptions{}, 11, whole);
+  make_mlm_batch(set, some, v, MaskingOptions{}, 11, part);
+  make_mlm_batch(set, some, v, MaskingOptions{}, 12, other);
+  EXPECT_EQ(part.sequence_ids, some);
+  for (int slot = 0; slot < 3; ++slot) {
+    EXPECT_EQ(of_sequence(part, slot), of_sequence(whole, static_cast<int>(some[slot]))) << "sequence " << some[slot];
+  }
+  EXPECT_NE(of_sequence(part, 0), of_sequence(other, 0)) << "another key must draw other masks";
+  // A shard of the whole batch holds exactly the targets of its sequences.
+  Batch shard;
+  shard_of_batch(whole, 4, 8, shard);
+  EXPECT_EQ(shard.sequence_ids, (std::vector<int64_t>{4, 5, 6, 7}));
+  for (int slot = 0; slot < 4; ++slot) EXPECT_EQ(of_sequence(shard, slot), of_sequence(whole, 4 + slot));
 }
 
 TEST(Dataset, BalancedSamplingIsSeededAndCapsOnlyWhenAllowed) {

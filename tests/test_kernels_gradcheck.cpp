@@ -114,17 +114,19 @@ TEST(GradCheck, GeluAndTanh) {
 }
 
 TEST(GradCheck, Dropout) {
-  const int n = 64;
+  const int rows = 8, cols = 8, n = rows * cols;
   auto x = random_vec(n, 11), r = random_vec(n, 12);
   const uint64_t key = mix_key(5, 1, 2);
+  std::vector<uint64_t> row_keys;
+  for (int i = 0; i < rows; ++i) row_keys.push_back(token_key(3, static_cast<uint64_t>(i)));
   std::vector<float> y(n);
   auto loss = [&] {
     y = x;
-    k::dropout_apply(y.data(), n, 0.3f, key);
+    k::dropout_apply(y.data(), rows, cols, 0.3f, key, row_keys.data());
     return dot(y, r);
   };
   std::vector<float> dx = r;  // backward: the same mask and scale applied to dy
-  k::dropout_apply(dx.data(), n, 0.3f, key);
+  k::dropout_apply(dx.data(), rows, cols, 0.3f, key, row_keys.data());
   expect_gradient("dropout", loss, x, dx);
 }
 
@@ -153,6 +155,8 @@ void check_attention(float dropout_p, bool query_subset) {
   const int heads = 2, d = 3, c = heads * d, n = offsets.back();
   const int q_rows = query_subset ? q_subset_offsets.back() : n;
   const int kv_width = query_subset ? 2 * c : 3 * c;
+  std::vector<uint64_t> q_keys;
+  for (int i = 0; i < n; ++i) q_keys.push_back(token_key(7, static_cast<uint64_t>(i)));
   k::AttentionShape shape{query_subset ? q_subset_offsets.data() : offsets.data(),
                           offsets.data(),
                           3,
@@ -161,7 +165,8 @@ void check_attention(float dropout_p, bool query_subset) {
                           query_subset ? c : 3 * c,
                           kv_width,
                           dropout_p,
-                          mix_key(3, 4, 5)};
+                          mix_key(3, 4, 5),
+                          q_keys.data()};
   auto kv = random_vec(int64_t{n} * kv_width, 17), r = random_vec(int64_t{q_rows} * c, 18);
   auto qsep = random_vec(int64_t{q_rows} * c, 19);
   const int k_col = query_subset ? 0 : c, v_col = k_col + c;

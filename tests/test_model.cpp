@@ -7,7 +7,9 @@
 #include "kernels/kernels.h"
 #include "test_helpers.h"
 #include "tlm/check.h"
+#include "tlm/dataset.h"
 #include "tlm/optim.h"
+#include "tlm/rng.h"
 
 namespace tlm::testing {
 namespace {
@@ -42,28 +44,15 @@ TEST(Model, SameSeedAndThreadsGiveBitIdenticalWeights) {
   }
 }
 
-TEST(Model, AccumulatingMicroBatchesEqualsOneBatch) {
+// Any split of a batch computes the same step: shards of 2, 1 and 3 sequences, each scaled by the
+// whole batch's target count, sum to the whole batch's gradient, with dropout on (its masks
+// follow sequence ids and positions, not the packing). What data-parallel training relies on.
+TEST(Model, ShardsOfABatchComputeTheSameStepWithDropout) {
   for (Head head : {Head::kMaskedLM, Head::kClassification}) {
     BertConfig cfg = small_config(head);
-    cfg.hidden_dropout_prob = cfg.attention_probs_dropout_prob = 0.0f;  // masks depend on packing
-    const Batch full = random_batch(cfg, {16, 9, 12, 5, 7, 11}, 3);
-    // Split into micro-batches of 2, 1 and 3 sequences.
-    std::vector<Batch> parts;
-    for (auto [s0, s1] : {std::pair{0, 2}, std::pair{2, 3}, std::pair{3, 6}}) {
-      Batch p;
-      p.offsets.push_back(0);
-      const int t0 = full.offsets[s0], t1 = full.offsets[s1];
-      p.ids.assign(full.ids.begin() + t0, full.ids.begin() + t1);
-      for (int s = s0; s < s1; ++s) p.offsets.push_back(full.offsets[s + 1] - t0);
-      for (size_t i = 0; i < full.mlm_positions.size(); ++i) {
-        if (full.mlm_positions[i] >= t0 && full.mlm_positions[i] < t1) {
-          p.mlm_positions.push_back(full.mlm_positions[i] - t0);
-          p.mlm_labels.push_back(full.mlm_labels[i]);
-        }
-      }
-      if (!full.labels.empty()) p.labels.assign(full.labels.begin() + s0, full.labels.begin() + s1);
-      parts.push_back(p);
-    }
+    cfg.hidden_dropout_prob = cfg.attention_probs_dropout_prob = 0.2f;
+    Batch full = random_batch(cfg, {16, 9, 12, 5, 7, 11}, 3);
+    full.sequence_ids = {40, 3, 17, 8, 21, 5};  // their indices in some data set
     BertModel one(cfg, limits_for(full, 16)), acc(cfg, limits_for(full, 16));
     one.init_weights(5);
     acc.init_weights(5);
@@ -72,9 +61,11 @@ TEST(Model, AccumulatingMicroBatchesEqualsOneBatch) {
     one.backward(static_cast<float>(1.0 / f.count));
     acc.zero_grad();
     double loss_sum = 0;
-    for (const Batch& p : parts) {
-      loss_sum += acc.forward(p, true, 9).loss_sum;
-      acc.backward(static_cast<float>(1.0 / f.count));  // normalised by the whole batch's targets
+    Batch shard;
+    for (auto [s0, s1] : {std::pair{0, 2}, std::pair{2, 3}, std::pair{3, 6}}) {
+      shard_of_batch(full, s0, s1, shard);
+      loss_sum += acc.forward(shard, true, 9).loss_sum;
+      acc.backward(static_cast<float>(1.0 / f.count));  // the global scale, passed in
     }
     EXPECT_NEAR(loss_sum, f.loss_sum, 1e-5 * f.loss_sum);
     double max_diff = 0, max_ref = 0;
@@ -84,6 +75,8 @@ TEST(Model, AccumulatingMicroBatchesEqualsOneBatch) {
     }
     EXPECT_GT(max_ref, 0.0);
     EXPECT_LE(max_diff, 1e-5 * max_ref);
+    // And the dropout really is on: another dropout seed gives another loss.
+    EXPECT_NE(one.forward(full, true, 10).loss_sum, f.loss_sum);
   }
 }
 
@@ -104,8 +97,11 @@ TEST(Model, DropoutIsSeededAndOnlyInTraining) {
 }
 
 TEST(Model, DropoutKeepsTheRightShareAndScale) {
-  std::vector<float> x(200000, 1.0f);
-  kernels::dropout_apply(x.data(), static_cast<int64_t>(x.size()), 0.1f, mix_key(1, 2, 3));
+  const int rows = 2000, cols = 100;
+  std::vector<float> x(rows * cols, 1.0f);
+  std::vector<uint64_t> row_keys;
+  for (int r = 0; r < rows; ++r) row_keys.push_back(token_key(static_cast<uint64_t>(r / 50), r % 50));
+  kernels::dropout_apply(x.data(), rows, cols, 0.1f, mix_key(1, 2, 3), row_keys.data());
   int64_t kept = 0;
   double sum = 0;
   for (float v : x) {

@@ -8,6 +8,8 @@
 #include "temp_dir.h"
 #include "tlm/check.h"
 #include "tlm/file_io.h"
+#include "tlm/hash.h"
+#include "tlm/sequences_cache.h"
 #include "tlm/shard.h"
 
 namespace tlm {

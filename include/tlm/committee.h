@@ -15,8 +15,6 @@ std::vector<float> soft_committee(const std::vector<std::vector<float>>& member_
 // probability. Returns (n) labels.
 std::vector<int32_t> majority_vote(const std::vector<std::vector<float>>& member_probs, int num_labels);
 
-double accuracy_of(const std::vector<float>& probs, const std::vector<int32_t>& labels, int num_labels);
-
 // Accuracy of the soft committee of the first K members (K = 1..M) and the mean (and std) over
 // up to `subsets` random K-subsets drawn with `seed` (all subsets when there are fewer).
 nlohmann::json accuracy_by_size(const std::vector<std::vector<float>>& member_probs, const std::vector<int32_t>& labels,

@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "tlm/model.h"
+#include "tlm/batch.h"
 #include "tlm/readers.h"
 #include "tlm/rng.h"
 #include "tlm/tokenizer.h"
@@ -70,15 +70,23 @@ struct MaskingOptions {
                               // about once in 10^9 batches
 };
 
-// Fills batch with the sequences `which` of `set` and draws the MLM mask for them: every
-// non-special token is selected with mask_prob (at least one per batch), then 80/10/10.
-// Special ids (the vocabulary's five) are never selected.
+// Fills batch with the sequences `which` of `set` (their indices become batch.sequence_ids) and
+// draws the MLM mask: every non-special token is selected with mask_prob, then 80/10/10. Each
+// token's draws are a pure function of (key, its sequence's index in `set`, its position), so a
+// sequence is masked alike in any batch or shard (the trainer's key is mix_key(seed, step)).
+// Over the whole batch: at most options.max_targets targets (the first ones in batch order), and
+// at least one (a candidate chosen from the key) when no token was selected. Special ids (the
+// vocabulary's five) are never selected.
 void make_mlm_batch(const SequenceSet& set, std::span<const int64_t> which, const Vocab& vocab,
-                    const MaskingOptions& options, Rng& rng, Batch& batch);
+                    const MaskingOptions& options, uint64_t key, Batch& batch);
 // Fills batch with the sequences `which` of `set`, packed, without targets (inference).
 void make_batch(const SequenceSet& set, std::span<const int64_t> which, Batch& batch);
 // Fills batch with the sequences and their labels (classification).
 void make_classification_batch(const SequenceSet& set, std::span<const int64_t> which, Batch& batch);
+// The sequences [first, end) of a batch with their targets (MLM positions rebased, labels): a
+// data-parallel shard. Computing every shard with the loss scale of the whole batch and summing
+// the gradients equals the whole batch's step (masks and dropout follow sequence ids).
+void shard_of_batch(const Batch& whole, int first, int end, Batch& shard);
 
 // A seeded shuffle of 0..n-1 (Fisher-Yates with our RNG), one per epoch.
 std::vector<int64_t> shuffled_order(int64_t n, Rng& rng);

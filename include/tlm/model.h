@@ -13,24 +13,11 @@
 #include <string>
 #include <vector>
 
+#include "tlm/batch.h"
 #include "tlm/config.h"
 #include "tlm/params.h"
 
 namespace tlm {
-
-struct Batch {
-  std::vector<int32_t> ids;       // (n) token ids of all sequences, concatenated
-  std::vector<int32_t> type_ids;  // (n) or empty: all token type 0
-  std::vector<int32_t> offsets;   // (b + 1) sequence s is ids[offsets[s], offsets[s+1])
-  // masked LM: positions (into ids) of the masked tokens and their original ids
-  std::vector<int32_t> mlm_positions;  // (m)
-  std::vector<int32_t> mlm_labels;     // (m)
-  // classification: one label per sequence
-  std::vector<int32_t> labels;  // (b)
-
-  int num_seqs() const { return offsets.empty() ? 0 : static_cast<int>(offsets.size()) - 1; }
-  int num_tokens() const { return static_cast<int>(ids.size()); }
-};
 
 // Sizes the activation buffers are allocated for, once; a batch beyond them is an error.
 struct ModelLimits {
@@ -78,6 +65,9 @@ class BertModel {
   // Logits of the last forward: MLM (m, vocab) at the masked positions in batch order;
   // classification (b, num_labels).
   const float* logits() const;
+  // Inference: the model on `batch` without dropout, softmax of its logits into `probs`:
+  // classification (b, num_labels); MLM (m, vocab) at the masked positions.
+  void probabilities(const Batch& batch, float* probs);
   // Floating-point operations of one forward+backward on `batch` as this engine computes it.
   double train_flops(const Batch& batch) const;
   // Floating-point operations of one inference forward on `batch` (no MLM positions needed for a

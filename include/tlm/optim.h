@@ -54,4 +54,10 @@ double linear_schedule(int64_t step, int64_t warmup_steps, int64_t total_steps);
 // before clipping. Same formula as torch: coef = max_norm / (norm + 1e-6), applied if < 1.
 double clip_grad_norm(float* grads, int64_t n, double max_norm);
 
+// The optimizer's state (AdamW moments and step count) as optimizer.safetensors in dir,
+// versioned: another version is refused with a clear message.
+constexpr int kOptimizerStateVersion = 1;
+void save_optimizer(const std::string& dir, const AdamW& opt, const ParamTable& table);
+void load_optimizer(const std::string& dir, AdamW& opt, const ParamTable& table);
+
 }  // namespace tlm

@@ -1,8 +1,9 @@
 // Our own seeded random numbers (never std::*_distribution, whose output is
 // implementation-defined). Two kinds:
 //  - Rng: a sequential stream (xoshiro256**) for init and shuffling, with savable state;
-//  - counter_uniform(): a stateless hash of (key, counter) for dropout masks, so a mask can be
-//    regenerated in the backward pass and does not depend on the thread count.
+//  - counter_uniform(): a stateless hash of (key, counter) for dropout and MLM masks, so a mask can
+//    be regenerated in the backward pass and depends neither on the thread count nor on how a
+//    batch is packed or split (keys come from token_key()).
 #pragma once
 
 #include <array>
@@ -27,6 +28,17 @@ inline uint64_t mix_key(uint64_t seed, uint64_t a, uint64_t b = 0, uint64_t c = 
 // Uniform float in [0, 1) from (key, counter): 24 random bits.
 inline float counter_uniform(uint64_t key, uint64_t counter) {
   return static_cast<float>(splitmix64(key ^ (counter * 0xD1B54A32D192ED03ull)) >> 40) * 0x1.0p-24f;
+}
+
+// The identity of token `position` of the sequence with global index `sequence_id`: counter
+// streams (dropout masks, MLM masks) are keyed by it, never by where a batch packs the token.
+inline uint64_t token_key(uint64_t sequence_id, uint64_t position) {
+  return splitmix64(splitmix64(sequence_id ^ 0x51A7E5C0FFEEull) + position);
+}
+
+// The stream of one row (a token) under a site key: counter_uniform(row_stream(key, row), j).
+inline uint64_t row_stream(uint64_t key, uint64_t row_key) {
+  return splitmix64(key ^ (row_key * 0x9E6C63D0676A9A99ull));
 }
 
 class Rng {

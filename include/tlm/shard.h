@@ -5,7 +5,8 @@
 // Layout (little-endian): "TLMSHARD", u32 version, u32 id bytes (2 when the vocabulary fits in
 // uint16, else 4), u64 vocab hash, u64 source hash, u64 params hash, u64 sequences, u64 tokens,
 // u32 label names, u32 has labels, the label names (u32 length + bytes each), zero padding to
-// 8 bytes, u64 offsets[sequences + 1], i32 labels[sequences] (if any), ids, "TLMSHEND".
+// 8 bytes, u64 offsets[sequences + 1], i32 labels[sequences] (if any), ids, u64 checksum (XXH64
+// of the header, offsets, labels and ids, each hashed and chained), "TLMSHEND".
 #pragma once
 
 #include <cstdint>
@@ -17,7 +18,7 @@
 
 namespace tlm {
 
-constexpr uint32_t kShardVersion = 1;
+constexpr uint32_t kShardVersion = 2;
 
 struct ShardKey {
   uint64_t vocab_hash = 0;   // Vocab::hash()
@@ -26,13 +27,9 @@ struct ShardKey {
   bool operator==(const ShardKey&) const = default;
 };
 
-uint64_t hash_file(const std::string& path);  // XXH64 of the file's bytes
-uint64_t hash_string(const std::string& s);   // XXH64
-uint64_t hash_combine(uint64_t a, uint64_t b);
-
 void write_shard(const std::string& path, const SequenceSet& set, const ShardKey& key, int32_t vocab_size);
 
-// Reads a shard through mmap, checking magic, version, sizes and the trailer; throws naming
+// Reads a shard through mmap, checking magic, version, sizes, checksum and trailer; throws naming
 // the file and what is wrong.
 SequenceSet read_shard(const std::string& path, ShardKey* key = nullptr);
 
@@ -43,29 +40,5 @@ SequenceSet read_shard(const std::string& path, ShardKey* key = nullptr);
 SequenceSet cached_sequences(const std::string& cache_dir, const std::string& name, const ShardKey& key,
                              int32_t vocab_size, const std::function<SequenceSet()>& build, bool* built = nullptr,
                              nlohmann::json* notes = nullptr);
-
-}  // namespace tlm
-
-namespace tlm {
-
-// Tokenized sequences of corpus files (pre-training), through the shard cache: the key covers
-// the vocabulary, every source file's bytes and the reader and tokenizer settings.
-struct CorpusSequencesOptions {
-  ReaderOptions reader;
-  int max_len = 128;
-  SequenceMode mode = SequenceMode::kFirst;
-  std::string cache_dir;  // empty: no cache
-};
-struct CorpusSequences {
-  SequenceSet set;
-  ReadStats stats;  // of this read (zero when the cache answered)
-  bool from_cache = false;
-};
-CorpusSequences corpus_sequences(const std::vector<std::string>& paths, const Tokenizer& tok,
-                                 const CorpusSequencesOptions& options);
-
-// Tokenized labeled examples of one dataset file ([CLS] text [SEP], truncated), cached likewise.
-CorpusSequences labeled_sequences(const std::string& path, const Tokenizer& tok, const ReaderOptions& reader,
-                                  int max_len, const std::string& cache_dir);
 
 }  // namespace tlm

@@ -33,7 +33,7 @@ class VocabTrainer {
   explicit VocabTrainer(const VocabTrainOptions& options);
   // Counts the words of one text (normalised and pre-tokenised as BERT does).
   void add_text(std::string_view text);
-  // Learns the vocabulary from the words counted so far.
+  // Learns the vocabulary from the words counted so far (none is an error).
   std::vector<std::string> train(VocabTrainStats* stats = nullptr);
 
  private:

@@ -103,7 +103,7 @@ void run_bench_tokenize(const TokenizeBenchArgs& a) {
 
 }  // namespace
 
-void add_bench_command(CLI::App& app) {
+void add_bench_command(CLI::App& app, int argc, char** argv, int* exit_code) {
   auto* bench = app.add_subcommand("bench", "benchmarks");
   bench->require_subcommand(1);
   auto args = std::make_shared<BenchArgs>();
@@ -137,7 +137,7 @@ void add_bench_command(CLI::App& app) {
   tokenize->add_option("--vocab", targs->vocab, "vocab.txt")->required()->check(CLI::ExistingFile);
   tokenize->add_option("--repeat", targs->repeat, "timed passes (best is reported)")->capture_default_str();
   tokenize->callback([targs] { run_bench_tokenize(*targs); });
-  add_latency_command(*bench);
+  add_latency_command(*bench, argc, argv, exit_code);
 }
 
 }  // namespace tlm::cli

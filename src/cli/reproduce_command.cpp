@@ -1,6 +1,4 @@
 // tlm reproduce (an experiment plan, run to a report) and tlm report (the report, rebuilt).
-#include <unistd.h>
-
 #include <chrono>
 #include <filesystem>
 #include <thread>
@@ -12,6 +10,7 @@
 #include "experiment/runner.h"
 #include "tlm/check.h"
 #include "tlm/file_io.h"
+#include "tlm/folder_lock.h"
 #include "tlm/machine.h"
 
 namespace tlm::cli {
@@ -44,12 +43,13 @@ int run_reproduce(const ReproduceArgs& a) {
     return 0;
   }
   const std::string out = fs::absolute(a.out).lexically_normal().string();
-  fs::create_directories(out);
   experiment::ExpandOptions eo;
   if (!a.data_dir.empty()) {
     eo.data_dir = fs::absolute(a.data_dir).lexically_normal().string();
     TLM_CHECK(fs::is_directory(eo.data_dir), "--data-dir {}: no such folder", a.data_dir);
   }
+  // The whole plan, every run's configuration included, is checked here: before the folder is
+  // made or locked and before any run starts.
   const experiment::PlanRuns runs = experiment::expand_plan(plan, eo);
   if (a.dry_run) {
     for (const auto& j : runs.graph.jobs()) {
@@ -58,6 +58,8 @@ int run_reproduce(const ReproduceArgs& a) {
     }
     return 0;
   }
+  fs::create_directories(out);
+  const FolderLock lock(out, "experiment folder");
   write_file_atomic((fs::path(out) / "plan.json").string(), plan.dump(2) + "\n");
   experiment::RunnerOptions ro;
   ro.out = out;
@@ -76,24 +78,18 @@ int run_reproduce(const ReproduceArgs& a) {
     for (const auto& f : s.failures) list += "\n  " + f;
     throw Error(fmt::format("{} run(s) failed:{}", s.failed, list));
   }
-  char host[256] = {0};
-  gethostname(host, sizeof(host) - 1);
-  const json manifest = {
-      {"tlm_version", TLM_VERSION},
-      {"git_commit", TLM_GIT_COMMIT},
-      {"preset", a.preset},
-      {"scale", a.scale},
-      {"out", out},
-      {"data_dir", runs.roles["data_dir"]},
-      {"vocab", runs.roles["vocab"]},
-      {"host", host},
-      {"cpu", cpu_model()},
-      {"threads", ro.threads},
-      {"jobs", ro.jobs},
-      {"finished_at", now_utc()},
-      {"runs_finished_this_session", s.finished},
-      {"runs_skipped_this_session", s.skipped},
-      {"wall_seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()}};
+  json manifest = build_facts();
+  manifest.update({{"preset", a.preset},
+                   {"scale", a.scale},
+                   {"out", out},
+                   {"data_dir", runs.roles["data_dir"]},
+                   {"vocab", runs.roles["vocab"]},
+                   {"threads", ro.threads},
+                   {"jobs", ro.jobs},
+                   {"finished_at", now_utc()},
+                   {"runs_finished_this_session", s.finished},
+                   {"runs_skipped_this_session", s.skipped},
+                   {"wall_seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()}});
   const json results = experiment::collect_results(runs, plan, out, manifest);
   write_file_atomic((fs::path(out) / "results.json").string(), results.dump(2) + "\n");
   experiment::write_report(results, out);
@@ -128,7 +124,7 @@ void add_reproduce_commands(CLI::App& app, int* exit_code) {
   rep->callback([dir] {
     const std::string path = (fs::path(*dir) / "results.json").string();
     TLM_CHECK(fs::exists(path), "{}: no results.json (run tlm reproduce first)", *dir);
-    experiment::write_report(json::parse(read_file(path)), *dir);
+    experiment::write_report(read_json_file(path), *dir);
     fmt::print("report: {}/report.html (and report.md)\n", *dir);
   });
 }

@@ -22,6 +22,15 @@ std::string read_file(const std::string& path) {
   return ss.str();
 }
 
+nlohmann::json read_json_file(const std::string& path) {
+  const std::string text = read_file(path);
+  try {
+    return nlohmann::json::parse(text);
+  } catch (const nlohmann::json::parse_error& e) {
+    throw Error(fmt::format("{}: not valid JSON (damaged or not written by tlm): {}", path, e.what()));
+  }
+}
+
 void write_file_atomic(const std::string& path, std::string_view bytes) {
   write_file_atomic(path, std::vector<std::string_view>{bytes});
 }

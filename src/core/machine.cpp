@@ -1,7 +1,15 @@
 #include "tlm/machine.h"
 
+#include <omp.h>
+#include <unistd.h>
+
+#include <cstdlib>
 #include <ctime>
 #include <fstream>
+
+#ifndef TLM_GIT_COMMIT
+#define TLM_GIT_COMMIT "unknown"
+#endif
 
 namespace tlm {
 
@@ -18,6 +26,23 @@ std::string now_utc() {
   char buf[32];
   std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
   return buf;
+}
+
+std::string host_name() {
+  char host[256] = {0};
+  ::gethostname(host, sizeof(host) - 1);
+  return host;
+}
+
+nlohmann::json build_facts() {
+  const char* coretype = std::getenv("OPENBLAS_CORETYPE");
+  return {{"tlm_version", TLM_VERSION},
+          {"commit", TLM_GIT_COMMIT},
+          {"compiler", __VERSION__},
+          {"host", host_name()},
+          {"cpu", cpu_model()},
+          {"threads", omp_get_max_threads()},
+          {"openblas_coretype", coretype ? nlohmann::json(coretype) : nlohmann::json(nullptr)}};
 }
 
 }  // namespace tlm

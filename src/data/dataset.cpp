@@ -118,6 +118,7 @@ void make_batch(const SequenceSet& set, std::span<const int64_t> which, Batch& b
   batch.ids.clear();
   batch.type_ids.clear();
   batch.offsets.assign(1, 0);
+  batch.sequence_ids.assign(which.begin(), which.end());
   batch.mlm_positions.clear();
   batch.mlm_labels.clear();
   batch.labels.clear();
@@ -129,19 +130,22 @@ void make_batch(const SequenceSet& set, std::span<const int64_t> which, Batch& b
 }
 
 void make_mlm_batch(const SequenceSet& set, std::span<const int64_t> which, const Vocab& vocab, const MaskingOptions& o,
-                    Rng& rng, Batch& batch) {
+                    uint64_t key, Batch& batch) {
   make_batch(set, which, batch);
-  const int n = batch.num_tokens();
+  // Three counter draws per token: selected?, which replacement, the random id.
+  auto draws = [&](int s, int i) { return row_stream(key, token_key(batch.sequence_ids[s], i - batch.offsets[s])); };
   int candidates = 0;
-  for (int i = 0; i < n; ++i) {
-    if (vocab.is_special(batch.ids[i])) continue;
-    ++candidates;
-    if (rng.uniform() >= o.mask_prob) continue;
-    batch.mlm_positions.push_back(i);
+  for (int s = 0; s < batch.num_seqs(); ++s) {
+    for (int i = batch.offsets[s]; i < batch.offsets[s + 1]; ++i) {
+      if (vocab.is_special(batch.ids[i])) continue;
+      ++candidates;
+      if (counter_uniform(draws(s, i), 0) < o.mask_prob) batch.mlm_positions.push_back(i);
+    }
   }
   if (batch.mlm_positions.empty() && candidates > 0) {  // the model needs at least one target
-    int pick = static_cast<int>(rng.below(static_cast<uint64_t>(candidates)));
-    for (int i = 0; i < n; ++i) {
+    int pick =
+        static_cast<int>(splitmix64(key ^ static_cast<uint64_t>(candidates)) % static_cast<uint64_t>(candidates));
+    for (int i = 0; i < batch.num_tokens(); ++i) {
       if (!vocab.is_special(batch.ids[i]) && pick-- == 0) {
         batch.mlm_positions.push_back(i);
         break;
@@ -152,13 +156,19 @@ void make_mlm_batch(const SequenceSet& set, std::span<const int64_t> which, cons
   if (o.max_targets > 0 && static_cast<int>(batch.mlm_positions.size()) > o.max_targets) {
     batch.mlm_positions.resize(o.max_targets);
   }
+  int s = 0;
   for (int pos : batch.mlm_positions) {
+    while (pos >= batch.offsets[s + 1]) ++s;
     batch.mlm_labels.push_back(batch.ids[pos]);
-    const double r = rng.uniform();
+    const uint64_t stream = draws(s, pos);
+    const float r = counter_uniform(stream, 1);
     if (r < o.mask_token) {
       batch.ids[pos] = vocab.mask_id();
     } else if (r < o.mask_token + o.random_token) {
-      batch.ids[pos] = static_cast<int32_t>(rng.below(static_cast<uint64_t>(vocab.size())));
+      // Multiply-high maps 64 random bits onto [0, vocab) (bias below 2^-40 for any vocabulary).
+      __extension__ typedef unsigned __int128 u128;
+      const uint64_t bits = splitmix64(stream ^ 0xA5A5A5A5ull);
+      batch.ids[pos] = static_cast<int32_t>((static_cast<u128>(bits) * static_cast<uint64_t>(vocab.size())) >> 64);
     }
   }
 }
@@ -167,6 +177,31 @@ void make_classification_batch(const SequenceSet& set, std::span<const int64_t> 
   TLM_CHECK(set.labels.size() == static_cast<size_t>(set.size()), "the sequences carry no labels");
   make_batch(set, which, batch);
   for (int64_t i : which) batch.labels.push_back(set.labels[i]);
+}
+
+void shard_of_batch(const Batch& whole, int first, int end, Batch& shard) {
+  TLM_CHECK(0 <= first && first <= end && end <= whole.num_seqs(), "shard [{}, {}) of a batch of {} sequences", first,
+            end, whole.num_seqs());
+  const int t0 = whole.offsets[first], t1 = whole.offsets[end];
+  shard.ids.assign(whole.ids.begin() + t0, whole.ids.begin() + t1);
+  shard.type_ids.clear();
+  if (!whole.type_ids.empty()) shard.type_ids.assign(whole.type_ids.begin() + t0, whole.type_ids.begin() + t1);
+  shard.offsets.clear();
+  for (int s = first; s <= end; ++s) shard.offsets.push_back(whole.offsets[s] - t0);
+  shard.sequence_ids.clear();
+  for (int s = first; s < end; ++s) {
+    shard.sequence_ids.push_back(whole.sequence_ids.empty() ? s : whole.sequence_ids[s]);
+  }
+  shard.mlm_positions.clear();
+  shard.mlm_labels.clear();
+  for (size_t i = 0; i < whole.mlm_positions.size(); ++i) {
+    if (whole.mlm_positions[i] >= t0 && whole.mlm_positions[i] < t1) {
+      shard.mlm_positions.push_back(whole.mlm_positions[i] - t0);
+      shard.mlm_labels.push_back(whole.mlm_labels[i]);
+    }
+  }
+  shard.labels.clear();
+  if (!whole.labels.empty()) shard.labels.assign(whole.labels.begin() + first, whole.labels.begin() + end);
 }
 
 }  // namespace tlm

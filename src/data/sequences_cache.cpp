@@ -1,6 +1,9 @@
+#include "tlm/sequences_cache.h"
+
 #include <filesystem>
 
 #include "tlm/check.h"
+#include "tlm/hash.h"
 #include "tlm/shard.h"
 
 namespace tlm {

@@ -4,7 +4,6 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <xxhash.h>
 
 #include <cstring>
 #include <filesystem>
@@ -12,6 +11,7 @@
 #include "data/line_reader.h"
 #include "tlm/check.h"
 #include "tlm/file_io.h"
+#include "tlm/hash.h"
 
 namespace tlm {
 
@@ -19,6 +19,13 @@ namespace {
 
 constexpr char kMagic[8] = {'T', 'L', 'M', 'S', 'H', 'A', 'R', 'D'};
 constexpr char kTrailer[8] = {'T', 'L', 'M', 'S', 'H', 'E', 'N', 'D'};
+
+// The checksum of a shard's parts, each hashed and chained.
+uint64_t shard_checksum(const std::vector<std::string_view>& parts) {
+  uint64_t h = 0;
+  for (std::string_view p : parts) h = hash_combine(h, hash_bytes(p.data(), p.size()));
+  return h;
+}
 
 template <typename T>
 void put(std::string& out, T v) {
@@ -84,42 +91,6 @@ class Cursor {
 
 }  // namespace
 
-uint64_t hash_file(const std::string& path) {
-  XXH64_state_t* st = XXH64_createState();
-  XXH64_reset(st, 0);
-  {
-    // Hash the raw bytes (gzip files as stored): any change to the file changes the key.
-    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-      XXH64_freeState(st);
-      throw Error(fmt::format("{}: cannot open: {}", path, std::strerror(errno)));
-    }
-    std::string buf(1 << 20, '\0');
-    for (;;) {
-      const ssize_t n = ::read(fd, buf.data(), buf.size());
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) {
-        ::close(fd);
-        XXH64_freeState(st);
-        throw Error(fmt::format("{}: read error: {}", path, std::strerror(errno)));
-      }
-      if (n == 0) break;
-      XXH64_update(st, buf.data(), static_cast<size_t>(n));
-    }
-    ::close(fd);
-  }
-  const uint64_t h = XXH64_digest(st);
-  XXH64_freeState(st);
-  return h;
-}
-
-uint64_t hash_string(const std::string& s) { return XXH64(s.data(), s.size(), 0); }
-
-uint64_t hash_combine(uint64_t a, uint64_t b) {
-  const uint64_t both[2] = {a, b};
-  return XXH64(both, sizeof(both), 1);
-}
-
 void write_shard(const std::string& path, const SequenceSet& set, const ShardKey& key, int32_t vocab_size) {
   const uint32_t id_bytes = vocab_size <= 65536 ? 2 : 4;
   const bool has_labels = !set.labels.empty();
@@ -151,11 +122,11 @@ void write_shard(const std::string& path, const SequenceSet& set, const ShardKey
     }
   }
   std::vector<uint64_t> offsets(set.offsets.begin(), set.offsets.end());
-  write_file_atomic(path, {head,
-                           {reinterpret_cast<const char*>(offsets.data()), offsets.size() * 8},
-                           {reinterpret_cast<const char*>(set.labels.data()), set.labels.size() * 4},
-                           ids,
-                           {kTrailer, 8}});
+  const std::string_view offsets_bytes(reinterpret_cast<const char*>(offsets.data()), offsets.size() * 8);
+  const std::string_view labels_bytes(reinterpret_cast<const char*>(set.labels.data()), set.labels.size() * 4);
+  std::string checksum;
+  put(checksum, shard_checksum({head, offsets_bytes, labels_bytes, ids}));
+  write_file_atomic(path, {head, offsets_bytes, labels_bytes, ids, checksum, {kTrailer, 8}});
 }
 
 SequenceSet read_shard(const std::string& path, ShardKey* key_out) {
@@ -184,12 +155,26 @@ SequenceSet read_shard(const std::string& path, ShardKey* key_out) {
   // Check the total size before touching the arrays: a truncated file never reads past the end.
   // Counts larger than the file cannot be right; below that the sum cannot overflow.
   const bool plausible = n < m.size() && tokens < m.size();
-  const uint64_t expected = plausible ? c.pos() + (n + 1) * 8 + (has_labels ? n * 4 : 0) + tokens * id_bytes + 8 : 0;
+  const size_t head_size = c.pos();
+  const uint64_t expected = plausible ? head_size + (n + 1) * 8 + (has_labels ? n * 4 : 0) + tokens * id_bytes + 16 : 0;
   if (!plausible || expected != m.size()) {
     throw Error(
         fmt::format("{}: token shard is {} bytes, but its header describes {} sequences and {} tokens "
                     "(truncated or corrupt)",
                     path, m.size(), n, tokens));
+  }
+  {
+    // Every byte before the checksum, in the parts it was written in.
+    const char* base = m.data();
+    const size_t labels_at = head_size + (n + 1) * 8, ids_at = labels_at + (has_labels ? n * 4 : 0);
+    const size_t end = ids_at + tokens * id_bytes;
+    uint64_t stored;
+    std::memcpy(&stored, base + end, 8);
+    const uint64_t actual = shard_checksum({{base, head_size},
+                                            {base + head_size, (n + 1) * 8},
+                                            {base + labels_at, ids_at - labels_at},
+                                            {base + ids_at, end - ids_at}});
+    if (stored != actual) throw Error(path + ": token shard checksum mismatch (the file is damaged)");
   }
   set.offsets.resize(n + 1);
   std::memcpy(set.offsets.data(), c.take((n + 1) * 8, "the offsets"), (n + 1) * 8);
@@ -216,6 +201,7 @@ SequenceSet read_shard(const std::string& path, ShardKey* key_out) {
       set.ids[i] = static_cast<int32_t>(v);
     }
   }
+  c.take(8, "the checksum");
   if (std::memcmp(c.take(8, "the trailer"), kTrailer, 8) != 0) throw Error(path + ": token shard trailer missing");
   if (key_out) *key_out = key;
   return set;
@@ -233,12 +219,13 @@ SequenceSet cached_sequences(const std::string& cache_dir, const std::string& na
       ShardKey found;
       SequenceSet set = read_shard(path, &found);
       if (found == key) {
-        if (notes) *notes = nlohmann::json::parse(read_file(notes_path));
+        if (notes) *notes = read_json_file(notes_path);
         if (built) *built = false;
         return set;
       }
-    } catch (const std::exception&) {
+    } catch (const std::exception& e) {
       // A damaged cache file is rebuilt below, never trusted.
+      fmt::print(stderr, "rebuilding {}: {}\n", path, e.what());
     }
   }
   SequenceSet set = build();

@@ -5,6 +5,7 @@
 #include <set>
 
 #include "tlm/check.h"
+#include "tlm/evaluate.h"
 #include "tlm/rng.h"
 
 namespace tlm {
@@ -43,15 +44,6 @@ std::vector<int32_t> majority_vote(const std::vector<std::vector<float>>& member
     out[i] = best;
   }
   return out;
-}
-
-double accuracy_of(const std::vector<float>& probs, const std::vector<int32_t>& labels, int num_labels) {
-  int64_t correct = 0;
-  for (size_t i = 0; i < labels.size(); ++i) {
-    const float* row = probs.data() + i * num_labels;
-    correct += (std::max_element(row, row + num_labels) - row) == labels[i];
-  }
-  return labels.empty() ? 0.0 : static_cast<double>(correct) / labels.size();
 }
 
 nlohmann::json accuracy_by_size(const std::vector<std::vector<float>>& member_probs, const std::vector<int32_t>& labels,

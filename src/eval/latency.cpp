@@ -6,7 +6,6 @@
 #include <chrono>
 #include <cmath>
 
-#include "kernels/kernels.h"
 #include "tlm/check.h"
 #include "tlm/committee.h"
 
@@ -27,9 +26,8 @@ class CommitteeRunner {
     const int k = static_cast<int>(members_.size());
     make_batch(set, which, batch_);  // one batch, read by every member
     auto run_member = [&](int m) {
-      members_[m]->forward(batch_, false, 0);
       probs_[m].resize(which.size() * labels);
-      kernels::softmax_rows(members_[m]->logits(), probs_[m].data(), static_cast<int>(which.size()), labels);
+      members_[m]->probabilities(batch_, probs_[m].data());
     };
     if (opt_.mode == CommitteeMode::kConcurrent && k > 1) {
       // One member per thread; inside the team each member's kernels and BLAS run single-threaded.

@@ -4,11 +4,13 @@
 #include <cmath>
 #include <filesystem>
 
+#include "experiment/plan_check.h"
 #include "experiment/presets.h"
 #include "tlm/check.h"
 #include "tlm/file_io.h"
+#include "tlm/hash.h"
+#include "tlm/job_config.h"
 #include "tlm/readers.h"
-#include "tlm/shard.h"
 #include "tlm/toml_json.h"
 
 namespace tlm::experiment {
@@ -24,9 +26,17 @@ std::vector<std::string> preset_names() {
 
 json load_plan(const std::string& preset_or_file) {
   for (const auto& [name, text] : embedded_presets()) {
-    if (name == preset_or_file) return toml_text_to_json(text, "preset " + name);
+    if (name == preset_or_file) {
+      json plan = toml_text_to_json(text, "preset " + name);
+      check_plan(plan, "preset " + name);
+      return plan;
+    }
   }
-  if (fs::exists(preset_or_file)) return toml_file_to_json(preset_or_file);
+  if (fs::exists(preset_or_file)) {
+    json plan = toml_file_to_json(preset_or_file);
+    check_plan(plan, preset_or_file);
+    return plan;
+  }
   std::string known;
   for (const auto& n : preset_names()) known += (known.empty() ? "" : ", ") + n;
   throw Error(fmt::format("--preset {}: neither a preset ({}) nor a plan file", preset_or_file, known));
@@ -75,36 +85,13 @@ json merged(json base, const json& over) {
   return base;
 }
 
-// tlm flags from a configuration: --key value (underscores become dashes), lists repeat the flag,
-// true flags stand alone; keys in sorted order, so the same configuration gives the same command.
-std::vector<std::string> flags_of(const json& config) {
-  std::vector<std::string> args;
-  for (const auto& [key, v] : config.items()) {
-    std::string flag = "--" + key;
-    for (auto& c : flag) c = c == '_' ? '-' : c;
-    if (v.is_null()) continue;
-    if (v.is_boolean()) {
-      if (v.get<bool>()) args.push_back(flag);
-    } else if (v.is_array()) {
-      for (const auto& e : v) {
-        args.push_back(flag);
-        args.push_back(e.is_string() ? e.get<std::string>() : e.dump());
-      }
-    } else {
-      args.push_back(flag);
-      args.push_back(v.is_string() ? v.get<std::string>() : v.dump());
-    }
-  }
-  return args;
-}
-
 std::string job_id(const std::string& kind, const json& identity) {
   return fmt::format("{}-{:012x}", kind, hash_string(kind + "\n" + identity.dump()) & 0xFFFFFFFFFFFFull);
 }
 
 double final_valid_accuracy(const std::string& out, const std::string& run) {
   const std::string path = (fs::path(out) / run / "metrics.json").string();
-  const json m = json::parse(read_file(path));
+  const json m = read_json_file(path);
   if (!m.contains("final") || !m["final"].contains("valid_accuracy")) {
     throw Error(
         fmt::format("{}: no validation accuracy (the plan's finetune.valid_per_label must be > 0 to "
@@ -119,6 +106,7 @@ class Expander {
   Expander(const json& plan, const ExpandOptions& opt) : plan_(plan), opt_(opt) {}
 
   PlanRuns run() {
+    check_plan(plan_, "plan " + plan_.value("name", std::string("(unnamed)")));
     seeds_ = static_cast<int>(need_int(plan_, "seeds", "top level"));
     TLM_CHECK(seeds_ >= 1, "plan: seeds must be at least 1");
     per_seed_pretrain_ = plan_.value("pretrain_per_seed", false);
@@ -164,11 +152,14 @@ class Expander {
     identify(job, identity);
     return out_.graph.add(std::move(job));
   }
-  // Adds a job whose command names its own folder: `flag` <dir>/<file> (or <dir> for a run folder).
-  int add_with_output(Job job, const std::string& flag, const std::string& file) {
-    identify(job, job.args);
-    job.args.push_back(flag);
-    job.args.push_back(file.empty() ? job.dir : job.dir + "/" + file);
+  // Adds a tlm command job: its configuration is checked by its schema now, before any run
+  // starts; its name comes from what identifies its work; `key` names its output (<dir>/<file>,
+  // or <dir> itself for a run folder).
+  int add_command(Job job, const std::string& key, const std::string& file) {
+    const JobSchema& schema = job_schema(job.schema);
+    identify(job, schema.identity(job.config));
+    job.config[key] = file.empty() ? job.dir : job.dir + "/" + file;
+    schema.check(job.config, fmt::format("plan: {}", job.title));
     return out_.graph.add(std::move(job));
   }
 
@@ -179,12 +170,12 @@ class Expander {
     } else if (d.value("source", "dir") == "embedded") {
       data_dir_ = "data";
       Job j;
-      j.kind = "data";
+      j.kind = j.schema = "data";
       j.title = "embedded Debian data (tlm data embedded)";
       j.dir = "data";
       j.done = "manifest.json";
-      j.args = {"data", "embedded", "--out", "data"};
-      data_job_ = add(std::move(j), json{"data"});
+      j.config = json::object();
+      data_job_ = add_command(std::move(j), "out", "");
     } else {
       data_dir_ = fs::absolute(need_string(d, "dir", "data")).lexically_normal().string();
     }
@@ -252,16 +243,12 @@ class Expander {
     }
     TLM_CHECK(!files.empty(), "plan: [vocab] needs a file, or corpora and/or task_texts to train one");
     Job j;
-    j.kind = "vocab";
+    j.kind = j.schema = "vocab";
     j.title = fmt::format("vocabulary of {} tokens", need_int(v, "size", "vocab"));
     j.done = "vocab.txt";
     j.deps = deps;
-    j.args = {"vocab", "train", "--format", format, "--size", std::to_string(need_int(v, "size", "vocab"))};
-    for (const auto& f : files) {
-      j.args.push_back("--corpus");
-      j.args.push_back(f);
-    }
-    vocab_job_ = add_with_output(std::move(j), "--out", "vocab.txt");
+    j.config = {{"format", format}, {"size", need_int(v, "size", "vocab")}, {"corpus", files}};
+    vocab_job_ = add_command(std::move(j), "out", "vocab.txt");
     vocab_path_ = out_.graph.at(vocab_job_).dir + "/vocab.txt";
   }
 
@@ -291,15 +278,15 @@ class Expander {
   int add_trainer(const std::string& kind, const std::string& title, const json& cfg, std::vector<int> deps,
                   const json& tags) {
     Job j;
-    j.kind = kind;
+    j.kind = j.schema = kind;
     j.title = title;
     j.done = "metrics.json";
-    j.trainer = j.threaded = true;
+    j.trainer = true;
     j.deps = std::move(deps);
     j.tags = tags;
-    j.args = {kind};
-    for (auto& a : flags_of(cfg)) j.args.push_back(a);
-    return add_with_output(std::move(j), "--out", "");
+    j.config = cfg;
+    j.config["auto_resume"] = true;  // a rerun continues the run from its last checkpoint
+    return add_command(std::move(j), "out", "");
   }
 
   json finetune_config(const std::string& task_name) const {
@@ -397,26 +384,19 @@ class Expander {
     for (const auto& corpus_name : need_strings(e, "corpora", "e3")) {
       const json& c = corpus(corpus_name);
       Job j;
-      j.kind = "overlap";
+      j.kind = j.schema = "overlap";
       j.title = fmt::format("token overlap of {} with {}", corpus_name, task_name);
       j.done = "overlap.json";
       j.deps = vocab_deps();
-      j.args = {"overlap",
-                "--corpus",
-                data(need_string(c, "file", "corpora." + corpus_name)),
-                "--corpus-format",
-                c.value("format", "text"),
-                "--data",
-                data(need_string(t, "train", "tasks." + task_name)),
-                "--format",
-                need_string(t, "format", "tasks." + task_name),
-                "--vocab",
-                vocab_path_};
-      if (t.contains("classes")) {
-        j.args.push_back("--classes");
-        j.args.push_back(data(t["classes"]));
-      }
-      const int ov = add_with_output(std::move(j), "--out", "overlap.json");
+      j.config = {{"corpus", json::array({data(need_string(c, "file", "corpora." + corpus_name))})},
+                  {"corpus_format", c.value("format", "text")},
+                  {"data", data(need_string(t, "train", "tasks." + task_name))},
+                  {"format", need_string(t, "format", "tasks." + task_name)},
+                  {"vocab", vocab_path_}};
+      if (c.contains("text_field")) j.config["text_field"] = c["text_field"];
+      if (t.contains("classes")) j.config["classes"] = data(t["classes"]);
+      if (plan_.value("pretrain", json::object()).value("cased", false)) j.config["cased"] = true;
+      const int ov = add_command(std::move(j), "out", "overlap.json");
       const auto init = pretrained(arch_name, corpus_name, sequences);
       out["corpora"].push_back(
           {{"corpus", corpus_name}, {"overlap", ov}, {"pretrain", init(1)}, {"runs", arm(task_name, arch_name, init)}});
@@ -468,50 +448,47 @@ class Expander {
     };
     TLM_CHECK(task(task_name).contains("test"), "plan: [e4] task {} needs a test file", task_name);
     const json ft = finetune_config(task_name);
-    // The test data as the members' fine-tuning sampled it.
-    std::vector<std::string> data_args = {"--data",        ft.at("test"), "--format",
-                                          ft.at("format"), "--max-len",   ft.value("max_len", json(128)).dump()};
-    if (ft.contains("classes")) {
-      data_args.push_back("--classes");
-      data_args.push_back(ft.at("classes"));
-    }
-    // A job whose models are the chosen runs of each group, known once the groups have finished.
-    auto with_models = [&](Job j, const std::vector<std::vector<std::string>>& groups, const std::string& flag,
+    // The test data as the members' fine-tuning sampled it (the runs' own tokenizer and length).
+    json data_config = {{"data", ft.at("test")}, {"format", ft.at("format")}};
+    if (ft.contains("classes")) data_config["classes"] = ft.at("classes");
+    // A job whose models are the chosen runs of each group, known once the groups have finished;
+    // its name hashes the candidate runs of every group.
+    auto with_models = [&](Job j, const std::vector<std::vector<std::string>>& groups, const std::string& key,
                            const std::string& file) {
       j.deps = all_deps;
-      j.threaded = true;
-      for (const auto& a : data_args) j.args.push_back(a);
-      identify(j, {j.args, groups});
-      j.late_args = [base = j.args, groups, chosen, flag, output = j.dir + "/" + file](const std::string& o) {
-        std::vector<std::string> args = base;
-        for (const auto& runs : groups) {
-          args.push_back("--model");
-          args.push_back(chosen(o, runs));
-        }
-        args.push_back(flag);
-        args.push_back(output);
-        return args;
+      for (const auto& [k2, v] : data_config.items()) j.config[k2] = v;
+      const JobSchema& schema = job_schema(j.schema);
+      identify(j, {schema.identity(j.config), groups});
+      j.config[key] = j.dir + "/" + file;
+      json example = j.config;  // checked now with placeholder models
+      example["model"] = json::array();
+      for (const auto& runs : groups) example["model"].push_back(runs.front());
+      schema.check(example, fmt::format("plan: {}", j.title));
+      j.late_config = [base = j.config, groups, chosen](const std::string& o) {
+        json config = base;
+        config["model"] = json::array();
+        for (const auto& runs : groups) config["model"].push_back(chosen(o, runs));
+        return config;
       };
       return out_.graph.add(std::move(j));
     };
     Job committee;
     committee.kind = "committee";
+    committee.schema = "eval";
     committee.title = fmt::format("soft committee of {} {} members on {}", k, member_arch, task_name);
     committee.done = "eval.json";
-    committee.args = {"eval", "--per-label", ft.value("per_label_test", json(0)).dump(), "--seed",
-                      ft.value("test_seed", json(0)).dump()};
-    if (ft.value("cap_per_label", false)) committee.args.push_back("--cap-per-label");
-    out["committee"] = with_models(std::move(committee), member_runs, "--out", "eval.json");
+    committee.config = {{"per_label", ft.value("per_label_test", json(0))},
+                        {"seed", ft.value("test_seed", json(0))},
+                        {"cap_per_label", ft.value("cap_per_label", false)}};
+    out["committee"] = with_models(std::move(committee), member_runs, "out", "eval.json");
     auto latency = [&](const std::string& what, const std::vector<std::vector<std::string>>& groups) {
       Job j;
-      j.kind = "latency";
+      j.kind = j.schema = "latency";
       j.title = "inference latency of " + what;
       j.done = "latency.json";
       j.exclusive = true;
-      j.args = {"bench",   "latency",
-                "--texts", std::to_string(e.value("latency_texts", 200)),
-                "--batch", std::to_string(e.value("latency_batch", 64))};
-      return with_models(std::move(j), groups, "--json", "latency.json");
+      j.config = {{"texts", e.value("latency_texts", 200)}, {"batch", e.value("latency_batch", 64)}};
+      return with_models(std::move(j), groups, "json", "latency.json");
     };
     out["latency_deep"] = latency("the deep model", {deep_runs});
     out["latency_committee"] = latency("the committee", member_runs);

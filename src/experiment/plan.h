@@ -1,9 +1,12 @@
 // Experiment plans: a TOML description of the four experiments (E1 gap, E2 size, E3 overlap,
 // E4 committee) over corpora, tasks and architectures, expanded into a graph of tlm runs.
 //
-// Every run is one tlm command in its own folder under <out>/runs, named from a hash of the
-// command's resolved arguments (paths are relative to <out>, so the hash survives moving it).
-// The same run reached from two experiments is one run.
+// Every run is one tlm command in its own folder under <out>/runs, described by a job file: its
+// configuration, checked by the job schema of its kind (job_config.h) when the plan is expanded,
+// and written to <dir>/job.toml when it starts (`tlm <kind> --config <dir>/job.toml`). A run is
+// named from a hash of what identifies its work (JobSchema::identity: no threads or output paths,
+// and keys added later only when set), with paths relative to <out>, so the name survives moving
+// the folder, and the same run reached from two experiments is one run.
 #pragma once
 
 #include <functional>
@@ -14,26 +17,29 @@
 
 namespace tlm::experiment {
 
-// A preset's name (demo, paper, mini) or a TOML file. Errors name the file and key.
+// A preset's name (demo, paper) or a TOML file, checked completely (plan_check.h). Errors name
+// the file, the table and the key.
 nlohmann::json load_plan(const std::string& preset_or_file);
 std::vector<std::string> preset_names();
 // Shrinks pre-training sizes, per-label sample sizes and epochs by `scale` (0 < scale <= 1).
 void scale_plan(nlohmann::json& plan, double scale);
 
 struct Job {
-  std::string id;                 // <kind>-<hash>: also the folder name under runs/
-  std::string kind;               // data, texts, vocab, pretrain, finetune, overlap, committee, latency
-  std::string title;              // what it is, for people
-  std::string dir;                // run folder, relative to <out>
-  std::string done;               // file (relative to dir) that exists once the run has finished
-  std::vector<std::string> args;  // tlm arguments (subcommand first), without --threads
-  bool trainer = false;           // pretrain/finetune: resumable with --resume <dir>
-  bool exclusive = false;         // timed: runs alone, with every thread
-  bool threaded = false;          // the command takes --threads
+  std::string id;     // <kind>-<hash>: also the folder name under runs/
+  std::string kind;   // data, texts, vocab, pretrain, finetune, overlap, committee, latency
+  std::string title;  // what it is, for people
+  std::string dir;    // run folder, relative to <out>
+  std::string done;   // file (relative to dir) that exists once the run has finished
+  // The job's tlm command: the job schema it runs (job_config.h; empty for internal work) and
+  // its configuration (paths relative to <out>; threads are set by the runner).
+  std::string schema;
+  nlohmann::json config;
+  bool trainer = false;    // pretrain/finetune: continued from its last checkpoint (auto_resume)
+  bool exclusive = false;  // timed: runs alone, with every thread
   std::vector<int> deps;
-  // Arguments that depend on finished dependencies (a committee's members are the runs whose
+  // The configuration once dependencies have finished (a committee's members are the runs whose
   // learning rate won on validation data); called with <out> when the job starts.
-  std::function<std::vector<std::string>(const std::string& out)> late_args;
+  std::function<nlohmann::json(const std::string& out)> late_config;
   // Work done in this process instead of a tlm command (writing a task's training texts), given
   // <out> (relative paths in the plan are relative to it) and the job's folder.
   std::function<void(const std::string& out, const std::string& dir)> internal;

@@ -314,7 +314,7 @@ class Builder {
     add(Paragraph{fmt::format(
         "tlm {} ({}), {} on {} ({} threads, {} runs at a time); wall time {:.0f} s this session. Data: {}. "
         "Every run folder below holds its command's log, config.json, metrics.json and manifest.json.",
-        m.value("tlm_version", ""), m.value("git_commit", ""), m.value("cpu", "unknown CPU"), m.value("host", ""),
+        m.value("tlm_version", ""), m.value("commit", ""), m.value("cpu", "unknown CPU"), m.value("host", ""),
         m.value("threads", 0), m.value("jobs", 1), m.value("wall_seconds", 0.0), m.value("data_dir", ""))});
     Table t{{"run", "what", "wall (s)", "attempts", "tokens", "FLOPs"}, {}};
     for (const auto& run : r_["runs"]) {

@@ -24,7 +24,7 @@ class Collector {
   json read_json(const Job& j, const std::string& file) const {
     const fs::path p = fs::path(out_) / j.dir / file;
     TLM_CHECK(fs::exists(p), "{}: missing ({} has not finished)", p.string(), j.title);
-    return json::parse(read_file(p.string()));
+    return read_json_file(p.string());
   }
   json metrics(const json& index) const { return read_json(job(index), "metrics.json"); }
 

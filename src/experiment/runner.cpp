@@ -14,7 +14,10 @@
 #include <thread>
 
 #include "tlm/check.h"
+#include "tlm/checkpoint.h"
 #include "tlm/file_io.h"
+#include "tlm/folder_lock.h"
+#include "tlm/job_config.h"
 
 namespace tlm::experiment {
 
@@ -28,36 +31,23 @@ extern "C" void on_runner_signal(int sig) { g_stop = sig; }
 
 enum class State { kPending, kRunning, kDone, kFailed, kBlocked };
 
-bool has_checkpoint(const fs::path& dir) {
-  const fs::path ck = dir / "checkpoints";
-  if (!fs::is_directory(ck)) return false;
-  for (const auto& e : fs::directory_iterator(ck)) {
-    if (fs::exists(e.path() / "trainer_state.json")) return true;
-  }
-  return false;
-}
-
 json read_record(const fs::path& dir) {
   const fs::path p = dir / "runner.json";
   if (!fs::exists(p)) return json::object();
-  try {
-    return json::parse(read_file(p.string()));
-  } catch (const json::exception&) {
-    return json::object();  // written atomically, so only a foreign file could be unreadable
-  }
+  return read_json_file(p.string());  // written atomically: a damaged one is foreign, and said so
 }
 
-// A command still running from an earlier, killed runner (its children get SIGTERM when the
-// runner dies and checkpoint first): wait for it before touching its folder.
+// A trainer still running from an earlier, killed runner (its children get SIGTERM when the
+// runner dies and checkpoint first) holds its run folder's lock: wait for it before starting.
 void wait_for_previous(const fs::path& dir) {
-  const json r = read_record(dir);
-  if (r.value("status", "") != "running" || !r.contains("pid")) return;
-  const pid_t pid = r["pid"];
-  for (int i = 0; i < 600 && kill(pid, 0) == 0; ++i) {
-    if (i == 0) fmt::print(stderr, "reproduce: waiting for pid {} (still running in {})\n", pid, dir.string());
+  for (int i = 0; i < 600 && FolderLock::is_held(dir.string()); ++i) {
+    if (i == 0) {
+      fmt::print(stderr, "reproduce: waiting for {} ({}) to finish\n", dir.string(), FolderLock::holder(dir.string()));
+    }
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
-  TLM_CHECK(kill(pid, 0) != 0, "{}: pid {} from an earlier run is still running; stop it first", dir.string(), pid);
+  TLM_CHECK(!FolderLock::is_held(dir.string()), "{} is still in use ({}); stop that process first", dir.string(),
+            FolderLock::holder(dir.string()));
 }
 
 std::string tail_of(const fs::path& log, size_t bytes) {
@@ -171,10 +161,10 @@ class Runner {
     fs::create_directories(dir);
     const json prev = read_record(dir);
     const int attempt = prev.value("attempts", 0) + 1;
-    std::vector<std::string> args = j.args;
-    if (j.late_args) {
+    json config = j.config;
+    if (j.late_config) {
       try {
-        args = j.late_args(o_.out);
+        config = j.late_config(o_.out);
       } catch (const std::exception& e) {  // e.g. a dependency's metrics unreadable: this job fails, not the runner
         started_[i] = std::chrono::steady_clock::now();
         write_file_atomic((dir / "log.txt").string(), std::string(e.what()) + "\n");
@@ -182,17 +172,12 @@ class Runner {
         return;
       }
     }
-    const bool resume = j.trainer && has_checkpoint(dir);
-    if (resume) {
-      for (size_t a = 0; a + 1 < args.size(); ++a) {
-        if (args[a] == "--out" && args[a + 1] == j.dir) args[a] = "--resume";
-      }
-    }
+    const bool resume = j.trainer && !latest_checkpoint(dir.string()).empty();
     started_[i] = std::chrono::steady_clock::now();
     ++launched_;
     fmt::print(stderr, "reproduce: [{}] {}{} ({})\n", launched_, resume ? "resume " : "", j.title, j.dir);
     if (j.internal) {
-      record(j, {{"status", "running"}, {"attempts", attempt}, {"args", json::array()}});
+      record(j, {{"status", "running"}, {"attempts", attempt}});
       try {
         j.internal(o_.out, dir.string());
         finish_job(i, true, 0);
@@ -204,12 +189,17 @@ class Runner {
       return;
     }
     const int threads = j.exclusive ? o_.threads : std::max(1, o_.threads / o_.jobs);
-    if (j.threaded) {
-      args.push_back("--threads");
-      args.push_back(std::to_string(threads));
-    }
+    const JobSchema& schema = job_schema(j.schema);
+    if (schema.find("threads")) config["threads"] = threads;
+    // The job file: what the command runs, readable and rerunnable by hand from <out>.
+    const std::string job_file = j.dir + "/job.toml";
+    write_file_atomic((fs::path(o_.out) / job_file).string(),
+                      config_to_toml(config, fmt::format("{}\nrun from {}: tlm {} --config {}", j.title, o_.out,
+                                                         fmt::join(schema.command(), " "), job_file)));
     std::vector<std::string> argv_s = {o_.tlm_exe};
-    argv_s.insert(argv_s.end(), args.begin(), args.end());
+    argv_s.insert(argv_s.end(), schema.command().begin(), schema.command().end());
+    argv_s.push_back("--config");
+    argv_s.push_back(job_file);
     const std::string log = (dir / "log.txt").string();
     const pid_t parent = getpid();
     const pid_t pid = fork();
@@ -234,7 +224,7 @@ class Runner {
     }
     running_[pid] = i;
     state_[i] = State::kRunning;
-    record(j, {{"status", "running"}, {"pid", pid}, {"attempts", attempt}, {"args", args}, {"threads", threads}});
+    record(j, {{"status", "running"}, {"pid", pid}, {"attempts", attempt}, {"command", argv_s}, {"threads", threads}});
   }
 
   void finish(pid_t pid, int status) {

@@ -33,9 +33,11 @@ void gelu_backward(const float* dy, const float* x, float* dx, int64_t n);  // d
 void tanh_forward(const float* x, float* y, int64_t n);
 void tanh_backward(const float* dy, const float* y, float* dx, int64_t n);  // uses the output y
 
-// ---- dropout with a stateless mask: keep element i iff counter_uniform(key, i) >= p; scale 1/(1-p) ----
-// Applies in place: x (n). The same (key, p) regenerates the same mask in backward.
-void dropout_apply(float* x, int64_t n, float p, uint64_t key);
+// ---- dropout with a stateless mask, scale 1/(1-p) ----
+// x (rows, cols) in place; row_keys (rows): each row's token_key(). Element j of row r is kept iff
+// counter_uniform(row_stream(key, row_keys[r]), j) >= p, so a token's mask does not depend on its
+// place in a packed batch. The same (key, p, row_keys) regenerates the same mask in backward.
+void dropout_apply(float* x, int rows, int cols, float p, uint64_t key, const uint64_t* row_keys);
 
 // ---- embeddings: out = word[ids] + pos[position] + type[type_ids] ----
 // ids, type_ids (n) (type_ids null: all 0), positions (n); word (V, c), pos (P, c), type (T, c); out (n, c)
@@ -54,6 +56,8 @@ void embedding_backward(const float* dout, const int32_t* ids, const int32_t* po
 // q: rows of q_stride floats, head h in columns [h*d, (h+1)*d); k, v likewise with kv_stride.
 // probs: sum_s heads * qlen_s * kvlen_s floats, (s, head, i, j) blocks in sequence order,
 // post-softmax, before dropout. ctx (num_q_rows, heads*d) overwritten.
+// Dropout on the probabilities: entry (head h, query row i, key j) of a sequence is kept iff
+// counter_uniform(row_stream(dropout_key, q_row_keys[i] + h), kv position j) >= dropout_p.
 struct AttentionShape {
   const int32_t* q_offsets;   // (num_seqs + 1)
   const int32_t* kv_offsets;  // (num_seqs + 1)
@@ -64,6 +68,7 @@ struct AttentionShape {
   int kv_stride;  // floats between key (and value) rows
   float dropout_p;
   uint64_t dropout_key;
+  const uint64_t* q_row_keys;  // (num_q_rows) token_key() of each query row; read only with dropout
 };
 int64_t attention_probs_size(const AttentionShape& shape);
 // scratch: attention_scratch_size(max_len, threads) floats.

@@ -1,7 +1,8 @@
+#include "tlm/vocab.h"
+
 #include <fstream>
 
 #include "tlm/check.h"
-#include "tlm/tokenizer.h"
 
 namespace tlm {
 

@@ -64,6 +64,8 @@ void VocabTrainer::prune() {
 
 std::vector<std::string> VocabTrainer::train(VocabTrainStats* stats_out) {
   stats_.distinct_words = static_cast<int64_t>(counts_.size());
+  TLM_CHECK(!counts_.empty(),
+            "the corpus has no words to learn a vocabulary from (empty, or read in the wrong format?)");
   std::vector<std::string> tokens = special_layout();
   TokenMap ids;
   for (size_t i = 0; i < tokens.size(); ++i) ids[tokens[i]] = static_cast<int32_t>(i);

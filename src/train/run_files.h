@@ -1,39 +1,38 @@
-// The files of a run folder: log, checkpoints (written to a temporary folder, then renamed, so
-// a kill mid-write leaves the previous checkpoint intact), final model, metrics, manifest.
+// The files of a run folder that training writes: log, checkpoints, final model, metrics,
+// manifest.
 #pragma once
 
 #include <nlohmann/json.hpp>
 #include <string>
 
 #include "tlm/model.h"
-#include "tlm/optim.h"
+#include "tlm/train_loop.h"
 #include "tlm/trainer.h"
 
 namespace tlm {
 
 class RunFiles {
  public:
-  explicit RunFiles(std::string dir) : dir_(std::move(dir)) {}
+  explicit RunFiles(const TrainJob& job) : job_(job), dir_(job.out_dir) {}
 
   void start_log();
   void log(const nlohmann::json& record);
   // Drops log records of steps after `step` (a resumed run logs them again).
   void truncate_log_after(int64_t step);
 
-  void save_checkpoint(const std::string& name, const BertModel& model, const AdamW& opt, const nlohmann::json& state,
-                       const nlohmann::json& run_config, int keep);
-  void save_final(const BertModel& model, const nlohmann::json& run_config, const nlohmann::json& metrics);
-  void write_manifest(const TrainJob& job, const BertModel& model, const std::string& status);
+  // Checkpoint `step`: model, optimizer state and `state` as trainer_state.json.
+  void save_checkpoint(const TrainLoop& loop, BertModel& model, const nlohmann::json& state);
+  void save_final(const BertModel& model, const nlohmann::json& metrics);
+  // status: running, interrupted, finished, or "failed: <reason>".
+  void write_manifest(const BertModel& model, const std::string& status);
 
  private:
+  const TrainJob& job_;
   std::string dir_;
 };
 
 // Saves config.json (Hugging Face's, with the resolved tlm configuration under "tlm_run") and
 // model.safetensors into dir.
 void save_run_model(const std::string& dir, const BertModel& model, const nlohmann::json& run_config);
-
-// Facts about this build and machine for manifests: version, commit, compiler, CPU, threads.
-nlohmann::json build_facts();
 
 }  // namespace tlm

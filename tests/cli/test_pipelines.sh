@@ -175,7 +175,7 @@ complete_checkpoint termed || fail "no checkpoint after SIGTERM"
 
 # --- bad input, each a clear error
 expect_error "no such corpus file" "$tlm" pretrain --corpus nope.txt --vocab vocab.txt --out x1
-expect_error "unknown format \"xml\"" "$tlm" finetune --train $W/train.csv --format xml --scratch --vocab vocab.txt --out x2
+expect_error "\"xml\" is not one of agnews, dbpedia, fewrel, csv" "$tlm" finetune --train $W/train.csv --format xml --scratch --vocab vocab.txt --out x2
 expect_error "exactly one of --init DIR" "$tlm" finetune --train $W/train.csv --format csv --classes $W/classes.txt \
   --vocab vocab.txt --out x3
 expect_error "examples left for" "$tlm" finetune "${ft[@]/--cap-per-label/}" --per-label-train 100000 --scratch \

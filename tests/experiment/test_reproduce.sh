@@ -66,25 +66,36 @@ wait $runner 2>/dev/null || true
 "$tlm" reproduce "${long[@]}" >/dev/null 2>killed2.txt || { tail -20 killed2.txt; fail "resume after kill failed"; }
 grep -q "reproduce: \[[0-9]*\] resume pre-train" killed2.txt || { cat killed2.txt; fail "nothing was resumed"; }
 $py "$here/check_results.py" killed || fail "results after resume disagree with the runs"
-# The resumed pre-training against the same command run straight through.
+# The resumed pre-training against the same job file run straight through in another folder.
 resumed=$(grep -l '"attempts": 2' killed/runs/pretrain-*/runner.json | head -1)
 [ -n "$resumed" ] || fail "no pre-training run records a second attempt"
 dir=$(dirname "$resumed")
-mapfile -t args < <($py -c "
-import json,sys
-a = json.load(open(sys.argv[1]))['args']
-i = a.index('--resume') if '--resume' in a else a.index('--out')
-a[i + 1] = 'straight'; a[i] = '--out'
-print('\n'.join(a))" "$resumed")
-(cd killed && "$tlm" "${args[@]}" >/dev/null 2>&1) || fail "straight run failed"
+sed -e 's|^out = .*|out = "straight"|' "$dir/job.toml" > killed/straight.toml
+(cd killed && "$tlm" pretrain --config straight.toml >/dev/null 2>&1) || fail "straight run failed"
 cmp "$dir/model.safetensors" killed/straight/model.safetensors || fail "resumed model differs from a straight run"
 echo "kill and resume: ok ($(basename "$dir") bit-identical to a straight run)"
 
-# --- bad plans: clear messages
+# --- bad plans: every mistake is caught when the plan is loaded, before any run starts (the
+# experiment folder is not even made), with a message that names the table and key
+bad_plan() {  # bad_plan "expected message" sed-expression...
+  local want="$1"; shift
+  sed "$@" "$plan" > bad.toml
+  expect_error "$want" "$tlm" reproduce --preset bad.toml --data-dir data --out bad
+  expect_error "$want" "$tlm" reproduce --preset bad.toml --data-dir data --out bad --dry-run
+  [ ! -e bad ] || fail "a refused plan made its experiment folder"
+}
 printf 'name = "x"\nseeds = 2\n[vocab]\nsize = 10\n' > bad1.toml
-expect_error 'plan: [vocab] needs the key "corpora"' "$tlm" reproduce --preset bad1.toml --data-dir data --out bad
-sed -e 's/^tasks = \["topics"\]$/tasks = ["nope"]/' "$plan" > bad2.toml
-expect_error 'plan: [tasks] needs the key "nope"' "$tlm" reproduce --preset bad2.toml --data-dir data --out bad
+expect_error 'plan: [top level] needs the key "architectures"' "$tlm" reproduce --preset bad1.toml --data-dir data --out bad
+bad_plan 'plan: [e1] tasks: "nope" is not in [tasks]' -e 's/^tasks = \["topics"\]$/tasks = ["nope"]/'
+bad_plan 'unknown table or key "e22" (did you mean "e2"?)' -e 's/^\[e2\]$/[e22]/'
+bad_plan '[e2] sequences: expected a non-empty list of positive integers' -e 's/^sequences = \[400, 800\]$/sequences = []/'
+bad_plan '[finetune] lrs: expected a non-empty list of positive numbers' -e 's/^lrs = .*/lrs = [-1e-3]/'
+bad_plan '[finetune] unknown key "epochz" (did you mean "epochs"?)' -e 's/^epochs = 10$/epochz = 10/'
+bad_plan 'layers (--layers): expected an integer, got "one"' -e '0,/^layers = 1$/s//layers = "one"/'
+bad_plan 'layers (--layers): expected an integer, got 1.5' -e '0,/^layers = 1$/s//layers = 1.5/'
+bad_plan 'lr (--lr): -0.001 is out of range (must be >= 0)' -e 's/^lr = 3e-3$/lr = -1e-3/'
+bad_plan '--hidden 32 is not a multiple of --heads 3' -e '0,/^heads = 2$/s//heads = 3/'
+bad_plan '[pretrain] seed is set by the plan for each run' -e 's/^\[pretrain\]$/[pretrain]\nseed = 4/'
 printf 'seeds = [\n' > bad3.toml
 expect_error "bad3.toml:" "$tlm" reproduce --preset bad3.toml --data-dir data --out bad
 expect_error "neither a preset" "$tlm" reproduce --preset no-such-plan --out bad

@@ -41,8 +41,22 @@ struct Geometry {
         per_thread(2 * static_cast<int64_t>(max_kv_len(a)) * max_kv_len(a)) {}
 };
 
-bool kept(const AttentionShape& a, int64_t index) {
-  return counter_uniform(a.dropout_key, static_cast<uint64_t>(index)) >= a.dropout_p;
+// The dropout stream of query row `row` (global query-row index) in head h.
+uint64_t query_stream(const AttentionShape& a, int64_t row, int h) {
+  return row_stream(a.dropout_key, a.q_row_keys[row] + static_cast<uint64_t>(h));
+}
+
+// Dropout of one block (nq, nk): out = kept ? p * keep_scale : 0, row by row.
+void drop_block(const AttentionShape& a, const Geometry& g, int64_t first_row, int h, const float* p, float* out,
+                int nq, int nk) {
+  for (int i = 0; i < nq; ++i) {
+    const uint64_t stream = query_stream(a, first_row + i, h);
+    const float* pi = p + int64_t{i} * nk;
+    float* oi = out + int64_t{i} * nk;
+    for (int j = 0; j < nk; ++j) {
+      oi[j] = counter_uniform(stream, static_cast<uint64_t>(j)) >= a.dropout_p ? pi[j] * g.keep_scale : 0.0f;
+    }
+  }
 }
 
 // One (sequence, head) block of work and where its data lies.
@@ -95,7 +109,7 @@ void attention_forward(const float* q, const float* k, const float* v, float* pr
     const float* use = p;
     if (a.dropout_p > 0.0f) {
       float* pd = scratch + omp_get_thread_num() * g.per_thread;
-      for (int64_t i = 0; i < int64_t{b.nq} * b.nk; ++i) pd[i] = kept(a, b.probs_at + i) ? p[i] * g.keep_scale : 0.0f;
+      drop_block(a, g, a.q_offsets[b.s], b.h, p, pd, b.nq, b.nk);
       use = pd;
     }
     // ctx_h = P v    (nq, d) into this head's columns of ctx
@@ -122,7 +136,7 @@ void attention_backward(const float* dctx, const float* q, const float* k, const
     float* pd = dp + count;
     const float* use = p;
     if (a.dropout_p > 0.0f) {
-      for (int64_t i = 0; i < count; ++i) pd[i] = kept(a, b.probs_at + i) ? p[i] * g.keep_scale : 0.0f;
+      drop_block(a, g, a.q_offsets[b.s], b.h, p, pd, b.nq, b.nk);
       use = pd;
     }
     // dv = Pd^T dout    (nk, d)
@@ -134,10 +148,7 @@ void attention_backward(const float* dctx, const float* q, const float* k, const
     // through dropout, then softmax: dS = P * (dP - rowsum(P * dP))
     for (int i = 0; i < b.nq; ++i) {
       float* dpi = dp + static_cast<int64_t>(i) * b.nk;
-      if (a.dropout_p > 0.0f) {
-        const int64_t row_at = b.probs_at + static_cast<int64_t>(i) * b.nk;
-        for (int j = 0; j < b.nk; ++j) dpi[j] = kept(a, row_at + j) ? dpi[j] * g.keep_scale : 0.0f;
-      }
+      if (a.dropout_p > 0.0f) drop_block(a, g, a.q_offsets[b.s] + i, b.h, dpi, dpi, 1, b.nk);
       softmax_backward_row(p + static_cast<int64_t>(i) * b.nk, dpi, b.nk);
     }
     // dq = dS k / sqrt(d)  (nq, d);  dk = dS^T q / sqrt(d)  (nk, d)

@@ -38,11 +38,16 @@ void tanh_backward(const float* dy, const float* y, float* dx, int64_t n) {
   for (int64_t i = 0; i < n; ++i) dx[i] = dy[i] * (1.0f - y[i] * y[i]);
 }
 
-void dropout_apply(float* x, int64_t n, float p, uint64_t key) {
+void dropout_apply(float* x, int rows, int cols, float p, uint64_t key, const uint64_t* row_keys) {
   if (p <= 0.0f) return;
   const float scale = 1.0f / (1.0f - p);
 #pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < n; ++i) x[i] = counter_uniform(key, static_cast<uint64_t>(i)) >= p ? x[i] * scale : 0.0f;
+  for (int r = 0; r < rows; ++r) {
+    const uint64_t stream = row_stream(key, row_keys[r]);
+    float* row = x + int64_t{r} * cols;
+    for (int j = 0; j < cols; ++j)
+      row[j] = counter_uniform(stream, static_cast<uint64_t>(j)) >= p ? row[j] * scale : 0.0f;
+  }
 }
 
 void add_inplace(float* y, const float* x, int64_t n) {

@@ -1,8 +1,12 @@
+#include "tlm/optim.h"
+
 #include <cmath>
+#include <cstring>
+#include <filesystem>
 
 #include "kernels/kernels.h"
 #include "tlm/check.h"
-#include "tlm/optim.h"
+#include "tlm/safetensors.h"
 
 namespace tlm {
 
@@ -62,6 +66,52 @@ double clip_grad_norm(float* grads, int64_t n, double max_norm) {
     if (coef < 1.0) kernels::scale_inplace(grads, static_cast<float>(coef), n);
   }
   return norm;
+}
+
+namespace {
+
+std::string optimizer_file(const std::string& dir) {
+  return (std::filesystem::path(dir) / "optimizer.safetensors").string();
+}
+
+}  // namespace
+
+void save_optimizer(const std::string& dir, const AdamW& opt, const ParamTable& table) {
+  std::filesystem::create_directories(dir);
+  SafeTensorsFile file;
+  file.metadata["format"] = "tlm-adamw";
+  file.metadata["version"] = std::to_string(kOptimizerStateVersion);
+  file.metadata["step"] = std::to_string(opt.steps_taken());
+  for (const auto& e : table.entries()) {
+    file.add_f32("exp_avg." + e.name, e.shape, opt.exp_avg().data() + e.offset);
+    file.add_f32("exp_avg_sq." + e.name, e.shape, opt.exp_avg_sq().data() + e.offset);
+  }
+  write_safetensors(optimizer_file(dir), file);
+}
+
+void load_optimizer(const std::string& dir, AdamW& opt, const ParamTable& table) {
+  const std::string path = optimizer_file(dir);
+  const SafeTensorsFile file = read_safetensors(path);
+  auto meta = [&](const char* key) {
+    auto it = file.metadata.find(key);
+    if (it == file.metadata.end()) throw Error(fmt::format("{}: metadata lacks \"{}\"", path, key));
+    return it->second;
+  };
+  if (meta("format") != "tlm-adamw") throw Error(path + ": not a tlm optimizer state (format " + meta("format") + ")");
+  if (meta("version") != std::to_string(kOptimizerStateVersion)) {
+    throw Error(fmt::format("{}: optimizer state version {} is not supported (this tlm reads version {})", path,
+                            meta("version"), kOptimizerStateVersion));
+  }
+  for (const auto& e : table.entries()) {
+    for (auto [prefix, buf] : {std::pair{"exp_avg.", &opt.exp_avg()}, std::pair{"exp_avg_sq.", &opt.exp_avg_sq()}}) {
+      const SafeTensor& t = file.at(prefix + e.name, path);
+      if (t.dtype != "F32" || t.shape != e.shape) {
+        throw Error(fmt::format("{}: tensor \"{}{}\" has the wrong dtype or shape", path, prefix, e.name));
+      }
+      std::memcpy(buf->data() + e.offset, t.bytes.data(), t.bytes.size());
+    }
+  }
+  opt.set_steps_taken(std::stoll(meta("step")));
 }
 
 }  // namespace tlm

@@ -1,3 +1,5 @@
+#include "tlm/model.h"
+
 #include <omp.h>
 
 #include <algorithm>
@@ -6,7 +8,6 @@
 #include "core/parallel.h"
 #include "kernels/kernels.h"
 #include "tlm/check.h"
-#include "tlm/model.h"
 #include "tlm/rng.h"
 
 namespace tlm {
@@ -54,8 +55,10 @@ struct BertModel::Impl {
   int64_t head_w, head_b, head_ln_g, head_ln_b, dec_b;  // MLM transform + decoder bias
   int64_t pool_w, pool_b, cls_w, cls_b;                 // classification
 
-  std::vector<float> acts;         // one buffer for every activation and backward scratch
-  std::vector<int32_t> positions;  // (n) position id of every token
+  std::vector<float> acts;           // one buffer for every activation and backward scratch
+  std::vector<int32_t> positions;    // (n) position id of every token
+  std::vector<uint64_t> token_keys;  // (n) token_key() of every token: dropout masks follow tokens
+  std::vector<uint64_t> sel_keys;    // (r) token_keys of the selected rows
   // The last layer is computed only at the r "selected" rows whose output reaches the loss
   // ([CLS] rows, or masked rows), in token order; keys and values still use every row.
   std::vector<std::pair<int32_t, int32_t>> sel_pairs;  // (r) (token row, head target), sorted
@@ -90,7 +93,14 @@ struct BertModel::Impl {
             last ? c : 3 * c,
             last ? 2 * c : 3 * c,
             dropout_p,
-            mix_key(seed, static_cast<uint64_t>(l), kAttentionProbs)};
+            mix_key(seed, static_cast<uint64_t>(l), kAttentionProbs),
+            last ? sel_keys.data() : token_keys.data()};
+  }
+
+  // Dropout of a (rows, c) activation of layer l (or kNoLayer) at `site`, in place; the rows are
+  // every token, or the selected rows in the last layer (and the [CLS] rows of the pooler).
+  void dropout(float* x, int rows, int cols, float p, uint64_t l, Site site, bool selected) const {
+    k::dropout_apply(x, rows, cols, p, mix_key(seed, l, site), selected ? sel_keys.data() : token_keys.data());
   }
 
   // Selects the rows of the last layer from `targets` (token rows, any order, unique).
@@ -107,6 +117,7 @@ void BertModel::Impl::select_rows(const int32_t* targets, int count, const Batch
     TLM_CHECK(i == 0 || sel_pairs[i].first != sel_pairs[i - 1].first, "masked position {} appears twice",
               sel_pairs[i].first);
     sel_rows[i] = sel_pairs[i].first;
+    sel_keys[i] = token_keys[sel_rows[i]];
     head_rows[sel_pairs[i].second] = i;
     while (sel_rows[i] >= in_batch.offsets[s + 1]) sel_offsets[++s] = i;
   }
@@ -214,6 +225,8 @@ BertModel::BertModel(const BertConfig& config, const ModelLimits& limits)
     total += count;
   }
   I.positions.resize(n);
+  I.token_keys.resize(n);
+  I.sel_keys.resize(r);
   I.sel_pairs.resize(r);
   I.sel_rows.resize(r);
   I.head_rows.resize(r);
@@ -254,6 +267,8 @@ void check_batch(const Batch& batch, const BertConfig& cfg, const ModelLimits& l
   TLM_CHECK(b <= lim.max_seqs, "batch has {} sequences, the model was sized for {}", b, lim.max_seqs);
   TLM_CHECK(n <= lim.max_tokens, "batch has {} tokens, the model was sized for {}", n, lim.max_tokens);
   TLM_CHECK(batch.offsets[0] == 0 && batch.offsets[b] == n, "batch offsets must run from 0 to the token count {}", n);
+  TLM_CHECK(batch.sequence_ids.empty() || static_cast<int>(batch.sequence_ids.size()) == b,
+            "batch has {} sequence ids for {} sequences", batch.sequence_ids.size(), b);
   for (int s = 0; s < b; ++s) {
     const int len = batch.offsets[s + 1] - batch.offsets[s];
     TLM_CHECK(len >= 1 && len <= lim.max_seq_len, "sequence {} has length {} (allowed 1..{})", s, len, lim.max_seq_len);
@@ -305,7 +320,11 @@ ForwardResult BertModel::forward(const Batch& batch, bool training, uint64_t dro
   const bool mlm = config_.head == Head::kMaskedLM;
 
   for (int s = 0; s < b; ++s) {
-    for (int i = batch.offsets[s]; i < batch.offsets[s + 1]; ++i) I.positions[i] = i - batch.offsets[s];
+    const uint64_t id = batch.sequence_ids.empty() ? static_cast<uint64_t>(s) : batch.sequence_ids[s];
+    for (int i = batch.offsets[s]; i < batch.offsets[s + 1]; ++i) {
+      I.positions[i] = i - batch.offsets[s];
+      I.token_keys[i] = token_key(id, static_cast<uint64_t>(I.positions[i]));
+    }
   }
   if (mlm) {
     I.m = static_cast<int>(batch.mlm_positions.size());
@@ -317,7 +336,7 @@ ForwardResult BertModel::forward(const Batch& batch, bool training, uint64_t dro
   const int32_t* types = batch.type_ids.empty() ? nullptr : batch.type_ids.data();
   k::embedding_forward(batch.ids.data(), I.positions.data(), types, P + I.word, P + I.pos, P + I.type, I.emb_sum, n, c);
   k::layernorm_forward(I.emb_sum, P + I.emb_g, P + I.emb_b, I.emb_out, I.emb_mean, I.emb_rstd, n, c, eps);
-  k::dropout_apply(I.emb_out, int64_t{n} * c, p_hidden, mix_key(dropout_seed, kNoLayer, kEmbeddings));
+  I.dropout(I.emb_out, n, c, p_hidden, kNoLayer, kEmbeddings, false);
 
   const float* in = I.emb_out;
   for (int l = 0; l < layers; ++l) {
@@ -344,13 +363,13 @@ ForwardResult BertModel::forward(const Batch& batch, bool training, uint64_t dro
     k::attention_forward(q, kk, v, A.probs, A.ctx, I.att_scratch, shape);
     const int64_t rc = int64_t{rows} * c;
     k::linear_forward(A.ctx, P + o.wo, P + o.bo, A.res1, rows, c, c);
-    k::dropout_apply(A.res1, rc, p_hidden, mix_key(dropout_seed, l, kAttentionOutput));
+    I.dropout(A.res1, rows, c, p_hidden, l, kAttentionOutput, last);
     k::add_inplace(A.res1, resid, rc);
     k::layernorm_forward(A.res1, P + o.ln1_g, P + o.ln1_b, A.ln1, A.ln1_mean, A.ln1_rstd, rows, c, eps);
     k::linear_forward(A.ln1, P + o.wi, P + o.bi, A.ffn_pre, rows, c, f);
     k::gelu_forward(A.ffn_pre, A.ffn_act, int64_t{rows} * f);
     k::linear_forward(A.ffn_act, P + o.wo2, P + o.bo2, A.res2, rows, f, c);
-    k::dropout_apply(A.res2, rc, p_hidden, mix_key(dropout_seed, l, kFfnOutput));
+    I.dropout(A.res2, rows, c, p_hidden, l, kFfnOutput, last);
     k::add_inplace(A.res2, A.ln1, rc);
     k::layernorm_forward(A.res2, P + o.ln2_g, P + o.ln2_b, A.ln2, A.ln2_mean, A.ln2_rstd, rows, c, eps);
     in = A.ln2;
@@ -376,7 +395,7 @@ ForwardResult BertModel::forward(const Batch& batch, bool training, uint64_t dro
     k::tanh_forward(I.pooled, I.pooled, int64_t{b} * c);
     std::memcpy(I.pooled_drop, I.pooled, sizeof(float) * b * c);
     const float p_cls = training ? config_.classifier_dropout_prob() : 0.0f;
-    k::dropout_apply(I.pooled_drop, int64_t{b} * c, p_cls, mix_key(dropout_seed, kNoLayer, kPooled));
+    I.dropout(I.pooled_drop, b, c, p_cls, kNoLayer, kPooled, true);  // selected rows: the [CLS] rows
     k::linear_forward(I.pooled_drop, P + I.cls_w, P + I.cls_b, I.cls_logits, b, c, labels);
     if (!batch.labels.empty()) {
       result.loss_sum = k::softmax_cross_entropy(I.cls_logits, batch.labels.data(), nullptr, 0.0f, b, labels);
@@ -415,16 +434,16 @@ void BertModel::backward(float grad_scale) {
     k::softmax_cross_entropy(I.cls_logits, batch.labels.data(), I.cls_logits, grad_scale, b, labels);
     k::linear_backward(I.cls_logits, I.pooled_drop, P + I.cls_w, I.dc1, G + I.cls_w, G + I.cls_b, b, c, labels);
     const float p_cls = I.training ? config_.classifier_dropout_prob() : 0.0f;
-    k::dropout_apply(I.dc1, int64_t{b} * c, p_cls, mix_key(I.seed, kNoLayer, kPooled));
+    I.dropout(I.dc1, b, c, p_cls, kNoLayer, kPooled, true);
     k::tanh_backward(I.dc1, I.pooled, I.dc1, int64_t{b} * c);
     k::linear_backward(I.dc1, I.h_cls, P + I.pool_w, I.d0, G + I.pool_w, G + I.pool_b, b, c, c);
   }
 
   // Dropout backward is the same mask and scale applied to the gradient; p = 0 uses dy directly.
-  auto through_dropout = [&](const float* dy, int64_t count, float p, uint64_t key) -> const float* {
+  auto through_dropout = [&](const float* dy, int rows, float p, int l, Site site, bool last) -> const float* {
     if (p <= 0.0f) return dy;
-    std::memcpy(I.d2, dy, sizeof(float) * count);
-    k::dropout_apply(I.d2, count, p, key);
+    std::memcpy(I.d2, dy, sizeof(float) * rows * c);
+    I.dropout(I.d2, rows, c, p, static_cast<uint64_t>(l), site, last);
     return I.d2;
   };
 
@@ -438,14 +457,14 @@ void BertModel::backward(float grad_scale) {
     // d0: gradient w.r.t. this layer's output (ln2), (rows, c)
     k::layernorm_backward(I.d0, A.res2, A.ln2_mean, A.ln2_rstd, P + o.ln2_g, I.d1, G + o.ln2_g, G + o.ln2_b, rows, c);
     // d1: d res2 = d ln1 (residual) + d ffn output
-    const float* dffn_out = through_dropout(I.d1, rc, p_hidden, mix_key(I.seed, l, kFfnOutput));
+    const float* dffn_out = through_dropout(I.d1, rows, p_hidden, l, kFfnOutput, last);
     k::linear_backward(dffn_out, A.ffn_act, P + o.wo2, I.dffn, G + o.wo2, G + o.bo2, rows, f, c);
     k::gelu_backward(I.dffn, A.ffn_pre, I.dffn, int64_t{rows} * f);
     k::linear_backward(I.dffn, A.ln1, P + o.wi, I.d3, G + o.wi, G + o.bi, rows, c, f);
     k::add_inplace(I.d1, I.d3, rc);  // d1: total gradient w.r.t. ln1
     k::layernorm_backward(I.d1, A.res1, A.ln1_mean, A.ln1_rstd, P + o.ln1_g, I.d0, G + o.ln1_g, G + o.ln1_b, rows, c);
     // d0: d res1 = d input (residual) + d attention output
-    const float* dattn_out = through_dropout(I.d0, rc, p_hidden, mix_key(I.seed, l, kAttentionOutput));
+    const float* dattn_out = through_dropout(I.d0, rows, p_hidden, l, kAttentionOutput, last);
     k::linear_backward(dattn_out, A.ctx, P + o.wo, I.d3, G + o.wo, G + o.bo, rows, c, c);  // d3: d ctx
     const k::AttentionShape shape = I.attention_shape(config_, l, p_attn);
     if (last) {
@@ -468,8 +487,7 @@ void BertModel::backward(float grad_scale) {
     }
   }
 
-  const int64_t nc = int64_t{n} * c;
-  k::dropout_apply(I.d0, nc, p_hidden, mix_key(I.seed, kNoLayer, kEmbeddings));
+  I.dropout(I.d0, n, c, p_hidden, kNoLayer, kEmbeddings, false);
   k::layernorm_backward(I.d0, I.emb_sum, I.emb_mean, I.emb_rstd, P + I.emb_g, I.d1, G + I.emb_g, G + I.emb_b, n, c);
   const int32_t* types = batch.type_ids.empty() ? nullptr : batch.type_ids.data();
   k::embedding_backward(I.d1, batch.ids.data(), I.positions.data(), types, G + I.word, G + I.pos, G + I.type, n, c);
@@ -477,6 +495,13 @@ void BertModel::backward(float grad_scale) {
 
 const float* BertModel::logits() const {
   return config_.head == Head::kMaskedLM ? impl_->mlm_logits : impl_->cls_logits;
+}
+
+void BertModel::probabilities(const Batch& batch, float* probs) {
+  forward(batch, false, 0);
+  const bool mlm = config_.head == Head::kMaskedLM;
+  const int rows = mlm ? impl_->m : impl_->b;
+  k::softmax_rows(logits(), probs, rows, mlm ? config_.vocab_size : config_.num_labels());
 }
 
 double BertModel::train_flops(const Batch& batch) const {

@@ -1,0 +1,24 @@
+// `tlm eval`, `tlm predict`, `tlm bench latency` and `tlm overlap` as library calls, from a
+// resolved job configuration (job_config.h). Each writes its JSON result to the configuration's
+// output file when one is named (atomically) and returns it.
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "tlm/job_config.h"
+
+namespace tlm {
+
+// One model or a soft committee on labeled data: members, committee, majority vote, accuracy by
+// committee size.
+nlohmann::json run_eval_job(const ResolvedConfig& config);
+// One JSON object per text: the label, and with `probs` the probabilities by label name.
+std::vector<nlohmann::json> run_predict_job(const ResolvedConfig& config, const std::vector<std::string>& texts);
+// Inference latency of one model or a committee (latency.h).
+nlohmann::json run_latency_job(const ResolvedConfig& config);
+// Token and word overlap of corpora with a dataset (overlap.h).
+nlohmann::json run_overlap_job(const ResolvedConfig& config);
+
+}  // namespace tlm

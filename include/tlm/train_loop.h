@@ -1,0 +1,68 @@
+// The state of one training run and its step.
+//
+// A step: (1) the global batch of the step: sequences from one seeded shuffle per epoch, MLM masks
+// keyed by (seed, step, sequence index, position); (2) this process's shard of it (all of it for
+// one process); (3) forward and backward with the loss scale of the *global* count of targets,
+// passed in; (4) reduce gradients and counts over processes (nothing to do for one process);
+// (5) clip and AdamW. Dropout is keyed by (seed, step, sequence index, position) too, so any split
+// of a batch computes the same step: a data-parallel version changes only (2) and (4).
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "tlm/model.h"
+#include "tlm/optim.h"
+#include "tlm/trainer.h"
+
+namespace tlm {
+
+// The random streams of a run, each a pure function of (seed, stream, step or epoch).
+enum class Stream : uint64_t { kInit = 1, kShuffle = 2, kMask = 3, kDropout = 4, kValidation = 6 };
+uint64_t stream_key(uint64_t seed, Stream stream, uint64_t index = 0);
+
+class TrainLoop {
+ public:
+  // Sizes the model for the job's training and evaluation sets. `job` must outlive the loop.
+  explicit TrainLoop(const TrainJob& job);
+
+  BertModel& model() { return model_; }
+  const AdamW& optimizer() const { return adam_; }
+  int64_t step() const { return step_; }
+  int64_t steps_per_epoch() const { return steps_per_epoch_; }
+  int64_t total_steps() const { return total_steps_; }  // of the schedule (all epochs)
+  int64_t last_step() const { return last_step_; }      // where this run stops (max_steps)
+  int epoch_of(int64_t step) const { return static_cast<int>(step / steps_per_epoch_); }
+  const MaskingOptions& masking() const { return masking_; }
+
+  // A fresh run: the seeded initialisation, then the --init run's encoder.
+  void init_weights();
+  // Continues from a checkpoint folder taken at `step`: weights and optimizer state.
+  void load(const std::string& checkpoint_dir, int64_t step);
+  // Saves weights and optimizer state into dir (a checkpoint being written).
+  void save(const std::string& dir) const;
+
+  struct StepResult {
+    bool finite = true;  // false: loss or gradient norm not finite, and no update was made
+    double loss = 0;     // mean over the step's targets
+    double grad_norm = 0, lr = 0, seconds = 0, flops = 0;
+    int epoch = 0, tokens = 0;
+  };
+  // One optimizer step (the step counter advances only when the result is finite).
+  StepResult run_step();
+  bool weights_finite() const;
+
+ private:
+  const TrainJob& job_;
+  const bool mlm_;
+  int64_t steps_per_epoch_, total_steps_, last_step_, warmup_;
+  MaskingOptions masking_;
+  BertModel model_;
+  AdamW adam_;
+  int64_t step_ = 0;
+  Batch batch_;
+  std::vector<int64_t> order_;  // the shuffle of order_epoch_
+  int order_epoch_ = -1;
+};
+
+}  // namespace tlm

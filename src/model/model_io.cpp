@@ -1,0 +1,84 @@
+#include "tlm/model_io.h"
+
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <set>
+
+#include "tlm/check.h"
+
+namespace tlm {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string join(const std::string& dir, const char* file) { return (fs::path(dir) / file).string(); }
+
+// Tensors HF may write that we do not hold: tied copies, buffers, heads of other architectures.
+bool ignorable(const std::string& name) {
+  return name == "cls.predictions.decoder.weight" || name == "cls.predictions.decoder.bias" ||
+         name.find("position_ids") != std::string::npos || name.rfind("cls.seq_relationship.", 0) == 0;
+}
+
+bool is_encoder(const std::string& name) {
+  return name.rfind("bert.embeddings.", 0) == 0 || name.rfind("bert.encoder.", 0) == 0;
+}
+
+}  // namespace
+
+void save_model(const std::string& dir, const BertModel& model) {
+  fs::create_directories(dir);
+  SafeTensorsFile file;
+  file.metadata["format"] = "pt";  // transformers refuses safetensors files without it
+  file.metadata["producer"] = "tlm " TLM_VERSION;
+  for (const auto& e : model.table().entries()) file.add_f32(e.name, e.shape, model.params() + e.offset);
+  write_safetensors(join(dir, "model.safetensors"), file);
+  model.config().save(join(dir, "config.json"));
+}
+
+void load_weights(BertModel& model, const SafeTensorsFile& file, const std::string& source, const LoadOptions& o) {
+  std::set<std::string> used;
+  for (const auto& e : model.table().entries()) {
+    if (o.mode == LoadMode::kEncoderOnly && !is_encoder(e.name)) continue;
+    auto it = file.tensors.find(e.name);
+    if (it == file.tensors.end()) throw Error(fmt::format("{}: missing tensor \"{}\"", source, e.name));
+    const SafeTensor& t = it->second;
+    if (t.dtype != "F32") {
+      throw Error(fmt::format("{}: tensor \"{}\" has dtype {}, expected F32", source, e.name, t.dtype));
+    }
+    if (t.shape != e.shape) {
+      throw Error(fmt::format("{}: tensor \"{}\" has shape [{}], the model expects [{}]", source, e.name,
+                              fmt::join(t.shape, ", "), fmt::join(e.shape, ", ")));
+    }
+    float* dst = model.params() + e.offset;
+    std::memcpy(dst, t.bytes.data(), t.bytes.size());
+    if (!o.allow_nonfinite) {
+      for (int64_t i = 0; i < e.size; ++i) {
+        if (!std::isfinite(dst[i])) {
+          throw Error(
+              fmt::format("{}: tensor \"{}\" holds a non-finite value ({} at index {}): the run diverged; "
+                          "--allow-nonfinite loads it anyway",
+                          source, e.name, dst[i], i));
+        }
+      }
+    }
+    used.insert(e.name);
+  }
+  if (o.mode == LoadMode::kExact) {
+    for (const auto& [name, t] : file.tensors) {
+      if (!used.count(name) && !ignorable(name)) {
+        throw Error(fmt::format("{}: unexpected tensor \"{}\" (not part of this model)", source, name));
+      }
+    }
+  }
+}
+
+BertConfig load_config(const std::string& dir) { return BertConfig::load(join(dir, "config.json")); }
+
+void load_model_weights(BertModel& model, const std::string& dir, const LoadOptions& options) {
+  const std::string path = join(dir, "model.safetensors");
+  load_weights(model, read_safetensors(path), path, options);
+}
+
+}  // namespace tlm

@@ -1,0 +1,324 @@
+#include "tlm/train_jobs.h"
+
+#include <filesystem>
+#include <memory>
+
+#include "tlm/check.h"
+#include "tlm/checkpoint.h"
+#include "tlm/file_io.h"
+#include "tlm/folder_lock.h"
+#include "tlm/hash.h"
+#include "tlm/model_io.h"
+#include "tlm/run_data.h"
+#include "tlm/run_folder.h"
+#include "tlm/sequences_cache.h"
+
+namespace tlm {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+enum class ResumeMode { kNone, kExplicit, kAuto };
+
+// A run folder opened for training: locked, its state checked against the job.
+struct OpenedRun {
+  std::unique_ptr<FolderLock> lock;
+  StartMode start = StartMode::kFresh;
+  bool finished = false;
+};
+
+// What differs between two configurations, key by key, for a message.
+std::string config_differences(const json& run, const json& now) {
+  std::string out;
+  for (const auto& [k, v] : now.items()) {
+    const json was = run.contains(k) ? run[k] : json(nullptr);
+    if (was != v) out += fmt::format("\n  {}: {} in the run, {} now", k, was.dump(), v.dump());
+  }
+  for (const auto& [k, v] : run.items()) {
+    if (!now.contains(k)) out += fmt::format("\n  {}: {} in the run, not set now", k, v.dump());
+  }
+  return out;
+}
+
+OpenedRun open_run_folder(const std::string& out, ResumeMode mode, const json& run_config, const Vocab& vocab,
+                          const char* kind) {
+  if (mode == ResumeMode::kExplicit && !(fs::is_directory(out) && holds_run(out))) {
+    throw Error(fmt::format("--resume {}: there is no run to continue there (no manifest, checkpoint or model)", out));
+  }
+  fs::create_directories(out);
+  OpenedRun opened;
+  opened.lock = std::make_unique<FolderLock>(out, "run folder");
+  if (!holds_run(out)) {
+    TLM_CHECK(mode != ResumeMode::kExplicit, "--resume {}: there is no run to continue there", out);
+    return opened;
+  }
+  if (mode == ResumeMode::kNone) {
+    throw Error(fmt::format("{} already holds a run; continue it with --resume {} or choose another --out", out, out));
+  }
+  const json manifest = read_manifest(out);
+  if (manifest.is_null() || !manifest.contains("run_config")) {
+    throw Error(
+        fmt::format("{}: the run has no manifest.json with its configuration (made by an older tlm?); "
+                    "start it again in another folder",
+                    out));
+  }
+  if (manifest["run_config"] != run_config) {
+    throw Error(
+        fmt::format("{}: --resume of a run made with another configuration (compare `tlm {} "
+                    "--dump-config` with {}/manifest.json):{}",
+                    out, kind, out, config_differences(manifest["run_config"], run_config)));
+  }
+  if (manifest.value("vocab_hash", "") != hex16(vocab.hash())) {
+    throw Error(fmt::format("{}: the run was trained with another vocabulary (hash {}, given {})", out,
+                            manifest.value("vocab_hash", "none"), hex16(vocab.hash())));
+  }
+  const bool complete = fs::exists(fs::path(out) / "metrics.json") && fs::exists(fs::path(out) / "model.safetensors");
+  if (manifest.value("status", "") == "finished" && complete) {
+    opened.finished = true;
+  } else if (!latest_checkpoint(out).empty()) {
+    opened.start = StartMode::kResume;
+  } else {
+    fmt::print(stderr, "{}: the run stopped before its first checkpoint; starting it again\n", out);
+  }
+  return opened;
+}
+
+ResumeMode resume_mode(json& c) {
+  const std::string resume = c.at("resume");
+  if (!resume.empty()) {
+    const std::string out = c.at("out");
+    TLM_CHECK(out.empty() || fs::path(out).lexically_normal() == fs::path(resume).lexically_normal(),
+              "--resume {} and --out {} name different runs", resume, out);
+    c["out"] = resume;
+    return ResumeMode::kExplicit;
+  }
+  return c.at("auto_resume").get<bool>() ? ResumeMode::kAuto : ResumeMode::kNone;
+}
+
+// The configuration that identifies a run's work (compared when it is continued).
+json run_identity(const std::string& kind, const json& c) { return job_schema(kind).identity(c); }
+
+OnBadRow on_bad_row(const json& c) { return c.at("on_bad_row") == "skip" ? OnBadRow::kSkip : OnBadRow::kStop; }
+
+std::string cache_dir(const json& c) {
+  const std::string d = c.at("cache_dir");
+  return d.empty() ? (fs::path(c.at("out").get<std::string>()) / "cache").string() : d;
+}
+
+void report_skips(const ReadStats& s, const std::string& what) {
+  if (s.skipped == 0) return;
+  fmt::print(stderr, "{}: skipped {} bad rows:", what, s.skipped);
+  for (const auto& [reason, n] : s.skip_reasons) fmt::print(stderr, " {} {};", reason, n);
+  fmt::print(stderr, "\n");
+}
+
+BertConfig model_config(const json& c, const Vocab& vocab) {
+  BertConfig m;
+  m.vocab_size = vocab.size();
+  m.num_hidden_layers = c.at("layers");
+  m.hidden_size = c.at("hidden");
+  m.num_attention_heads = c.at("heads");
+  m.intermediate_size = c.at("ffn").get<int>() > 0 ? c.at("ffn").get<int>() : 4 * m.hidden_size;
+  m.max_position_embeddings = std::max(512, c.at("max_len").get<int>());
+  m.hidden_dropout_prob = m.attention_probs_dropout_prob = c.at("dropout");
+  m.pad_token_id = vocab.pad_id();
+  m.unk_token_id = vocab.unk_id();
+  m.cls_token_id = vocab.cls_id();
+  m.sep_token_id = vocab.sep_id();
+  m.mask_token_id = vocab.mask_id();
+  m.validate();
+  return m;
+}
+
+TrainOptions train_options(const json& c) {
+  TrainOptions o;
+  o.epochs = c.at("epochs");
+  o.batch = c.at("batch");
+  o.optimizer.lr = c.at("lr");
+  o.optimizer.weight_decay = c.at("weight_decay");
+  o.warmup = c.at("warmup");
+  o.clip = c.at("clip");
+  o.max_steps = c.at("max_steps");
+  o.seed = c.at("seed");
+  o.checkpoint_every = c.at("checkpoint_every");
+  o.keep_checkpoints = c.at("keep_checkpoints");
+  o.log_every = c.at("log_every");
+  return o;
+}
+
+// A finished run's own metrics, for the caller's summary.
+JobRun finished_run(const std::string& out) {
+  JobRun r;
+  r.out = out;
+  r.already_finished = true;
+  r.result.metrics = read_json_file((fs::path(out) / "metrics.json").string());
+  r.result.steps = r.result.metrics.value("steps", int64_t{0});
+  fmt::print(stderr, "{}: the run has finished; nothing to do\n", out);
+  return r;
+}
+
+// Act: stale partial checkpoints go, the run's tokenizer is written (a new run), then training.
+JobRun train_in_folder(TrainJob& job, const OpenedRun& opened, const TokenizerOptions& tok) {
+  job.start = opened.start;
+  if (const int n = remove_partial_checkpoints(job.out_dir); n > 0) {
+    fmt::print(stderr, "{}: removed {} partial checkpoint folder(s) a kill left behind\n", job.out_dir, n);
+  }
+  if (job.start == StartMode::kFresh) save_run_tokenizer(job.out_dir, *job.vocab, tok);
+  JobRun r;
+  r.out = job.out_dir;
+  r.result = train_model(job);
+  return r;
+}
+
+}  // namespace
+
+JobRun run_pretrain_job(const ResolvedConfig& rc, const std::vector<std::string>& command_line) {
+  json c = rc.config;
+  const ResumeMode mode = resume_mode(c);
+  const std::string out = c.at("out");
+  const auto corpora = c.at("corpus").get<std::vector<std::string>>();
+  for (const auto& p : corpora) TLM_CHECK(fs::is_regular_file(p), "{}: no such corpus file", p);
+  const Vocab vocab = Vocab::load(c.at("vocab"));
+  const Format format = parse_format(c.at("format"));
+  const TokenizerOptions tok_options = run_tokenizer_options(c.at("cased"), c.at("max_len"), format);
+  TrainJob job;
+  job.model = model_config(c, vocab);
+  job.run_config = run_identity("pretrain", c);
+  const OpenedRun opened = open_run_folder(out, mode, job.run_config, vocab, "pretrain");
+  if (opened.finished) return finished_run(out);
+
+  const Tokenizer tok(vocab, tok_options);
+  CorpusSequencesOptions co;
+  co.reader.format = format;
+  co.reader.text_field = c.at("text_field");
+  co.reader.on_bad_row = on_bad_row(c);
+  co.max_len = c.at("max_len");
+  co.mode = c.at("seq_mode") == "first" ? SequenceMode::kFirst : SequenceMode::kChunk;
+  co.cache_dir = cache_dir(c);
+  const CorpusSequences all = corpus_sequences(corpora, tok, co);
+  report_skips(all.stats, "corpus");
+  TLM_CHECK(all.set.size() > 1, "the corpus gave {} sequences: nothing to pre-train on", all.set.size());
+  PretrainSplit split = split_pretraining(all.set, c.at("sequences"), c.at("valid_sequences"), c.at("seed"));
+  job.train = std::move(split.train);
+  job.valid = std::move(split.valid);
+  job.vocab = &vocab;
+  job.options = train_options(c);
+  job.options.masking.mask_prob = c.at("mask_prob");
+  job.out_dir = out;
+  job.command_line = command_line;
+  for (const auto& p : corpora) job.data_hashes[p] = hex16(hash_file(p));
+  fmt::print(stderr, "pretrain: {} sequences ({} tokens), {} for validation; model {} x {}\n", job.train.size(),
+             job.train.num_tokens(), job.valid.size(), job.model.num_hidden_layers, job.model.hidden_size);
+  return train_in_folder(job, opened, tok_options);
+}
+
+JobRun run_finetune_job(const ResolvedConfig& rc, const std::vector<std::string>& command_line) {
+  json c = rc.config;
+  const ResumeMode mode = resume_mode(c);
+  const std::string out = c.at("out"), init = c.at("init");
+  const std::string train_path = c.at("train"), test_path = c.at("test");
+  TLM_CHECK(fs::is_regular_file(train_path), "{}: no such training file", train_path);
+  TLM_CHECK(test_path.empty() || fs::is_regular_file(test_path), "{}: no such test file", test_path);
+  const Format format = parse_format(c.at("format"));
+
+  // The vocabulary: the --init run's (checked against its manifest), or --vocab (which with
+  // --init must be that same vocabulary); architecture and case come from the --init run, and a
+  // flag that contradicts it is an error.
+  std::unique_ptr<Vocab> vocab;
+  BertConfig model;
+  if (!init.empty()) {
+    TLM_CHECK(fs::is_directory(init), "--init {}: no such run folder", init);
+    RunTokenizer pre_tok = load_run_tokenizer(init);
+    if (!c.at("vocab").get<std::string>().empty()) {
+      const Vocab given = Vocab::load(c.at("vocab"));
+      TLM_CHECK(given.hash() == pre_tok.vocab.hash(),
+                "--vocab {} is not the vocabulary of the --init run {} (hash {} vs {})",
+                c.at("vocab").get<std::string>(), init, hex16(given.hash()), hex16(pre_tok.vocab.hash()));
+    }
+    vocab = std::make_unique<Vocab>(std::move(pre_tok.vocab));
+    model = load_config(init);
+    const int pre_ffn = model.intermediate_size == 4 * model.hidden_size ? 0 : model.intermediate_size;
+    const json pre_arch = {{"layers", model.num_hidden_layers},
+                           {"hidden", model.hidden_size},
+                           {"heads", model.num_attention_heads},
+                           {"ffn", pre_ffn}};
+    for (const auto& key : architecture_keys()) {
+      const bool same =
+          c.at(key) == pre_arch.at(key) || (key == "ffn" && c.at(key).get<int>() == model.intermediate_size);
+      if (rc.was_given(key) && !same) {
+        throw Error(fmt::format("{} {} differs from the --init run {} ({}); leave it out to use the run's",
+                                flag_of(key), c.at(key).dump(), init, pre_arch.at(key).dump()));
+      }
+      c[key] = pre_arch.at(key);
+    }
+    const bool pre_cased = !pre_tok.options.lowercase;
+    if (rc.was_given("cased") && c.at("cased").get<bool>() != pre_cased) {
+      throw Error(
+          fmt::format("--cased {}: the --init run {} is {}; a model is fine-tuned with the case handling it "
+                      "was pre-trained with",
+                      c.at("cased").dump(), init, describe_case(pre_tok.options)));
+    }
+    c["cased"] = pre_cased;
+  } else {
+    vocab = std::make_unique<Vocab>(Vocab::load(c.at("vocab")));
+    model = model_config(c, *vocab);
+  }
+  const TokenizerOptions tok_options = run_tokenizer_options(c.at("cased"), c.at("max_len"), format);
+  for (const auto& t : tok_options.added_tokens) {
+    TLM_CHECK(vocab->find(t) >= 0, "the vocabulary has no {} token, which {} data needs", t, format_name(format));
+  }
+  TrainJob job;
+  job.run_config = run_identity("finetune", c);
+  const OpenedRun opened = open_run_folder(out, mode, job.run_config, *vocab, "finetune");
+  if (opened.finished) return finished_run(out);
+
+  ReaderOptions ro;
+  ro.format = format;
+  ro.classes_path = c.at("classes");
+  ro.text_field = c.at("text_field");
+  ro.on_bad_row = on_bad_row(c);
+  const Tokenizer tok(*vocab, tok_options);
+  const int max_len = c.at("max_len");
+  const CorpusSequences train_all = labeled_sequences(train_path, tok, ro, max_len, cache_dir(c));
+  report_skips(train_all.stats, train_path);
+  CorpusSequences test_all;
+  if (!test_path.empty()) {
+    test_all = labeled_sequences(test_path, tok, ro, max_len, cache_dir(c));
+    report_skips(test_all.stats, test_path);
+    TLM_CHECK(test_all.set.label_names == train_all.set.label_names, "{} and {} have different label sets", train_path,
+              test_path);
+  }
+  LabeledSampleOptions so;
+  so.per_label_train = c.at("per_label_train");
+  so.per_label_test = c.at("per_label_test");
+  so.per_label_valid = c.at("valid_per_label");
+  so.cap = c.at("cap_per_label");
+  so.seeds = sample_seeds(c);
+  LabeledSample sample = draw_labeled_sample(train_all.set, test_path.empty() ? nullptr : &test_all.set, so);
+  for (const auto& note : sample.capped) fmt::print(stderr, "capped: {}\n", note);
+  TLM_CHECK(sample.train.size() > 0, "the training set is empty after sampling");
+  model.head = Head::kClassification;
+  model.labels = sample.train.label_names;
+  model.hidden_dropout_prob = model.attention_probs_dropout_prob = c.at("dropout");
+  model.max_position_embeddings = std::max(model.max_position_embeddings, max_len);
+  job.train = std::move(sample.train);
+  job.valid = std::move(sample.valid);
+  job.test = std::move(sample.test);
+  job.model = model;
+  job.vocab = vocab.get();
+  job.init_dir = init;
+  job.allow_nonfinite_init = c.at("allow_nonfinite");
+  job.options = train_options(c);
+  job.out_dir = out;
+  job.command_line = command_line;
+  job.notes = {{"capped", sample.capped}};
+  job.data_hashes[train_path] = hex16(hash_file(train_path));
+  if (!test_path.empty()) job.data_hashes[test_path] = hex16(hash_file(test_path));
+  fmt::print(stderr, "finetune: {} train, {} validation, {} test examples, {} labels, {}\n", job.train.size(),
+             job.valid.size(), job.test.size(), model.num_labels(), init.empty() ? "from scratch" : "from " + init);
+  return train_in_folder(job, opened, tok_options);
+}
+
+}  // namespace tlm

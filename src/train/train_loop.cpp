@@ -1,0 +1,115 @@
+#include "tlm/train_loop.h"
+
+#include <chrono>
+#include <cmath>
+#include <span>
+
+#include "tlm/check.h"
+#include "tlm/evaluate.h"
+#include "tlm/model_io.h"
+
+namespace tlm {
+
+uint64_t stream_key(uint64_t seed, Stream stream, uint64_t index) {
+  return mix_key(seed, static_cast<uint64_t>(stream), index);
+}
+
+namespace {
+
+ModelLimits job_limits(const TrainJob& job) {
+  const bool mlm = job.model.head == Head::kMaskedLM;
+  ModelLimits lim = limits_for_set(job.train, job.options.batch, mlm, job.options.masking.mask_prob);
+  for (const SequenceSet* s : {&job.valid, &job.test}) {
+    if (s->size() > 0)
+      lim = merge_limits(lim, limits_for_set(*s, job.options.batch, mlm, job.options.masking.mask_prob));
+  }
+  return lim;
+}
+
+}  // namespace
+
+TrainLoop::TrainLoop(const TrainJob& job)
+    : job_(job),
+      mlm_(job.model.head == Head::kMaskedLM),
+      steps_per_epoch_((job.train.size() + job.options.batch - 1) / job.options.batch),
+      total_steps_(steps_per_epoch_ * job.options.epochs),
+      last_step_(job.options.max_steps > 0 ? std::min(job.options.max_steps, total_steps_) : total_steps_),
+      warmup_(job.options.warmup < 1.0 ? std::llround(job.options.warmup * total_steps_)
+                                       : std::llround(job.options.warmup)),
+      model_(job.model, job_limits(job)),
+      adam_(model_.table(), job.options.optimizer) {
+  TLM_CHECK(job.train.size() > 0, "the training set is empty");
+  TLM_CHECK(job.options.batch >= 1 && job.options.epochs >= 1, "batch and epochs must be positive");
+  masking_ = job.options.masking;
+  masking_.max_targets = model_.limits().max_targets;
+}
+
+void TrainLoop::init_weights() {
+  model_.init_weights(stream_key(job_.options.seed, Stream::kInit));
+  if (job_.init_dir.empty()) return;
+  const BertConfig pre = load_config(job_.init_dir);
+  TLM_CHECK(pre.vocab_size == job_.model.vocab_size && pre.hidden_size == job_.model.hidden_size &&
+                pre.num_hidden_layers == job_.model.num_hidden_layers &&
+                pre.num_attention_heads == job_.model.num_attention_heads &&
+                pre.intermediate_size == job_.model.intermediate_size,
+            "{}: the pre-trained architecture differs from the fine-tuning one", job_.init_dir);
+  // The pooler and classifier stay fresh, as in the paper.
+  load_model_weights(model_, job_.init_dir, {LoadMode::kEncoderOnly, job_.allow_nonfinite_init});
+}
+
+void TrainLoop::load(const std::string& checkpoint_dir, int64_t step) {
+  load_model_weights(model_, checkpoint_dir, {LoadMode::kExact, false});
+  load_optimizer(checkpoint_dir, adam_, model_.table());
+  step_ = step;
+}
+
+void TrainLoop::save(const std::string& dir) const { save_optimizer(dir, adam_, model_.table()); }
+
+bool TrainLoop::weights_finite() const {
+  const float* p = model_.params();
+  for (int64_t i = 0; i < model_.num_params(); ++i) {
+    if (!std::isfinite(p[i])) return false;
+  }
+  return true;
+}
+
+TrainLoop::StepResult TrainLoop::run_step() {
+  const auto t0 = std::chrono::steady_clock::now();
+  const TrainOptions& o = job_.options;
+  StepResult r;
+  r.epoch = epoch_of(step_);
+  if (r.epoch != order_epoch_) {
+    Rng shuffle(stream_key(o.seed, Stream::kShuffle, static_cast<uint64_t>(r.epoch)));
+    order_ = shuffled_order(job_.train.size(), shuffle);
+    order_epoch_ = r.epoch;
+  }
+  // (1) The global batch of this step.
+  const int64_t begin = (step_ % steps_per_epoch_) * o.batch;
+  const int64_t end = std::min<int64_t>(job_.train.size(), begin + o.batch);
+  const std::span<const int64_t> which(order_.data() + begin, static_cast<size_t>(end - begin));
+  if (mlm_) {
+    make_mlm_batch(job_.train, which, *job_.vocab, masking_, stream_key(o.seed, Stream::kMask, step_), batch_);
+  } else {
+    make_classification_batch(job_.train, which, batch_);
+  }
+  const int64_t global_targets = mlm_ ? static_cast<int64_t>(batch_.mlm_positions.size()) : batch_.num_seqs();
+  // (2) One process: its shard is the whole batch. (3) Forward and backward, scaled by the global count.
+  model_.zero_grad();
+  const ForwardResult f = model_.forward(batch_, true, stream_key(o.seed, Stream::kDropout, step_));
+  model_.backward(static_cast<float>(1.0 / static_cast<double>(global_targets)));
+  // (4) Nothing to reduce for one process. (5) Clip and update, unless something is not finite.
+  r.loss = f.loss_sum / static_cast<double>(global_targets);
+  r.grad_norm = clip_grad_norm(model_.grads(), model_.num_params(), o.clip);
+  r.lr = o.optimizer.lr * linear_schedule(step_, warmup_, total_steps_);
+  r.tokens = batch_.num_tokens();
+  r.flops = model_.train_flops(batch_);
+  r.finite = std::isfinite(r.loss) && std::isfinite(r.grad_norm);
+  if (r.finite) {
+    adam_.step(model_.params(), model_.grads(), r.lr);
+    ++step_;
+  }
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return r;
+}
+
+}  // namespace tlm
