@@ -25,8 +25,9 @@ int remove_partial_checkpoints(const std::string& run_dir);
 
 // Writes checkpoint `step` of a run: `write(tmp)` fills a temporary folder (trainer_state.json
 // last), which is then renamed into place; all but the newest `keep` checkpoints are removed.
-// Tests may set TLM_FAULT_INJECT=kill-before-checkpoint-rename to SIGKILL the process between
-// the last write and the rename (the window a kill can hit).
+// Tests may set TLM_FAULT_INJECT=kill-before-checkpoint-rename[:STEP] to SIGKILL the process
+// between the last write and the rename (the window a kill can hit), at every checkpoint or at
+// the one of STEP.
 void write_checkpoint(const std::string& run_dir, int64_t step, int keep,
                       const std::function<void(const std::string& tmp)>& write);
 

@@ -1,6 +1,7 @@
 #include "tlm/readers.h"
 
 #include <filesystem>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "data/csv.h"
@@ -59,10 +60,17 @@ std::vector<std::string> read_classes(const std::string& path) {
   LineReader in(path);
   std::vector<std::string> names;
   std::string line;
-  while (in.next(line)) {
+  std::map<std::string, int64_t> first_line;
+  for (int64_t number = 1; in.next(line); ++number) {
     const size_t b = line.find_first_not_of(" \t"), e = line.find_last_not_of(" \t");
     if (b == std::string::npos) continue;
-    names.push_back(line.substr(b, e - b + 1));
+    std::string name = line.substr(b, e - b + 1);
+    const auto [it, fresh] = first_line.emplace(name, number);
+    if (!fresh) {
+      throw Error(fmt::format("{}:{}: class \"{}\" is listed twice (first on line {}); each class once", path, number,
+                              name, it->second));
+    }
+    names.push_back(std::move(name));
   }
   if (names.empty()) throw Error(path + ": the classes file lists no class");
   return names;

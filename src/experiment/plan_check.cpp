@@ -19,6 +19,7 @@ enum class Kind { kString, kBool, kPositiveInt, kNames, kPositiveInts, kPositive
 struct Key {
   Kind kind;
   bool required = false;
+  std::string refers_to;  // names in this table of the plan ([tasks], [corpora], [architectures])
 };
 
 [[noreturn]] void fail(const std::string& source, const std::string& where, const std::string& what) {
@@ -78,14 +79,31 @@ void check_value(const std::string& source, const std::string& where, const std:
   }
 }
 
-// A table with exactly these keys (extra keys are errors with a suggestion).
+// Names a section refers to must exist in `table` of the plan.
+void check_refs(const std::string& source, const std::string& where, const std::string& key, const json& names,
+                const json& plan, const std::string& table) {
+  std::vector<std::string> known;
+  if (plan.contains(table)) {
+    for (const auto& [n, v] : plan[table].items()) known.push_back(n);
+  }
+  for (const auto& n : names.is_string() ? json::array({names}) : names) {
+    const std::string name = n.get<std::string>();
+    if (std::find(known.begin(), known.end(), name) == known.end()) {
+      fail(source, where, fmt::format("{}: \"{}\" is not in [{}]{}", key, name, table, suggestion(name, known)));
+    }
+  }
+}
+
+// A table with exactly these keys (extra keys are errors with a suggestion), names that refer to
+// other tables of the plan checked against them.
 void check_table(const std::string& source, const std::string& where, const json& t,
-                 const std::map<std::string, Key>& keys) {
+                 const std::map<std::string, Key>& keys, const json& plan) {
   if (!t.is_object()) fail(source, where, "is not a table");
   for (const auto& [k, v] : t.items()) {
     const auto it = keys.find(k);
     if (it == keys.end()) fail(source, where, fmt::format("unknown key \"{}\"{}", k, suggestion(k, names_of(keys))));
     check_value(source, where, k, v, it->second.kind);
+    if (!it->second.refers_to.empty()) check_refs(source, where, k, v, plan, it->second.refers_to);
   }
   for (const auto& [k, key] : keys) {
     if (key.required && !t.contains(k)) fail(source, where, fmt::format("needs the key \"{}\"", k));
@@ -94,7 +112,7 @@ void check_table(const std::string& source, const std::string& where, const json
 
 // Keys of a job schema, checked by that schema (type and range), minus the ones the plan sets.
 void check_job_keys(const std::string& source, const std::string& where, const json& t, const std::string& kind,
-                    const std::string& section, const std::map<std::string, Key>& plan_keys) {
+                    const std::string& section, const std::map<std::string, Key>& plan_keys, const json& plan) {
   if (!t.is_object()) fail(source, where, "is not a table");
   const JobSchema& schema = job_schema(kind);
   std::vector<std::string> known = names_of(plan_keys);
@@ -104,6 +122,7 @@ void check_job_keys(const std::string& source, const std::string& where, const j
   for (const auto& [k, v] : t.items()) {
     if (const auto it = plan_keys.find(k); it != plan_keys.end()) {
       check_value(source, where, k, v, it->second.kind);
+      if (!it->second.refers_to.empty()) check_refs(source, where, k, v, plan, it->second.refers_to);
     } else if (plan_sets_key(section, k)) {
       fail(source, where, fmt::format("{} is set by the plan for each run; remove it", k));
     } else if (const Field* f = schema.find(k)) {
@@ -121,21 +140,6 @@ void check_named_tables(const std::string& source, const std::string& section, c
                         const std::function<void(const std::string& where, const json&)>& each) {
   if (!t.is_object() || t.empty()) fail(source, section, "needs at least one entry");
   for (const auto& [name, v] : t.items()) each(section + "." + name, v);
-}
-
-// Names a section refers to must exist in `table` of the plan.
-void check_refs(const std::string& source, const std::string& where, const std::string& key, const json& names,
-                const json& plan, const std::string& table) {
-  std::vector<std::string> known;
-  if (plan.contains(table)) {
-    for (const auto& [n, v] : plan[table].items()) known.push_back(n);
-  }
-  for (const auto& n : names.is_string() ? json::array({names}) : names) {
-    const std::string name = n.get<std::string>();
-    if (std::find(known.begin(), known.end(), name) == known.end()) {
-      fail(source, where, fmt::format("{}: \"{}\" is not in [{}]{}", key, name, table, suggestion(name, known)));
-    }
-  }
 }
 
 }  // namespace
@@ -185,7 +189,7 @@ void check_plan(const json& plan, const std::string& source) {
     if (key.required && !plan.contains(k)) fail(source, "top level", fmt::format("needs the key \"{}\"", k));
   }
   if (plan.contains("data")) {
-    check_table(source, "data", plan["data"], {{"source", {Kind::kString}}, {"dir", {Kind::kString}}});
+    check_table(source, "data", plan["data"], {{"source", {Kind::kString}}, {"dir", {Kind::kString}}}, plan);
     const std::string src = plan["data"].value("source", "dir");
     if (src != "embedded" && src != "dir")
       fail(source, "data", fmt::format("source: \"{}\" is not embedded or dir", src));
@@ -193,22 +197,20 @@ void check_plan(const json& plan, const std::string& source) {
   check_table(source, "vocab", plan["vocab"],
               {{"file", {Kind::kString}},
                {"size", {Kind::kPositiveInt}},
-               {"corpora", {Kind::kNames}},
-               {"task_texts", {Kind::kBool}}});
-  if (plan["vocab"].contains("corpora"))
-    check_refs(source, "vocab", "corpora", plan["vocab"]["corpora"], plan, "corpora");
+               {"corpora", {Kind::kNames, false, "corpora"}},
+               {"task_texts", {Kind::kBool}}},
+              plan);
   if (!plan["vocab"].contains("file")) {
     if (!plan["vocab"].contains("size")) fail(source, "vocab", "needs a file, or a size to train one");
     if (!plan["vocab"].contains("corpora") && !plan["vocab"].value("task_texts", false)) {
       fail(source, "vocab", "needs the key \"corpora\" (or task_texts = true) to train a vocabulary");
     }
-    const std::string size_field = "size";
     const JobSchema& vs = job_schema("vocab");
-    vs.check_value(*vs.find(size_field), plan["vocab"]["size"], fmt::format("{}: plan: [vocab]", source));
+    vs.check_value(vs.at("size", source), plan["vocab"]["size"], fmt::format("{}: plan: [vocab]", source));
   }
   check_named_tables(source, "corpora", plan["corpora"], [&](const std::string& where, const json& c) {
     check_table(source, where, c,
-                {{"file", {Kind::kString, true}}, {"format", {Kind::kString}}, {"text_field", {Kind::kString}}});
+                {{"file", {Kind::kString, true}}, {"format", {Kind::kString}}, {"text_field", {Kind::kString}}}, plan);
     if (c.contains("format")) {
       const JobSchema& ps = job_schema("pretrain");
       ps.check_value(*ps.find("format"), c["format"], fmt::format("{}: plan: [{}]", source, where));
@@ -220,10 +222,13 @@ void check_plan(const json& plan, const std::string& source) {
                  {"test", {Kind::kString}},
                  {"classes", {Kind::kString}},
                  {"format", {Kind::kString, true}},
-                 {"finetune", {Kind::kTable}}});
+                 {"finetune", {Kind::kTable}}},
+                plan);
     const JobSchema& fs = job_schema("finetune");
     fs.check_value(*fs.find("format"), t["format"], fmt::format("{}: plan: [{}]", source, where));
-    if (t.contains("finetune")) check_job_keys(source, where + ".finetune", t["finetune"], "finetune", "finetune", {});
+    if (t.contains("finetune")) {
+      check_job_keys(source, where + ".finetune", t["finetune"], "finetune", "finetune", {}, plan);
+    }
   });
   check_named_tables(source, "architectures", plan["architectures"], [&](const std::string& where, const json& a) {
     const JobSchema& ps = job_schema("pretrain");
@@ -240,51 +245,41 @@ void check_plan(const json& plan, const std::string& source) {
     }
   });
   check_job_keys(source, "pretrain", plan["pretrain"], "pretrain", "pretrain",
-                 {{"corpus", {Kind::kString, true}}, {"sequences", {Kind::kPositiveInt, true}}});
-  check_refs(source, "pretrain", "corpus", plan["pretrain"]["corpus"], plan, "corpora");
+                 {{"corpus", {Kind::kString, true, "corpora"}}, {"sequences", {Kind::kPositiveInt, true}}}, plan);
   check_job_keys(source, "finetune", plan["finetune"], "finetune", "finetune",
-                 {{"lrs", {Kind::kPositiveNumbers, true}}, {"test_seed", {Kind::kPositiveInt, true}}});
+                 {{"lrs", {Kind::kPositiveNumbers, true}}, {"test_seed", {Kind::kPositiveInt, true}}}, plan);
+  const Key task{Kind::kString, true, "tasks"}, arch{Kind::kString, true, "architectures"};
   if (plan.contains("e1")) {
     const json parts = plan["e1"].is_array() ? plan["e1"] : json::array({plan["e1"]});
     if (parts.empty()) fail(source, "e1", "is empty");
     for (const auto& part : parts) {
-      check_table(source, "e1", part, {{"tasks", {Kind::kNames, true}}, {"architectures", {Kind::kNames, true}}});
-      check_refs(source, "e1", "tasks", part["tasks"], plan, "tasks");
-      check_refs(source, "e1", "architectures", part["architectures"], plan, "architectures");
+      check_table(source, "e1", part,
+                  {{"tasks", {Kind::kNames, true, "tasks"}}, {"architectures", {Kind::kNames, true, "architectures"}}},
+                  plan);
     }
   }
   if (plan.contains("e2")) {
-    const json& e = plan["e2"];
-    check_table(source, "e2", e,
-                {{"task", {Kind::kString, true}},
-                 {"architecture", {Kind::kString, true}},
-                 {"sequences", {Kind::kPositiveInts, true}}});
-    check_refs(source, "e2", "task", e["task"], plan, "tasks");
-    check_refs(source, "e2", "architecture", e["architecture"], plan, "architectures");
+    check_table(source, "e2", plan["e2"],
+                {{"task", task}, {"architecture", arch}, {"sequences", {Kind::kPositiveInts, true}}}, plan);
   }
   if (plan.contains("e3")) {
-    const json& e = plan["e3"];
-    check_table(source, "e3", e,
-                {{"task", {Kind::kString, true}},
-                 {"architecture", {Kind::kString, true}},
-                 {"corpora", {Kind::kNames, true}},
-                 {"sequences", {Kind::kPositiveInt, true}}});
-    check_refs(source, "e3", "task", e["task"], plan, "tasks");
-    check_refs(source, "e3", "architecture", e["architecture"], plan, "architectures");
-    check_refs(source, "e3", "corpora", e["corpora"], plan, "corpora");
+    check_table(source, "e3", plan["e3"],
+                {{"task", task},
+                 {"architecture", arch},
+                 {"corpora", {Kind::kNames, true, "corpora"}},
+                 {"sequences", {Kind::kPositiveInt, true}}},
+                plan);
   }
   if (plan.contains("e4")) {
     const json& e = plan["e4"];
     check_table(source, "e4", e,
-                {{"task", {Kind::kString, true}},
-                 {"member", {Kind::kString, true}},
-                 {"deep", {Kind::kString, true}},
+                {{"task", task},
+                 {"member", arch},
+                 {"deep", arch},
                  {"members", {Kind::kPositiveInt, true}},
                  {"latency_texts", {Kind::kPositiveInt}},
-                 {"latency_batch", {Kind::kPositiveInt}}});
-    check_refs(source, "e4", "task", e["task"], plan, "tasks");
-    check_refs(source, "e4", "member", e["member"], plan, "architectures");
-    check_refs(source, "e4", "deep", e["deep"], plan, "architectures");
+                 {"latency_batch", {Kind::kPositiveInt}}},
+                plan);
     if (e["members"].get<int64_t>() < 2) fail(source, "e4", "members must be at least 2");
     if (!plan["tasks"][e["task"].get<std::string>()].contains("test")) {
       fail(source, "e4", fmt::format("task {} needs a test file", e["task"].get<std::string>()));

@@ -16,6 +16,16 @@ namespace fs = std::filesystem;
 
 namespace {
 
+// TLM_FAULT_INJECT=kill-before-checkpoint-rename[:STEP], read only by tests: whether to die
+// between the last write of checkpoint `step` and its rename.
+bool fault_injected_at(int64_t step) {
+  const char* fault = std::getenv("TLM_FAULT_INJECT");
+  if (!fault) return false;
+  const std::string f = fault, name = "kill-before-checkpoint-rename";
+  if (f == name) return true;
+  return f.rfind(name + ":", 0) == 0 && f.substr(name.size() + 1) == std::to_string(step);
+}
+
 bool is_checkpoint_name(const std::string& name) {
   return name.size() == 14 && name.rfind("step-", 0) == 0 &&
          std::all_of(name.begin() + 5, name.end(), [](char c) { return c >= '0' && c <= '9'; });
@@ -65,10 +75,7 @@ void write_checkpoint(const std::string& run_dir, int64_t step, int keep,
   fs::remove_all(tmp);
   fs::create_directories(tmp);
   write(tmp.string());
-  if (const char* fault = std::getenv("TLM_FAULT_INJECT");
-      fault && std::strcmp(fault, "kill-before-checkpoint-rename") == 0) {
-    std::raise(SIGKILL);
-  }
+  if (fault_injected_at(step)) std::raise(SIGKILL);
   fs::remove_all(final_dir);
   fs::rename(tmp, final_dir);  // the checkpoint appears complete or not at all
   const auto all = complete_checkpoints(run_dir);

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <optional>
 
 #include "tlm/check.h"
 #include "tlm/toml_json.h"
@@ -127,7 +128,7 @@ std::map<std::string, JobSchema> make_schemas() {
       required(strings_field("corpus", "corpus file(s), plain or gzip (repeatable)")),
       string_field("format", "text", "corpus format", kCorpusFormats),
       string_field("text_field", "text", "JSON Lines text field"),
-      required(string_field("vocab", "", "vocab.txt")),
+      required(string_field("vocab", nullptr, "vocab.txt")),
       int_field("sequences", 0, 0, 9e18, "pre-training size in sequences (0: all)"),
       int_field("valid_sequences", -1, -1, 9e18,
                 "held-out sequences for the validation MLM loss (-1: 5%, at most 500)"),
@@ -144,9 +145,9 @@ std::map<std::string, JobSchema> make_schemas() {
                 }));
 
   std::vector<Field> fine = {
-      required(string_field("train", "", "training file")),
+      required(string_field("train", nullptr, "training file")),
       string_field("test", "", "test file (default: a per-label split of --train)"),
-      required(string_field("format", "", "labeled data format", kLabeledFormats)),
+      required(string_field("format", nullptr, "labeled data format", kLabeledFormats)),
       string_field("classes", "", "class names, one per line (csv; optional for agnews/dbpedia)"),
       string_field("text_field", "text", "unused for CSV formats"),
       int_field("per_label_train", 0, 0, 9e18, "training examples per label (0: all)"),
@@ -184,8 +185,8 @@ std::map<std::string, JobSchema> make_schemas() {
 
   std::vector<Field> ev = {
       required(strings_field("model", "fine-tuned run folder (repeat for a committee)")),
-      required(string_field("data", "", "labeled data file")),
-      required(string_field("format", "", "labeled data format", kLabeledFormats)),
+      required(string_field("data", nullptr, "labeled data file")),
+      required(string_field("format", nullptr, "labeled data format", kLabeledFormats)),
       string_field("classes", "", "class names (csv)"),
       int_field("per_label", 0, 0, 9e18, "evaluate on this many examples per label (0: all)"),
       bool_field("cap_per_label", "take what a short label has instead of failing"),
@@ -208,8 +209,8 @@ std::map<std::string, JobSchema> make_schemas() {
 
   std::vector<Field> lat = {
       required(strings_field("model", "fine-tuned run folder (repeat for a committee)")),
-      required(string_field("data", "", "labeled data file (its first --texts examples are timed)")),
-      required(string_field("format", "", "labeled data format", kLabeledFormats)),
+      required(string_field("data", nullptr, "labeled data file (its first --texts examples are timed)")),
+      required(string_field("format", nullptr, "labeled data format", kLabeledFormats)),
       string_field("classes", "", "class names (csv)"),
       int_field("texts", 200, 1, 1e9, "texts timed one at a time"),
       string_field("mode", "both", "committee members: sequential, concurrent or both",
@@ -224,8 +225,8 @@ std::map<std::string, JobSchema> make_schemas() {
                 {required(strings_field("corpus", "corpus file(s)")),
                  string_field("corpus_format", "text", "corpus format", kCorpusFormats),
                  string_field("text_field", "text", "JSON Lines text field of the corpus"),
-                 required(string_field("data", "", "labeled data file")),
-                 required(string_field("format", "", "labeled data format", kLabeledFormats)),
+                 required(string_field("data", nullptr, "labeled data file")),
+                 required(string_field("format", nullptr, "labeled data format", kLabeledFormats)),
                  string_field("classes", "", "class names (csv)"), string_field("vocab", "", "vocab.txt (or --model)"),
                  string_field("model", "", "a run folder whose vocabulary and tokenizer settings to use (or --vocab)"),
                  bool_field("cased", "keep case and accents (with --vocab; a --model run's own setting must match)"),
@@ -247,10 +248,10 @@ std::map<std::string, JobSchema> make_schemas() {
                  int_field("max_words", 4000000, 1000, 9e18, "distinct words held in memory"),
                  bool_field("cased", "keep case and accents"),
                  string_field("on_bad_row", "stop", "stop or skip (skipped rows are counted)", kOnBadRow),
-                 never(required(string_field("out", "", "vocab.txt to write")))}));
+                 never(required(string_field("out", nullptr, "vocab.txt to write")))}));
 
   put(JobSchema("data", {"data", "embedded"}, "build the embedded default corpora and tasks from Debian packages",
-                {never(required(string_field("out", "", "output folder"))),
+                {never(required(string_field("out", nullptr, "output folder"))),
                  int_field("seed", 1, 0, 9e18, "seed of the train/test splits and shuffles"),
                  float_field("test_share", 0.2, 0.01, 0.9, "share of each label held out as test"),
                  int_field("min_per_label", 100, 1, 1e9, "smaller fortune categories are left out")}));
@@ -383,53 +384,50 @@ json JobSchema::check_value(const Field& f, const json& v, const std::string& wh
   return v;
 }
 
+namespace {
+
+// The whole of `text` read by `parse` (std::stoll, std::stod), or nothing when any of it is left.
+template <typename Parse>
+std::optional<json> parse_whole(const std::string& text, Parse parse) {
+  size_t used = 0;
+  try {
+    json v = parse(text, &used);
+    if (used == text.size() && !text.empty()) return v;
+  } catch (const std::exception&) {
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
 json JobSchema::parse_value(const Field& f, const std::string& text, const std::string& where) const {
-  json v;
+  std::optional<json> v;
   switch (f.type) {
-    case FieldType::kInt: {
-      size_t used = 0;
-      try {
-        v = std::stoll(text, &used);
-      } catch (const std::exception&) {
-        used = 0;
-      }
-      if (used != text.size() || text.empty()) {
-        throw Error(fmt::format("{}: {} ({}): \"{}\" is not an integer", where, f.key, label(f.key), text));
-      }
+    case FieldType::kInt:
+      v = parse_whole(text, [](const std::string& t, size_t* used) { return std::stoll(t, used); });
       break;
-    }
-    case FieldType::kFloat: {
-      size_t used = 0;
-      try {
-        v = std::stod(text, &used);
-      } catch (const std::exception&) {
-        used = 0;
-      }
-      if (used != text.size() || text.empty()) {
-        throw Error(fmt::format("{}: {} ({}): \"{}\" is not a number", where, f.key, label(f.key), text));
-      }
+    case FieldType::kFloat:
+      v = parse_whole(text, [](const std::string& t, size_t* used) { return std::stod(t, used); });
       break;
-    }
     case FieldType::kBool:
-      if (text == "true" || text == "1") {
-        v = true;
-      } else if (text == "false" || text == "0") {
-        v = false;
-      } else {
-        throw Error(fmt::format("{}: {} ({}): \"{}\" is not true or false", where, f.key, label(f.key), text));
-      }
+      if (text == "true" || text == "1") v = true;
+      if (text == "false" || text == "0") v = false;
       break;
     case FieldType::kString:
     case FieldType::kStrings:
       v = text;
       break;
   }
-  return check_value(f, v, where);
+  if (!v)
+    throw Error(fmt::format("{}: {} ({}): \"{}\" is not {}", where, f.key, label(f.key), text, type_name(f.type)));
+  return check_value(f, *v, where);
 }
 
 void JobSchema::check(const json& config, const std::string& where) const {
   if (!config.is_object()) throw Error(fmt::format("{}: expected a table of keys", where));
-  for (const auto& [k, v] : config.items()) check_value(at(k, where), v, where);
+  for (const auto& [k, v] : config.items()) {
+    if (!v.is_null()) check_value(at(k, where), v, where);  // null: not set (required keys are below)
+  }
   for (const auto& f : fields_) {
     if (!f.required) continue;
     const json* v = config.contains(f.key) ? &config[f.key] : nullptr;

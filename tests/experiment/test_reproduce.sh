@@ -17,8 +17,19 @@ $py "$here/make_mini_data.py" data
 plan="$here/mini_plan.toml"
 run=(--preset "$plan" --data-dir data --jobs 2 --threads 2)
 
+# --- a runner whose trainers are killed between a checkpoint's last write and its rename (its
+# trainer_state.json is written, the folder not yet renamed): those runs fail, and the next call
+# continues them (a partial folder is never taken for a checkpoint, so nothing sticks)
+if TLM_FAULT_INJECT=kill-before-checkpoint-rename "$tlm" reproduce "${run[@]}" --out out >/dev/null 2>fault.txt; then
+  fail "the fault injection did not stop the runner's trainers"
+fi
+grep -q "FAILED pre-train" fault.txt || { tail -20 fault.txt; fail "no pre-training run was killed"; }
+compgen -G "out/runs/pretrain-*/checkpoints/step-*.tmp-*/trainer_state.json" >/dev/null ||
+  fail "the kill left no partial checkpoint to trip over"
+
 # --- a full run: every experiment, results equal to the runs' metrics, a report with 6 plots
 "$tlm" reproduce "${run[@]}" --out out >stdout.txt 2>stderr.txt || { tail -30 stderr.txt; fail "reproduce failed"; }
+grep -q "removed 1 partial checkpoint" out/runs/pretrain-*/log.txt || fail "partial checkpoints were not cleaned up"
 grep -q "^report: .*/out/report.html" stdout.txt || fail "no report path printed"
 for f in results.json report.md report.html plan.json; do [ -s "out/$f" ] || fail "out/$f missing"; done
 [ "$(ls out/plots/*.svg | wc -l)" -eq 6 ] || fail "expected 6 plots, got $(ls out/plots)"
