@@ -4,7 +4,6 @@
 #pragma once
 
 #include <memory>
-#include <optional>
 #include <string>
 #include <vector>
 
@@ -15,10 +14,9 @@
 
 namespace tlm {
 
-// Flags of an inference command that must agree with the runs (see check_tokenizer_flags).
+// Flags of an inference command. The runs' own case handling is always used.
 struct InferenceFlags {
-  std::optional<bool> cased;  // given: the runs must be cased (true) or uncased (false)
-  int max_len = 0;            // > 0: must equal the runs' sequence length
+  int max_len = 0;  // > 0: must equal the runs' sequence length (see check_tokenizer_flags)
   bool allow_nonfinite = false;
 };
 

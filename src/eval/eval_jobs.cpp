@@ -19,7 +19,6 @@ namespace {
 
 InferenceFlags inference_flags(const ResolvedConfig& rc) {
   InferenceFlags f;
-  if (rc.was_given("cased")) f.cased = rc.config.at("cased").get<bool>();
   f.max_len = rc.config.at("max_len");
   f.allow_nonfinite = rc.config.at("allow_nonfinite");
   return f;

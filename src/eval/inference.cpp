@@ -25,7 +25,7 @@ Committee::Committee(const std::vector<std::string>& dirs, const InferenceFlags&
     const BertConfig cfg = load_config(d);
     if (cfg.head != Head::kClassification) throw Error(d + ": not a classifier (fine-tune it first)");
     RunTokenizer rt = load_run_tokenizer(d);
-    check_tokenizer_flags(d, rt.options, flags.cased, flags.max_len);
+    check_tokenizer_flags(d, rt.options, std::nullopt, flags.max_len);
     if (!tokenizer_) {
       labels_ = cfg.labels;
       tokenizer_ = std::make_unique<Tokenizer>(std::move(rt.vocab), rt.options);

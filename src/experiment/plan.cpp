@@ -157,10 +157,20 @@ class Expander {
   // or <dir> itself for a run folder).
   int add_command(Job job, const std::string& key, const std::string& file) {
     const JobSchema& schema = job_schema(job.schema);
-    identify(job, schema.identity(job.config));
+    identify(job, schema.identity(resolved(schema, job.config, job.title)));
     job.config[key] = file.empty() ? job.dir : job.dir + "/" + file;
     schema.check(job.config, fmt::format("plan: {}", job.title));
     return out_.graph.add(std::move(job));
+  }
+
+  // A job's whole configuration: the schema's defaults under what the plan gives, each value
+  // checked. Names hash all of it (defaults included, so a changed default renames the runs it
+  // changes); the job file holds what the plan gives (the rest are defaults, and a key a job file
+  // names counts as given, e.g. architecture keys against an --init run).
+  static json resolved(const JobSchema& schema, const json& given, const std::string& title) {
+    ConfigResolver r(schema);
+    r.apply_json(given, fmt::format("plan: {}", title));
+    return r.partial().config;
   }
 
   void setup_data() {
@@ -458,7 +468,7 @@ class Expander {
       j.deps = all_deps;
       for (const auto& [k2, v] : data_config.items()) j.config[k2] = v;
       const JobSchema& schema = job_schema(j.schema);
-      identify(j, {schema.identity(j.config), groups});
+      identify(j, {schema.identity(resolved(schema, j.config, j.title)), groups});
       j.config[key] = j.dir + "/" + file;
       json example = j.config;  // checked now with placeholder models
       example["model"] = json::array();

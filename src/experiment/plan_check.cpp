@@ -246,6 +246,11 @@ void check_plan(const json& plan, const std::string& source) {
   });
   check_job_keys(source, "pretrain", plan["pretrain"], "pretrain", "pretrain",
                  {{"corpus", {Kind::kString, true, "corpora"}}, {"sequences", {Kind::kPositiveInt, true}}}, plan);
+  if (plan["pretrain"].value("cased", false) != plan["finetune"].value("cased", false)) {
+    fail(source, "finetune",
+         "cased must be the same as in [pretrain]: the scratch arm would read the text otherwise than the "
+         "pre-trained one");
+  }
   check_job_keys(source, "finetune", plan["finetune"], "finetune", "finetune",
                  {{"lrs", {Kind::kPositiveNumbers, true}}, {"test_seed", {Kind::kPositiveInt, true}}}, plan);
   const Key task{Kind::kString, true, "tasks"}, arch{Kind::kString, true, "architectures"};

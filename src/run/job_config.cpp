@@ -98,7 +98,6 @@ std::vector<Field> inference_fields() {
   std::vector<Field> f = {
       int_field("max_len", 0, 0, 8192, "tokens per sequence (0: the run's; another value must equal it)"),
       int_field("batch", 64, 1, 1 << 20, "sequences per forward pass"),
-      bool_field("cased", "assert the models are cased (they are loaded with their own tokenizer settings)"),
       never(bool_field("allow_nonfinite", "load weights holding NaN or infinity")),
   };
   add(f, threads_field());

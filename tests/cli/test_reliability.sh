@@ -241,12 +241,11 @@ assert any(abs(a[k] - b[k]) > 1e-4 for k in a), (a, b)
 PY
 e() { "$tlm" eval --model cft --data "$1" --format csv --classes cased-classes.txt | $py -c "import json,sys; print(json.load(sys.stdin)['committee']['loss'])"; }
 [ "$(e upper.csv)" != "$(e lower.csv)" ] || fail "eval read Apple and apple alike"
-expect_error "cft is cased, but --cased false was given" "$tlm" eval --model cft --data upper.csv --format csv \
-  --classes cased-classes.txt --set cased=false
-expect_error "cft is cased, but --cased false was given" "$tlm" bench latency --model cft --data upper.csv \
-  --format csv --classes cased-classes.txt --texts 2 --set cased=false
-expect_error "cft was trained on sequences of 16 tokens, but --max-len 64 was given" \
-  "$tlm" predict --model cft --input ab.txt --max-len 64
+for cmd in "predict --input ab.txt" "eval --data upper.csv --format csv --classes cased-classes.txt" \
+  "bench latency --data upper.csv --format csv --classes cased-classes.txt --texts 2"; do
+  expect_error "cft was trained on sequences of 16 tokens, but --max-len 64 was given" \
+    "$tlm" $cmd --model cft --max-len 64
+done
 "$tlm" bench latency --model cft --data upper.csv --format csv --classes cased-classes.txt --texts 2 --json lat.json \
   >/dev/null
 [ "$(json lat.json "d['max_len']")" = 16 ] || fail "bench latency did not use the run's sequence length"
