@@ -3,6 +3,7 @@
 // output file when one is named (atomically) and returns it.
 #pragma once
 
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -14,8 +15,10 @@ namespace tlm {
 // One model or a soft committee on labeled data: members, committee, majority vote, accuracy by
 // committee size.
 nlohmann::json run_eval_job(const ResolvedConfig& config);
-// One JSON object per text: the label, and with `probs` the probabilities by label name.
-std::vector<nlohmann::json> run_predict_job(const ResolvedConfig& config, const std::vector<std::string>& texts);
+// One JSON object per text: the label, and with `probs` the probabilities by label name. The texts
+// are read (read_texts) once the models have loaded.
+std::vector<nlohmann::json> run_predict_job(const ResolvedConfig& config,
+                                            const std::function<std::vector<std::string>()>& read_texts);
 // Inference latency of one model or a committee (latency.h).
 nlohmann::json run_latency_job(const ResolvedConfig& config);
 // Token and word overlap of corpora with a dataset (overlap.h).

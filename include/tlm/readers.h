@@ -26,6 +26,7 @@ Format parse_format(const std::string& name);  // throws listing the known names
 std::string format_name(Format f);
 
 enum class OnBadRow { kStop, kSkip };
+OnBadRow parse_on_bad_row(const std::string& name);  // "stop" or "skip"; throws otherwise
 
 struct ReaderOptions {
   Format format = Format::kText;

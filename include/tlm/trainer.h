@@ -70,8 +70,12 @@ struct TrainResult {
   nlohmann::json metrics;
 };
 
-// Runs the job in its folder (the caller holds the folder's lock). Throws on errors, after
-// marking the manifest "failed: <reason>".
+// Runs the job in its folder (the caller holds the folder's lock). Throws on errors; an error
+// after training has started marks the manifest "failed: <reason>" first.
 TrainResult train_model(const TrainJob& job);
+
+// The trainer_state.json of a checkpoint folder, checked: readable, of this version, written for a
+// run of `run_config`, with fields of the right types. Errors name the file.
+nlohmann::json read_trainer_state(const std::string& checkpoint_dir, const nlohmann::json& run_config);
 
 }  // namespace tlm

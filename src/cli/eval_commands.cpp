@@ -34,7 +34,8 @@ void add_eval_commands(CLI::App& app, int argc, char** argv, int* exit_code) {
                   [](const ResolvedConfig& c, const std::vector<std::string>&) { return print_json(run_eval_job(c)); });
   add_job_command(app, "predict", "predict", argc, argv, exit_code,
                   [](const ResolvedConfig& c, const std::vector<std::string>&) {
-                    for (const auto& line : run_predict_job(c, read_texts(c.config.at("input")))) {
+                    const std::string input = c.config.at("input");
+                    for (const auto& line : run_predict_job(c, [&] { return read_texts(input); })) {
                       fmt::print("{}\n", line.dump());
                     }
                     return 0;

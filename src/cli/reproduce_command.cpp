@@ -124,7 +124,12 @@ void add_reproduce_commands(CLI::App& app, int* exit_code) {
   rep->callback([dir] {
     const std::string path = (fs::path(*dir) / "results.json").string();
     TLM_CHECK(fs::exists(path), "{}: no results.json (run tlm reproduce first)", *dir);
-    experiment::write_report(read_json_file(path), *dir);
+    const json results = read_json_file(path);
+    try {
+      experiment::write_report(results, *dir);
+    } catch (const json::exception& e) {
+      throw Error(fmt::format("{}: not a results file tlm wrote ({})", path, e.what()));
+    }
     fmt::print("report: {}/report.html (and report.md)\n", *dir);
   });
 }

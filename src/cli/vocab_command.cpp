@@ -27,7 +27,7 @@ int run_vocab_train(const ResolvedConfig& rc) {
   ReaderOptions ro;
   ro.format = parse_format(c.at("format"));
   ro.text_field = c.at("text_field");
-  ro.on_bad_row = c.at("on_bad_row") == "skip" ? OnBadRow::kSkip : OnBadRow::kStop;
+  ro.on_bad_row = parse_on_bad_row(c.at("on_bad_row"));
   int64_t docs = 0, skipped = 0;
   for (const auto& path : corpora) {
     const ReadStats s = read_corpus(path, ro, [&](Example&& ex) { trainer.add_text(ex.text); });

@@ -24,8 +24,14 @@ FolderLock::FolderLock(const std::string& dir, const std::string& what) {
   const std::string path = lock_path(dir);
   fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (fd_ < 0) throw Error(fmt::format("{}: cannot open the {} lock: {}", path, what, std::strerror(errno)));
-  if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
-    const int err = errno;
+  int rc = -1, err = 0;
+  for (int attempt = 0; attempt < 20; ++attempt) {
+    rc = ::flock(fd_, LOCK_EX | LOCK_NB);
+    err = errno;
+    if (rc == 0 || err != EWOULDBLOCK) break;
+    ::usleep(10000);  // another process may only be probing the lock (is_held) at this moment
+  }
+  if (rc != 0) {
     ::close(fd_);
     fd_ = -1;
     if (err == EWOULDBLOCK) {

@@ -215,6 +215,12 @@ LabeledData read_fewrel(const std::string& path, const ReaderOptions& o) {
 
 }  // namespace
 
+OnBadRow parse_on_bad_row(const std::string& name) {
+  if (name == "stop") return OnBadRow::kStop;
+  if (name == "skip") return OnBadRow::kSkip;
+  throw Error(fmt::format("on_bad_row must be stop or skip, got \"{}\"", name));
+}
+
 const std::vector<std::string>& fewrel_markers() {
   static const std::vector<std::string> markers{"[unused0]", "[unused1]", "[unused2]", "[unused3]"};
   return markers;

@@ -26,14 +26,13 @@ std::vector<float> soft_committee(const std::vector<std::vector<float>>& member_
 std::vector<int32_t> majority_vote(const std::vector<std::vector<float>>& member_probs, int num_labels) {
   const std::vector<float> mean = soft_committee(member_probs);
   const size_t n = mean.size() / num_labels;
+  std::vector<std::vector<int32_t>> member_votes;
+  for (const auto& p : member_probs) member_votes.push_back(argmax_rows(p, num_labels));
   std::vector<int32_t> out(n);
   std::vector<int> votes(num_labels);
   for (size_t i = 0; i < n; ++i) {
     std::fill(votes.begin(), votes.end(), 0);
-    for (const auto& p : member_probs) {
-      const float* row = p.data() + i * num_labels;
-      ++votes[std::max_element(row, row + num_labels) - row];
-    }
+    for (const auto& v : member_votes) ++votes[v[i]];
     int best = 0;
     for (int c = 1; c < num_labels; ++c) {
       if (votes[c] > votes[best] ||

@@ -54,10 +54,11 @@ json run_eval_job(const ResolvedConfig& rc) {
   return out;
 }
 
-std::vector<json> run_predict_job(const ResolvedConfig& rc, const std::vector<std::string>& texts) {
+std::vector<json> run_predict_job(const ResolvedConfig& rc,
+                                  const std::function<std::vector<std::string>()>& read_texts) {
   const json& c = rc.config;
   const Committee committee(c.at("model").get<std::vector<std::string>>(), inference_flags(rc));
-  const SequenceSet set = committee.text_set(texts);
+  const SequenceSet set = committee.text_set(read_texts());
   std::vector<json> lines;
   if (set.size() == 0) return lines;
   const auto& names = committee.labels();
@@ -127,7 +128,7 @@ json run_overlap_job(const ResolvedConfig& rc) {
   }
   ReaderOptions corpus_options{.format = parse_format(c.at("corpus_format")),
                                .text_field = c.at("text_field"),
-                               .on_bad_row = c.at("on_bad_row") == "skip" ? OnBadRow::kSkip : OnBadRow::kStop};
+                               .on_bad_row = parse_on_bad_row(c.at("on_bad_row"))};
   ReaderOptions data_options{.format = format, .classes_path = c.at("classes")};
   json out =
       measure_overlap(c.at("corpus").get<std::vector<std::string>>(), corpus_options, c.at("data"), data_options, *tok);

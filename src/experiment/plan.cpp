@@ -322,6 +322,7 @@ class Expander {
     cfg["lr"] = lr;
     std::vector<int> deps = vocab_deps();
     if (init >= 0) {
+      check_against_pretraining(cfg, out_.graph.at(init), task_name);
       cfg["init"] = out_.graph.at(init).dir;
       deps.push_back(init);
     } else {
@@ -332,6 +333,29 @@ class Expander {
                        fmt::format("fine-tune {} {} on {} (seed {}, lr {})", init >= 0 ? "pre-trained" : "scratch",
                                    arch_name, task_name, seed, lr),
                        cfg, deps, {{"task", task_name}, {"arch", arch_name}, {"seed", seed}, {"lr", lr}});
+  }
+
+  // A fine-tune from a pre-trained run takes its architecture and case handling; what the plan
+  // gives the fine-tune must agree with them, as `tlm finetune --init` will check, so a
+  // contradiction is found now and not after all pre-training.
+  static void check_against_pretraining(const json& finetune_cfg, const Job& pre, const std::string& task_name) {
+    const json p = resolved(job_schema("pretrain"), pre.config, pre.title);
+    const json f = resolved(job_schema("finetune"), finetune_cfg, "fine-tuning on " + task_name);
+    auto ffn = [](const json& c) {
+      return c.at("ffn").get<int>() > 0 ? c.at("ffn").get<int>() : 4 * c.at("hidden").get<int>();
+    };
+    std::vector<std::string> keys = architecture_keys();
+    keys.push_back("cased");
+    for (const auto& key : keys) {
+      if (!finetune_cfg.contains(key)) continue;  // taken from the pre-trained run
+      const bool same = key == "ffn" ? ffn(f) == ffn(p) : f.at(key) == p.at(key);
+      if (!same) {
+        throw Error(
+            fmt::format("plan: fine-tuning on {}: {} = {} differs from the pre-training ({} = {}); set it "
+                        "in the architecture, or alike in [pretrain] and [finetune]",
+                        task_name, key, f.at(key).dump(), key, p.at(key).dump()));
+      }
+    }
   }
 
   // runs[lr][seed] for one arm; init_of(seed) gives the pre-trained run (or -1: scratch).

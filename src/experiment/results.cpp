@@ -326,9 +326,7 @@ json findings(const json& r) {
   return f;
 }
 
-}  // namespace
-
-json collect_results(const PlanRuns& runs, const json& plan, const std::string& out, const json& manifest) {
+json collect(const PlanRuns& runs, const json& plan, const std::string& out, const json& manifest) {
   Collector c(runs, out);
   json r = {{"format", "tlm-reproduce-results"}, {"version", 1}, {"plan", plan}, {"manifest", manifest}};
   r["seeds"] = runs.roles["seeds"];
@@ -362,6 +360,16 @@ json collect_results(const PlanRuns& runs, const json& plan, const std::string& 
   r["runs"] = list;
   r["totals"] = {{"runs", list.size()}, {"run_wall_seconds", wall}, {"training_flops", flops}};
   return r;
+}
+
+}  // namespace
+
+json collect_results(const PlanRuns& runs, const json& plan, const std::string& out, const json& manifest) {
+  try {
+    return collect(runs, plan, out, manifest);
+  } catch (const json::exception& e) {
+    throw Error(fmt::format("{}: a run's files are not what tlm wrote ({}); rerun that run", out, e.what()));
+  }
 }
 
 }  // namespace tlm::experiment

@@ -74,7 +74,13 @@ void write_checkpoint(const std::string& run_dir, int64_t step, int keep,
   const fs::path tmp = root / fmt::format("{}.tmp-{}", checkpoint_name(step), ::getpid());
   fs::remove_all(tmp);
   fs::create_directories(tmp);
-  write(tmp.string());
+  try {
+    write(tmp.string());
+  } catch (...) {  // e.g. a full disk: leave no partial folder behind
+    std::error_code ignored;
+    fs::remove_all(tmp, ignored);
+    throw;
+  }
   if (fault_injected_at(step)) std::raise(SIGKILL);
   fs::remove_all(final_dir);
   fs::rename(tmp, final_dir);  // the checkpoint appears complete or not at all

@@ -27,6 +27,14 @@ struct OpenedRun {
   std::unique_ptr<FolderLock> lock;
   StartMode start = StartMode::kFresh;
   bool finished = false;
+  bool created = false;  // the folder did not exist: a job refused before acting removes it again
+};
+
+// What identifies a run's work, compared when it is continued.
+struct RunIdentity {
+  json run_config;    // the schema's identity of the resolved configuration
+  std::string vocab;  // hash of the vocabulary
+  json data_hashes;   // input file -> content hash
 };
 
 // What differs between two configurations, key by key, for a message.
@@ -42,47 +50,91 @@ std::string config_differences(const json& run, const json& now) {
   return out;
 }
 
-OpenedRun open_run_folder(const std::string& out, ResumeMode mode, const json& run_config, const Vocab& vocab,
-                          const char* kind) {
+// Checks a run's manifest against the job that wants to continue it.
+void check_same_run(const std::string& out, const json& manifest, const RunIdentity& id, const char* kind) {
+  const std::string path = (fs::path(out) / "manifest.json").string();
+  try {
+    if (!manifest.contains("run_config")) {
+      throw Error(
+          fmt::format("{}: no run configuration (made by an older tlm?); start the run in another folder", path));
+    }
+    if (manifest["run_config"] != id.run_config) {
+      throw Error(
+          fmt::format("{}: --resume of a run made with another configuration (compare `tlm {} "
+                      "--dump-config` with {}):{}",
+                      out, kind, path, config_differences(manifest["run_config"], id.run_config)));
+    }
+    if (manifest.at("vocab_hash").get<std::string>() != id.vocab) {
+      throw Error(fmt::format("{}: the run was trained with another vocabulary (hash {}, given {})", out,
+                              manifest["vocab_hash"].get<std::string>(), id.vocab));
+    }
+    for (const auto& [file, hash] : id.data_hashes.items()) {
+      const json& was = manifest.at("data");
+      if (was.contains(file) && was[file] != hash) {
+        throw Error(
+            fmt::format("{}: {} has changed since the run started (hash {}, now {}); a run continues on "
+                        "the data it began with",
+                        out, file, was[file].get<std::string>(), hash.get<std::string>()));
+      }
+    }
+  } catch (const json::exception& e) {
+    throw Error(fmt::format("{}: not what tlm wrote: {}", path, e.what()));
+  }
+}
+
+OpenedRun open_run_folder(const std::string& out, ResumeMode mode, const RunIdentity& id, const char* kind) {
   if (mode == ResumeMode::kExplicit && !(fs::is_directory(out) && holds_run(out))) {
     throw Error(fmt::format("--resume {}: there is no run to continue there (no manifest, checkpoint or model)", out));
   }
-  fs::create_directories(out);
   OpenedRun opened;
+  opened.created = !fs::exists(out);
+  fs::create_directories(out);
   opened.lock = std::make_unique<FolderLock>(out, "run folder");
   if (!holds_run(out)) {
     TLM_CHECK(mode != ResumeMode::kExplicit, "--resume {}: there is no run to continue there", out);
     return opened;
   }
+  const json manifest = read_manifest(out);
+  const std::string status = manifest.is_object() ? manifest.value("status", std::string()) : std::string();
+  const std::string checkpoint = latest_checkpoint(out);
+  if (status.rfind("failed", 0) == 0 && checkpoint.empty() && !fs::exists(fs::path(out) / "model.safetensors")) {
+    fmt::print(stderr, "{}: the run {} before its first checkpoint; starting it anew\n", out, status);
+    return opened;
+  }
   if (mode == ResumeMode::kNone) {
     throw Error(fmt::format("{} already holds a run; continue it with --resume {} or choose another --out", out, out));
   }
-  const json manifest = read_manifest(out);
-  if (manifest.is_null() || !manifest.contains("run_config")) {
+  if (manifest.is_null())
     throw Error(
-        fmt::format("{}: the run has no manifest.json with its configuration (made by an older tlm?); "
-                    "start it again in another folder",
+        fmt::format("{}: a run without manifest.json cannot be checked; start it "
+                    "in another folder",
                     out));
-  }
-  if (manifest["run_config"] != run_config) {
-    throw Error(
-        fmt::format("{}: --resume of a run made with another configuration (compare `tlm {} "
-                    "--dump-config` with {}/manifest.json):{}",
-                    out, kind, out, config_differences(manifest["run_config"], run_config)));
-  }
-  if (manifest.value("vocab_hash", "") != hex16(vocab.hash())) {
-    throw Error(fmt::format("{}: the run was trained with another vocabulary (hash {}, given {})", out,
-                            manifest.value("vocab_hash", "none"), hex16(vocab.hash())));
-  }
+  check_same_run(out, manifest, id, kind);
   const bool complete = fs::exists(fs::path(out) / "metrics.json") && fs::exists(fs::path(out) / "model.safetensors");
-  if (manifest.value("status", "") == "finished" && complete) {
+  if (status == "finished" && complete) {
     opened.finished = true;
-  } else if (!latest_checkpoint(out).empty()) {
+  } else if (!checkpoint.empty()) {
+    read_trainer_state(checkpoint, id.run_config);  // readable, of this version, for this run
     opened.start = StartMode::kResume;
   } else {
     fmt::print(stderr, "{}: the run stopped before its first checkpoint; starting it again\n", out);
   }
   return opened;
+}
+
+// Runs `prepare` (the data checks that need the locked folder); if it refuses the job, a folder
+// this job made is removed again, so a refused job leaves no trace.
+template <typename Prepare>
+void prepare_or_clean_up(const std::string& out, OpenedRun& opened, Prepare prepare) {
+  try {
+    prepare();
+  } catch (...) {
+    if (opened.created) {
+      std::error_code ignored;
+      fs::remove_all(out, ignored);
+    }
+    throw;
+  }
 }
 
 ResumeMode resume_mode(json& c) {
@@ -99,8 +151,6 @@ ResumeMode resume_mode(json& c) {
 
 // The configuration that identifies a run's work (compared when it is continued).
 json run_identity(const std::string& kind, const json& c) { return job_schema(kind).identity(c); }
-
-OnBadRow on_bad_row(const json& c) { return c.at("on_bad_row") == "skip" ? OnBadRow::kSkip : OnBadRow::kStop; }
 
 std::string cache_dir(const json& c) {
   const std::string d = c.at("cache_dir");
@@ -172,6 +222,61 @@ JobRun train_in_folder(TrainJob& job, const OpenedRun& opened, const TokenizerOp
   return r;
 }
 
+// Pre-training data: the corpus tokenized (through the cache), split into training and
+// validation sequences.
+void prepare_pretraining(const json& c, const std::vector<std::string>& corpora, const Vocab& vocab,
+                         const TokenizerOptions& tok_options, Format format, TrainJob& job) {
+  const Tokenizer tok(vocab, tok_options);
+  CorpusSequencesOptions co;
+  co.reader.format = format;
+  co.reader.text_field = c.at("text_field");
+  co.reader.on_bad_row = parse_on_bad_row(c.at("on_bad_row"));
+  co.max_len = c.at("max_len");
+  co.mode = c.at("seq_mode") == "first" ? SequenceMode::kFirst : SequenceMode::kChunk;
+  co.cache_dir = cache_dir(c);
+  const CorpusSequences all = corpus_sequences(corpora, tok, co);
+  report_skips(all.stats, "corpus");
+  TLM_CHECK(all.set.size() > 1, "the corpus gave {} sequences: nothing to pre-train on", all.set.size());
+  PretrainSplit split = split_pretraining(all.set, c.at("sequences"), c.at("valid_sequences"), c.at("seed"));
+  job.train = std::move(split.train);
+  job.valid = std::move(split.valid);
+}
+
+// Fine-tuning data: the labeled files tokenized (through the cache), the run's samples drawn.
+void prepare_finetuning(const json& c, const Vocab& vocab, const TokenizerOptions& tok_options, Format format,
+                        TrainJob& job) {
+  const std::string train_path = c.at("train"), test_path = c.at("test");
+  ReaderOptions ro;
+  ro.format = format;
+  ro.classes_path = c.at("classes");
+  ro.text_field = c.at("text_field");
+  ro.on_bad_row = parse_on_bad_row(c.at("on_bad_row"));
+  const Tokenizer tok(vocab, tok_options);
+  const int max_len = c.at("max_len");
+  const CorpusSequences train_all = labeled_sequences(train_path, tok, ro, max_len, cache_dir(c));
+  report_skips(train_all.stats, train_path);
+  CorpusSequences test_all;
+  if (!test_path.empty()) {
+    test_all = labeled_sequences(test_path, tok, ro, max_len, cache_dir(c));
+    report_skips(test_all.stats, test_path);
+    TLM_CHECK(test_all.set.label_names == train_all.set.label_names, "{} and {} have different label sets", train_path,
+              test_path);
+  }
+  LabeledSampleOptions so;
+  so.per_label_train = c.at("per_label_train");
+  so.per_label_test = c.at("per_label_test");
+  so.per_label_valid = c.at("valid_per_label");
+  so.cap = c.at("cap_per_label");
+  so.seeds = sample_seeds(c);
+  LabeledSample sample = draw_labeled_sample(train_all.set, test_path.empty() ? nullptr : &test_all.set, so);
+  for (const auto& note : sample.capped) fmt::print(stderr, "capped: {}\n", note);
+  TLM_CHECK(sample.train.size() > 0, "the training set is empty after sampling");
+  job.train = std::move(sample.train);
+  job.valid = std::move(sample.valid);
+  job.test = std::move(sample.test);
+  job.notes = {{"capped", sample.capped}};
+}
+
 }  // namespace
 
 JobRun run_pretrain_job(const ResolvedConfig& rc, const std::vector<std::string>& command_line) {
@@ -186,31 +291,17 @@ JobRun run_pretrain_job(const ResolvedConfig& rc, const std::vector<std::string>
   TrainJob job;
   job.model = model_config(c, vocab);
   job.run_config = run_identity("pretrain", c);
-  const OpenedRun opened = open_run_folder(out, mode, job.run_config, vocab, "pretrain");
+  for (const auto& p : corpora) job.data_hashes[p] = hex16(hash_file(p));
+  OpenedRun opened = open_run_folder(out, mode, {job.run_config, hex16(vocab.hash()), job.data_hashes}, "pretrain");
   if (opened.finished) return finished_run(out);
-
-  const Tokenizer tok(vocab, tok_options);
-  CorpusSequencesOptions co;
-  co.reader.format = format;
-  co.reader.text_field = c.at("text_field");
-  co.reader.on_bad_row = on_bad_row(c);
-  co.max_len = c.at("max_len");
-  co.mode = c.at("seq_mode") == "first" ? SequenceMode::kFirst : SequenceMode::kChunk;
-  co.cache_dir = cache_dir(c);
-  const CorpusSequences all = corpus_sequences(corpora, tok, co);
-  report_skips(all.stats, "corpus");
-  TLM_CHECK(all.set.size() > 1, "the corpus gave {} sequences: nothing to pre-train on", all.set.size());
-  PretrainSplit split = split_pretraining(all.set, c.at("sequences"), c.at("valid_sequences"), c.at("seed"));
-  job.train = std::move(split.train);
-  job.valid = std::move(split.valid);
+  prepare_or_clean_up(out, opened, [&] { prepare_pretraining(c, corpora, vocab, tok_options, format, job); });
+  fmt::print(stderr, "pretrain: {} sequences ({} tokens), {} for validation; model {} x {}\n", job.train.size(),
+             job.train.num_tokens(), job.valid.size(), job.model.num_hidden_layers, job.model.hidden_size);
   job.vocab = &vocab;
   job.options = train_options(c);
   job.options.masking.mask_prob = c.at("mask_prob");
   job.out_dir = out;
   job.command_line = command_line;
-  for (const auto& p : corpora) job.data_hashes[p] = hex16(hash_file(p));
-  fmt::print(stderr, "pretrain: {} sequences ({} tokens), {} for validation; model {} x {}\n", job.train.size(),
-             job.train.num_tokens(), job.valid.size(), job.model.num_hidden_layers, job.model.hidden_size);
   return train_in_folder(job, opened, tok_options);
 }
 
@@ -218,9 +309,10 @@ JobRun run_finetune_job(const ResolvedConfig& rc, const std::vector<std::string>
   json c = rc.config;
   const ResumeMode mode = resume_mode(c);
   const std::string out = c.at("out"), init = c.at("init");
-  const std::string train_path = c.at("train"), test_path = c.at("test");
+  const std::string train_path = c.at("train"), test_path = c.at("test"), classes = c.at("classes");
   TLM_CHECK(fs::is_regular_file(train_path), "{}: no such training file", train_path);
   TLM_CHECK(test_path.empty() || fs::is_regular_file(test_path), "{}: no such test file", test_path);
+  TLM_CHECK(classes.empty() || fs::is_regular_file(classes), "{}: no such classes file", classes);
   const Format format = parse_format(c.at("format"));
 
   // The vocabulary: the --init run's (checked against its manifest), or --vocab (which with
@@ -265,47 +357,30 @@ JobRun run_finetune_job(const ResolvedConfig& rc, const std::vector<std::string>
     vocab = std::make_unique<Vocab>(Vocab::load(c.at("vocab")));
     model = model_config(c, *vocab);
   }
-  const TokenizerOptions tok_options = run_tokenizer_options(c.at("cased"), c.at("max_len"), format);
+  const int max_len = c.at("max_len");
+  if (!init.empty()) {
+    // The --init encoder must load (shapes, finite values) before anything is written.
+    TLM_CHECK(max_len <= model.max_position_embeddings, "--max-len {} exceeds the {} positions of the --init run {}",
+              max_len, model.max_position_embeddings, init);
+    BertModel probe(model, ModelLimits{1, 1, 1, 1});
+    load_model_weights(probe, init, {LoadMode::kEncoderOnly, c.at("allow_nonfinite").get<bool>()});
+  }
+  const TokenizerOptions tok_options = run_tokenizer_options(c.at("cased"), max_len, format);
   for (const auto& t : tok_options.added_tokens) {
     TLM_CHECK(vocab->find(t) >= 0, "the vocabulary has no {} token, which {} data needs", t, format_name(format));
   }
   TrainJob job;
   job.run_config = run_identity("finetune", c);
-  const OpenedRun opened = open_run_folder(out, mode, job.run_config, *vocab, "finetune");
-  if (opened.finished) return finished_run(out);
-
-  ReaderOptions ro;
-  ro.format = format;
-  ro.classes_path = c.at("classes");
-  ro.text_field = c.at("text_field");
-  ro.on_bad_row = on_bad_row(c);
-  const Tokenizer tok(*vocab, tok_options);
-  const int max_len = c.at("max_len");
-  const CorpusSequences train_all = labeled_sequences(train_path, tok, ro, max_len, cache_dir(c));
-  report_skips(train_all.stats, train_path);
-  CorpusSequences test_all;
-  if (!test_path.empty()) {
-    test_all = labeled_sequences(test_path, tok, ro, max_len, cache_dir(c));
-    report_skips(test_all.stats, test_path);
-    TLM_CHECK(test_all.set.label_names == train_all.set.label_names, "{} and {} have different label sets", train_path,
-              test_path);
+  for (const std::string key : {"train", "test", "classes"}) {
+    const std::string path = c.at(key);
+    if (!path.empty()) job.data_hashes[path] = hex16(hash_file(path));
   }
-  LabeledSampleOptions so;
-  so.per_label_train = c.at("per_label_train");
-  so.per_label_test = c.at("per_label_test");
-  so.per_label_valid = c.at("valid_per_label");
-  so.cap = c.at("cap_per_label");
-  so.seeds = sample_seeds(c);
-  LabeledSample sample = draw_labeled_sample(train_all.set, test_path.empty() ? nullptr : &test_all.set, so);
-  for (const auto& note : sample.capped) fmt::print(stderr, "capped: {}\n", note);
-  TLM_CHECK(sample.train.size() > 0, "the training set is empty after sampling");
+  OpenedRun opened = open_run_folder(out, mode, {job.run_config, hex16(vocab->hash()), job.data_hashes}, "finetune");
+  if (opened.finished) return finished_run(out);
+  prepare_or_clean_up(out, opened, [&] { prepare_finetuning(c, *vocab, tok_options, format, job); });
   model.head = Head::kClassification;
-  model.labels = sample.train.label_names;
+  model.labels = job.train.label_names;
   model.hidden_dropout_prob = model.attention_probs_dropout_prob = c.at("dropout");
-  model.max_position_embeddings = std::max(model.max_position_embeddings, max_len);
-  job.train = std::move(sample.train);
-  job.valid = std::move(sample.valid);
-  job.test = std::move(sample.test);
   job.model = model;
   job.vocab = vocab.get();
   job.init_dir = init;
@@ -313,9 +388,6 @@ JobRun run_finetune_job(const ResolvedConfig& rc, const std::vector<std::string>
   job.options = train_options(c);
   job.out_dir = out;
   job.command_line = command_line;
-  job.notes = {{"capped", sample.capped}};
-  job.data_hashes[train_path] = hex16(hash_file(train_path));
-  if (!test_path.empty()) job.data_hashes[test_path] = hex16(hash_file(test_path));
   fmt::print(stderr, "finetune: {} train, {} validation, {} test examples, {} labels, {}\n", job.train.size(),
              job.valid.size(), job.test.size(), model.num_labels(), init.empty() ? "from scratch" : "from " + init);
   return train_in_folder(job, opened, tok_options);

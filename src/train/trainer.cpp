@@ -99,8 +99,8 @@ class Training {
   Training(const TrainJob& job) : job_(job), loop_(job), files_(job), mlm_(job.model.head == Head::kMaskedLM) {}
 
   TrainResult run() {
+    start();  // an error here (a checkpoint that does not load) leaves the run's files as they were
     try {
-      start();
       return train();
     } catch (const std::exception& e) {
       try {
@@ -118,12 +118,7 @@ class Training {
     if (job_.start == StartMode::kResume) {
       const std::string ckpt = latest_checkpoint(job_.out_dir);
       TLM_CHECK(!ckpt.empty(), "{}: no checkpoint to resume from", job_.out_dir);
-      const json st = read_json_file(ckpt + "/trainer_state.json");
-      if (st.value("version", 0) != kTrainerStateVersion) {
-        throw Error(fmt::format("{}: trainer state version {} is not supported (this tlm writes {})", ckpt,
-                                st.value("version", 0), kTrainerStateVersion));
-      }
-      TLM_CHECK(st.at("run_config") == job_.run_config, "{}: the checkpoint belongs to another configuration", ckpt);
+      const json st = read_trainer_state(ckpt, job_.run_config);
       loop_.load(ckpt, st.at("step"));
       state_.history = st.at("history");
       state_.best = st.at("best");
@@ -226,7 +221,9 @@ class Training {
                     {"tokens_per_s", tok_s}});
       }
       progress.show(s.epoch, step, last, s.loss, s.lr, tok_s, log_now);
-      if (step % per_epoch == 0) evaluate(s.epoch);
+      // Every epoch ends with an evaluation, and so does the run (also mid-epoch, at max_steps),
+      // before the checkpoint of that step, so a run resumed there has it already.
+      if (step % per_epoch == 0 || step == last) evaluate(s.epoch);
       const bool stop = signals.received() != 0;
       const bool periodic = job_.options.checkpoint_every > 0 && step % job_.options.checkpoint_every == 0;
       if (stop || periodic || step == last) save_checkpoint();
@@ -240,12 +237,7 @@ class Training {
       }
     }
     progress.done();
-    // Every run ends with an evaluation of its final weights: the last epoch's, unless the run
-    // stopped mid-epoch (max_steps). A run resumed at its end has it in its history already.
     const int64_t step = loop_.step();
-    if (state_.history.empty() || state_.history.back().at("step").get<int64_t>() != step) {
-      evaluate(loop_.epoch_of(step - 1));
-    }
     const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start_).count();
     json metrics = {{"steps", step},
                     {"epochs", job_.options.epochs},
@@ -280,5 +272,26 @@ class Training {
 }  // namespace
 
 TrainResult train_model(const TrainJob& job) { return Training(job).run(); }
+
+json read_trainer_state(const std::string& checkpoint_dir, const json& run_config) {
+  const std::string path = (fs::path(checkpoint_dir) / "trainer_state.json").string();
+  const json st = read_json_file(path);
+  try {
+    if (st.at("version").get<int>() != kTrainerStateVersion) {
+      throw Error(fmt::format("{}: trainer state version {} is not supported (this tlm reads {})", path,
+                              st.at("version").get<int>(), kTrainerStateVersion));
+    }
+    if (st.at("run_config") != run_config) throw Error(path + ": the checkpoint belongs to another configuration");
+    const bool typed = st.at("step").is_number_integer() && st.at("step").get<int64_t>() >= 0 &&
+                       st.at("history").is_array() && (st.at("best").is_null() || st.at("best").is_object()) &&
+                       st.at("totals").at("tokens").is_number_integer() && st.at("totals").at("flops").is_number() &&
+                       st.at("totals").at("wall_seconds").is_number() && st.at("last_eval").is_object() &&
+                       st.at("last_loss").is_number();
+    if (!typed) throw Error(path + ": a field has the wrong type (the file was not written by this tlm)");
+  } catch (const json::exception& e) {
+    throw Error(fmt::format("{}: not what tlm wrote: {}", path, e.what()));
+  }
+  return st;
+}
 
 }  // namespace tlm

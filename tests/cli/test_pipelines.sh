@@ -139,8 +139,9 @@ res=(--corpus corpus.txt --vocab vocab.txt "${model[@]}" "${common[@]}" --sequen
 "$tlm" pretrain "${res[@]}" --out straight >/dev/null 2>&1
 "$tlm" pretrain "${res[@]}" --out killed >/dev/null 2>&1 &
 pid=$!
-complete_checkpoint() {  # a renamed checkpoint folder, not one still being written (.tmp-PID)
-  find "$1/checkpoints" -maxdepth 2 -name trainer_state.json -path '*/step-*' -not -path '*.tmp-*' 2>/dev/null | grep -q .
+complete_checkpoint() {  # the library's rule (src/run/checkpoint.cpp): step-NNNNNNNNN holding trainer_state.json
+  find "$1/checkpoints" -maxdepth 2 -regextype posix-extended -regex '.*/step-[0-9]{9}/trainer_state.json' \
+    2>/dev/null | grep -q .
 }
 for _ in $(seq 1 600); do
   if complete_checkpoint killed; then break; fi

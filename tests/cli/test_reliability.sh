@@ -98,6 +98,10 @@ echo "identity checks: ok"
 
 # --- bad values and bad files are clear errors, never a crash or a silent success
 expect_error "leaves nothing to pre-train on" "$tlm" pretrain "${P[@]}" --vocab vocab.txt --valid-sequences 5000 --out v
+[ ! -e v ] || fail "a refused pretrain left its new folder behind: $(ls -A v)"
+expect_error "--max-len 600 exceeds the 512 positions of the --init run r" \
+  "$tlm" finetune "${T[@]}" --init r --max-len 600 --out ml
+[ ! -e ml ] || fail "a refused fine-tune left its new folder behind"
 printf 'animals\nfood\nanimals\nweather\n' >dup.txt
 expect_error "dup.txt:3: class \"animals\" is listed twice (first on line 1)" \
   "$tlm" finetune "${T[@]/data\/task\/classes.txt/dup.txt}" --scratch --vocab vocab.txt --out d
@@ -130,6 +134,8 @@ expect_error "the corpus has no words" "$tlm" overlap --corpus empty.txt --data 
 echo '{"version": 2, "step"' >truncated.json
 mkdir -p rep && cp truncated.json rep/results.json
 expect_error "rep/results.json: not valid JSON" "$tlm" report rep
+echo '{}' >rep/results.json
+expect_error "rep/results.json: not a results file tlm wrote" "$tlm" report rep
 echo "bad values and files: ok"
 
 # --- non-finite values: training stops with the last finite state kept; NaN weights are refused
@@ -147,6 +153,18 @@ PY
 mkdir nanft && cp ft/config.json ft/vocab.txt ft/tokenizer_config.json ft/manifest.json nanft/
 mv nanft.safetensors nanft/model.safetensors
 expect_error 'tensor "classifier.bias" holds a non-finite value' "$tlm" predict --model nanft --input texts.txt
+$py - <<PY
+import sys
+sys.path.insert(0, "$root/ref")
+import st
+t, meta = st.load("r/model.safetensors")
+t["bert.embeddings.word_embeddings.weight"][5, 0] = float("inf")
+st.save("naninit.safetensors", t, meta)
+PY
+mkdir naninit && cp r/config.json r/vocab.txt r/tokenizer_config.json r/manifest.json naninit/
+mv naninit.safetensors naninit/model.safetensors
+expect_error 'holds a non-finite value' "$tlm" finetune "${T[@]}" --init naninit --out fromnan
+[ ! -e fromnan ] || fail "a fine-tune from a non-finite model started"
 "$tlm" predict --model nanft --input texts.txt --allow-nonfinite >/dev/null || fail "--allow-nonfinite"
 echo "non-finite values: ok"
 
@@ -162,6 +180,14 @@ json.dump(m, open('ft/manifest.json', 'w'))"
 "$tlm" finetune "${T[@]}" --init r --resume ft >/dev/null 2>&1 || fail "resuming at the final checkpoint failed"
 [ "$(json ft/metrics.json "len(d['history'])")" = 3 ] || fail "the history repeats an epoch: $(json ft/metrics.json "[h['epoch'] for h in d['history']]")"
 [ "$(grep -c test_accuracy ft/log.jsonl)" = 3 ] || fail "log.jsonl repeats an epoch"
+# The same for a run that ends mid-epoch (--max-steps): its final evaluation is logged once.
+"$tlm" pretrain "${P[@]}" --vocab vocab.txt --epochs 3 --max-steps 30 --out mid >/dev/null 2>&1
+rm mid/metrics.json mid/model.safetensors
+$py -c "
+import json; m = json.load(open('mid/manifest.json')); m['status'] = 'running'
+json.dump(m, open('mid/manifest.json', 'w'))"
+"$tlm" pretrain "${P[@]}" --vocab vocab.txt --epochs 3 --max-steps 30 --resume mid >/dev/null 2>&1 || fail "resume at max-steps"
+[ "$(grep -c valid_mlm_loss mid/log.jsonl)" = 2 ] || fail "the final evaluation is logged twice: $(grep -c valid_mlm_loss mid/log.jsonl)"
 echo "finished runs: ok"
 
 # --- killed between a checkpoint's last write and its rename: the partial folder is never taken
@@ -186,6 +212,22 @@ import json
 rows = [json.loads(l) for l in open('window/log.jsonl')]
 print('%.4f' % [r['loss'] for r in rows if r.get('step') == 5 and 'loss' in r][0])")
 [ "$first" = "$logged" ] || fail "console loss after resume $first, log $logged"
+# A run continues on the data it began with: a changed corpus, or a damaged trainer state, is
+# refused before anything of the run is touched.
+cp data/corpora/near.txt moving.txt
+M=("${R[@]/data\/corpora\/near.txt/moving.txt}")
+set +e
+TLM_FAULT_INJECT=kill-before-checkpoint-rename:8 "$tlm" pretrain "${M[@]}" --out moved >/dev/null 2>&1
+set -e
+echo "the cat and the dog" >>moving.txt
+snapshot moved >moved.snap
+expect_error "moving.txt has changed since the run started" "$tlm" pretrain "${M[@]}" --resume moved
+same_files moved moved.snap "a refused resume on changed data"
+cp data/corpora/near.txt moving.txt
+sed -i 's/"step": 4,/"step": "four",/' moved/checkpoints/step-000000004/trainer_state.json
+snapshot moved >moved.snap
+expect_error "step-000000004/trainer_state.json: a field has the wrong type" "$tlm" pretrain "${M[@]}" --resume moved
+same_files moved moved.snap "a refused resume from a damaged trainer state"
 # The same kill at the first checkpoint: nothing to resume from, the run starts again.
 set +e
 TLM_FAULT_INJECT=kill-before-checkpoint-rename:4 "$tlm" pretrain "${R[@]}" --out window1 >/dev/null 2>&1

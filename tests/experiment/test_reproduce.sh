@@ -107,6 +107,9 @@ bad_plan 'layers (--layers): expected an integer, got 1.5' -e '0,/^layers = 1$/s
 bad_plan 'lr (--lr): -0.001 is out of range (must be >= 0)' -e 's/^lr = 3e-3$/lr = -1e-3/'
 bad_plan '--hidden 32 is not a multiple of --heads 3' -e '0,/^heads = 2$/s//heads = 3/'
 bad_plan '[pretrain] seed is set by the plan for each run' -e 's/^\[pretrain\]$/[pretrain]\nseed = 4/'
+bad_plan 'ffn = 64 differs from the pre-training (ffn = 0)' -e 's/^\[finetune\]$/[finetune]\nffn = 64/'
+bad_plan 'cased = true differs from the pre-training (cased = false)' \
+  -e 's/^format = "csv"$/format = "csv"\nfinetune = { cased = true }/'
 printf 'seeds = [\n' > bad3.toml
 expect_error "bad3.toml:" "$tlm" reproduce --preset bad3.toml --data-dir data --out bad
 expect_error "neither a preset" "$tlm" reproduce --preset no-such-plan --out bad
