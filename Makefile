@@ -20,7 +20,7 @@ test: build
 	@scripts/fuzz.sh 15
 	@cd $(BUILD) && ctest --output-on-failure -j 1 -L unit
 
-# The paper's four findings reproduced on the embedded Debian data (about 15 minutes on 2 cores),
+# The paper's four findings reproduced on the embedded Debian data (15-25 minutes on 2 cores, by machine),
 # ending with the path of the report. Rerunning skips what has finished; Ctrl-C stops cleanly and
 # the next `make demo` continues.
 DEMO_OUT ?= demo

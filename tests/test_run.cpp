@@ -99,6 +99,18 @@ TEST_F(JobConfig, JobFilesRoundTripThroughToml) {
   r.apply_file(path("job.toml"));
   EXPECT_EQ(r.result().config, c);
   EXPECT_EQ(read_file(path("job.toml")).rfind("# a job\n# from a test\n", 0), 0u);
+  // With the schema, the keys not given follow as comments with their defaults, and stay not given.
+  const json given = {{"train", "t.csv"}, {"format", "csv"},     {"scratch", true},
+                      {"vocab", "v.txt"}, {"per_label_test", 3}, {"out", "o"}};
+  write_file_atomic(path("given.toml"), config_to_toml(given, "given", &s));
+  const std::string text = read_file(path("given.toml"));
+  EXPECT_NE(text.find("\n# epochs = 3\n"), std::string::npos) << text;
+  EXPECT_EQ(text.find("# train ="), std::string::npos) << "a given key is not repeated as a default";
+  ConfigResolver g(s);
+  g.apply_file(path("given.toml"));
+  const ResolvedConfig back = g.result();
+  EXPECT_FALSE(back.was_given("epochs"));
+  EXPECT_EQ(back.config["epochs"], 3);
 }
 
 // ---- the data rules of a run
@@ -200,6 +212,9 @@ TEST_F(RunFolder, OnlyRenamedCheckpointsWithTrainerStateCount) {
   EXPECT_EQ(latest_checkpoint(run), (dir_ / "checkpoints" / "step-000000004").string());
   EXPECT_EQ(remove_partial_checkpoints(run), 3);
   EXPECT_EQ(complete_checkpoints(run).size(), 1u);
+  // A write that fails (a full disk) leaves no partial folder behind.
+  EXPECT_THROW(write_checkpoint(run, 14, 2, [](const std::string&) { throw Error("disk full"); }), Error);
+  EXPECT_EQ(remove_partial_checkpoints(run), 0);
   int writes = 0;
   for (int64_t step : {16, 20, 24}) {
     write_checkpoint(run, step, 2, [&](const std::string& tmp) {

@@ -106,7 +106,9 @@ class ConfigResolver {
   ResolvedConfig r_;
 };
 
-// A configuration as TOML (the job files of the runner; `tlm <kind> --config FILE` reads them).
-std::string config_to_toml(const nlohmann::json& config, const std::string& comment);
+// A configuration as TOML (the job files of the runner; `tlm <kind> --config FILE` reads them),
+// after `comment`; with a schema, its other keys follow as comments with their defaults, so the
+// file shows the whole resolved configuration while a key it sets still counts as given.
+std::string config_to_toml(const nlohmann::json& config, const std::string& comment, const JobSchema* schema = nullptr);
 
 }  // namespace tlm

@@ -194,8 +194,10 @@ class Runner {
     // The job file: what the command runs, readable and rerunnable by hand from <out>.
     const std::string job_file = j.dir + "/job.toml";
     write_file_atomic((fs::path(o_.out) / job_file).string(),
-                      config_to_toml(config, fmt::format("{}\nrun from {}: tlm {} --config {}", j.title, o_.out,
-                                                         fmt::join(schema.command(), " "), job_file)));
+                      config_to_toml(config,
+                                     fmt::format("{}\nrun from {}: tlm {} --config {}", j.title, o_.out,
+                                                 fmt::join(schema.command(), " "), job_file),
+                                     &schema));
     std::vector<std::string> argv_s = {o_.tlm_exe};
     argv_s.insert(argv_s.end(), schema.command().begin(), schema.command().end());
     argv_s.push_back("--config");

@@ -503,7 +503,7 @@ ResolvedConfig ConfigResolver::result() const {
   return r_;
 }
 
-std::string config_to_toml(const json& config, const std::string& comment) {
+std::string config_to_toml(const json& config, const std::string& comment, const JobSchema* schema) {
   std::string out;
   for (size_t start = 0; start < comment.size();) {
     const size_t end = comment.find('\n', start);
@@ -520,17 +520,23 @@ std::string config_to_toml(const json& config, const std::string& comment) {
       if (s.find_first_of(".eEn") == std::string::npos) s += ".0";  // TOML needs a float to look like one
       return s;
     }
+    if (v.is_array()) {
+      std::vector<std::string> items;
+      for (const auto& e : v) items.push_back(e.dump());  // strings and numbers: JSON's form is TOML's
+      return fmt::format("[{}]", fmt::join(items, ", "));
+    }
     throw Error(fmt::format("cannot write {} as a TOML value", v.dump()));
   };
   for (const auto& [k, v] : config.items()) {
-    if (v.is_null()) continue;
-    if (v.is_array()) {
-      std::vector<std::string> items;
-      for (const auto& e : v) items.push_back(value(e));
-      out += fmt::format("{} = [{}]\n", k, fmt::join(items, ", "));
-    } else {
-      out += fmt::format("{} = {}\n", k, value(v));
+    if (!v.is_null()) out += fmt::format("{} = {}\n", k, value(v));
+  }
+  if (schema) {
+    std::string defaults;
+    for (const auto& f : schema->fields()) {
+      if (config.contains(f.key) || f.default_value.is_null()) continue;
+      defaults += fmt::format("# {} = {}\n", f.key, value(f.default_value));
     }
+    if (!defaults.empty()) out += "\n# defaults (not given here)\n" + defaults;
   }
   return out;
 }
