@@ -19,7 +19,10 @@ JobOptions::JobOptions(CLI::App* cmd, const JobSchema& schema) : schema_(schema)
     if (f.type == FieldType::kBool) {
       e.option = cmd->add_flag(flag_of(f.key), *e.flag, f.help);
     } else {
-      e.option = cmd->add_option(flag_of(f.key), *e.values, f.help + shown);
+      const std::string allowed = f.choices.empty() ? "" : fmt::format(" ({})", fmt::join(f.choices, ", "));
+      e.option = cmd->add_option(flag_of(f.key), *e.values, f.help + allowed + shown);
+      const char* type = f.type == FieldType::kInt ? "INT" : f.type == FieldType::kFloat ? "NUMBER" : "TEXT";
+      e.option->type_name(type);
       if (f.type != FieldType::kStrings) e.option->expected(1)->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
     }
     entries_.push_back(std::move(e));
