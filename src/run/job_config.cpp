@@ -94,6 +94,14 @@ std::vector<Field> train_fields(double lr, int epochs) {
   return f;
 }
 
+// The models of an eval or latency job and the labeled data they are run on.
+std::vector<Field> labeled_data_fields(const std::string& data_help) {
+  return {required(strings_field("model", "fine-tuned run folder (repeat for a committee)")),
+          required(string_field("data", nullptr, data_help)),
+          required(string_field("format", nullptr, "labeled data format", kLabeledFormats)),
+          string_field("classes", "", "class names (csv)")};
+}
+
 std::vector<Field> inference_fields() {
   std::vector<Field> f = {
       int_field("max_len", 0, 0, 8192, "tokens per sequence (0: the run's; another value must equal it)"),
@@ -182,17 +190,14 @@ std::map<std::string, JobSchema> make_schemas() {
         out_or_resume(c, where);
       }));
 
-  std::vector<Field> ev = {
-      required(strings_field("model", "fine-tuned run folder (repeat for a committee)")),
-      required(string_field("data", nullptr, "labeled data file")),
-      required(string_field("format", nullptr, "labeled data format", kLabeledFormats)),
-      string_field("classes", "", "class names (csv)"),
-      int_field("per_label", 0, 0, 9e18, "evaluate on this many examples per label (0: all)"),
-      bool_field("cap_per_label", "take what a short label has instead of failing"),
-      int_field("subsets", 20, 1, 1e6, "random member subsets per committee size"),
-      int_field("seed", 1, 0, 9e18, "seed of the per-label sample and of the subsets"),
-      never(string_field("out", "", "also write the JSON here")),
-  };
+  std::vector<Field> ev = labeled_data_fields("labeled data file");
+  add(ev, {
+              int_field("per_label", 0, 0, 9e18, "evaluate on this many examples per label (0: all)"),
+              bool_field("cap_per_label", "take what a short label has instead of failing"),
+              int_field("subsets", 20, 1, 1e6, "random member subsets per committee size"),
+              int_field("seed", 1, 0, 9e18, "seed of the per-label sample and of the subsets"),
+              never(string_field("out", "", "also write the JSON here")),
+          });
   add(ev, inference_fields());
   put(JobSchema("eval", {"eval"}, "evaluate a classifier, or a soft committee of several, on labeled data",
                 std::move(ev)));
@@ -206,16 +211,13 @@ std::map<std::string, JobSchema> make_schemas() {
   put(JobSchema("predict", {"predict"}, "label texts (stdin or --input, one per line) with a model or committee",
                 std::move(pr)));
 
-  std::vector<Field> lat = {
-      required(strings_field("model", "fine-tuned run folder (repeat for a committee)")),
-      required(string_field("data", nullptr, "labeled data file (its first --texts examples are timed)")),
-      required(string_field("format", nullptr, "labeled data format", kLabeledFormats)),
-      string_field("classes", "", "class names (csv)"),
-      int_field("texts", 200, 1, 1e9, "texts timed one at a time"),
-      string_field("mode", "both", "committee members: sequential, concurrent or both",
-                   {"sequential", "concurrent", "both"}),
-      never(string_field("json", "", "also write the result as JSON here")),
-  };
+  std::vector<Field> lat = labeled_data_fields("labeled data file (its first --texts examples are timed)");
+  add(lat, {
+               int_field("texts", 200, 1, 1e9, "texts timed one at a time"),
+               string_field("mode", "both", "committee members: sequential, concurrent or both",
+                            {"sequential", "concurrent", "both"}),
+               never(string_field("json", "", "also write the result as JSON here")),
+           });
   add(lat, inference_fields());
   put(JobSchema("latency", {"bench", "latency"}, "inference latency of a classifier or a soft committee",
                 std::move(lat)));
