@@ -117,7 +117,7 @@ TEST_F(JobConfig, JobFilesRoundTripThroughToml) {
 
 SequenceSet labeled_set(int per_label, int labels, int offset) {
   SequenceSet s;
-  for (int l = 0; l < labels; ++l) s.label_names.push_back("l" + std::to_string(l));
+  for (int l = 0; l < labels; ++l) s.label_names.push_back(fmt::format("l{}", l));
   for (int i = 0; i < per_label * labels; ++i) s.add(std::vector<int32_t>{101, offset + i, 102}, i % labels);
   return s;
 }
@@ -168,6 +168,31 @@ TEST(RunData, WithoutATestFileTheSplitIsDisjointAndCapsAreNoted) {
   for (int32_t id : ids_of(s.test)) EXPECT_EQ(ids_of(s.train).count(id), 0u);
   o.per_label_test = 0;
   EXPECT_THROW(draw_labeled_sample(train, nullptr, o), Error);
+}
+
+// Without a test file, every training seed and arm is scored on one test sample, fixed by the
+// test seed; the training samples differ and never touch it.
+TEST(RunData, WithoutATestFileTheTestSampleFollowsTheTestSeedAlone) {
+  const SequenceSet one_file = labeled_set(40, 3, 0);
+  LabeledSampleOptions o;
+  o.per_label_train = 10;
+  o.per_label_test = 8;
+  o.seeds = {1, 77};
+  const LabeledSample a = draw_labeled_sample(one_file, nullptr, o);
+  o.seeds.sample = 2;
+  const LabeledSample b = draw_labeled_sample(one_file, nullptr, o);
+  EXPECT_EQ(ids_of(a.test), ids_of(b.test));
+  EXPECT_NE(ids_of(a.train), ids_of(b.train));
+  for (const auto* s : {&a, &b}) {
+    for (int32_t id : ids_of(s->train)) EXPECT_EQ(ids_of(s->test).count(id), 0u);
+  }
+  o.seeds.test = 78;
+  EXPECT_NE(ids_of(draw_labeled_sample(one_file, nullptr, o).test), ids_of(a.test));
+  // The labels-only draw (what keeps test texts out of vocabularies and corpora) is the same sample.
+  const Sample idx = draw_test_indices(one_file.labels, one_file.label_names, 8, 77, false);
+  std::multiset<int32_t> ids;
+  for (int64_t i : idx.indices) ids.insert(one_file.sequence(i)[1]);
+  EXPECT_EQ(ids, ids_of(a.test));
 }
 
 TEST(RunData, PretrainingSplitHoldsOutValidationFirst) {

@@ -36,13 +36,18 @@ struct LabeledSample {
 };
 
 // With a test set: per-label draws from each (the test draw is draw_test_sample). Without one:
-// a seeded per-label split of `train_all` into disjoint test and training parts. Then the
-// validation split, carved from the training sample with its own key.
+// the test sample is drawn from `train_all` with the test seed alone (the same for every training
+// seed and arm), and the training sample from the rest with the sample seed. Then the validation
+// split, carved from the training sample with its own key.
 LabeledSample draw_labeled_sample(const SequenceSet& train_all, const SequenceSet* test_all,
                                   const LabeledSampleOptions& options);
 
-// The test draw of a fine-tuning run with a test file: `per_label` examples per label (0: all)
-// drawn with `test_seed`. eval uses it to score a committee on the sample its members saw.
+// The test draw of a fine-tuning run: `per_label` examples per label (0: all) drawn with
+// `test_seed`, from the test file, or from the one file when there is none. From labels alone
+// (the experiment layer keeps these examples out of vocabularies and corpora); eval uses the
+// sample to score a committee on the examples its members saw.
+Sample draw_test_indices(const std::vector<int32_t>& labels, const std::vector<std::string>& label_names,
+                         int64_t per_label, uint64_t test_seed, bool cap);
 SequenceSet draw_test_sample(const SequenceSet& test_all, int64_t per_label, uint64_t test_seed, bool cap,
                              std::vector<std::string>* capped);
 

@@ -7,10 +7,12 @@
 #include "experiment/plan_check.h"
 #include "experiment/presets.h"
 #include "tlm/check.h"
+#include "tlm/decontaminate.h"
 #include "tlm/file_io.h"
 #include "tlm/hash.h"
 #include "tlm/job_config.h"
 #include "tlm/readers.h"
+#include "tlm/run_data.h"
 #include "tlm/toml_json.h"
 
 namespace tlm::experiment {
@@ -101,6 +103,52 @@ double final_valid_accuracy(const std::string& out, const std::string& run) {
   return m["final"]["valid_accuracy"];
 }
 
+// Where a task's texts are and how its test sample is drawn, for the work the experiment does
+// itself: keeping test texts out of corpora and vocabularies. Paths are relative to <out>.
+struct TaskTexts {
+  std::string name, train, test;  // no test file: the test sample is drawn from train
+  ReaderOptions reader;
+  int64_t per_label_test = 0;
+  uint64_t test_seed = 0;
+  bool cap = false;
+
+  json identity() const { return {name, train, test, reader.classes_path, per_label_test, test_seed, cap}; }
+
+  LabeledData read(const std::string& out, const std::string& file) const {
+    ReaderOptions r = reader;  // the runner's working directory is not <out>
+    if (!r.classes_path.empty()) r.classes_path = (fs::path(out) / reader.classes_path).string();
+    return read_labeled((fs::path(out) / file).string(), r);
+  }
+  // Which examples of the one file form the test sample (run_data's rule, as fine-tuning draws it).
+  std::vector<char> test_rows(const LabeledData& d) const {
+    std::vector<int32_t> labels;
+    for (const auto& ex : d.examples) labels.push_back(ex.label);
+    std::vector<char> in_test(labels.size(), 0);
+    for (int64_t i : draw_test_indices(labels, d.label_names, per_label_test, test_seed, cap).indices) in_test[i] = 1;
+    return in_test;
+  }
+  // The texts of the test sample: all of the test file, or the test draw of the one file.
+  std::vector<std::string> test_texts(const std::string& out) const {
+    const LabeledData d = read(out, test.empty() ? train : test);
+    const std::vector<char> in_test = test.empty() ? test_rows(d) : std::vector<char>(d.examples.size(), 1);
+    std::vector<std::string> texts;
+    for (size_t i = 0; i < d.examples.size(); ++i) {
+      if (in_test[i]) texts.push_back(d.examples[i].text);
+    }
+    return texts;
+  }
+  // The training texts: the training file, less the test draw when it is the one file.
+  std::vector<std::string> train_texts(const std::string& out) const {
+    const LabeledData d = read(out, train);
+    const std::vector<char> in_test = test.empty() ? test_rows(d) : std::vector<char>(d.examples.size(), 0);
+    std::vector<std::string> texts;
+    for (size_t i = 0; i < d.examples.size(); ++i) {
+      if (!in_test[i]) texts.push_back(d.examples[i].text);
+    }
+    return texts;
+  }
+};
+
 class Expander {
  public:
   Expander(const json& plan, const ExpandOptions& opt) : plan_(plan), opt_(opt) {}
@@ -133,6 +181,8 @@ class Expander {
     for (size_t i = 0; i < out_.graph.jobs().size(); ++i) {
       if (out_.graph.at(static_cast<int>(i)).kind == "pretrain") roles["pretrain"].push_back(i);
     }
+    roles["decontamination"] = json::object();
+    for (const auto& [name, id] : cleaned_) roles["decontamination"][name] = id;
     roles["seeds"] = seeds_;
     roles["lrs"] = lrs_;
     roles["data_dir"] = data_dir_;
@@ -215,38 +265,29 @@ class Expander {
       if (data_job_ < 0) TLM_CHECK(fs::exists(vocab_path_), "plan: [vocab] file {} does not exist", vocab_path_);
       return;
     }
-    // A vocabulary trained on the pre-training corpora and the tasks' training texts (never test text).
+    // A vocabulary trained on the pre-training corpora (without the tasks' test texts) and the
+    // tasks' training texts (without their test samples).
     std::vector<std::string> files;
-    std::string format;
     std::vector<int> deps = data_deps();
     for (const auto& name : need_strings(v, "corpora", "vocab")) {
-      const json& c = corpus(name);
-      const std::string f = c.value("format", "text");
-      TLM_CHECK(format.empty() || format == f, "plan: [vocab] corpora must share one format ({} and {})", format, f);
-      format = f;
-      files.push_back(data(need_string(c, "file", "corpora." + name)));
+      const int clean = clean_corpus(name);
+      deps.push_back(clean);
+      files.push_back(out_.graph.at(clean).dir + "/corpus.txt");
     }
     if (v.value("task_texts", false)) {
-      TLM_CHECK(format.empty() || format == "text", "plan: [vocab] task_texts needs plain-text corpora");
-      format = "text";
       for (const auto& [name, t] : need(plan_, "tasks", "top level").items()) {
-        const std::string train = data(need_string(t, "train", "tasks." + name));
-        ReaderOptions ro{.format = parse_format(need_string(t, "format", "tasks." + name)),
-                         .classes_path = t.contains("classes") ? data(t["classes"]) : ""};
+        const TaskTexts task = task_texts(name);
         Job j;
         j.kind = "texts";
         j.title = "training texts of " + name;
         j.done = "texts.txt";
         j.deps = data_deps();
-        j.internal = [train, ro](const std::string& out, const std::string& dir) {
-          ReaderOptions in_out = ro;  // the runner's working directory is not <out>
-          if (!in_out.classes_path.empty()) in_out.classes_path = (fs::path(out) / ro.classes_path).string();
-          const LabeledData d = read_labeled((fs::path(out) / train).string(), in_out);
+        j.internal = [task](const std::string& out, const std::string& dir) {
           std::string text;
-          for (const auto& ex : d.examples) text += ex.text + "\n";
+          for (const auto& line : task.train_texts(out)) text += line + "\n";
           write_file_atomic((fs::path(dir) / "texts.txt").string(), text);
         };
-        const int id = add(std::move(j), json{train, ro.classes_path});
+        const int id = add(std::move(j), task.identity());
         deps.push_back(id);
         files.push_back(out_.graph.at(id).dir + "/texts.txt");
       }
@@ -257,7 +298,7 @@ class Expander {
     j.title = fmt::format("vocabulary of {} tokens", need_int(v, "size", "vocab"));
     j.done = "vocab.txt";
     j.deps = deps;
-    j.config = {{"format", format}, {"size", need_int(v, "size", "vocab")}, {"corpus", files}};
+    j.config = {{"format", "text"}, {"size", need_int(v, "size", "vocab")}, {"corpus", files}};
     vocab_job_ = add_command(std::move(j), "out", "vocab.txt");
     vocab_path_ = out_.graph.at(vocab_job_).dir + "/vocab.txt";
   }
@@ -269,19 +310,88 @@ class Expander {
   }
 
   int pretrain(const std::string& arch_name, const std::string& corpus_name, int64_t sequences, int seed) {
-    const json& c = corpus(corpus_name);
+    const int clean = clean_corpus(corpus_name);
     json cfg = merged(need(plan_, "pretrain", "top level"), arch(arch_name));
     cfg.erase("corpus");
-    cfg["corpus"] = json::array({data(need_string(c, "file", "corpora." + corpus_name))});
-    cfg["format"] = c.value("format", "text");
-    if (c.contains("text_field")) cfg["text_field"] = c["text_field"];
+    cfg["corpus"] = json::array({out_.graph.at(clean).dir + "/corpus.txt"});
+    cfg["format"] = "text";  // the cleaned corpus: one document per line
     cfg["vocab"] = vocab_path_;
     cfg["cache_dir"] = kSharedCache;
     cfg["sequences"] = sequences;
     cfg["seed"] = seed;
     return add_trainer(
         "pretrain", fmt::format("pre-train {} on {} ({} sequences, seed {})", arch_name, corpus_name, sequences, seed),
-        cfg, vocab_deps(), {{"arch", arch_name}, {"corpus", corpus_name}, {"sequences", sequences}, {"seed", seed}});
+        cfg, with(vocab_deps(), clean),
+        {{"arch", arch_name}, {"corpus", corpus_name}, {"sequences", sequences}, {"seed", seed}});
+  }
+
+  static std::vector<int> with(std::vector<int> deps, int more) {
+    deps.push_back(more);
+    return deps;
+  }
+
+  // A task's texts as the plan's fine-tuning draws them.
+  TaskTexts task_texts(const std::string& name) const {
+    const json ft = finetune_config(name);
+    TaskTexts task;
+    task.name = name;
+    task.train = ft.at("train");
+    task.test = ft.value("test", std::string());
+    task.reader = {.format = parse_format(ft.at("format")), .classes_path = ft.value("classes", std::string())};
+    task.per_label_test = ft.value("per_label_test", int64_t{0});
+    task.test_seed = ft.at("test_seed").get<uint64_t>();
+    task.cap = ft.value("cap_per_label", false);
+    return task;
+  }
+
+  // A corpus with every task's test texts removed (decontaminate.h), made once per corpus and used
+  // for everything: vocabulary, pre-training and overlap. Returns its job; the cleaned text is
+  // <dir>/corpus.txt, one document per line.
+  int clean_corpus(const std::string& corpus_name) {
+    if (const auto it = cleaned_.find(corpus_name); it != cleaned_.end()) return it->second;
+    const json& c = corpus(corpus_name);
+    const std::string file = data(need_string(c, "file", "corpora." + corpus_name));
+    const ReaderOptions reader{.format = parse_format(c.value("format", "text")),
+                               .text_field = c.value("text_field", std::string("text"))};
+    std::vector<TaskTexts> tasks;
+    json identity = {"decontaminate v1", file, c.value("format", "text"), reader.text_field, kMinWordsInside};
+    for (const auto& [name, t] : need(plan_, "tasks", "top level").items()) {
+      tasks.push_back(task_texts(name));
+      identity.push_back(tasks.back().identity());
+    }
+    Job j;
+    j.kind = "clean";
+    j.title = fmt::format("{} without the tasks' test texts", corpus_name);
+    j.done = "clean.json";
+    j.deps = data_deps();
+    j.tags = {{"corpus", corpus_name}};
+    j.internal = [file, reader, tasks, corpus_name](const std::string& out, const std::string& dir) {
+      std::vector<TestTexts> tests;
+      for (const auto& t : tasks) tests.push_back({t.name, t.test_texts(out)});
+      const DecontaminationReport r =
+          remove_test_texts((fs::path(out) / file).string(), reader, tests, (fs::path(dir) / "corpus.txt").string());
+      const json report = {{"corpus", corpus_name},
+                           {"source", file},
+                           {"documents", r.documents},
+                           {"removed", r.removed},
+                           {"kept", r.documents - r.removed},
+                           {"test_texts", r.test_texts},
+                           {"test_texts_found", r.test_texts_found},
+                           {"removed_by_task", r.removed_by_task},
+                           {"examples", r.examples},
+                           {"rule", fmt::format("a document is removed when it contains a task's test text (uncased, "
+                                                "normalised words; texts of fewer than {} words only as the whole "
+                                                "document)",
+                                                kMinWordsInside)}};
+      const std::string summary = fmt::format("{}: {} of {} documents removed for containing test texts of {} tasks",
+                                              corpus_name, r.removed, r.documents, tests.size());
+      write_file_atomic((fs::path(dir) / "log.txt").string(), summary + "\n" + report.dump(2) + "\n");
+      fmt::print(stderr, "reproduce: {}\n", summary);
+      write_file_atomic((fs::path(dir) / "clean.json").string(), report.dump(2) + "\n");  // last: it marks done
+    };
+    const int id = add(std::move(j), identity);
+    cleaned_[corpus_name] = id;
+    return id;
   }
 
   // A pretrain or finetune run of `cfg`, resumable, in the folder its arguments name.
@@ -416,18 +526,18 @@ class Expander {
     out["scratch"] = arm(task_name, arch_name, [](int) { return -1; });
     const json& t = task(task_name);
     for (const auto& corpus_name : need_strings(e, "corpora", "e3")) {
-      const json& c = corpus(corpus_name);
       Job j;
       j.kind = j.schema = "overlap";
       j.title = fmt::format("token overlap of {} with {}", corpus_name, task_name);
       j.done = "overlap.json";
       j.deps = vocab_deps();
-      j.config = {{"corpus", json::array({data(need_string(c, "file", "corpora." + corpus_name))})},
-                  {"corpus_format", c.value("format", "text")},
+      const int clean = clean_corpus(corpus_name);
+      j.deps.push_back(clean);
+      j.config = {{"corpus", json::array({out_.graph.at(clean).dir + "/corpus.txt"})},
+                  {"corpus_format", "text"},
                   {"data", data(need_string(t, "train", "tasks." + task_name))},
                   {"format", need_string(t, "format", "tasks." + task_name)},
                   {"vocab", vocab_path_}};
-      if (c.contains("text_field")) j.config["text_field"] = c["text_field"];
       if (t.contains("classes")) j.config["classes"] = data(t["classes"]);
       if (plan_.value("pretrain", json::object()).value("cased", false)) j.config["cased"] = true;
       const int ov = add_command(std::move(j), "out", "overlap.json");
@@ -537,6 +647,7 @@ class Expander {
   std::vector<double> lrs_;
   std::string data_dir_, vocab_path_;
   int data_job_ = -1, vocab_job_ = -1;
+  std::map<std::string, int> cleaned_;  // corpus name -> its cleaning job
 };
 
 }  // namespace

@@ -107,6 +107,20 @@ class Builder {
         plan.value("pretrain_per_seed", false) ? ", each seed with its own pre-trained model"
                                                : ", the seeds sharing one pre-trained model per setting")});
     if (plan.contains("scale")) add(Paragraph{fmt::format("Scaled by {} (--scale).", plan["scale"].get<double>())});
+    if (r_.contains("decontamination") && !r_["decontamination"].empty()) {
+      add(Paragraph{
+          "Before any use (vocabulary, pre-training, overlap), every corpus loses the documents that contain a test "
+          "text of any task (compared as uncased words; texts of fewer than four words only as a whole document), "
+          "and the vocabulary sees only the tasks' training texts:"});
+      Table t{{"corpus", "documents", "removed", "kept", "test texts found"}, {}};
+      for (const auto& [name, d] : r_["decontamination"].items()) {
+        t.rows.push_back(
+            {name, std::to_string(d["documents"].get<int64_t>()), std::to_string(d["removed"].get<int64_t>()),
+             std::to_string(d["kept"].get<int64_t>()),
+             fmt::format("{} of {}", d["test_texts_found"].get<int64_t>(), d["test_texts"].get<int64_t>())});
+      }
+      add(t);
+    }
   }
 
   void pretraining() {

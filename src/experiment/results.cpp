@@ -336,6 +336,12 @@ json collect(const PlanRuns& runs, const json& plan, const std::string& out, con
   if (runs.roles.contains("e2")) r["e2"] = c.e2();
   if (runs.roles.contains("e3")) r["e3"] = c.e3();
   if (runs.roles.contains("e4")) r["e4"] = c.e4();
+  if (runs.roles.contains("decontamination")) {
+    r["decontamination"] = json::object();
+    for (const auto& [name, id] : runs.roles["decontamination"].items()) {
+      r["decontamination"][name] = c.read_json(runs.graph.at(id.get<int>()), "clean.json");
+    }
+  }
   r["findings"] = findings(r);
   json list = json::array();
   double wall = 0, flops = 0;

@@ -38,10 +38,19 @@ SampleSeeds sample_seeds(const json& c) {
   return s;
 }
 
+Sample draw_test_indices(const std::vector<int32_t>& labels, const std::vector<std::string>& label_names,
+                         int64_t per_label, uint64_t test_seed, bool cap) {
+  if (per_label == 0) {
+    std::vector<int64_t> all(labels.size());
+    for (size_t i = 0; i < all.size(); ++i) all[i] = static_cast<int64_t>(i);
+    return {all, {}};
+  }
+  return sample_per_label(labels, label_names, per_label, test_seed, cap);
+}
+
 SequenceSet draw_test_sample(const SequenceSet& test_all, int64_t per_label, uint64_t test_seed, bool cap,
                              std::vector<std::string>* capped) {
-  if (per_label == 0) return test_all;
-  const Sample s = sample_per_label(test_all.labels, test_all.label_names, per_label, test_seed, cap);
+  const Sample s = draw_test_indices(test_all.labels, test_all.label_names, per_label, test_seed, cap);
   if (capped) capped->insert(capped->end(), s.capped.begin(), s.capped.end());
   return select(test_all, s.indices);
 }
@@ -49,24 +58,37 @@ SequenceSet draw_test_sample(const SequenceSet& test_all, int64_t per_label, uin
 LabeledSample draw_labeled_sample(const SequenceSet& train_all, const SequenceSet* test_all,
                                   const LabeledSampleOptions& o) {
   LabeledSample out;
+  std::vector<int64_t> pool = all_of(train_all);  // what the training sample is drawn from
   if (!test_all) {
+    // One file: the test sample is drawn first, with the test seed alone (the same for every
+    // training seed and arm), and the training sample from the rest.
     TLM_CHECK(o.per_label_test > 0, "without a test file, say how many examples per label to hold out as test");
-    const Split split = split_per_label(train_all.labels, train_all.label_names,
-                                        o.per_label_train > 0 ? o.per_label_train : train_all.size(), o.per_label_test,
-                                        o.seeds.sample, o.cap || o.per_label_train == 0);
-    out.train = select(train_all, split.train.indices);
-    out.test = select(train_all, split.test.indices);
-    if (o.per_label_train > 0) out.capped = split.train.capped;  // 0 asks for "all the rest": nothing to report
-    out.capped.insert(out.capped.end(), split.test.capped.begin(), split.test.capped.end());
+    const Sample test =
+        draw_test_indices(train_all.labels, train_all.label_names, o.per_label_test, o.seeds.test, o.cap);
+    out.test = select(train_all, test.indices);
+    out.capped = test.capped;
+    std::vector<char> in_test(train_all.size(), 0);
+    for (int64_t i : test.indices) in_test[i] = 1;
+    pool.clear();
+    for (int64_t i = 0; i < train_all.size(); ++i) {
+      if (!in_test[i]) pool.push_back(i);
+    }
   } else {
     TLM_CHECK(test_all->label_names == train_all.label_names, "the training and test data have different label sets");
-    const Sample tr = o.per_label_train > 0 ? sample_per_label(train_all.labels, train_all.label_names,
-                                                               o.per_label_train, o.seeds.sample, o.cap)
-                                            : Sample{all_of(train_all), {}};
-    out.train = select(train_all, tr.indices);
-    out.capped = tr.capped;
-    out.test = draw_test_sample(*test_all, o.per_label_test, o.seeds.test, o.cap, &out.capped);
   }
+  if (o.per_label_train > 0) {
+    std::vector<int32_t> pool_labels;
+    for (int64_t i : pool) pool_labels.push_back(train_all.labels[i]);
+    // "All the rest" (per_label_train 0) has nothing to cap; a per-label count from one file
+    // may be capped by what the test draw left.
+    const Sample tr = sample_per_label(pool_labels, train_all.label_names, o.per_label_train, o.seeds.sample, o.cap);
+    std::vector<int64_t> chosen;
+    for (int64_t k : tr.indices) chosen.push_back(pool[k]);
+    pool = std::move(chosen);
+    out.capped.insert(out.capped.end(), tr.capped.begin(), tr.capped.end());
+  }
+  out.train = select(train_all, pool);
+  if (test_all) out.test = draw_test_sample(*test_all, o.per_label_test, o.seeds.test, o.cap, &out.capped);
   if (o.per_label_valid > 0) {
     const Split split = split_per_label(out.train.labels, out.train.label_names, out.train.size(), o.per_label_valid,
                                         mix_key(o.seeds.sample, kValidSplit), true);

@@ -14,6 +14,9 @@ cd "$work"
 source "$here/../shell_helpers.sh"
 
 $py "$here/make_mini_data.py" data
+# A test text planted inside a pre-training document: it must be removed before any use.
+planted=$($py -c "import csv; print(next(csv.reader(open('data/task/test.csv')))[1])")
+echo "zebraplanted notes: $planted as the tests say" >>data/corpora/near.txt
 plan="$here/mini_plan.toml"
 run=(--preset "$plan" --data-dir data --jobs 2 --threads 2)
 
@@ -30,6 +33,18 @@ compgen -G "out/runs/pretrain-*/checkpoints/step-*.tmp-*/trainer_state.json" >/d
 # --- a full run: every experiment, results equal to the runs' metrics, a report with 6 plots
 "$tlm" reproduce "${run[@]}" --out out >stdout.txt 2>stderr.txt || { tail -30 stderr.txt; fail "reproduce failed"; }
 grep -q "removed 1 partial checkpoint" out/runs/pretrain-*/log.txt || fail "partial checkpoints were not cleaned up"
+$py - <<'PY' || fail "the planted test text was not removed and counted"
+import glob, json, os
+cleaned = {json.load(open(p))["corpus"]: os.path.dirname(p) for p in glob.glob("out/runs/clean-*/clean.json")}
+assert set(cleaned) == {"near", "far"}, cleaned
+near = json.load(open(cleaned["near"] + "/clean.json"))
+assert near["removed"] >= 1 and near["removed_by_task"].get("topics", 0) >= 1, near
+assert "zebraplanted" not in open(cleaned["near"] + "/corpus.txt").read()
+assert near["kept"] == near["documents"] - near["removed"]
+res = json.load(open("out/results.json"))
+assert res["decontamination"]["near"]["removed"] == near["removed"], res.get("decontamination")
+print("decontamination: near lost %d of %d documents" % (near["removed"], near["documents"]))
+PY
 grep -q "^report: .*/out/report.html" stdout.txt || fail "no report path printed"
 for f in results.json report.md report.html plan.json; do [ -s "out/$f" ] || fail "out/$f missing"; done
 [ "$(ls out/plots/*.svg | wc -l)" -eq 6 ] || fail "expected 6 plots, got $(ls out/plots)"
@@ -45,14 +60,14 @@ echo "full run: ok ($(grep -c '' stderr.txt) log lines)"
 # --- a rerun skips every run and rebuilds the same results
 cp out/results.json first.json
 "$tlm" reproduce "${run[@]}" --out out >stdout2.txt 2>stderr2.txt || fail "rerun failed"
-grep -q "reproduce: 0 finished, 41 skipped" stderr2.txt || { cat stderr2.txt; fail "rerun did not skip all 41 runs"; }
+grep -q "reproduce: 0 finished, 43 skipped" stderr2.txt || { cat stderr2.txt; fail "rerun did not skip all 43 runs"; }
 $py - <<'PY' || fail "the rerun's results differ"
 import json
 a, b = json.load(open("first.json")), json.load(open("out/results.json"))
 for k in ("e1", "e2", "e3", "pretraining", "findings"):
     assert a[k] == b[k], k
 PY
-[ "$("$tlm" reproduce "${run[@]}" --out out --dry-run | grep -c '^done ')" -eq 41 ] || fail "--dry-run: not 41 runs done"
+[ "$("$tlm" reproduce "${run[@]}" --out out --dry-run | grep -c '^done ')" -eq 43 ] || fail "--dry-run: not 43 runs done"
 # tlm report rebuilds the report from results.json alone.
 cp out/report.md first.md
 cp out/report.html first.html
