@@ -111,8 +111,8 @@ TEST_F(CheckpointTest, TruncatedOrForeignFilesAreClearErrors) {
   expect_error([&] { read_safetensors(path("bad_json")); }, {"bad_json", "header is not JSON"});
 
   // Found by fuzz_safetensors: a number too large for a double is a clear error, not a crash.
-  std::string overflow =
-      std::string("\x2c\0\0\0\0\0\0\0", 8) + "222222.22262222E222222222222222" + std::string(13, ' ');
+  std::string overflow("\x2c\0\0\0\0\0\0\0", 8);
+  overflow.append("222222.22262222E222222222222222").append(13, ' ');
   write_file_atomic(path("overflow"), overflow);
   expect_error([&] { read_safetensors(path("overflow")); }, {"overflow", "header is not JSON"});
 

@@ -12,14 +12,14 @@ namespace {
 
 Vocab word_vocab() {
   std::vector<std::string> t{"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"};
-  for (int i = 0; i < 95; ++i) t.push_back("w" + std::to_string(i));
+  for (int i = 0; i < 95; ++i) t.push_back(fmt::format("w{}", i));
   return Vocab::from_tokens(t, "words");
 }
 
 TEST(Dataset, DocumentSequencesFirstAndChunked) {
   const Tokenizer tok(word_vocab(), {});
   std::string text;
-  for (int i = 0; i < 10; ++i) text += "w" + std::to_string(i) + " ";
+  for (int i = 0; i < 10; ++i) text += fmt::format("w{} ", i);
   SequenceSet first, chunks;
   document_sequences(tok, text, 6, SequenceMode::kFirst, first);
   document_sequences(tok, text, 6, SequenceMode::kChunk, chunks);

@@ -3,10 +3,11 @@
 
 #include <cmath>
 #include <map>
+#include <set>
 
 #include "experiment/plan.h"
-#include "experiment/stats.h"
 #include "experiment/svg.h"
+#include "experiment/verdict.h"
 #include "temp_dir.h"
 #include "tlm/file_io.h"
 
@@ -40,6 +41,28 @@ TEST(Stats, VerdictFollowsTheInterval) {
   EXPECT_EQ(verdict(summarize({0.05, 0.06, 0.07})), "held");
   EXPECT_EQ(verdict(summarize({-0.05, -0.06, -0.07})), "did not hold");
   EXPECT_EQ(verdict(summarize({-0.05, 0.06, 0.01})), "inconclusive");
+}
+
+// Every seed giving the same difference is reported as such, never as a zero-width interval that
+// would decide a finding.
+TEST(Stats, IdenticalValuesHaveNoInterval) {
+  const Summary s = summarize({0.04, 0.04, 0.04});
+  EXPECT_FALSE(s.has_interval);
+  EXPECT_EQ(verdict(s), "inconclusive");
+  const json j = to_json(s);
+  EXPECT_TRUE(j["ci95"].is_null());
+  EXPECT_NE(j["note"].get<std::string>().find("the same value for every seed"), std::string::npos);
+  EXPECT_TRUE(summarize({0.04, 0.05}).has_interval);
+}
+
+// McNemar's exact test against a hand computation: b = 8, c = 2 discordant items,
+// P(X <= 2 | n = 10, 1/2) = (1 + 10 + 45) / 1024, two-sided p = 112 / 1024.
+TEST(Stats, McNemarExact) {
+  EXPECT_NEAR(mcnemar_exact_p(8, 2), 112.0 / 1024.0, 1e-12);
+  EXPECT_NEAR(mcnemar_exact_p(2, 8), 112.0 / 1024.0, 1e-12);
+  EXPECT_DOUBLE_EQ(mcnemar_exact_p(0, 0), 1.0);
+  EXPECT_DOUBLE_EQ(mcnemar_exact_p(5, 5), 1.0);  // capped at 1
+  EXPECT_LT(mcnemar_exact_p(300, 200), 1e-5);
 }
 
 TEST(Plan, PresetsLoadAndUnknownNamesFail) {
@@ -83,15 +106,19 @@ TEST(Plan, DemoExpandsIntoSharedRuns) {
   const PlanRuns runs = expand_plan(load_plan("demo"), {});
   const auto k = kinds(runs);
   // E1: 3 (task, architecture) settings x 2 arms x 3 seeds x 2 rates = 36; E2 adds two sizes (12),
-  // E3 two corpora (12; gcide at 15k is E2's), E4 two more members (4; member 1 and the deep
-  // model are E1's seed 1): 64 fine-tuning runs.
-  EXPECT_EQ(k.at("finetune"), 64);
+  // E3 two corpora (12; gcide at 15k is E2's), E4 two more members over 3 seeds (12; member 1 and
+  // the deep model are E1's pre-trained arms): 72 fine-tuning runs.
+  EXPECT_EQ(k.at("finetune"), 72);
   EXPECT_EQ(runs.roles["e1"].size(), 3u);
   EXPECT_EQ(k.at("pretrain"), 8);  // shallow x {15k, 30k, 60k} + foldoc + bible + 2 members + deep
   EXPECT_EQ(k.at("data"), 1);
   EXPECT_EQ(k.at("vocab"), 1);
-  EXPECT_EQ(k.at("committee"), 1);
-  EXPECT_EQ(k.at("latency"), 2);
+  EXPECT_EQ(k.at("committee"), 3);  // one per seed
+  EXPECT_EQ(k.at("latency"), 1);    // deep model, one member and the committee, interleaved
+  EXPECT_EQ(k.at("clean"), 3);      // gcide, foldoc and the Bible without the tasks' test texts
+  // E4's deep arm and first member are E1's pre-trained arms of the same task.
+  EXPECT_EQ(runs.roles["e4"]["deep"]["runs"], runs.roles["e1"][1]["pretrained"]);
+  EXPECT_EQ(runs.roles["e4"]["members"][0]["runs"], runs.roles["e1"][0]["pretrained"]);
   // The scratch arm of E2 and E3 is E1's shallow scratch arm on the same task.
   EXPECT_EQ(runs.roles["e2"]["scratch"], runs.roles["e1"][0]["scratch"]);
   EXPECT_EQ(runs.roles["e3"]["scratch"], runs.roles["e1"][0]["scratch"]);
@@ -115,6 +142,24 @@ TEST(Plan, RunNamesFollowTheirConfiguration) {
   const int pre = runs_index(a, "pretrain"), ft = runs_index(a, "finetune");
   EXPECT_EQ(a.graph.at(pre).id, c.graph.at(pre).id);
   EXPECT_NE(a.graph.at(ft).id, c.graph.at(ft).id);
+}
+
+// A robustness run with another set of seeds (first_seed) shares no fine-tuning or pre-training
+// run with the first one.
+TEST(Plan, FirstSeedGivesDisjointSeeds) {
+  json plan = load_plan("demo");
+  const PlanRuns a = expand_plan(plan, {});
+  plan["first_seed"] = 4;
+  const PlanRuns b = expand_plan(plan, {});
+  std::set<int64_t> seeds;
+  std::set<std::string> a_runs;
+  for (const auto& j : a.graph.jobs()) a_runs.insert(j.id);
+  for (const auto& j : b.graph.jobs()) {
+    if (j.kind != "pretrain" && j.kind != "finetune") continue;
+    seeds.insert(j.config.at("seed").get<int64_t>());
+    EXPECT_EQ(a_runs.count(j.id), 0u) << j.title;
+  }
+  EXPECT_EQ(seeds, (std::set<int64_t>{4, 5, 6}));
 }
 
 class PlanFiles : public testing::TempDirTest {};
@@ -151,6 +196,23 @@ TEST_F(PlanErrors, MissingKeysAndFoldersAreNamed) {
   expect_error([&] { expand_plan(plan, {}); }, {"[finetune]", "test_seed"});
   plan = load_plan("paper");
   expect_error([&] { expand_plan(plan, {.data_dir = path("absent")}); }, {"absent", "does not exist"});
+}
+
+// A learning rate is chosen on validation accuracy (its mean over seeds), never on the test set:
+// here the rate that scores best on the test set is the worse one on validation.
+TEST_F(PlanFiles, TheLearningRateIsChosenOnValidationNotOnTest) {
+  auto run = [&](const std::string& name, double valid, double test) {
+    std::filesystem::create_directories(path(fmt::format("out/{}", name)));
+    write_file_atomic(path(fmt::format("out/{}/metrics.json", name)),
+                      json{{"final", {{"valid_accuracy", valid}}}, {"test", {{"accuracy", test}}}}.dump());
+    return name;
+  };
+  const std::vector<std::vector<std::string>> grid = {{run("a1", 0.50, 0.90), run("a2", 0.54, 0.92)},   // lr 1
+                                                      {run("b1", 0.60, 0.10), run("b2", 0.58, 0.12)}};  // lr 2
+  EXPECT_EQ(choose_lr(path("out"), grid), 1);
+  const auto means = mean_valid_accuracy(path("out"), grid);
+  EXPECT_DOUBLE_EQ(means[0], 0.52);
+  EXPECT_DOUBLE_EQ(means[1], 0.59);
 }
 
 TEST(Svg, LinePlotDrawsEveryPointInsideItsFrame) {

@@ -80,6 +80,54 @@ TEST(Model, ShardsOfABatchComputeTheSameStepWithDropout) {
   }
 }
 
+// The whole model in training mode, dropout on everywhere (embeddings, attention probabilities,
+// attention and FFN outputs, the pooler): backward equals central differences of the loss for
+// entries of every parameter tensor, so dropout is applied at the same places with the same masks
+// in both passes. The golden tests against PyTorch run without dropout; this covers the rest.
+// Tolerance as the kernel checks: 1e-2 normwise (fp32 loss, h = 1e-3).
+TEST(Model, TrainingModeGradientsMatchFiniteDifferencesWithDropout) {
+  for (Head head : {Head::kMaskedLM, Head::kClassification}) {
+    BertConfig cfg = small_config(head);
+    cfg.hidden_dropout_prob = cfg.attention_probs_dropout_prob = 0.2f;
+    Batch batch = random_batch(cfg, {9, 6, 11}, 4);
+    batch.sequence_ids = {12, 5, 30};
+    BertModel model(cfg, limits_for(batch, 16));
+    model.init_weights(3);
+    const uint64_t dropout_seed = 77;
+    model.zero_grad();
+    model.forward(batch, true, dropout_seed);
+    model.backward(1.0f);
+    const std::vector<float> analytic(model.grads(), model.grads() + model.num_params());
+    double max_diff = 0, max_ref = 0;
+    int checked = 0;
+    Rng pick(9);
+    for (const auto& e : model.table().entries()) {
+      for (int t = 0; t < 3; ++t) {
+        int64_t i = e.offset + static_cast<int64_t>(pick.below(static_cast<uint64_t>(e.size)));
+        if (e.name == "bert.embeddings.word_embeddings.weight") {  // a row the batch uses
+          i = e.offset + int64_t{batch.ids[t]} * cfg.hidden_size + t;
+        }
+        float& w = model.params()[i];
+        const float saved = w;
+        const double h = 1e-3;
+        w = saved + static_cast<float>(h);
+        const double up = model.forward(batch, true, dropout_seed).loss_sum;
+        w = saved - static_cast<float>(h);
+        const double down = model.forward(batch, true, dropout_seed).loss_sum;
+        w = saved;
+        const double numeric = (up - down) / (2 * h);
+        max_diff = std::max(max_diff, std::fabs(numeric - analytic[i]));
+        max_ref = std::max(max_ref, std::fabs(numeric));
+        ++checked;
+      }
+    }
+    EXPECT_GT(checked, 40);
+    EXPECT_GT(max_ref, 0.0);
+    EXPECT_LE(max_diff, 1e-2 * max_ref) << (head == Head::kMaskedLM ? "mlm" : "cls") << ": max |numeric - analytic| "
+                                        << max_diff << " of " << max_ref;
+  }
+}
+
 TEST(Model, DropoutIsSeededAndOnlyInTraining) {
   const BertConfig cfg = small_config(Head::kMaskedLM);
   const Batch batch = random_batch(cfg, {16, 10}, 1);

@@ -28,4 +28,13 @@ struct LatencyOptions {
 nlohmann::json measure_latency(const std::vector<BertModel*>& members, const SequenceSet& set,
                                const LatencyOptions& opt);
 
+// A committee against a reference model (a deep one) and against its first member alone, all on
+// opt.threads: each configuration (reference, member, committee one member after another, and
+// side by side when the cores allow) is validated and measured once (measure_latency), then timed
+// in `rounds` interleaved rounds. Returns the measurements, each round's median single-text
+// latency per configuration, and per pair (committee_concurrent/reference, ...) the per-round
+// ratios, their geometric mean and its 95% interval (t over rounds of the log ratio).
+nlohmann::json compare_latency(BertModel* reference, const std::vector<BertModel*>& members, const SequenceSet& set,
+                               const LatencyOptions& opt, int rounds);
+
 }  // namespace tlm

@@ -15,8 +15,9 @@ struct SafeTensor {
   std::vector<int64_t> shape;  // row-major
   std::string bytes;           // raw data
   int64_t numel() const;
-  std::vector<float> to_floats() const;  // F32 only (throws otherwise)
-  std::vector<int32_t> to_ints() const;  // I32 or I64 (throws otherwise)
+  std::vector<float> to_floats() const;    // F32 only (throws otherwise)
+  std::vector<int32_t> to_ints() const;    // I32 or I64 (throws otherwise)
+  std::vector<int64_t> to_int64s() const;  // I64 only (throws otherwise)
 };
 
 struct SafeTensorsFile {
@@ -26,6 +27,7 @@ struct SafeTensorsFile {
   const SafeTensor& at(const std::string& name, const std::string& source) const;
   void add_f32(const std::string& name, std::vector<int64_t> shape, const float* data);
   void add_i32(const std::string& name, std::vector<int64_t> shape, const int32_t* data);
+  void add_i64(const std::string& name, std::vector<int64_t> shape, const int64_t* data);
 };
 
 // Throws tlm::Error naming the file and what is wrong (truncated, bad header, bad offsets...).

@@ -119,16 +119,31 @@ void add_reproduce_commands(CLI::App& app, int* exit_code) {
   cmd->callback([a, exit_code] { *exit_code = run_reproduce(*a); });
 
   auto dir = std::make_shared<std::string>();
+  auto with = std::make_shared<std::vector<std::string>>();
   auto* rep = app.add_subcommand("report", "rebuild report.md and report.html from an experiment's results.json");
   rep->add_option("dir", *dir, "experiment folder (tlm reproduce --out)")->required();
-  rep->callback([dir] {
-    const std::string path = (fs::path(*dir) / "results.json").string();
-    TLM_CHECK(fs::exists(path), "{}: no results.json (run tlm reproduce first)", *dir);
-    const json results = read_json_file(path);
+  rep->add_option("--with", *with,
+                  "another experiment folder of the same plan (other seeds or kernels) to compare verdicts with "
+                  "(repeatable)");
+  rep->callback([dir, with] {
+    auto results_of = [](const std::string& folder) {
+      const std::string path = (fs::path(folder) / "results.json").string();
+      TLM_CHECK(fs::exists(path), "{}: no results.json (run tlm reproduce first)", folder);
+      return read_json_file(path);
+    };
+    const json results = results_of(*dir);
+    std::vector<experiment::ComparedRun> compared;
+    for (const auto& other : *with) {
+      json r = results_of(other);
+      TLM_CHECK(r["plan"].value("name", "") == results["plan"].value("name", ""),
+                "{} ran plan \"{}\", {} plan \"{}\": compare runs of one plan", other, r["plan"].value("name", ""),
+                *dir, results["plan"].value("name", ""));
+      compared.push_back({fs::path(other).lexically_normal().filename().string(), std::move(r)});
+    }
     try {
-      experiment::write_report(results, *dir);
+      experiment::write_report(results, *dir, compared);
     } catch (const json::exception& e) {
-      throw Error(fmt::format("{}: not a results file tlm wrote ({})", path, e.what()));
+      throw Error(fmt::format("{}: not a results file tlm wrote ({})", *dir, e.what()));
     }
     fmt::print("report: {}/report.html (and report.md)\n", *dir);
   });

@@ -63,6 +63,19 @@ void SafeTensorsFile::add_f32(const std::string& name, std::vector<int64_t> shap
   tensors[name] = std::move(t);
 }
 
+std::vector<int64_t> SafeTensor::to_int64s() const {
+  if (dtype != "I64") throw Error("tensor has dtype " + dtype + ", expected I64");
+  std::vector<int64_t> out(numel());
+  std::memcpy(out.data(), bytes.data(), out.size() * sizeof(int64_t));
+  return out;
+}
+
+void SafeTensorsFile::add_i64(const std::string& name, std::vector<int64_t> shape, const int64_t* data) {
+  SafeTensor t{"I64", std::move(shape), {}};
+  t.bytes.assign(reinterpret_cast<const char*>(data), t.numel() * sizeof(int64_t));
+  tensors[name] = std::move(t);
+}
+
 void SafeTensorsFile::add_i32(const std::string& name, std::vector<int64_t> shape, const int32_t* data) {
   SafeTensor t{"I32", std::move(shape), {}};
   t.bytes.assign(reinterpret_cast<const char*>(data), t.numel() * sizeof(int32_t));

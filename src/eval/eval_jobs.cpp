@@ -9,6 +9,7 @@
 #include "tlm/inference.h"
 #include "tlm/latency.h"
 #include "tlm/overlap.h"
+#include "tlm/predictions.h"
 #include "tlm/run_data.h"
 
 namespace tlm {
@@ -50,6 +51,11 @@ json run_eval_job(const ResolvedConfig& rc) {
   out["committee"]["members"] = probs.size();
   out["majority_vote"] = {{"accuracy", accuracy(majority_vote(probs, labels), set.labels)}};
   out["by_size"] = accuracy_by_size(probs, set.labels, labels, c.at("subsets"), c.at("seed"));
+  if (const std::string path = c.at("predictions"); !path.empty()) {
+    std::map<std::string, std::vector<float>> by_model = {{"committee", soft_committee(probs)}};
+    for (size_t i = 0; i < probs.size(); ++i) by_model[fmt::format("member{}", i + 1)] = probs[i];
+    save_predictions(path, predictions_of(set, std::move(by_model)));
+  }
   write_if_asked(c, "out", out);
   return out;
 }
@@ -80,31 +86,37 @@ std::vector<json> run_predict_job(const ResolvedConfig& rc,
 json run_latency_job(const ResolvedConfig& rc) {
   const json& c = rc.config;
   const auto models = c.at("model").get<std::vector<std::string>>();
-  const Committee committee(models, inference_flags(rc));
-  const SequenceSet all =
+  const std::string reference = c.at("reference");
+  std::vector<std::string> all = models;
+  if (!reference.empty()) all.push_back(reference);  // one tokenizer and label set for every model timed
+  const Committee committee(all, inference_flags(rc));
+  const SequenceSet every =
       committee.labeled_set(c.at("data"), parse_format(c.at("format")), c.at("classes"), 0, 0, false);
   SequenceSet set;  // the first --texts examples of the file
-  set.label_names = all.label_names;
+  set.label_names = every.label_names;
   const int64_t texts = c.at("texts");
-  for (int64_t i = 0; i < std::min(texts, all.size()); ++i) set.add(all.sequence(i), all.labels[i]);
+  for (int64_t i = 0; i < std::min(texts, every.size()); ++i) set.add(every.sequence(i), every.labels[i]);
   const int batch = c.at("batch");
   std::vector<std::unique_ptr<BertModel>> owned;
+  for (size_t i = 0; i < all.size(); ++i) owned.push_back(committee.load_member(i, set, batch));
   std::vector<BertModel*> members;
-  for (size_t i = 0; i < models.size(); ++i) {
-    owned.push_back(committee.load_member(i, set, batch));
-    members.push_back(owned.back().get());
-  }
-  const std::string mode = c.at("mode");
+  for (size_t i = 0; i < models.size(); ++i) members.push_back(owned[i].get());
+  LatencyOptions o;
+  o.texts = static_cast<int>(texts);
+  o.batch = batch;
+  o.threads = omp_get_max_threads();
   json out = {{"models", models}, {"data", c.at("data")}, {"max_len", committee.max_len()}};
-  for (const char* m : {"sequential", "concurrent"}) {
-    if (mode != "both" && mode != m) continue;
-    if (std::string(m) == "concurrent" && members.size() == 1) continue;  // the same as sequential
-    LatencyOptions o;
-    o.texts = c.at("texts");
-    o.batch = batch;
-    o.threads = omp_get_max_threads();
-    o.mode = std::string(m) == "concurrent" ? CommitteeMode::kConcurrent : CommitteeMode::kSequential;
-    out[m] = measure_latency(members, set, o);
+  if (!reference.empty()) {
+    out["reference"] = reference;
+    out["comparison"] = compare_latency(owned.back().get(), members, set, o, c.at("rounds"));
+  } else {
+    const std::string mode = c.at("mode");
+    for (const char* m : {"sequential", "concurrent"}) {
+      if (mode != "both" && mode != m) continue;
+      if (std::string(m) == "concurrent" && members.size() == 1) continue;  // the same as sequential
+      o.mode = std::string(m) == "concurrent" ? CommitteeMode::kConcurrent : CommitteeMode::kSequential;
+      out[m] = measure_latency(members, set, o);
+    }
   }
   write_if_asked(c, "json", out);
   return out;

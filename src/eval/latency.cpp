@@ -5,9 +5,12 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <map>
+#include <memory>
 
 #include "tlm/check.h"
 #include "tlm/committee.h"
+#include "tlm/stats.h"
 
 namespace tlm {
 
@@ -57,6 +60,20 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
+// Milliseconds of each of the first n texts of `set`, answered one at a time.
+std::vector<double> single_text_ms(CommitteeRunner& runner, const SequenceSet& set, int n) {
+  std::vector<double> ms(n);
+  std::vector<int64_t> which;
+  std::vector<float> out;
+  for (int i = 0; i < n; ++i) {
+    which.assign(1, i);
+    const auto t0 = std::chrono::steady_clock::now();
+    runner.predict(set, which, out);
+    ms[i] = 1e3 * seconds_since(t0);
+  }
+  return ms;
+}
+
 }  // namespace
 
 json measure_latency(const std::vector<BertModel*>& members, const SequenceSet& set, const LatencyOptions& opt) {
@@ -96,13 +113,7 @@ json measure_latency(const std::vector<BertModel*>& members, const SequenceSet& 
     which.assign(1, i);
     runner.predict(set, which, one);
   }
-  std::vector<double> ms(n);
-  for (int i = 0; i < n; ++i) {
-    which.assign(1, i);
-    const auto t0 = std::chrono::steady_clock::now();
-    runner.predict(set, which, one);
-    ms[i] = 1e3 * seconds_since(t0);
-  }
+  const std::vector<double> ms = single_text_ms(runner, set, n);
   // Batched: the median of three passes over the same texts.
   std::vector<double> passes;
   for (int r = 0; r < 3; ++r) {
@@ -125,6 +136,65 @@ json measure_latency(const std::vector<BertModel*>& members, const SequenceSet& 
               {"params", params},
               {"flops_per_prediction", flops / n},
               {"max_single_vs_batched_diff", max_diff}};
+}
+
+json compare_latency(BertModel* reference, const std::vector<BertModel*>& members, const SequenceSet& set,
+                     const LatencyOptions& opt, int rounds) {
+  TLM_CHECK(rounds >= 2, "a comparison needs at least 2 rounds, got {}", rounds);
+  struct Config {
+    std::string name;
+    std::vector<BertModel*> models;
+    CommitteeMode mode;
+  };
+  std::vector<Config> configs = {{"reference", {reference}, CommitteeMode::kSequential},
+                                 {"member", {members.at(0)}, CommitteeMode::kSequential},
+                                 {"committee_sequential", members, CommitteeMode::kSequential}};
+  const int side_by_side = std::min(static_cast<int>(members.size()), opt.threads);
+  if (side_by_side > 1) configs.push_back({"committee_concurrent", members, CommitteeMode::kConcurrent});
+  json out = {{"rounds", rounds},
+              {"members", members.size()},
+              {"threads", opt.threads},
+              {"members_side_by_side", side_by_side},
+              {"measured", json::object()}};
+  // Each configuration validated (single == batched) and measured once on its own...
+  std::vector<std::unique_ptr<CommitteeRunner>> runners;
+  std::vector<LatencyOptions> options(configs.size(), opt);
+  for (size_t c = 0; c < configs.size(); ++c) {
+    options[c].mode = configs[c].mode;
+    out["measured"][configs[c].name] = measure_latency(configs[c].models, set, options[c]);
+    runners.push_back(std::make_unique<CommitteeRunner>(configs[c].models, options[c]));
+  }
+  // ...then timed in interleaved rounds (each round in another order), so drift of the machine
+  // reaches every configuration alike; a round's figure is its median single-text latency.
+  const int n = static_cast<int>(std::min<int64_t>(opt.texts, set.size()));
+  std::map<std::string, std::vector<double>> medians;
+  for (int r = 0; r < rounds; ++r) {
+    for (size_t i = 0; i < configs.size(); ++i) {
+      const size_t c = (i + static_cast<size_t>(r)) % configs.size();
+      medians[configs[c].name].push_back(percentile(single_text_ms(*runners[c], set, n), 0.5));
+    }
+  }
+  out["round_p50_ms"] = medians;
+  // Ratios of medians per round; their interval is the t interval of the mean log ratio.
+  out["ratios"] = json::object();
+  for (const auto& [num, den] : std::vector<std::pair<std::string, std::string>>{{"committee_concurrent", "reference"},
+                                                                                 {"committee_sequential", "reference"},
+                                                                                 {"committee_concurrent", "member"},
+                                                                                 {"committee_sequential", "member"},
+                                                                                 {"member", "reference"}}) {
+    if (!medians.count(num)) continue;
+    std::vector<double> per_round, logs;
+    for (int r = 0; r < rounds; ++r) {
+      per_round.push_back(medians[num][r] / medians[den][r]);
+      logs.push_back(std::log(per_round.back()));
+    }
+    const Summary s = summarize(logs);
+    out["ratios"][num + "/" + den] = {
+        {"per_round", per_round},
+        {"geometric_mean", std::exp(s.mean)},
+        {"ci95", s.has_interval ? json::array({std::exp(s.ci_low), std::exp(s.ci_high)}) : json(nullptr)}};
+  }
+  return out;
 }
 
 }  // namespace tlm

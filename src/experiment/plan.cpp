@@ -157,6 +157,7 @@ class Expander {
     check_plan(plan_, "plan " + plan_.value("name", std::string("(unnamed)")));
     seeds_ = static_cast<int>(need_int(plan_, "seeds", "top level"));
     TLM_CHECK(seeds_ >= 1, "plan: seeds must be at least 1");
+    first_seed_ = static_cast<int>(plan_.value("first_seed", int64_t{1}));
     per_seed_pretrain_ = plan_.value("pretrain_per_seed", false);
     setup_data();
     setup_vocab();
@@ -184,6 +185,7 @@ class Expander {
     roles["decontamination"] = json::object();
     for (const auto& [name, id] : cleaned_) roles["decontamination"][name] = id;
     roles["seeds"] = seeds_;
+    roles["first_seed"] = first_seed_;
     roles["lrs"] = lrs_;
     roles["data_dir"] = data_dir_;
     roles["vocab"] = vocab_path_;
@@ -473,7 +475,9 @@ class Expander {
     json runs = json::array();
     for (double lr : lrs_) {
       json per_seed = json::array();
-      for (int s = 1; s <= seeds_; ++s) per_seed.push_back(finetune(task_name, arch_name, init_of(s), s, s, lr));
+      for (int s = 1; s <= seeds_; ++s) {
+        per_seed.push_back(finetune(task_name, arch_name, init_of(s), seed_of(s), seed_of(s), lr));
+      }
       runs.push_back(per_seed);
     }
     return runs;
@@ -488,7 +492,7 @@ class Expander {
   std::function<int(int)> pretrained(const std::string& arch_name, const std::string& corpus_name, int64_t sequences) {
     std::vector<int> ids;
     for (int s = 1; s <= (per_seed_pretrain_ ? seeds_ : 1); ++s)
-      ids.push_back(pretrain(arch_name, corpus_name, sequences, s));
+      ids.push_back(pretrain(arch_name, corpus_name, sequences, seed_of(s)));
     return [ids](int seed) { return ids.size() == 1 ? ids[0] : ids[seed - 1]; };
   }
 
@@ -553,96 +557,106 @@ class Expander {
     const std::string member_arch = need_string(e, "member", "e4"), deep_arch = need_string(e, "deep", "e4");
     const int k = static_cast<int>(need_int(e, "members", "e4"));
     TLM_CHECK(k >= 2, "plan: [e4] members must be at least 2");
-    // Members: pre-trained with their own seed (which also draws their own pre-training sample),
-    // fine-tuned on the same training sample as the deep model (sample seed 1).
-    auto lr_runs = [&](const std::string& arch_name, int init, int seed) {
-      json runs = json::array();
-      for (double lr : lrs_) runs.push_back(finetune(task_name, arch_name, init, seed, 1, lr));
-      return runs;
-    };
+    TLM_CHECK(task(task_name).contains("test"), "plan: [e4] task {} needs a test file", task_name);
+    // Members: each pre-trained with its own seed (which also draws its own pre-training sample).
+    // For every seed s, the members and the deep model are fine-tuned with seed s on seed s's
+    // training sample, so committee and deep model are compared seed by seed; each arm chooses its
+    // learning rate on validation accuracy over all seeds, as E1's arms do.
     json out = {
         {"task", task_name}, {"member_arch", member_arch}, {"deep_arch", deep_arch}, {"members", json::array()}};
-    for (int m = 1; m <= k; ++m) {
-      const int pre = pretrain(member_arch, default_corpus(), default_sequences(), m);
-      out["members"].push_back({{"pretrain", pre}, {"runs", lr_runs(member_arch, pre, m)}});
-    }
-    const int deep_pre = pretrain(deep_arch, default_corpus(), default_sequences(), 1);
-    out["deep"] = {{"pretrain", deep_pre}, {"runs", lr_runs(deep_arch, deep_pre, 1)}};
-
-    // The chosen run of each member (and of the deep model), by validation accuracy.
-    std::vector<std::vector<std::string>> member_runs;
     std::vector<int> all_deps = vocab_deps();
-    for (const auto& m : out["members"]) {
-      std::vector<std::string> runs;
-      for (int id : m["runs"]) {
-        runs.push_back(out_.graph.at(id).dir);
-        all_deps.push_back(id);
-      }
-      member_runs.push_back(runs);
-    }
-    std::vector<std::string> deep_runs;
-    for (int id : out["deep"]["runs"]) {
-      deep_runs.push_back(out_.graph.at(id).dir);
-      all_deps.push_back(id);
-    }
-    auto chosen = [](const std::string& o, const std::vector<std::string>& runs) {
+    auto grid_of = [&](const json& runs) {  // runs[lr][seed] as folders, each a dependency
       std::vector<std::vector<std::string>> grid;
-      for (const auto& r : runs) grid.push_back({r});
-      return runs[choose_lr(o, grid)];
+      for (const auto& per_seed : runs) {
+        grid.emplace_back();
+        for (int id : per_seed) {
+          grid.back().push_back(out_.graph.at(id).dir);
+          all_deps.push_back(id);
+        }
+      }
+      return grid;
     };
-    TLM_CHECK(task(task_name).contains("test"), "plan: [e4] task {} needs a test file", task_name);
+    std::vector<std::vector<std::vector<std::string>>> member_grids;
+    for (int m = 1; m <= k; ++m) {
+      const int pre = pretrain(member_arch, default_corpus(), default_sequences(), seed_of(m));
+      const json runs = arm(task_name, member_arch, [pre](int) { return pre; });
+      out["members"].push_back({{"pretrain", pre}, {"runs", runs}});
+      member_grids.push_back(grid_of(runs));
+    }
+    const int deep_pre = pretrain(deep_arch, default_corpus(), default_sequences(), seed_of(1));
+    const json deep_runs = arm(task_name, deep_arch, [deep_pre](int) { return deep_pre; });
+    out["deep"] = {{"pretrain", deep_pre}, {"runs", deep_runs}};
+    const auto deep_grid = grid_of(deep_runs);
+    // The run of seed s at the rate the arm chose on validation.
+    auto chosen = [](const std::string& o, const std::vector<std::vector<std::string>>& grid, int s) {
+      return grid[choose_lr(o, grid)][s - 1];
+    };
     const json ft = finetune_config(task_name);
     // The test data as the members' fine-tuning sampled it (the runs' own tokenizer and length).
     json data_config = {{"data", ft.at("test")}, {"format", ft.at("format")}};
     if (ft.contains("classes")) data_config["classes"] = ft.at("classes");
-    // A job whose models are the chosen runs of each group, known once the groups have finished;
-    // its name hashes the candidate runs of every group.
-    auto with_models = [&](Job j, const std::vector<std::vector<std::string>>& groups, const std::string& key,
-                           const std::string& file) {
+    // A job on the chosen runs of seed s, known once every run of the arms has finished; its name
+    // hashes the candidate runs.
+    using Outputs = std::vector<std::pair<std::string, std::string>>;  // configuration key -> file in the job's folder
+    auto on_chosen_runs = [&](Job j, int s, bool with_reference, const Outputs& outputs) {
       j.deps = all_deps;
       for (const auto& [k2, v] : data_config.items()) j.config[k2] = v;
       const JobSchema& schema = job_schema(j.schema);
-      identify(j, {schema.identity(resolved(schema, j.config, j.title)), groups});
-      j.config[key] = j.dir + "/" + file;
-      json example = j.config;  // checked now with placeholder models
-      example["model"] = json::array();
-      for (const auto& runs : groups) example["model"].push_back(runs.front());
-      schema.check(example, fmt::format("plan: {}", j.title));
-      j.late_config = [base = j.config, groups, chosen](const std::string& o) {
+      identify(j, {schema.identity(resolved(schema, j.config, j.title)), member_grids,
+                   with_reference ? deep_grid : decltype(deep_grid){}, s});
+      for (const auto& [key, file] : outputs) j.config[key] = j.dir + "/" + file;
+      auto late = [base = j.config, member_grids, deep_grid, chosen, s, with_reference](const std::string& o) {
         json config = base;
         config["model"] = json::array();
-        for (const auto& runs : groups) config["model"].push_back(chosen(o, runs));
+        for (const auto& grid : member_grids) config["model"].push_back(chosen(o, grid, s));
+        if (with_reference) config["reference"] = chosen(o, deep_grid, s);
         return config;
       };
+      json example = base_example(j.config, member_grids, deep_grid, with_reference);
+      schema.check(example, fmt::format("plan: {}", j.title));  // checked now, with placeholder runs
+      j.late_config = late;
       return out_.graph.add(std::move(j));
     };
-    Job committee;
-    committee.kind = "committee";
-    committee.schema = "eval";
-    committee.title = fmt::format("soft committee of {} {} members on {}", k, member_arch, task_name);
-    committee.done = "eval.json";
-    committee.config = {{"per_label", ft.value("per_label_test", json(0))},
-                        {"seed", ft.value("test_seed", json(0))},
-                        {"cap_per_label", ft.value("cap_per_label", false)}};
-    out["committee"] = with_models(std::move(committee), member_runs, "out", "eval.json");
-    auto latency = [&](const std::string& what, const std::vector<std::vector<std::string>>& groups) {
-      Job j;
-      j.kind = j.schema = "latency";
-      j.title = "inference latency of " + what;
-      j.done = "latency.json";
-      j.exclusive = true;
-      j.config = {{"texts", e.value("latency_texts", 200)}, {"batch", e.value("latency_batch", 64)}};
-      return with_models(std::move(j), groups, "json", "latency.json");
-    };
-    out["latency_deep"] = latency("the deep model", {deep_runs});
-    out["latency_committee"] = latency("the committee", member_runs);
+    out["committees"] = json::array();
+    for (int s = 1; s <= seeds_; ++s) {
+      Job c;
+      c.kind = "committee";
+      c.schema = "eval";
+      c.title = fmt::format("soft committee of {} {} members on {} (seed {})", k, member_arch, task_name, seed_of(s));
+      c.done = "eval.json";
+      c.config = {{"per_label", ft.value("per_label_test", json(0))},
+                  {"seed", ft.value("test_seed", json(0))},
+                  {"cap_per_label", ft.value("cap_per_label", false)}};
+      out["committees"].push_back(
+          on_chosen_runs(std::move(c), s, false, {{"out", "eval.json"}, {"predictions", "predictions.safetensors"}}));
+    }
+    Job lat;
+    lat.kind = lat.schema = "latency";
+    lat.title = fmt::format("inference latency: the committee, one member and the {} model, interleaved", deep_arch);
+    lat.done = "latency.json";
+    lat.exclusive = true;
+    lat.config = {{"texts", e.value("latency_texts", 200)},
+                  {"batch", e.value("latency_batch", 64)},
+                  {"rounds", e.value("latency_rounds", 10)}};
+    out["latency"] = on_chosen_runs(std::move(lat), 1, true, {{"json", "latency.json"}});
     return out;
+  }
+
+  // A job configuration with the first candidate runs in place of the chosen ones, to check it.
+  static json base_example(json config, const std::vector<std::vector<std::vector<std::string>>>& member_grids,
+                           const std::vector<std::vector<std::string>>& deep_grid, bool with_reference) {
+    config["model"] = json::array();
+    for (const auto& grid : member_grids) config["model"].push_back(grid[0][0]);
+    if (with_reference) config["reference"] = deep_grid[0][0];
+    return config;
   }
 
   const json& plan_;
   ExpandOptions opt_;
   PlanRuns out_;
   int seeds_ = 1;
+  int first_seed_ = 1;  // seeds are first_seed, first_seed + 1, ...: another set for a robustness run
+  int seed_of(int index) const { return first_seed_ + index - 1; }
   bool per_seed_pretrain_ = false;
   std::vector<double> lrs_;
   std::string data_dir_, vocab_path_;

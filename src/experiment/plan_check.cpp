@@ -157,6 +157,7 @@ void check_plan(const json& plan, const std::string& source) {
   const std::map<std::string, Key> top = {{"name", {Kind::kString}},
                                           {"description", {Kind::kString}},
                                           {"seeds", {Kind::kPositiveInt, true}},
+                                          {"first_seed", {Kind::kPositiveInt}},
                                           {"pretrain_per_seed", {Kind::kBool}},
                                           {"scale", {Kind::kTable}},
                                           {"data", {Kind::kTable}},
@@ -283,7 +284,8 @@ void check_plan(const json& plan, const std::string& source) {
                  {"deep", arch},
                  {"members", {Kind::kPositiveInt, true}},
                  {"latency_texts", {Kind::kPositiveInt}},
-                 {"latency_batch", {Kind::kPositiveInt}}},
+                 {"latency_batch", {Kind::kPositiveInt}},
+                 {"latency_rounds", {Kind::kPositiveInt}}},
                 plan);
     if (e["members"].get<int64_t>() < 2) fail(source, "e4", "members must be at least 2");
     if (!plan["tasks"][e["task"].get<std::string>()].contains("test")) {

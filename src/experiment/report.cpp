@@ -1,8 +1,10 @@
 #include "experiment/report.h"
 
+#include <cmath>
 #include <filesystem>
 #include <variant>
 
+#include "experiment/format.h"
 #include "experiment/svg.h"
 #include "tlm/check.h"
 #include "tlm/file_io.h"
@@ -30,13 +32,10 @@ struct Plot {
 };
 using Block = std::variant<Heading, Paragraph, Table, Plot>;
 
-std::string pct(const json& v) { return v.is_number() ? fmt::format("{:.1f}", 100 * v.get<double>()) : "-"; }
-std::string pts(const json& v) { return v.is_number() ? fmt::format("{:+.1f}", 100 * v.get<double>()) : "-"; }
 std::string num(const json& v, int digits = 3) {
   return v.is_number() ? fmt::format("{:.{}f}", v.get<double>(), digits) : "-";
 }
 std::string mean_std(const json& s) { return pct(s["mean"]) + " ± " + pct(s["std"]); }
-std::string ci(const json& s) { return pts(s["mean"]) + " [" + pts(s["ci95"][0]) + ", " + pts(s["ci95"][1]) + "]"; }
 std::string si(double v) {
   if (v >= 1e12) return fmt::format("{:.2f} T", v / 1e12);
   if (v >= 1e9) return fmt::format("{:.2f} G", v / 1e9);
@@ -47,7 +46,7 @@ std::string si(double v) {
 
 class Builder {
  public:
-  explicit Builder(const json& r) : r_(r) {}
+  Builder(const json& r, const std::vector<ComparedRun>& compared) : r_(r), compared_(compared) {}
 
   std::vector<Block> build() {
     const json& plan = r_["plan"];
@@ -72,13 +71,58 @@ class Builder {
     add(Paragraph{
         "Each finding is judged from paired differences over seeds (same seed, same training sample, both arms at "
         "the learning rate each chose on validation data): it **held** when the 95% confidence interval of the "
-        "effect lies above zero, **did not hold** when it lies below, and is **inconclusive** otherwise. F4 holds "
-        "when the 95% interval of the committee's accuracy minus the deep model's lies above -2 points (a match "
-        "within 2 points, or better) and the committee answers a single text at least as fast; it does not hold "
-        "when the committee is significantly worse or slower."});
+        "effect lies above zero, **did not hold** when it lies below, and is **inconclusive** otherwise (also when "
+        "every seed gave the same value: no interval). F1 is **mixed** when one setting held and another "
+        "significantly did not. F4 holds when the 95% interval of the committee's accuracy minus the deep model's, "
+        "paired over seeds, lies above -2 points (a match within 2 points, or better) and the 95% interval of its "
+        "single-text latency over the deep model's, from interleaved timing rounds, lies below 1.10; it does not "
+        "hold when the committee is significantly worse or slower."});
     Table t{{"", "claim", "verdict", "evidence"}, {}};
     for (const auto& f : r_["findings"]) {
-      t.rows.push_back({f["id"], f["claim"], "**" + f["verdict"].get<std::string>() + "**", f["evidence"]});
+      const std::string v = "**" + f["verdict"].get<std::string>() + "**";
+      t.rows.push_back({f["id"], f["claim"], robust(f) ? v : v + " (not robust: see Robustness)", f["evidence"]});
+    }
+    add(t);
+    if (!compared_.empty()) robustness();
+  }
+
+  // A finding's verdict in a compared run ("-" where it has none).
+  static std::string verdict_in(const json& results, const std::string& id) {
+    for (const auto& f : results["findings"]) {
+      if (f["id"] == id) return f["verdict"];
+    }
+    return "-";
+  }
+  bool robust(const json& finding) const {
+    for (const auto& c : compared_) {
+      if (verdict_in(c.results, finding["id"]) != finding["verdict"]) return false;
+    }
+    return true;
+  }
+  static std::string describe(const json& results) {
+    const json& m = results["manifest"];
+    const int first = results.value("first_seed", 1), n = results.value("seeds", 1);
+    return fmt::format(
+        "seeds {}-{}, OPENBLAS_CORETYPE {}, {}", first, first + n - 1,
+        m.value("openblas_coretype", json(nullptr)).is_null() ? "unset" : m["openblas_coretype"].get<std::string>(),
+        m.value("cpu", "unknown CPU"));
+  }
+
+  void robustness() {
+    add(Heading{2, "Robustness"});
+    add(
+        Paragraph{"The same plan run again with other seeds or other floating-point kernels: a finding whose verdict "
+                  "differs between the runs is not robust, whatever one run says."});
+    Table t{{"", "this run"}, {}};
+    for (const auto& c : compared_) t.header.push_back(c.label);
+    std::vector<std::string> what = {"run", describe(r_)};
+    for (const auto& c : compared_) what.push_back(describe(c.results));
+    t.rows.push_back(what);
+    for (const auto& f : r_["findings"]) {
+      std::vector<std::string> row = {f["id"].get<std::string>() + (robust(f) ? "" : " (not robust)"),
+                                      f["verdict"].get<std::string>()};
+      for (const auto& c : compared_) row.push_back(verdict_in(c.results, f["id"]));
+      t.rows.push_back(row);
     }
     add(t);
   }
@@ -99,11 +143,11 @@ class Builder {
         "Architectures: {}. Pre-training: masked-language modelling on {} sequences of up to {} tokens "
         "(mode {}), epochs {}, batch {}, lr {}. Fine-tuning: {} training examples per label of which {} are held out "
         "for validation, {} test examples per label (one test sample for every run), epochs {}, learning rate chosen "
-        "per arm from {{{}}} on validation accuracy, {} seeds{}.",
+        "per arm from {{{}}} on validation accuracy, {} seeds (from {}){}.",
         archs, pre.value("sequences", 0), pre.value("max_len", 128), pre.value("seq_mode", "first"),
         pre.value("epochs", 1), pre.value("batch", 32), pre.value("lr", 0.0), ft.value("per_label_train", 0),
         ft.value("valid_per_label", 0), ft.value("per_label_test", 0), ft.value("epochs", 1), lrs,
-        r_["seeds"].get<int>(),
+        r_["seeds"].get<int>(), r_.value("first_seed", 1),
         plan.value("pretrain_per_seed", false) ? ", each seed with its own pre-trained model"
                                                : ", the seeds sharing one pre-trained model per setting")});
     if (plan.contains("scale")) add(Paragraph{fmt::format("Scaled by {} (--scale).", plan["scale"].get<double>())});
@@ -139,7 +183,7 @@ class Builder {
 
   void trend_paragraph(const json& e, const std::string& what) {
     if (!e.contains("trend")) return;
-    add(Paragraph{fmt::format("{}, paired over seeds: {} points ({}).", what, ci(e["trend"]["summary"]),
+    add(Paragraph{fmt::format("{}, paired over seeds: {} points ({}).", what, interval(e["trend"]["summary"]),
                               e["trend"]["verdict"].get<std::string>())});
   }
 
@@ -159,7 +203,7 @@ class Builder {
     for (const auto& row : rows) {
       const json& g = row["gap"]["summary"];
       s.y.push_back(100 * g["mean"].get<double>());
-      s.err.push_back(100 * (g["ci95"][1].get<double>() - g["mean"].get<double>()));
+      s.err.push_back(g["ci95"].is_null() ? 0.0 : 100 * (g["ci95"][1].get<double>() - g["mean"].get<double>()));
     }
     p.series.push_back(s);
     return Plot{id, caption, render_svg(p)};
@@ -170,8 +214,8 @@ class Builder {
     Table t{{"task", "arch", "scratch (%)", "lr", "pre-trained (%)", "lr", "gap, points [95% CI]", "verdict"}, {}};
     for (const auto& row : r_["e1"]) {
       t.rows.push_back({row["task"], row["arch"], mean_std(row["scratch"]["summary"]), arm_lr(row["scratch"]),
-                        mean_std(row["pretrained"]["summary"]), arm_lr(row["pretrained"]), ci(row["gap"]["summary"]),
-                        row["gap"]["verdict"]});
+                        mean_std(row["pretrained"]["summary"]), arm_lr(row["pretrained"]),
+                        interval(row["gap"]["summary"]), row["gap"]["verdict"]});
     }
     add(t);
     for (const auto& row : r_["e1"]) {
@@ -205,7 +249,7 @@ class Builder {
     for (const auto& s : e["sizes"]) {
       t.rows.push_back({std::to_string(s["sequences"].get<int64_t>()), si(s["pretrain_tokens"].get<double>()),
                         num(s["valid_mlm_loss"]), num(s["unigram_loss"]), mean_std(s["pretrained"]["summary"]),
-                        ci(s["gap"]["summary"]), s["gap"]["verdict"]});
+                        interval(s["gap"]["summary"]), s["gap"]["verdict"]});
     }
     add(t);
     add(Paragraph{fmt::format("From scratch: {}% ({} {}).", mean_std(e["scratch"]["summary"]),
@@ -231,7 +275,7 @@ class Builder {
     for (const auto& c : e["corpora"]) {
       t.rows.push_back({c["corpus"], pct(c["overlap"]["token_occurrence"]) + "%", pct(c["overlap"]["word_type"]) + "%",
                         num(c["valid_mlm_loss"]), num(c["unigram_loss"]), mean_std(c["pretrained"]["summary"]),
-                        ci(c["gap"]["summary"]), c["gap"]["verdict"]});
+                        interval(c["gap"]["summary"]), c["gap"]["verdict"]});
     }
     add(t);
     trend_paragraph(e, "Gap with the highest-overlap corpus minus gap with the lowest");
@@ -250,27 +294,42 @@ class Builder {
     const json& e = r_["e4"];
     add(Heading{2, "E4: soft committee of shallow models against a deep model"});
     add(Paragraph{fmt::format(
-        "{} members ({} each), independently pre-trained (own seed, own pre-training sample), each fine-tuned on the "
-        "same training sample as the deep model ({}), each at the learning rate it chose on validation. Committee: "
-        "the mean of the members' softmax outputs. Test: {} examples. The interval of the difference treats the two "
-        "accuracies as independent binomials (approximate).",
+        "{} members ({} each), independently pre-trained (own seed, own pre-training sample). For every seed, the "
+        "members and the deep model ({}) are fine-tuned with that seed on that seed's training sample, each arm at "
+        "the learning rate it chose on validation over all seeds; the committee is the mean of the members' softmax "
+        "outputs. Test: {} examples, the same for every seed. The difference is paired over seeds (Student's t, "
+        "covering fine-tuning seeds; the members' and the deep model's pre-training runs are one each); McNemar's "
+        "exact test compares committee and deep model item by item within each seed.",
         e["members"].size(), e["member_arch"].get<std::string>(), e["deep_arch"].get<std::string>(),
         e["test_examples"].get<int64_t>())});
-    Table t{{"model", "lr", "validation (%)", "test (%)"}, {}};
+    Table t{{"model", "lr"}, {}};
+    const size_t seeds = e["committee"]["test_accuracy"].size();
+    const int first_seed = r_.value("first_seed", 1);
+    for (size_t sd = 0; sd < seeds; ++sd)
+      t.header.push_back(fmt::format("seed {} (%)", first_seed + static_cast<int>(sd)));
+    t.header.push_back("mean ± sd (%)");
+    auto row = [&](const std::string& name, const std::string& lr, const json& acc, const json& summary) {
+      std::vector<std::string> cells = {name, lr};
+      for (const auto& a : acc) cells.push_back(pct(a));
+      cells.push_back(mean_std(summary));
+      t.rows.push_back(cells);
+    };
     for (size_t i = 0; i < e["members"].size(); ++i) {
       const auto& m = e["members"][i];
-      t.rows.push_back({fmt::format("member {} ({})", i + 1, m["run"].get<std::string>()),
-                        fmt::format("{}", m["lr"].get<double>()), pct(m["valid_accuracy"]), pct(m["test_accuracy"])});
+      row(fmt::format("member {}", i + 1), arm_lr(m), m["test_accuracy"], m["summary"]);
     }
-    t.rows.push_back({fmt::format("deep ({})", e["deep"]["run"].get<std::string>()),
-                      fmt::format("{}", e["deep"]["lr"].get<double>()), pct(e["deep"]["valid_accuracy"]),
-                      pct(e["deep"]["test_accuracy"])});
-    t.rows.push_back({"soft committee of all members", "", "", pct(e["committee_accuracy"])});
-    t.rows.push_back({"majority vote of all members", "", "", pct(e["majority_vote_accuracy"])});
+    row("deep", arm_lr(e["deep"]), e["deep"]["test_accuracy"], e["deep"]["summary"]);
+    row("soft committee of all members", "", e["committee"]["test_accuracy"], e["committee"]["summary"]);
     add(t);
-    const auto& d = e["difference"];
-    add(Paragraph{fmt::format("Committee minus deep: {} points, 95% CI [{}, {}].", pts(d["committee_minus_deep"]),
-                              pts(d["ci95"][0]), pts(d["ci95"][1]))});
+    std::string mcnemar;
+    for (const auto& m : e["mcnemar"]) {
+      mcnemar +=
+          fmt::format("{}seed {}: {} items only the committee got right, {} only the deep model, p = {:.3g}",
+                      mcnemar.empty() ? "" : "; ", m["seed"].get<int>(), m["committee_right_deep_wrong"].get<int64_t>(),
+                      m["deep_right_committee_wrong"].get<int64_t>(), m["p"].get<double>());
+    }
+    add(Paragraph{fmt::format("Committee minus deep, paired over seeds: {} points. McNemar: {}.",
+                              interval(e["difference"]["summary"]), mcnemar)});
     LinePlot p;
     p.id = "e4-committee-vs-k";
     p.title = "committee accuracy against its size";
@@ -278,47 +337,62 @@ class Builder {
     p.y_label = "test accuracy (%)";
     Series c{"committee", {}, {}, {}, false};
     Series deep{"deep " + e["deep_arch"].get<std::string>(), {}, {}, {}, true};
-    for (const auto& row : e["by_size"]) {
-      c.x.push_back(row["k"].get<double>());
-      c.y.push_back(100 * row["mean_accuracy"].get<double>());
-      c.err.push_back(100 * row["std_accuracy"].get<double>());
-      deep.x.push_back(row["k"].get<double>());
-      deep.y.push_back(100 * e["deep"]["test_accuracy"].get<double>());
+    const json& by_size = e["committee"]["by_size"];
+    for (size_t k = 0; k < by_size[0].size(); ++k) {  // the mean over seeds of each seed's mean over K-subsets
+      double mean = 0, sd = 0;
+      for (const auto& per_seed : by_size) mean += per_seed[k]["mean_accuracy"].get<double>() / by_size.size();
+      for (const auto& per_seed : by_size) {
+        sd += std::pow(per_seed[k]["mean_accuracy"].get<double>() - mean, 2) / std::max<size_t>(1, by_size.size() - 1);
+      }
+      c.x.push_back(by_size[0][k]["k"].get<double>());
+      c.y.push_back(100 * mean);
+      c.err.push_back(100 * std::sqrt(sd));
+      deep.x.push_back(by_size[0][k]["k"].get<double>());
+      deep.y.push_back(100 * e["deep"]["summary"]["mean"].get<double>());
     }
     p.series = {c, deep};
     add(Plot{p.id,
-             "soft committee of K members: mean over random K-member subsets, bars one standard deviation; "
-             "dashed: the deep model",
+             "soft committee of K members: per seed the mean over random K-member subsets, then the mean over seeds, "
+             "bars one standard deviation over seeds; dashed: the deep model",
              render_svg(p)});
 
-    const json& lat = e["latency"];
-    Table lt{{"model", "mode", "threads", "single text p50 (ms)", "p90 (ms)", "batched (ms/text)", "parameters",
-              "FLOPs/prediction"},
-             {}};
+    const json& cmp = e["latency"]["comparison"];
+    add(Heading{3, "Latency"});
+    add(Paragraph{fmt::format(
+        "The deep model, one member alone and the committee (members one after another, each with every thread; and "
+        "side by side, {} of {} at once on {} threads) on the same {} test texts, after checking that one-at-a-time "
+        "and batched predictions agree; then {} interleaved rounds of single-text timing, each round in another "
+        "order. Ratios: per round, the committee's median single-text latency over the other's; the geometric mean "
+        "over rounds with its 95% interval.",
+        cmp["members_side_by_side"].get<int>(), cmp["members"].get<int>(), cmp["threads"].get<int>(),
+        cmp["measured"]["reference"]["texts"].get<int>(), cmp["rounds"].get<int>())});
+    Table lt{{"model", "single text p50 (ms)", "p90 (ms)", "batched (ms/text)", "parameters", "FLOPs/prediction"}, {}};
     BarPlot bars;
     bars.id = "e4-latency";
     bars.title = "inference latency";
     bars.y_label = "milliseconds";
     bars.categories = {"single text (p50)", "batched, per text"};
-    auto row = [&](const std::string& name, const json& l) {
-      lt.rows.push_back({name, l["mode"], std::to_string(l["threads"].get<int>()), num(l["single"]["p50_ms"]),
-                         num(l["single"]["p90_ms"]), num(l["batched"]["ms_per_text"]), si(l["params"].get<double>()),
-                         si(l["flops_per_prediction"].get<double>())});
-      bars.groups.push_back({name + " (" + l["mode"].get<std::string>() + ")",
-                             {l["single"]["p50_ms"].get<double>(), l["batched"]["ms_per_text"].get<double>()}});
-    };
-    row("deep model (" + e["deep_arch"].get<std::string>() + ")", lat["deep"]["sequential"]);
-    for (const char* mode : {"sequential", "concurrent"}) {
-      if (lat["committee"].contains(mode)) row("committee", lat["committee"][mode]);
+    const std::vector<std::pair<std::string, std::string>> names = {
+        {"reference", "deep model (" + e["deep_arch"].get<std::string>() + ")"},
+        {"member", "one member"},
+        {"committee_sequential", "committee, one after another"},
+        {"committee_concurrent", "committee, side by side"}};
+    for (const auto& [key, name] : names) {
+      if (!cmp["measured"].contains(key)) continue;
+      const json& l = cmp["measured"][key];
+      lt.rows.push_back({name, num(l["single"]["p50_ms"]), num(l["single"]["p90_ms"]), num(l["batched"]["ms_per_text"]),
+                         si(l["params"].get<double>()), si(l["flops_per_prediction"].get<double>())});
+      bars.groups.push_back({name, {l["single"]["p50_ms"].get<double>(), l["batched"]["ms_per_text"].get<double>()}});
     }
-    add(Heading{3, "Latency"});
-    add(Paragraph{fmt::format(
-        "Measured on {} test texts (mean {:.1f} tokens) after checking that one-at-a-time and batched predictions "
-        "agree. Sequential: members one after another, each with every thread; concurrent: members side by side, "
-        "one thread each.",
-        lat["deep"]["sequential"]["texts"].get<int>(),
-        lat["deep"]["sequential"]["mean_tokens_per_text"].get<double>())});
     add(lt);
+    Table rt{{"ratio (single text)", "geometric mean", "95% CI"}, {}};
+    for (const auto& [pair, ratio] : cmp["ratios"].items()) {
+      rt.rows.push_back({pair, fmt::format("{:.3f}", ratio["geometric_mean"].get<double>()),
+                         ratio["ci95"].is_null() ? "none"
+                                                 : fmt::format("[{:.3f}, {:.3f}]", ratio["ci95"][0].get<double>(),
+                                                               ratio["ci95"][1].get<double>())});
+    }
+    add(rt);
     add(Plot{bars.id, "lower is better", render_svg(bars)});
   }
 
@@ -341,6 +415,7 @@ class Builder {
   }
 
   const json& r_;
+  const std::vector<ComparedRun>& compared_;
   std::vector<Block> blocks_;
 };
 
@@ -421,8 +496,8 @@ Rendered render(const std::vector<Block>& blocks) {
 
 }  // namespace
 
-void write_report(const json& results, const std::string& dir) {
-  const Rendered r = render(Builder(results).build());
+void write_report(const json& results, const std::string& dir, const std::vector<ComparedRun>& compared) {
+  const Rendered r = render(Builder(results, compared).build());
   fs::create_directories(fs::path(dir) / "plots");
   for (const auto& [file, svg] : r.svgs) write_file_atomic((fs::path(dir) / file).string(), svg);
   write_file_atomic((fs::path(dir) / "report.md").string(), r.md);

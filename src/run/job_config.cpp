@@ -197,6 +197,8 @@ std::map<std::string, JobSchema> make_schemas() {
               int_field("subsets", 20, 1, 1e6, "random member subsets per committee size"),
               int_field("seed", 1, 0, 9e18, "seed of the per-label sample and of the subsets"),
               never(string_field("out", "", "also write the JSON here")),
+              never(string_field("predictions", "",
+                                 "also write each item's probabilities (committee and members) here (safetensors)")),
           });
   add(ev, inference_fields());
   put(JobSchema("eval", {"eval"}, "evaluate a classifier, or a soft committee of several, on labeled data",
@@ -212,12 +214,17 @@ std::map<std::string, JobSchema> make_schemas() {
                 std::move(pr)));
 
   std::vector<Field> lat = labeled_data_fields("labeled data file (its first --texts examples are timed)");
-  add(lat, {
-               int_field("texts", 200, 1, 1e9, "texts timed one at a time"),
-               string_field("mode", "both", "committee members: sequential, concurrent or both",
-                            {"sequential", "concurrent", "both"}),
-               never(string_field("json", "", "also write the result as JSON here")),
-           });
+  add(lat,
+      {
+          int_field("texts", 200, 1, 1e9, "texts timed one at a time"),
+          string_field("reference", "",
+                       "a run to compare with (e.g. a deep model): it, the first model alone and the committee are "
+                       "timed in interleaved rounds, and their latency ratios get 95% intervals"),
+          int_field("rounds", 10, 2, 1000, "interleaved rounds with --reference"),
+          string_field("mode", "both", "committee members: sequential, concurrent or both",
+                       {"sequential", "concurrent", "both"}),
+          never(string_field("json", "", "also write the result as JSON here")),
+      });
   add(lat, inference_fields());
   put(JobSchema("latency", {"bench", "latency"}, "inference latency of a classifier or a soft committee",
                 std::move(lat)));

@@ -12,6 +12,7 @@
 #include "tlm/checkpoint.h"
 #include "tlm/evaluate.h"
 #include "tlm/file_io.h"
+#include "tlm/predictions.h"
 #include "tlm/train_loop.h"
 #include "train/run_files.h"
 
@@ -251,6 +252,11 @@ class Training {
     if (!state_.best.is_null()) metrics["best"] = state_.best;
     for (const auto& [name, m] : state_.last_eval.items()) metrics[name] = m;  // of the final weights
     files_.save_final(loop_.model(), metrics);
+    if (!mlm_ && job_.test.size() > 0) {  // per item, for paired tests and error analysis
+      save_predictions(
+          (fs::path(job_.out_dir) / "test_predictions.safetensors").string(),
+          predictions_of(job_.test, {{"model", predict_probs(loop_.model(), job_.test, job_.options.batch)}}));
+    }
     files_.write_manifest(loop_.model(), "finished");
     result.steps = step;
     result.final_loss = state_.last_loss;

@@ -96,6 +96,22 @@ cp ft.vocab ft/vocab.txt
 [ ! -e x ] || fail "a refused fine-tune left a run folder behind: $(ls x)"
 echo "identity checks: ok"
 
+# --- a task without a test file: every training seed is scored on one test sample, fixed by the
+# test seed (compared item by item through the runs' per-item prediction files)
+O=(--train data/task/train.csv --format csv --classes data/task/classes.txt --per-label-train 10 --per-label-test 5
+   --test-seed 9 --max-len 16 --batch 8 --epochs 1 --threads 1 --scratch --vocab vocab.txt --layers 1 --hidden 16 --heads 2)
+"$tlm" finetune "${O[@]}" --seed 1 --out one1 >/dev/null 2>&1
+"$tlm" finetune "${O[@]}" --seed 2 --out one2 >/dev/null 2>&1
+"$tlm" finetune "${O[@]}" --seed 1 --test-seed 10 --out one3 >/dev/null 2>&1
+$py - <<PY || fail "the test sample of a task without a test file moved with the training seed"
+import sys
+sys.path.insert(0, "$root/ref")
+import st
+items = [st.load(d + "/test_predictions.safetensors")[0]["items"].tolist() for d in ("one1", "one2", "one3")]
+assert len(items[0]) == 20 and items[0] == items[1], "two training seeds, two test samples"
+assert items[0] != items[2], "another test seed, the same test sample"
+PY
+
 # --- bad values and bad files are clear errors, never a crash or a silent success
 expect_error "leaves nothing to pre-train on" "$tlm" pretrain "${P[@]}" --vocab vocab.txt --valid-sequences 5000 --out v
 [ ! -e v ] || fail "a refused pretrain left its new folder behind: $(ls -A v)"
@@ -135,7 +151,7 @@ echo '{"version": 2, "step"' >truncated.json
 mkdir -p rep && cp truncated.json rep/results.json
 expect_error "rep/results.json: not valid JSON" "$tlm" report rep
 echo '{}' >rep/results.json
-expect_error "rep/results.json: not a results file tlm wrote" "$tlm" report rep
+expect_error "rep: not a results file tlm wrote" "$tlm" report rep
 echo "bad values and files: ok"
 
 # --- non-finite values: training stops with the last finite state kept; NaN weights are refused

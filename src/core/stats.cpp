@@ -1,10 +1,11 @@
-#include "experiment/stats.h"
+#include "tlm/stats.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "tlm/check.h"
 
-namespace tlm::experiment {
+namespace tlm {
 
 double t_quantile_95(int df) {
   TLM_CHECK(df >= 1, "t quantile needs df >= 1, got {}", df);
@@ -28,20 +29,36 @@ Summary summarize(const std::vector<double>& values) {
     for (double v : values) ss += (v - s.mean) * (v - s.mean);
     s.std = std::sqrt(ss / (s.n - 1));
   }
-  const double half = s.n > 1 ? t_quantile_95(s.n - 1) * s.std / std::sqrt(static_cast<double>(s.n)) : 0.0;
+  // Identical values: their differences from the mean are rounding noise, not variation.
+  const bool varies = s.n > 1 && s.std > 1e-12 * std::max(1.0, std::fabs(s.mean));
+  s.has_interval = varies;
+  const double half = varies ? t_quantile_95(s.n - 1) * s.std / std::sqrt(static_cast<double>(s.n)) : 0.0;
   s.ci_low = s.mean - half;
   s.ci_high = s.mean + half;
   return s;
 }
 
 nlohmann::json to_json(const Summary& s) {
-  return {{"n", s.n}, {"mean", s.mean}, {"std", s.std}, {"ci95", {s.ci_low, s.ci_high}}};
+  nlohmann::json j = {{"n", s.n}, {"mean", s.mean}, {"std", s.std}};
+  if (s.has_interval) {
+    j["ci95"] = {s.ci_low, s.ci_high};
+  } else {
+    j["ci95"] = nullptr;
+    j["note"] = s.n < 2 ? "one value: no interval" : "the same value for every seed: no interval";
+  }
+  return j;
 }
 
-std::string verdict(const Summary& effect) {
-  if (effect.n >= 2 && effect.ci_low > 0) return "held";
-  if (effect.n >= 2 && effect.ci_high < 0) return "did not hold";
-  return "inconclusive";
+double mcnemar_exact_p(int64_t b, int64_t c) {
+  TLM_CHECK(b >= 0 && c >= 0, "McNemar counts must be non-negative");
+  const int64_t n = b + c, k = std::min(b, c);
+  if (n == 0) return 1.0;
+  // P(X <= k) for X ~ Binomial(n, 1/2), summed in logs (n may be in the thousands).
+  double tail = 0;
+  for (int64_t i = 0; i <= k; ++i) {
+    tail += std::exp(std::lgamma(n + 1.0) - std::lgamma(i + 1.0) - std::lgamma(n - i + 1.0) - n * std::log(2.0));
+  }
+  return std::min(1.0, 2.0 * tail);
 }
 
-}  // namespace tlm::experiment
+}  // namespace tlm
