@@ -21,12 +21,17 @@ TEST(Stats, MeanStdAndStudentInterval) {
   EXPECT_EQ(s.n, 3);
   EXPECT_DOUBLE_EQ(s.mean, 2.0);
   EXPECT_DOUBLE_EQ(s.std, 1.0);
-  const double half = 4.303 / std::sqrt(3.0);  // t(0.975, 2) = 4.303
-  EXPECT_NEAR(s.ci_low, 2.0 - half, 1e-12);
-  EXPECT_NEAR(s.ci_high, 2.0 + half, 1e-12);
-  EXPECT_DOUBLE_EQ(t_quantile_95(1), 12.706);
-  EXPECT_DOUBLE_EQ(t_quantile_95(30), 2.042);
-  EXPECT_DOUBLE_EQ(t_quantile_95(1000), 1.960);
+  // t(0.975, 2) in closed form: (2p - 1) / sqrt(2 p (1 - p)) with p = 0.975.
+  const double t2 = 0.95 / std::sqrt(2 * 0.975 * 0.025);
+  const double half = t2 / std::sqrt(3.0);
+  EXPECT_NEAR(s.ci_low, 2.0 - half, 1e-9);
+  EXPECT_NEAR(s.ci_high, 2.0 + half, 1e-9);
+  // t(0.975, 1) = tan(0.475 pi); the others are qt(0.975, df) from mpmath (30 digits), to 9 digits.
+  EXPECT_NEAR(t_quantile_95(1), std::tan(0.475 * M_PI), 1e-8);
+  EXPECT_NEAR(t_quantile_95(30), 2.042272456, 1e-8);
+  EXPECT_NEAR(t_quantile_95(40), 2.021075390, 1e-8);  // beyond any table: no linear interpolation
+  EXPECT_NEAR(t_quantile_95(1000), 1.962339081, 1e-8);
+  EXPECT_NEAR(t_two_sided_p(t2, 2), 0.05, 1e-12);
   EXPECT_THROW(t_quantile_95(0), Error);
 }
 
@@ -53,6 +58,41 @@ TEST(Stats, IdenticalValuesHaveNoInterval) {
   EXPECT_TRUE(j["ci95"].is_null());
   EXPECT_NE(j["note"].get<std::string>().find("the same value for every seed"), std::string::npos);
   EXPECT_TRUE(summarize({0.04, 0.05}).has_interval);
+}
+
+TEST(Verdicts, F1RollUpIsMixedWhenSettingsDisagreeSignificantly) {
+  EXPECT_EQ(rollup(3, 0, 3), "held");
+  EXPECT_EQ(rollup(0, 3, 3), "did not hold");
+  EXPECT_EQ(rollup(1, 1, 3), "mixed");  // not "held in part": another setting significantly did not
+  EXPECT_EQ(rollup(1, 0, 3), "held in part");
+  EXPECT_EQ(rollup(0, 1, 3), "did not hold in part");
+  EXPECT_EQ(rollup(0, 0, 3), "inconclusive");
+}
+
+Summary interval_of(double low, double high) {
+  Summary s;
+  s.n = 3;
+  s.mean = (low + high) / 2;
+  s.has_interval = true;
+  s.ci_low = low;
+  s.ci_high = high;
+  return s;
+}
+
+TEST(Verdicts, F4NeedsAMatchAndTheUpperLatencyBound) {
+  const double fast[2] = {0.95, 1.08}, unsure[2] = {1.02, 1.15}, slow[2] = {1.12, 1.30};
+  EXPECT_EQ(committee_verdict(interval_of(-0.015, 0.03), fast).verdict, "held");
+  // A match within 2 points needs the lower bound at -2 or above; one below is unclear.
+  EXPECT_EQ(committee_verdict(interval_of(-0.025, 0.03), fast).accuracy, "unclear");
+  EXPECT_EQ(committee_verdict(interval_of(-0.025, 0.03), fast).verdict, "inconclusive");
+  EXPECT_EQ(committee_verdict(interval_of(-0.08, -0.01), fast).verdict, "did not hold");
+  // Latency: an interval crossing 1.10 is "not shown"; entirely above it, "slower".
+  EXPECT_EQ(committee_verdict(interval_of(-0.01, 0.03), unsure).latency, "not shown");
+  EXPECT_EQ(committee_verdict(interval_of(-0.01, 0.03), unsure).verdict, "inconclusive");
+  EXPECT_EQ(committee_verdict(interval_of(-0.01, 0.03), slow).verdict, "did not hold");
+  EXPECT_EQ(committee_verdict(interval_of(-0.01, 0.03), nullptr).latency, "not shown");
+  // Identical differences over seeds: no interval, so no match is shown.
+  EXPECT_EQ(committee_verdict(summarize({0.01, 0.01, 0.01}), fast).verdict, "inconclusive");
 }
 
 // McNemar's exact test against a hand computation: b = 8, c = 2 discordant items,

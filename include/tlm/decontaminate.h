@@ -1,9 +1,10 @@
 // Task test texts kept out of pre-training corpora: a corpus document that contains a test text
 // is removed before any use (vocabulary, pre-training, overlap). Texts are compared as BERT's
-// uncased normaliser and pre-tokeniser see them, as words (lowercased, accents stripped, ASCII
-// punctuation and whitespace ignored): a test text of at least kMinWordsInside words matches anywhere inside a
-// document as a run of whole words; a shorter one only a document that is exactly it (a two-word
-// gloss inside a longer text is a coincidence, not a leak).
+// uncased normaliser and pre-tokeniser see them, as words (lowercased, accents stripped;
+// punctuation of any script, whitespace and BERT's bracketed special tokens such as FewRel's
+// [unused0] entity markers ignored): a test text of at least kMinWordsInside words matches
+// anywhere inside a document as a run of whole words; a shorter one only a document that is
+// exactly it (a two-word gloss inside a longer text is a coincidence, not a leak).
 #pragma once
 
 #include <cstdint>
@@ -19,6 +20,7 @@ constexpr int kMinWordsInside = 4;
 
 struct DecontaminationReport {
   int64_t documents = 0;                           // read from the corpus
+  int64_t skipped = 0;                             // bad rows skipped (the reader's on_bad_row = skip)
   int64_t removed = 0;                             // documents dropped for containing a test text
   int64_t test_texts = 0;                          // distinct normalised test texts looked for
   int64_t test_texts_found = 0;                    // of them, found at least once

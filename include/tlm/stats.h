@@ -19,8 +19,11 @@ struct Summary {
 };
 
 Summary summarize(const std::vector<double>& values);
-// Two-sided 95% quantile of Student's t with `df` degrees of freedom (df >= 1).
+// Two-sided 95% quantile of Student's t with `df` degrees of freedom (df >= 1), computed (not
+// tabulated) from the distribution function below.
 double t_quantile_95(int df);
+// P(|T| > t) for Student's t with `df` degrees of freedom.
+double t_two_sided_p(double t, int df);
 
 // {"n", "mean", "std", "ci95": [low, high] or null, and "note" when there is no interval}.
 nlohmann::json to_json(const Summary& s);

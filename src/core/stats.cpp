@@ -7,16 +7,49 @@
 
 namespace tlm {
 
+namespace {
+
+// The regularised incomplete beta function I_x(a, b), by its continued fraction (modified Lentz),
+// which converges fast for x < (a + 1) / (a + b + 2); the symmetry I_x(a, b) = 1 - I_(1-x)(b, a)
+// covers the rest.
+double incomplete_beta(double a, double b, double x) {
+  if (x <= 0) return 0;
+  if (x >= 1) return 1;
+  if (x > (a + 1) / (a + b + 2)) return 1 - incomplete_beta(b, a, 1 - x);
+  const double front =
+      std::exp(std::lgamma(a + b) - std::lgamma(a) - std::lgamma(b) + a * std::log(x) + b * std::log1p(-x)) / a;
+  constexpr double kTiny = 1e-300;
+  double f = 1, c = 1, d = 0;
+  for (int i = 0; i <= 400; ++i) {
+    const int m = i / 2;
+    const double numerator = i == 0       ? 1
+                             : i % 2 == 0 ? m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m))
+                                          : -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1));
+    d = 1 + numerator * d;
+    d = 1 / (std::fabs(d) < kTiny ? kTiny : d);
+    c = 1 + numerator / (std::fabs(c) < kTiny ? kTiny : c);
+    f *= c * d;
+    if (std::fabs(1 - c * d) < 1e-15) break;
+  }
+  return front * (f - 1);
+}
+
+}  // namespace
+
+double t_two_sided_p(double t, int df) {
+  TLM_CHECK(df >= 1, "Student's t needs df >= 1, got {}", df);
+  return incomplete_beta(df / 2.0, 0.5, df / (df + t * t));
+}
+
 double t_quantile_95(int df) {
   TLM_CHECK(df >= 1, "t quantile needs df >= 1, got {}", df);
-  // Two-sided 95% (upper 97.5%) quantiles of Student's t for df = 1..30.
-  static const double kTable[30] = {12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
-                                    2.201,  2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
-                                    2.080,  2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042};
-  if (df <= 30) return kTable[df - 1];
-  if (df <= 60) return 2.042 + (2.000 - 2.042) * (df - 30) / 30.0;   // t(60) = 2.000
-  if (df <= 120) return 2.000 + (1.980 - 2.000) * (df - 60) / 60.0;  // t(120) = 1.980
-  return 1.960;
+  // P(|T| > t) falls with t: bisect for 0.05 between the normal's 1.96 and t(1)'s 12.71.
+  double lo = 1.9, hi = 13.0;
+  for (int i = 0; i < 100; ++i) {
+    const double mid = (lo + hi) / 2;
+    (t_two_sided_p(mid, df) > 0.05 ? lo : hi) = mid;
+  }
+  return (lo + hi) / 2;
 }
 
 Summary summarize(const std::vector<double>& values) {

@@ -1,8 +1,8 @@
 #include "tlm/decontaminate.h"
 
-#include <cctype>
 #include <unordered_map>
 
+#include "text/unicode.h"
 #include "tlm/check.h"
 #include "tlm/file_io.h"
 #include "tlm/hash.h"
@@ -12,6 +12,39 @@ namespace tlm {
 
 namespace {
 
+// One punctuation character (any script: ’ and — as well as ' and -): not a word.
+bool is_punctuation_word(std::string_view w) {
+  size_t i = 0;
+  const char32_t c = unicode::decode(w, i);
+  return i == w.size() && unicode::is_punctuation(c);
+}
+
+// BERT's bracketed special tokens ([CLS], [SEP], [MASK], [PAD], [UNK], [unusedN]) are markup, not
+// words: FewRel marks its entities with [unused0]..[unused3], and the Wikipedia sentence it came
+// from has none. Replaced by a space, so the words around them stay apart.
+std::string without_special_tokens(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  size_t i = 0;
+  while (i < text.size()) {
+    if (text[i] == '[') {
+      const size_t close = text.find(']', i);
+      if (close != std::string_view::npos) {
+        const std::string_view inner = text.substr(i + 1, close - i - 1);
+        const bool unused = inner.starts_with("unused") && inner.size() > 6 &&
+                            inner.find_first_not_of("0123456789", 6) == std::string_view::npos;
+        if (unused || inner == "CLS" || inner == "SEP" || inner == "MASK" || inner == "PAD" || inner == "UNK") {
+          out += ' ';
+          i = close + 1;
+          continue;
+        }
+      }
+    }
+    out += text[i++];
+  }
+  return out;
+}
+
 // Words of a text as the uncased BERT normaliser and pre-tokeniser see them, hashed.
 class WordHasher {
  public:
@@ -20,9 +53,9 @@ class WordHasher {
              TokenizerOptions{.lowercase = true}) {}
   std::vector<uint64_t> operator()(std::string_view text) const {
     std::vector<uint64_t> words;
-    tok_.for_each_word(text, [&](std::string_view w) {
-      if (w.size() == 1 && std::ispunct(static_cast<unsigned char>(w[0]))) return;  // punctuation is not a word
-      words.push_back(hash_string(w));
+    const std::string plain = text.find('[') == std::string_view::npos ? std::string() : without_special_tokens(text);
+    tok_.for_each_word(plain.empty() ? text : std::string_view(plain), [&](std::string_view w) {
+      if (!is_punctuation_word(w)) words.push_back(hash_string(w));
     });
     return words;
   }
@@ -72,38 +105,39 @@ DecontaminationReport remove_test_texts(const std::string& corpus, const ReaderO
     const auto& p = patterns[id].words;
     return at + p.size() <= doc.size() && std::equal(p.begin(), p.end(), doc.begin() + static_cast<long>(at));
   };
-  read_corpus(corpus, options, [&](Example&& ex) {
-    ++r.documents;
-    const std::vector<uint64_t> doc = words_of(ex.text);
-    long hit = -1;
-    if (auto it = whole.find(key_of(doc.data(), doc.size())); it != whole.end() && !doc.empty()) {
-      for (size_t id : it->second) {
-        if (patterns[id].words == doc) hit = static_cast<long>(id);
-      }
-    }
-    for (size_t at = 0; hit < 0 && at + kMinWordsInside <= doc.size(); ++at) {
-      const auto it = inside.find(key_of(doc.data() + at, kMinWordsInside));
-      if (it == inside.end()) continue;
-      for (size_t id : it->second) {
-        if (matches(doc, id, at)) {
-          hit = static_cast<long>(id);
-          break;
-        }
-      }
-    }
-    if (hit >= 0) {
-      ++r.removed;
-      found[hit] = 1;
-      ++r.removed_by_task[tests[patterns[hit].task].task];
-      if (r.examples.size() < 5) r.examples.push_back(fmt::format("line {}: {}", ex.line, patterns[hit].text));
-      return;
-    }
-    for (char& c : ex.text) {
-      if (c == '\n' || c == '\r') c = ' ';
-    }
-    kept += ex.text;
-    kept += '\n';
-  });
+  r.skipped = read_corpus(corpus, options, [&](Example&& ex) {
+                ++r.documents;
+                const std::vector<uint64_t> doc = words_of(ex.text);
+                long hit = -1;
+                if (auto it = whole.find(key_of(doc.data(), doc.size())); it != whole.end() && !doc.empty()) {
+                  for (size_t id : it->second) {
+                    if (patterns[id].words == doc) hit = static_cast<long>(id);
+                  }
+                }
+                for (size_t at = 0; hit < 0 && at + kMinWordsInside <= doc.size(); ++at) {
+                  const auto it = inside.find(key_of(doc.data() + at, kMinWordsInside));
+                  if (it == inside.end()) continue;
+                  for (size_t id : it->second) {
+                    if (matches(doc, id, at)) {
+                      hit = static_cast<long>(id);
+                      break;
+                    }
+                  }
+                }
+                if (hit >= 0) {
+                  ++r.removed;
+                  found[hit] = 1;
+                  ++r.removed_by_task[tests[patterns[hit].task].task];
+                  if (r.examples.size() < 5)
+                    r.examples.push_back(fmt::format("line {}: {}", ex.line, patterns[hit].text));
+                  return;
+                }
+                for (char& c : ex.text) {
+                  if (c == '\n' || c == '\r') c = ' ';
+                }
+                kept += ex.text;
+                kept += '\n';
+              }).skipped;
   for (char f : found) r.test_texts_found += f;
   write_file_atomic(out, kept);
   return r;

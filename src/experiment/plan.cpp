@@ -112,7 +112,10 @@ struct TaskTexts {
   uint64_t test_seed = 0;
   bool cap = false;
 
-  json identity() const { return {name, train, test, reader.classes_path, per_label_test, test_seed, cap}; }
+  json identity() const {
+    return {name,           train,     test, reader.classes_path,
+            per_label_test, test_seed, cap,  reader.on_bad_row == OnBadRow::kSkip ? "skip" : "stop"};
+  }
 
   LabeledData read(const std::string& out, const std::string& file) const {
     ReaderOptions r = reader;  // the runner's working directory is not <out>
@@ -339,7 +342,10 @@ class Expander {
     task.name = name;
     task.train = ft.at("train");
     task.test = ft.value("test", std::string());
-    task.reader = {.format = parse_format(ft.at("format")), .classes_path = ft.value("classes", std::string())};
+    // Read as fine-tuning reads it (skipped bad rows included), so the test draw is the same.
+    task.reader = {.format = parse_format(ft.at("format")),
+                   .classes_path = ft.value("classes", std::string()),
+                   .on_bad_row = parse_on_bad_row(ft.value("on_bad_row", std::string("stop")))};
     task.per_label_test = ft.value("per_label_test", int64_t{0});
     task.test_seed = ft.at("test_seed").get<uint64_t>();
     task.cap = ft.value("cap_per_label", false);
@@ -353,10 +359,15 @@ class Expander {
     if (const auto it = cleaned_.find(corpus_name); it != cleaned_.end()) return it->second;
     const json& c = corpus(corpus_name);
     const std::string file = data(need_string(c, "file", "corpora." + corpus_name));
+    // The corpus is read as pre-training would read it: [pretrain]'s on_bad_row says whether a bad
+    // document (an empty article) stops the plan or is skipped and counted.
+    const std::string on_bad_row = need(plan_, "pretrain", "top level").value("on_bad_row", std::string("stop"));
     const ReaderOptions reader{.format = parse_format(c.value("format", "text")),
-                               .text_field = c.value("text_field", std::string("text"))};
+                               .text_field = c.value("text_field", std::string("text")),
+                               .on_bad_row = parse_on_bad_row(on_bad_row)};
     std::vector<TaskTexts> tasks;
-    json identity = {"decontaminate v1", file, c.value("format", "text"), reader.text_field, kMinWordsInside};
+    json identity = {"decontaminate v2", file,      c.value("format", "text"), reader.text_field,
+                     kMinWordsInside,    on_bad_row};
     for (const auto& [name, t] : need(plan_, "tasks", "top level").items()) {
       tasks.push_back(task_texts(name));
       identity.push_back(tasks.back().identity());
@@ -375,6 +386,7 @@ class Expander {
       const json report = {{"corpus", corpus_name},
                            {"source", file},
                            {"documents", r.documents},
+                           {"skipped_bad_rows", r.skipped},
                            {"removed", r.removed},
                            {"kept", r.documents - r.removed},
                            {"test_texts", r.test_texts},
@@ -385,8 +397,9 @@ class Expander {
                                                 "normalised words; texts of fewer than {} words only as the whole "
                                                 "document)",
                                                 kMinWordsInside)}};
-      const std::string summary = fmt::format("{}: {} of {} documents removed for containing test texts of {} tasks",
-                                              corpus_name, r.removed, r.documents, tests.size());
+      std::string summary = fmt::format("{}: {} of {} documents removed for containing test texts of {} tasks",
+                                        corpus_name, r.removed, r.documents, tests.size());
+      if (r.skipped > 0) summary += fmt::format(" ({} bad rows skipped)", r.skipped);
       write_file_atomic((fs::path(dir) / "log.txt").string(), summary + "\n" + report.dump(2) + "\n");
       fmt::print(stderr, "reproduce: {}\n", summary);
       write_file_atomic((fs::path(dir) / "clean.json").string(), report.dump(2) + "\n");  // last: it marks done

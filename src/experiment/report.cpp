@@ -75,8 +75,10 @@ class Builder {
         "every seed gave the same value: no interval). F1 is **mixed** when one setting held and another "
         "significantly did not. F4 holds when the 95% interval of the committee's accuracy minus the deep model's, "
         "paired over seeds, lies above -2 points (a match within 2 points, or better) and the 95% interval of its "
-        "single-text latency over the deep model's, from interleaved timing rounds, lies below 1.10; it does not "
-        "hold when the committee is significantly worse or slower."});
+        "single-text latency over the deep model's, from interleaved timing rounds, lies below 1.10 (the interval "
+        "covers round-to-round variation on this one machine, the rounds taken as independent, each round "
+        "rotating the order); it does not hold when the committee is significantly worse, or slower (the whole "
+        "latency interval above 1.10)."});
     Table t{{"", "claim", "verdict", "evidence"}, {}};
     for (const auto& f : r_["findings"]) {
       const std::string v = "**" + f["verdict"].get<std::string>() + "**";

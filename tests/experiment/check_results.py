@@ -100,10 +100,10 @@ def check_summary(got, s, what):
     if got["ci95"] is None:
         failures.append("%s: no interval where the values vary" % what)
         return
-    # tlm's t quantiles are a 3-decimal table: agree within 1e-3 of the half width.
+    # Both sides compute the t quantile from the distribution: they agree to rounding.
     half = s["ci"][1] - s["mean"]
     for k in (0, 1):
-        if abs(got["ci95"][k] - s["ci"][k]) > 1e-3 * abs(half) + 1e-12:
+        if abs(got["ci95"][k] - s["ci"][k]) > 1e-6 * abs(half) + 1e-12:
             failures.append("%s: interval %r, recomputed %r" % (what, got["ci95"], s["ci"]))
 
 
@@ -254,17 +254,25 @@ if "e4" in res:
         diffs.append(acc - deep[s])
     sd = summary(diffs)
     check_summary(e4["difference"]["summary"], sd, "e4 committee minus deep")
-    # Latency: the ratios from the timing rounds.
-    cmp = e4["latency"]["comparison"]
+    # Latency: the ratios from the timing rounds of the latency run's own file.
+    latency_runs = [r["dir"] for r in res["runs"] if r["kind"] == "latency"]
+    if len(latency_runs) != 1:
+        failures.append("e4: %d latency runs, expected 1" % len(latency_runs))
+    timed = json.load(open(os.path.join(out, latency_runs[0], "latency.json")))
+    if timed != e4["latency"]:
+        failures.append("e4: results.json's latency is not %s/latency.json" % latency_runs[0])
+    cmp = timed["comparison"]
     rounds = cmp["round_p50_ms"]
     for pair, ratio in cmp["ratios"].items():
         num, den = pair.split("/")
         per = [a / b for a, b in zip(rounds[num], rounds[den])]
         s = summary([math.log(x) for x in per])
         close(ratio["geometric_mean"], math.exp(s["mean"]), "latency %s" % pair, tol=1e-9)
-        if s["ci"] is not None and ratio["ci95"] is not None:
+        if (s["ci"] is None) != (ratio["ci95"] is None):
+            failures.append("latency %s: interval %r, recomputed %r" % (pair, ratio["ci95"], s["ci"]))
+        elif s["ci"] is not None:
             for k in (0, 1):
-                if abs(math.log(ratio["ci95"][k]) - s["ci"][k]) > 1e-3 * (s["ci"][1] - s["mean"]) + 1e-12:
+                if abs(math.log(ratio["ci95"][k]) - s["ci"][k]) > 1e-6 * (s["ci"][1] - s["mean"]) + 1e-12:
                     failures.append("latency %s interval %r, recomputed %r" % (pair, ratio["ci95"], s["ci"]))
     mode = "committee_concurrent" if "committee_concurrent/reference" in cmp["ratios"] else "committee_sequential"
     rs = summary([math.log(a / b) for a, b in zip(rounds[mode], rounds["reference"])])
@@ -274,6 +282,25 @@ if "e4" in res:
                 else "worse" if sd["ci"][1] < 0 else "unclear")
     verdicts["F4"] = ("did not hold" if accuracy == "worse" or latency == "slower"
                       else "held" if accuracy == "matches" and latency == "as fast" else "inconclusive")
+
+# Decontamination: the counts are the cleaning runs' own, and add up.
+clean_runs = {json.load(open(os.path.join(out, r["dir"], "clean.json")))["corpus"]: r["dir"]
+              for r in res["runs"] if r["kind"] == "clean"}
+if set(res.get("decontamination", {})) != set(clean_runs):
+    failures.append("decontamination lists %r, cleaning runs %r" % (sorted(res.get("decontamination", {})),
+                                                                     sorted(clean_runs)))
+for name, d in res.get("decontamination", {}).items():
+    if name not in clean_runs:
+        continue
+    got = json.load(open(os.path.join(out, clean_runs[name], "clean.json")))
+    if got != d:
+        failures.append("decontamination of %s differs from %s/clean.json" % (name, clean_runs[name]))
+    if got["kept"] != got["documents"] - got["removed"] or sum(got["removed_by_task"].values()) != got["removed"]:
+        failures.append("decontamination of %s: counts do not add up: %r" % (name, got))
+    kept_lines = sum(1 for _ in open(os.path.join(out, clean_runs[name], "corpus.txt")))
+    if kept_lines != got["kept"]:
+        failures.append("decontamination of %s: corpus.txt has %d documents, clean.json says %d kept"
+                        % (name, kept_lines, got["kept"]))
 
 for f in res["findings"]:
     if f["id"] in verdicts and f["verdict"] != verdicts[f["id"]]:

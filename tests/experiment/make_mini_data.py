@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
-"""Writes a miniature data folder for the reproduce integration test: two small corpora and a
-four-label CSV task whose labels depend on topic words that the first corpus also uses."""
+"""Writes a miniature data folder for the reproduce integration test: two small corpora, a
+four-label CSV task whose labels depend on topic words that the first corpus also uses, and a
+two-label task in one file (no test file: its test sample is drawn from it) whose every text is
+also a document of the second corpus, so cleaning must remove exactly its test draw."""
 import os
 import random
 import sys
@@ -38,3 +40,11 @@ for split, n in (("train", 40), ("test", 20)):
         for i in range(n):
             for k, name in enumerate(labels):
                 f.write('"%d","%s"\n' % (k + 1, sentence(topics[name], rng.randint(4, 10))))
+os.makedirs(os.path.join(out, "onefile"), exist_ok=True)
+with open(os.path.join(out, "onefile", "classes.txt"), "w") as f:
+    f.write("even\nodd\n")
+with open(os.path.join(out, "onefile", "all.csv"), "w") as f, open(os.path.join(out, "corpora", "far.txt"), "a") as far:
+    for i in range(16):
+        text = "onefile entry number %d tells %s" % (i, sentence(other, 5))
+        f.write('"%d","%s"\n' % (1 + i % 2, text))
+        far.write(text + "\n")

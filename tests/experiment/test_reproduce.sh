@@ -41,6 +41,18 @@ near = json.load(open(cleaned["near"] + "/clean.json"))
 assert near["removed"] >= 1 and near["removed_by_task"].get("topics", 0) >= 1, near
 assert "zebraplanted" not in open(cleaned["near"] + "/corpus.txt").read()
 assert near["kept"] == near["documents"] - near["removed"]
+# The one-file task: its 6 test texts (3 per label, drawn by test_seed) are removed from "far",
+# its 10 training texts stay there and are all the vocabulary sees of it.
+far = json.load(open(cleaned["far"] + "/clean.json"))
+assert far["removed_by_task"].get("onefile") == 6, far
+kept = open(cleaned["far"] + "/corpus.txt").read().splitlines()
+kept_onefile = {t for t in kept if t.startswith("onefile entry")}
+seen = None
+for d in glob.glob("out/runs/texts-*"):
+    lines = open(d + "/texts.txt").read().splitlines()
+    if any(t.startswith("onefile entry") for t in lines):
+        seen = set(lines)
+assert seen is not None and len(seen) == 10 and seen == kept_onefile, (seen, kept_onefile)
 res = json.load(open("out/results.json"))
 assert res["decontamination"]["near"]["removed"] == near["removed"], res.get("decontamination")
 print("decontamination: near lost %d of %d documents" % (near["removed"], near["documents"]))
@@ -51,6 +63,22 @@ for f in results.json report.md report.html plan.json; do [ -s "out/$f" ] || fai
 [ "$(grep -c '<svg' out/report.html)" -eq 6 ] || fail "report.html does not inline 6 plots"
 grep -q 'src=\|href="http' out/report.html && fail "report.html is not self-contained"
 $py "$here/check_results.py" out || fail "results.json disagrees with the runs"
+# The check can fail: each of these edits of results.json must be caught (the file is restored).
+cp out/results.json pristine.json
+for edit in "r['e1'][0]['pretrained']['chosen_lr'] = r['e1'][0]['pretrained']['lrs'][-1] if r['e1'][0]['pretrained']['chosen_lr'] != r['e1'][0]['pretrained']['lrs'][-1] else r['e1'][0]['pretrained']['lrs'][0]" \
+            "m = r['e4']['mcnemar'][0]; m['committee_right_deep_wrong'], m['deep_right_committee_wrong'] = m['deep_right_committee_wrong'] + 1, m['committee_right_deep_wrong']" \
+            "r['e4']['deep']['runs'][0], r['e4']['deep']['runs'][1] = r['e4']['deep']['runs'][1], r['e4']['deep']['runs'][0]" \
+            "r['e4']['latency']['comparison']['round_p50_ms']['reference'][0] *= 1.5" \
+            "d = next(iter(r['decontamination'].values())); d['removed'] += 1" \
+            "f = r['findings'][-1]; f['verdict'] = 'held' if f['verdict'] != 'held' else 'inconclusive'"; do
+  $py -c "
+import json
+r = json.load(open('pristine.json'))
+$edit
+json.dump(r, open('out/results.json', 'w'))" || fail "could not apply: $edit"
+  $py "$here/check_results.py" out >/dev/null 2>&1 && fail "check_results.py missed: $edit"
+done
+cp pristine.json out/results.json
 # The report in headless Chromium (scripts/install-deps.sh installs it): a screenshot with the 6
 # plots drawn. A missing Chromium is a failure, not a skip.
 $py "$here/../../scripts/report_screenshot.py" out/report.html --png shot.png --height 6000 ||
@@ -60,14 +88,14 @@ echo "full run: ok ($(grep -c '' stderr.txt) log lines)"
 # --- a rerun skips every run and rebuilds the same results
 cp out/results.json first.json
 "$tlm" reproduce "${run[@]}" --out out >stdout2.txt 2>stderr2.txt || fail "rerun failed"
-grep -q "reproduce: 0 finished, 47 skipped" stderr2.txt || { cat stderr2.txt; fail "rerun did not skip all 47 runs"; }
+grep -q "reproduce: 0 finished, 48 skipped" stderr2.txt || { cat stderr2.txt; fail "rerun did not skip all 48 runs"; }
 $py - <<'PY' || fail "the rerun's results differ"
 import json
 a, b = json.load(open("first.json")), json.load(open("out/results.json"))
 for k in ("e1", "e2", "e3", "pretraining", "findings"):
     assert a[k] == b[k], k
 PY
-[ "$("$tlm" reproduce "${run[@]}" --out out --dry-run | grep -c '^done ')" -eq 47 ] || fail "--dry-run: not 47 runs done"
+[ "$("$tlm" reproduce "${run[@]}" --out out --dry-run | grep -c '^done ')" -eq 48 ] || fail "--dry-run: not 48 runs done"
 # tlm report rebuilds the report from results.json alone.
 cp out/report.md first.md
 cp out/report.html first.html
@@ -137,7 +165,7 @@ bad_plan '--hidden 32 is not a multiple of --heads 3' -e '0,/^heads = 2$/s//head
 bad_plan '[pretrain] seed is set by the plan for each run' -e 's/^\[pretrain\]$/[pretrain]\nseed = 4/'
 bad_plan 'ffn = 64 differs from the pre-training (ffn = 0)' -e 's/^\[finetune\]$/[finetune]\nffn = 64/'
 bad_plan 'cased = true differs from the pre-training (cased = false)' \
-  -e 's/^format = "csv"$/format = "csv"\nfinetune = { cased = true }/'
+  -e '0,/^format = "csv"$/s//format = "csv"\nfinetune = { cased = true }/'
 printf 'seeds = [\n' > bad3.toml
 expect_error "bad3.toml:" "$tlm" reproduce --preset bad3.toml --data-dir data --out bad
 expect_error "neither a preset" "$tlm" reproduce --preset no-such-plan --out bad
