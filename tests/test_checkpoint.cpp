@@ -129,7 +129,7 @@ TEST_F(CheckpointTest, ExactResumeGivesBitIdenticalWeights) {
     m.zero_grad();
     const ForwardResult f = m.forward(batch, true, 500 + s);
     m.backward(static_cast<float>(1.0 / f.count));
-    clip_grad_norm(m.grads(), m.num_params(), 1.0);
+    clip_grad_norm(m.backend(), m.grads(), m.num_params(), 1.0);
     opt.step(m.params(), m.grads(), 1e-3 * linear_schedule(s, 2, total));
   };
   BertModel straight(cfg, lim);

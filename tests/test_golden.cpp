@@ -112,7 +112,7 @@ TEST_P(GoldenTest, TenStepAdamWTrajectoryMatchesPyTorch) {
     model->zero_grad();
     const ForwardResult f = model->forward(g.batch, false, 0);
     model->backward(static_cast<float>(1.0 / f.count));
-    clip_grad_norm(model->grads(), model->num_params(), tr["max_grad_norm"]);
+    clip_grad_norm(model->backend(), model->grads(), model->num_params(), tr["max_grad_norm"]);
     adam.step(model->params(), model->grads(), o.lr * linear_schedule(s, warmup, steps));
     EXPECT_NEAR(f.mean_loss(), ref_losses[s], 1e-4 * std::fabs(ref_losses[s]) + 1e-6) << "step " << s;
   }

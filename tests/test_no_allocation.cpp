@@ -46,7 +46,7 @@ TEST(NoAllocation, TrainingStepAllocatesNothing) {
       model.zero_grad();
       const ForwardResult f = model.forward(batch, true, 7);
       model.backward(static_cast<float>(1.0 / f.count));
-      clip_grad_norm(model.grads(), model.num_params(), 1.0);
+      clip_grad_norm(model.backend(), model.grads(), model.num_params(), 1.0);
       adam.step(model.params(), model.grads(), 1e-4);
     };
     step();  // let OpenMP and OpenBLAS set up their thread pools first

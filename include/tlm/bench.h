@@ -5,6 +5,7 @@
 #include <string>
 
 #include "tlm/config.h"
+#include "tlm/device.h"
 
 namespace tlm {
 
@@ -17,6 +18,7 @@ struct TrainBenchOptions {
   double mask_prob = 0.15;
   int warmup_steps = 1, steps = 5;
   uint64_t seed = 1;
+  Device device;  // where the step computes (fp32)
 };
 
 struct TrainBenchResult {

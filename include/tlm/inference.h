@@ -18,6 +18,7 @@ namespace tlm {
 struct InferenceFlags {
   int max_len = 0;  // > 0: must equal the runs' sequence length (see check_tokenizer_flags)
   bool allow_nonfinite = false;
+  Device device;  // where the members compute (fp32)
 };
 
 class Committee {
@@ -37,7 +38,7 @@ class Committee {
   // Unlabeled texts, tokenized as the runs were.
   SequenceSet text_set(const std::vector<std::string>& texts) const;
 
-  // Member i sized for batches of `batch` sequences of `set`.
+  // Member i sized for batches of `batch` sequences of `set`, on the committee's back end.
   std::unique_ptr<BertModel> load_member(size_t i, const SequenceSet& set, int batch) const;
   // Each member's class probabilities (n, labels) on `set`.
   std::vector<std::vector<float>> member_probabilities(const SequenceSet& set, int batch) const;
@@ -47,6 +48,7 @@ class Committee {
   std::vector<std::string> labels_;
   std::unique_ptr<Tokenizer> tokenizer_;
   bool allow_nonfinite_ = false;
+  std::shared_ptr<Backend> backend_;
 };
 
 }  // namespace tlm

@@ -33,6 +33,7 @@ struct Field {
   bool min_open = false, max_open = false;  // exclusive bounds
   std::vector<std::string> choices;         // allowed strings (empty: any)
   Identity identity = Identity::kAlways;
+  void (*check_string)(const std::string&) = nullptr;  // a string's own check: throws tlm::Error saying what is wrong
 };
 
 class JobSchema {

@@ -15,6 +15,7 @@
 
 #include "tlm/batch.h"
 #include "tlm/config.h"
+#include "tlm/device.h"
 #include "tlm/params.h"
 
 namespace tlm {
@@ -35,7 +36,9 @@ struct ForwardResult {
 
 class BertModel {
  public:
-  BertModel(const BertConfig& config, const ModelLimits& limits);
+  // The model's parameters, gradients and activations live on `backend`'s device, and every op
+  // of forward and backward is issued on it.
+  BertModel(const BertConfig& config, const ModelLimits& limits, std::shared_ptr<Backend> backend = default_backend());
   ~BertModel();
   BertModel(const BertModel&) = delete;
   BertModel& operator=(const BertModel&) = delete;
@@ -43,12 +46,19 @@ class BertModel {
   const BertConfig& config() const { return config_; }
   const ModelLimits& limits() const { return limits_; }
   const ParamTable& table() const { return table_; }
+  Backend& backend() const { return *backend_; }
+  const std::shared_ptr<Backend>& shared_backend() const { return backend_; }
   int64_t num_params() const { return table_.total_size(); }
-  float* params() { return params_.data(); }
-  const float* params() const { return params_.data(); }
-  float* grads() { return grads_.data(); }
-  float* param(const std::string& name) { return params_.data() + table_.at(name).offset; }
-  float* grad(const std::string& name) { return grads_.data() + table_.at(name).offset; }
+  // Device memory (the parameter table's layout): pass to the back end's ops, never dereference
+  // outside a back end; the host copies below are for that.
+  float* params();
+  const float* params() const;
+  float* grads();
+  float* param(const std::string& name) { return params() + table_.at(name).offset; }
+  float* grad(const std::string& name) { return grads() + table_.at(name).offset; }
+  // Host copies of the parameters: params_to_host (num_params); set_params (count) at `offset`.
+  std::vector<float> params_to_host() const;
+  void set_params(const float* host, int64_t offset, int64_t count);
 
   // Hugging Face's _init_weights: normal(0, initializer_range) for linear and embedding weights,
   // zero biases, LayerNorm 1 / 0, zero padding row of the word embeddings. Our RNG, one stream.
@@ -62,10 +72,11 @@ class BertModel {
   // Overwrites logits() with their gradient.
   void backward(float grad_scale);
 
-  // Logits of the last forward: MLM (m, vocab) at the masked positions in batch order;
-  // classification (b, num_labels).
+  // Logits of the last forward (device memory): MLM (m, vocab) at the masked positions in batch
+  // order; classification (b, num_labels). logits_to_host copies them.
   const float* logits() const;
-  // Inference: the model on `batch` without dropout, softmax of its logits into `probs`:
+  std::vector<float> logits_to_host() const;
+  // Inference: the model on `batch` without dropout, softmax of its logits into `probs` (host):
   // classification (b, num_labels); MLM (m, vocab) at the masked positions.
   void probabilities(const Batch& batch, float* probs);
   // Floating-point operations of one forward+backward on `batch` as this engine computes it.
@@ -79,8 +90,8 @@ class BertModel {
   BertConfig config_;
   ModelLimits limits_;
   ParamTable table_;
-  std::vector<float> params_, grads_;
-  std::unique_ptr<Impl> impl_;
+  std::shared_ptr<Backend> backend_;
+  std::unique_ptr<Impl> impl_;  // the buffers on the device, and the host-side indexing
 };
 
 }  // namespace tlm

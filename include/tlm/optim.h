@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "tlm/device.h"
 #include "tlm/params.h"
 
 namespace tlm {
@@ -22,17 +23,20 @@ struct AdamWOptions {
 
 class AdamW {
  public:
-  AdamW(const ParamTable& table, const AdamWOptions& options);
+  // The moments live on `backend`'s device, beside the parameters they update.
+  AdamW(const ParamTable& table, const AdamWOptions& options, std::shared_ptr<Backend> backend = default_backend());
+  ~AdamW();
 
-  // One update of every parameter at learning rate `lr` (the schedule's value for this step).
+  // One update of every parameter at learning rate `lr` (the schedule's value for this step);
+  // params and grads are device memory in the table's layout.
   void step(float* params, const float* grads, double lr);
 
   int64_t steps_taken() const { return step_; }
   void set_steps_taken(int64_t s) { step_ = s; }
-  std::vector<float>& exp_avg() { return m_; }
-  std::vector<float>& exp_avg_sq() { return v_; }
-  const std::vector<float>& exp_avg() const { return m_; }
-  const std::vector<float>& exp_avg_sq() const { return v_; }
+  // Host copies of the moments (the table's size), and setting them from the host.
+  std::vector<float> exp_avg_to_host() const;
+  std::vector<float> exp_avg_sq_to_host() const;
+  void set_moments(const std::vector<float>& exp_avg, const std::vector<float>& exp_avg_sq);
   const AdamWOptions& options() const { return opt_; }
 
  private:
@@ -40,9 +44,11 @@ class AdamW {
     int64_t begin, end;
     bool decay;
   };
+  struct Moments;  // device buffers
   AdamWOptions opt_;
   std::vector<Range> ranges_;
-  std::vector<float> m_, v_;
+  std::shared_ptr<Backend> backend_;
+  std::unique_ptr<Moments> moments_;
   int64_t step_ = 0;
 };
 
@@ -50,9 +56,10 @@ class AdamW {
 // LambdaLR): step / warmup during warmup, then linear decay to 0 at total_steps.
 double linear_schedule(int64_t step, int64_t warmup_steps, int64_t total_steps);
 
-// Scales grads so their global L2 norm is at most max_norm (if max_norm > 0); returns the norm
-// before clipping. Same formula as torch: coef = max_norm / (norm + 1e-6), applied if < 1.
-double clip_grad_norm(float* grads, int64_t n, double max_norm);
+// Scales grads (n, device memory of `backend`) so their global L2 norm is at most max_norm (if
+// max_norm > 0); returns the norm before clipping. Same formula as torch:
+// coef = max_norm / (norm + 1e-6), applied if < 1.
+double clip_grad_norm(Backend& backend, float* grads, int64_t n, double max_norm);
 
 // The optimizer's state (AdamW moments and step count) as optimizer.safetensors in dir,
 // versioned: another version is refused with a clear message.

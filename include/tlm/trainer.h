@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -59,8 +60,9 @@ struct TrainJob {
   std::string out_dir;
   StartMode start = StartMode::kFresh;
   std::vector<std::string> command_line;
-  nlohmann::json data_hashes;  // recorded in the manifest
-  nlohmann::json notes;        // recorded in the manifest (e.g. capped samples)
+  nlohmann::json data_hashes;        // recorded in the manifest
+  nlohmann::json notes;              // recorded in the manifest (e.g. capped samples)
+  std::shared_ptr<Backend> backend;  // the device and precision it runs on; null: the CPU in fp32
 };
 
 struct TrainResult {

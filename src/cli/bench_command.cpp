@@ -8,6 +8,7 @@
 #include "cli/threads.h"
 #include "tlm/bench.h"
 #include "tlm/check.h"
+#include "tlm/device.h"
 #include "tlm/file_io.h"
 #include "tlm/readers.h"
 #include "tlm/tokenizer.h"
@@ -22,6 +23,7 @@ struct BenchArgs {
   int batch = 32, seq = 128, steps = 5, warmup = 1, labels = 4, threads = 0;
   double mask_prob = 0.15;
   std::string json_out;
+  std::string device = "cpu";
 };
 
 void run_bench_train(const BenchArgs& a) {
@@ -37,6 +39,7 @@ void run_bench_train(const BenchArgs& a) {
   o.warmup_steps = a.warmup;
   o.num_labels = a.labels;
   o.mask_prob = a.mask_prob;
+  o.device = parse_device(a.device);
   const TrainBenchResult r = run_train_bench(o);
   fmt::print("tlm bench train: config {} ({} layers x {}, {} heads, vocab {}), task {}, batch {} x {}, {} threads\n",
              a.config, o.config.num_hidden_layers, o.config.hidden_size, o.config.num_attention_heads,
@@ -123,6 +126,7 @@ void add_bench_command(CLI::App& app, int argc, char** argv, int* exit_code) {
   train->add_option("--mask-prob", args->mask_prob, "masked share (task mlm)")
       ->capture_default_str()
       ->check(CLI::Range(0.0, 1.0));
+  train->add_option("--device", args->device, "device: cpu, cuda or cuda:N")->capture_default_str();
   train->add_option("--threads", args->threads, "threads (0: all cores)")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);

@@ -9,6 +9,7 @@
 #include "experiment/results.h"
 #include "experiment/runner.h"
 #include "tlm/check.h"
+#include "tlm/device.h"
 #include "tlm/file_io.h"
 #include "tlm/folder_lock.h"
 #include "tlm/machine.h"
@@ -21,7 +22,7 @@ using nlohmann::json;
 namespace {
 
 struct ReproduceArgs {
-  std::string preset, out, data_dir;
+  std::string preset, out, data_dir, device;
   int jobs = 0, threads = 0;
   double scale = 1;
   bool dump_plan = false, dry_run = false;
@@ -43,6 +44,10 @@ int run_reproduce(const ReproduceArgs& a) {
     return 0;
   }
   const std::string out = fs::absolute(a.out).lexically_normal().string();
+  // Where the runs compute: --device, else the plan's device, else the CPU (not part of any run's
+  // identity: the manifests record it).
+  const std::string device = !a.device.empty() ? a.device : plan.value("device", std::string("cpu"));
+  parse_device(device);  // refused here, before anything is made
   experiment::ExpandOptions eo;
   if (!a.data_dir.empty()) {
     eo.data_dir = fs::absolute(a.data_dir).lexically_normal().string();
@@ -66,6 +71,7 @@ int run_reproduce(const ReproduceArgs& a) {
   ro.tlm_exe = self_exe();
   ro.threads = a.threads > 0 ? a.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   ro.jobs = a.jobs > 0 ? a.jobs : ro.threads;
+  ro.device = device;
   const experiment::RunSummary s = experiment::run_jobs(runs.graph, ro);
   fmt::print(stderr, "reproduce: {} finished, {} skipped (done before), {} failed, {} not started\n", s.finished,
              s.skipped, s.failed, s.blocked);
@@ -86,6 +92,7 @@ int run_reproduce(const ReproduceArgs& a) {
                    {"vocab", runs.roles["vocab"]},
                    {"threads", ro.threads},
                    {"jobs", ro.jobs},
+                   {"device", ro.device},
                    {"finished_at", now_utc()},
                    {"runs_finished_this_session", s.finished},
                    {"runs_skipped_this_session", s.skipped},
@@ -112,6 +119,8 @@ void add_reproduce_commands(CLI::App& app, int* exit_code) {
   cmd->add_option("--out", a->out, "experiment folder (runs, results.json, report)")->required();
   cmd->add_option("--jobs", a->jobs, "runs at a time (0: one per thread)")->check(CLI::NonNegativeNumber);
   cmd->add_option("--threads", a->threads, "threads to use in all (0: all cores)")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--device", a->device,
+                  "device every run computes on: cpu, cuda or cuda:N (default: the plan's, else cpu)");
   cmd->add_option("--data-dir", a->data_dir, "data folder the plan's files are relative to (default: the plan's)");
   cmd->add_option("--scale", a->scale, "shrink sizes and epochs by this factor, in (0, 1]")->capture_default_str();
   cmd->add_flag("--dump-plan", a->dump_plan, "print the resolved plan as JSON and exit");

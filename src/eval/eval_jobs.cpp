@@ -22,6 +22,7 @@ InferenceFlags inference_flags(const ResolvedConfig& rc) {
   InferenceFlags f;
   f.max_len = rc.config.at("max_len");
   f.allow_nonfinite = rc.config.at("allow_nonfinite");
+  f.device = parse_device(rc.config.at("device").get<std::string>());
   return f;
 }
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "backend/backend.h"
 #include "tlm/check.h"
 #include "tlm/evaluate.h"
 #include "tlm/model_io.h"
@@ -19,7 +20,7 @@ bool same_tokenizer(const TokenizerOptions& a, const TokenizerOptions& b) {
 }  // namespace
 
 Committee::Committee(const std::vector<std::string>& dirs, const InferenceFlags& flags)
-    : dirs_(dirs), allow_nonfinite_(flags.allow_nonfinite) {
+    : dirs_(dirs), allow_nonfinite_(flags.allow_nonfinite), backend_(make_backend(flags.device, Precision::kFp32)) {
   TLM_CHECK(!dirs.empty(), "no model given");
   for (const auto& d : dirs) {
     const BertConfig cfg = load_config(d);
@@ -79,7 +80,7 @@ SequenceSet Committee::text_set(const std::vector<std::string>& texts) const {
 }
 
 std::unique_ptr<BertModel> Committee::load_member(size_t i, const SequenceSet& set, int batch) const {
-  auto model = std::make_unique<BertModel>(load_config(dirs_.at(i)), limits_for_set(set, batch, false, 0));
+  auto model = std::make_unique<BertModel>(load_config(dirs_.at(i)), limits_for_set(set, batch, false, 0), backend_);
   load_model_weights(*model, dirs_[i], {LoadMode::kExact, allow_nonfinite_});
   return model;
 }

@@ -5,6 +5,7 @@
 #include <set>
 
 #include "tlm/check.h"
+#include "tlm/device.h"
 #include "tlm/job_config.h"
 
 namespace tlm::experiment {
@@ -159,6 +160,7 @@ void check_plan(const json& plan, const std::string& source) {
                                           {"seeds", {Kind::kPositiveInt, true}},
                                           {"first_seed", {Kind::kPositiveInt}},
                                           {"pretrain_per_seed", {Kind::kBool}},
+                                          {"device", {Kind::kString}},
                                           {"scale", {Kind::kTable}},
                                           {"data", {Kind::kTable}},
                                           {"vocab", {Kind::kTable, true}},
@@ -185,6 +187,13 @@ void check_plan(const json& plan, const std::string& source) {
       continue;
     }
     check_value(source, "top level", k, v, it->second.kind);
+    if (k == "device") {
+      try {
+        parse_device(v.get<std::string>());
+      } catch (const Error& e) {
+        fail(source, "top level", e.what());
+      }
+    }
   }
   for (const auto& [k, key] : top) {
     if (key.required && !plan.contains(k)) fail(source, "top level", fmt::format("needs the key \"{}\"", k));

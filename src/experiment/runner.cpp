@@ -191,6 +191,7 @@ class Runner {
     const int threads = j.exclusive ? o_.threads : std::max(1, o_.threads / o_.jobs);
     const JobSchema& schema = job_schema(j.schema);
     if (schema.find("threads")) config["threads"] = threads;
+    if (schema.find("device")) config["device"] = o_.device;
     // The job file: what the command runs, readable and rerunnable by hand from <out>.
     const std::string job_file = j.dir + "/job.toml";
     write_file_atomic((fs::path(o_.out) / job_file).string(),

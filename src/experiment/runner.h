@@ -11,10 +11,11 @@
 namespace tlm::experiment {
 
 struct RunnerOptions {
-  std::string out;      // the experiment folder (commands run with it as working directory)
-  std::string tlm_exe;  // the tlm binary to run
-  int jobs = 1;         // commands at a time
-  int threads = 1;      // threads of the machine: each of `jobs` commands gets threads / jobs
+  std::string out;             // the experiment folder (commands run with it as working directory)
+  std::string tlm_exe;         // the tlm binary to run
+  int jobs = 1;                // commands at a time
+  int threads = 1;             // threads of the machine: each of `jobs` commands gets threads / jobs
+  std::string device = "cpu";  // where every command computes (--device of its job)
 };
 
 struct RunSummary {

@@ -86,9 +86,28 @@ double softmax_cross_entropy(const float* logits, const int32_t* labels, float* 
 // probs (m, k) = softmax(logits) row-wise (may alias logits)
 void softmax_rows(const float* logits, float* probs, int m, int k);
 
+// ---- rows ----
+// dst row i = src row rows[i]: src (any, c), rows (count), dst (count, c) overwritten
+void gather_rows(const float* src, const int32_t* rows, float* dst, int count, int c);
+// dst row rows[i] += src row i: src (count, c), rows (count) distinct, dst (any, c) accumulated
+void scatter_add_rows(const float* src, const int32_t* rows, float* dst, int count, int c);
+
+// ---- AdamW (torch's _single_tensor_adamw in float32) ----
+// The scalars of one update, computed once per step (in double, as Python does, then rounded).
+struct AdamWScalars {
+  float decay_factor;  // 1 - lr * weight_decay, or 1 for parameters without decay
+  float beta1, beta2, one_minus_beta1, one_minus_beta2;
+  float step_size;              // lr / (1 - beta1^t)
+  float bias_correction2_sqrt;  // sqrt(1 - beta2^t)
+  float eps;
+};
+// params, m, v (n) updated in place from grads (n)
+void adamw_update(float* params, const float* grads, float* m, float* v, int64_t n, const AdamWScalars& s);
+
 // ---- elementwise helpers ----
 void add_inplace(float* y, const float* x, int64_t n);  // y += x
 void scale_inplace(float* y, float s, int64_t n);       // y *= s
 double sum_squares(const float* x, int64_t n);          // sum x^2 in double
+int64_t first_nonfinite(const float* x, int64_t n);     // index of the first NaN or inf, or -1
 
 }  // namespace tlm::kernels

@@ -3,10 +3,9 @@
 #include <omp.h>
 
 #include <algorithm>
-#include <cstring>
 
+#include "backend/backend.h"
 #include "core/parallel.h"
-#include "kernels/kernels.h"
 #include "tlm/check.h"
 #include "tlm/rng.h"
 
@@ -50,12 +49,16 @@ struct LayerActs {
 }  // namespace
 
 struct BertModel::Impl {
+  Backend& be;
+  explicit Impl(Backend& backend) : be(backend) {}
+
+  DeviceBuffer<float> params, grads;  // the parameter table's layout
   std::vector<LayerOffsets> layer_off;
   int64_t word, pos, type, emb_g, emb_b;
   int64_t head_w, head_b, head_ln_g, head_ln_b, dec_b;  // MLM transform + decoder bias
   int64_t pool_w, pool_b, cls_w, cls_b;                 // classification
 
-  std::vector<float> acts;           // one buffer for every activation and backward scratch
+  DeviceBuffer<float> acts;          // one buffer for every activation and backward scratch
   std::vector<int32_t> positions;    // (n) position id of every token
   std::vector<uint64_t> token_keys;  // (n) token_key() of every token: dropout masks follow tokens
   std::vector<uint64_t> sel_keys;    // (r) token_keys of the selected rows
@@ -65,7 +68,11 @@ struct BertModel::Impl {
   std::vector<int32_t> sel_rows;                       // (r) token rows, ascending
   std::vector<int32_t> sel_offsets;                    // (b + 1) selected rows per sequence
   std::vector<int32_t> head_rows;                      // (targets) selected-row index of each head target
-  float *in_sel, *dq_sel, *d_sel;                      // (r, c) last layer input rows, query gradient, scratch
+  // Device copies of the batch and of the indexing above, uploaded by every forward.
+  DeviceBuffer<int32_t> d_ids, d_types, d_positions, d_offsets, d_labels;  // (n), (n), (n), (b + 1), (targets)
+  DeviceBuffer<int32_t> d_sel_rows, d_sel_offsets, d_head_rows;            // (r), (b + 1), (targets)
+  DeviceBuffer<uint64_t> d_token_keys, d_sel_keys;                         // (n), (r)
+  float *in_sel, *dq_sel, *d_sel;  // (r, c) last layer input rows, query gradient, scratch
   float *emb_sum, *emb_out, *emb_mean, *emb_rstd;
   std::vector<LayerActs> layers;
   float *d0, *d1, *d2, *d3, *dqkv, *dffn, *att_scratch;
@@ -82,11 +89,11 @@ struct BertModel::Impl {
 
   // The attention geometry of layer l for the last forward: every row queries in a fused
   // (n, 3c) qkv buffer, except in the last layer (selected query rows (r, c), keys/values (n, 2c)).
-  k::AttentionShape attention_shape(const BertConfig& cfg, int l, float dropout_p) const {
+  kernels::AttentionShape attention_shape(const BertConfig& cfg, int l, float dropout_p) const {
     const int c = cfg.hidden_size;
     const bool last = l == cfg.num_hidden_layers - 1;
-    return {last ? sel_offsets.data() : batch->offsets.data(),
-            batch->offsets.data(),
+    return {last ? d_sel_offsets.data() : d_offsets.data(),
+            d_offsets.data(),
             b,
             cfg.num_attention_heads,
             cfg.head_dim(),
@@ -94,17 +101,19 @@ struct BertModel::Impl {
             last ? 2 * c : 3 * c,
             dropout_p,
             mix_key(seed, static_cast<uint64_t>(l), kAttentionProbs),
-            last ? sel_keys.data() : token_keys.data()};
+            last ? d_sel_keys.data() : d_token_keys.data()};
   }
 
   // Dropout of a (rows, c) activation of layer l (or kNoLayer) at `site`, in place; the rows are
   // every token, or the selected rows in the last layer (and the [CLS] rows of the pooler).
   void dropout(float* x, int rows, int cols, float p, uint64_t l, Site site, bool selected) const {
-    k::dropout_apply(x, rows, cols, p, mix_key(seed, l, site), selected ? sel_keys.data() : token_keys.data());
+    be.dropout_apply(x, rows, cols, p, mix_key(seed, l, site), selected ? d_sel_keys.data() : d_token_keys.data());
   }
 
   // Selects the rows of the last layer from `targets` (token rows, any order, unique).
   void select_rows(const int32_t* targets, int count, const Batch& in_batch);
+  // Copies the batch and the indexing of the last forward to the device.
+  void upload(const Batch& in_batch, bool mlm);
 };
 
 void BertModel::Impl::select_rows(const int32_t* targets, int count, const Batch& in_batch) {
@@ -124,8 +133,27 @@ void BertModel::Impl::select_rows(const int32_t* targets, int count, const Batch
   while (s < in_batch.num_seqs()) sel_offsets[++s] = count;
 }
 
-BertModel::BertModel(const BertConfig& config, const ModelLimits& limits)
-    : config_(config), limits_(limits), table_(config), impl_(std::make_unique<Impl>()) {
+void BertModel::Impl::upload(const Batch& in_batch, bool mlm) {
+  d_ids.upload(in_batch.ids.data(), n);
+  if (!in_batch.type_ids.empty()) d_types.upload(in_batch.type_ids.data(), n);
+  d_positions.upload(positions.data(), n);
+  d_offsets.upload(in_batch.offsets.data(), b + 1);
+  d_token_keys.upload(token_keys.data(), n);
+  d_sel_rows.upload(sel_rows.data(), r);
+  d_sel_offsets.upload(sel_offsets.data(), b + 1);
+  d_sel_keys.upload(sel_keys.data(), r);
+  if (mlm) {
+    d_head_rows.upload(head_rows.data(), m);
+    d_labels.upload(in_batch.mlm_labels.data(), m);
+  } else if (!in_batch.labels.empty()) {
+    d_labels.upload(in_batch.labels.data(), b);
+  }
+}
+
+BertModel::BertModel(const BertConfig& config, const ModelLimits& limits, std::shared_ptr<Backend> backend)
+    : config_(config), limits_(limits), table_(config), backend_(std::move(backend)) {
+  TLM_CHECK(backend_ != nullptr, "a model needs a back end");
+  impl_ = std::make_unique<Impl>(*backend_);
   config_.validate();
   TLM_CHECK(limits.max_tokens >= 1 && limits.max_seqs >= 1 && limits.max_seq_len >= 1,
             "model limits must be positive (max_tokens {}, max_seqs {}, max_seq_len {})", limits.max_tokens,
@@ -133,10 +161,9 @@ BertModel::BertModel(const BertConfig& config, const ModelLimits& limits)
   TLM_CHECK(limits.max_seq_len <= config.max_position_embeddings, "max_seq_len {} exceeds max_position_embeddings {}",
             limits.max_seq_len, config.max_position_embeddings);
   TLM_CHECK(omp_get_max_threads() <= kMaxThreads, "at most {} threads are supported", 256);
-  params_.assign(table_.total_size(), 0.0f);
-  grads_.assign(table_.total_size(), 0.0f);
-
   Impl& I = *impl_;
+  I.params = DeviceBuffer<float>(*backend_, table_.total_size());
+  I.grads = DeviceBuffer<float>(*backend_, table_.total_size());
   auto off = [&](const std::string& name) { return table_.at(name).offset; };
   I.word = off("bert.embeddings.word_embeddings.weight");
   I.pos = off("bert.embeddings.position_embeddings.weight");
@@ -206,7 +233,7 @@ BertModel::BertModel(const BertConfig& config, const ModelLimits& limits)
   want(&I.dqkv, n * 3 * c);
   for (float** p : {&I.in_sel, &I.dq_sel, &I.d_sel}) want(p, r * c);
   want(&I.dffn, n * f);
-  want(&I.att_scratch, k::attention_scratch_size(limits.max_seq_len, omp_get_max_threads()));
+  want(&I.att_scratch, backend_->attention_scratch_size(limits.max_seq_len));
   if (config.head == Head::kMaskedLM) {
     for (float** p : {&I.h_m, &I.t_pre, &I.t_act, &I.t_ln, &I.dm1, &I.dm2}) want(p, m * c);
     want(&I.t_mean, m);
@@ -218,7 +245,7 @@ BertModel::BertModel(const BertConfig& config, const ModelLimits& limits)
   }
   int64_t total = 0;
   for (auto& [p, count] : plan) total += count;
-  I.acts.assign(total, 0.0f);
+  I.acts = DeviceBuffer<float>(*backend_, total);
   total = 0;
   for (auto& [p, count] : plan) {
     *p = I.acts.data() + total;
@@ -231,15 +258,43 @@ BertModel::BertModel(const BertConfig& config, const ModelLimits& limits)
   I.sel_rows.resize(r);
   I.head_rows.resize(r);
   I.sel_offsets.resize(b + 1);
+  I.d_ids = DeviceBuffer<int32_t>(*backend_, n);
+  I.d_types = DeviceBuffer<int32_t>(*backend_, n);
+  I.d_positions = DeviceBuffer<int32_t>(*backend_, n);
+  I.d_offsets = DeviceBuffer<int32_t>(*backend_, b + 1);
+  I.d_labels = DeviceBuffer<int32_t>(*backend_, std::max(m, b));
+  I.d_sel_rows = DeviceBuffer<int32_t>(*backend_, r);
+  I.d_sel_offsets = DeviceBuffer<int32_t>(*backend_, b + 1);
+  I.d_head_rows = DeviceBuffer<int32_t>(*backend_, r);
+  I.d_token_keys = DeviceBuffer<uint64_t>(*backend_, n);
+  I.d_sel_keys = DeviceBuffer<uint64_t>(*backend_, r);
 }
 
 BertModel::~BertModel() = default;
 
+float* BertModel::params() { return impl_->params.data(); }
+const float* BertModel::params() const { return impl_->params.data(); }
+float* BertModel::grads() { return impl_->grads.data(); }
+
+std::vector<float> BertModel::params_to_host() const {
+  std::vector<float> host(static_cast<size_t>(num_params()));
+  impl_->params.download(host.data(), num_params());
+  return host;
+}
+
+void BertModel::set_params(const float* host, int64_t offset, int64_t count) {
+  TLM_CHECK(offset >= 0 && count >= 0 && offset + count <= num_params(), "parameter range [{}, {}) outside [0, {})",
+            offset, offset + count, num_params());
+  impl_->params.upload(host, count, offset);
+  backend_->synchronize();  // the host buffer may go away after this call
+}
+
 void BertModel::init_weights(uint64_t seed) {
   Rng rng(seed);
   const float stdev = config_.initializer_range;
+  std::vector<float> host(static_cast<size_t>(num_params()));
   for (const auto& e : table_.entries()) {
-    float* p = params_.data() + e.offset;
+    float* p = host.data() + e.offset;
     switch (e.init) {
       case ParamInfo::Init::kNormal:
         for (int64_t i = 0; i < e.size; ++i) p[i] = static_cast<float>(rng.normal() * stdev);
@@ -253,11 +308,12 @@ void BertModel::init_weights(uint64_t seed) {
     }
   }
   // nn.Embedding(padding_idx=pad_token_id): HF zeroes that row after the normal draw.
-  float* pad_row = params_.data() + impl_->word + static_cast<int64_t>(config_.pad_token_id) * config_.hidden_size;
+  float* pad_row = host.data() + impl_->word + static_cast<int64_t>(config_.pad_token_id) * config_.hidden_size;
   std::fill(pad_row, pad_row + config_.hidden_size, 0.0f);
+  set_params(host.data(), 0, num_params());
 }
 
-void BertModel::zero_grad() { std::fill(grads_.begin(), grads_.end(), 0.0f); }
+void BertModel::zero_grad() { impl_->grads.zero(); }
 
 namespace {
 
@@ -314,7 +370,8 @@ ForwardResult BertModel::forward(const Batch& batch, bool training, uint64_t dro
   const float eps = config_.layer_norm_eps;
   I.n = n;
   I.b = b;
-  const float* P = params_.data();
+  Backend& be = *backend_;
+  const float* P = I.params.data();
   const float p_hidden = training ? config_.hidden_dropout_prob : 0.0f;
   const float p_attn = training ? config_.attention_probs_dropout_prob : 0.0f;
   const bool mlm = config_.head == Head::kMaskedLM;
@@ -332,10 +389,11 @@ ForwardResult BertModel::forward(const Batch& batch, bool training, uint64_t dro
   } else {
     I.select_rows(batch.offsets.data(), b, batch);  // the [CLS] row of every sequence
   }
+  I.upload(batch, mlm);
 
-  const int32_t* types = batch.type_ids.empty() ? nullptr : batch.type_ids.data();
-  k::embedding_forward(batch.ids.data(), I.positions.data(), types, P + I.word, P + I.pos, P + I.type, I.emb_sum, n, c);
-  k::layernorm_forward(I.emb_sum, P + I.emb_g, P + I.emb_b, I.emb_out, I.emb_mean, I.emb_rstd, n, c, eps);
+  const int32_t* types = batch.type_ids.empty() ? nullptr : I.d_types.data();
+  be.embedding_forward(I.d_ids.data(), I.d_positions.data(), types, P + I.word, P + I.pos, P + I.type, I.emb_sum, n, c);
+  be.layernorm_forward(I.emb_sum, P + I.emb_g, P + I.emb_b, I.emb_out, I.emb_mean, I.emb_rstd, n, c, eps);
   I.dropout(I.emb_out, n, c, p_hidden, kNoLayer, kEmbeddings, false);
 
   const float* in = I.emb_out;
@@ -345,33 +403,31 @@ ForwardResult BertModel::forward(const Batch& batch, bool training, uint64_t dro
     const bool last = l == layers - 1;
     const int rows = last ? I.r : n;  // rows whose output this layer computes
     const float* resid = in;          // (rows, c) residual input
-    const k::AttentionShape shape = I.attention_shape(config_, l, p_attn);
+    const kernels::AttentionShape shape = I.attention_shape(config_, l, p_attn);
     const float *q = A.qkv, *kk = A.qkv + c, *v = A.qkv + 2 * c;
     if (last) {
-      for (int i = 0; i < rows; ++i) {
-        std::memcpy(I.in_sel + int64_t{i} * c, in + int64_t{I.sel_rows[i]} * c, sizeof(float) * c);
-      }
+      be.gather_rows(in, I.d_sel_rows.data(), I.in_sel, rows, c);
       resid = I.in_sel;
-      k::linear_forward(I.in_sel, P + o.wqkv, P + o.bqkv, A.q, rows, c, c);                    // query rows of (3c, c)
-      k::linear_forward(in, P + o.wqkv + int64_t{c} * c, P + o.bqkv + c, A.qkv, n, c, 2 * c);  // keys, values
+      be.linear_forward(I.in_sel, P + o.wqkv, P + o.bqkv, A.q, rows, c, c);                    // query rows of (3c, c)
+      be.linear_forward(in, P + o.wqkv + int64_t{c} * c, P + o.bqkv + c, A.qkv, n, c, 2 * c);  // keys, values
       q = A.q;
       kk = A.qkv;
       v = A.qkv + c;
     } else {
-      k::linear_forward(in, P + o.wqkv, P + o.bqkv, A.qkv, n, c, 3 * c);
+      be.linear_forward(in, P + o.wqkv, P + o.bqkv, A.qkv, n, c, 3 * c);
     }
-    k::attention_forward(q, kk, v, A.probs, A.ctx, I.att_scratch, shape);
+    be.attention_forward(q, kk, v, A.probs, A.ctx, I.att_scratch, shape);
     const int64_t rc = int64_t{rows} * c;
-    k::linear_forward(A.ctx, P + o.wo, P + o.bo, A.res1, rows, c, c);
+    be.linear_forward(A.ctx, P + o.wo, P + o.bo, A.res1, rows, c, c);
     I.dropout(A.res1, rows, c, p_hidden, l, kAttentionOutput, last);
-    k::add_inplace(A.res1, resid, rc);
-    k::layernorm_forward(A.res1, P + o.ln1_g, P + o.ln1_b, A.ln1, A.ln1_mean, A.ln1_rstd, rows, c, eps);
-    k::linear_forward(A.ln1, P + o.wi, P + o.bi, A.ffn_pre, rows, c, f);
-    k::gelu_forward(A.ffn_pre, A.ffn_act, int64_t{rows} * f);
-    k::linear_forward(A.ffn_act, P + o.wo2, P + o.bo2, A.res2, rows, f, c);
+    be.add_inplace(A.res1, resid, rc);
+    be.layernorm_forward(A.res1, P + o.ln1_g, P + o.ln1_b, A.ln1, A.ln1_mean, A.ln1_rstd, rows, c, eps);
+    be.linear_forward(A.ln1, P + o.wi, P + o.bi, A.ffn_pre, rows, c, f);
+    be.gelu_forward(A.ffn_pre, A.ffn_act, int64_t{rows} * f);
+    be.linear_forward(A.ffn_act, P + o.wo2, P + o.bo2, A.res2, rows, f, c);
     I.dropout(A.res2, rows, c, p_hidden, l, kFfnOutput, last);
-    k::add_inplace(A.res2, A.ln1, rc);
-    k::layernorm_forward(A.res2, P + o.ln2_g, P + o.ln2_b, A.ln2, A.ln2_mean, A.ln2_rstd, rows, c, eps);
+    be.add_inplace(A.res2, A.ln1, rc);
+    be.layernorm_forward(A.res2, P + o.ln2_g, P + o.ln2_b, A.ln2, A.ln2_mean, A.ln2_rstd, rows, c, eps);
     in = A.ln2;
   }
   // `in` now holds the final hidden states of the selected rows, (r, c).
@@ -379,26 +435,24 @@ ForwardResult BertModel::forward(const Batch& batch, bool training, uint64_t dro
   ForwardResult result;
   if (mlm) {
     const int m = I.m, v = config_.vocab_size;
-    for (int i = 0; i < m; ++i) {
-      std::memcpy(I.h_m + int64_t{i} * c, in + int64_t{I.head_rows[i]} * c, sizeof(float) * c);
-    }
-    k::linear_forward(I.h_m, P + I.head_w, P + I.head_b, I.t_pre, m, c, c);
-    k::gelu_forward(I.t_pre, I.t_act, int64_t{m} * c);
-    k::layernorm_forward(I.t_act, P + I.head_ln_g, P + I.head_ln_b, I.t_ln, I.t_mean, I.t_rstd, m, c, eps);
-    k::linear_forward(I.t_ln, P + I.word, P + I.dec_b, I.mlm_logits, m, c, v);  // tied decoder
-    result.loss_sum = k::softmax_cross_entropy(I.mlm_logits, batch.mlm_labels.data(), nullptr, 0.0f, m, v);
+    be.gather_rows(in, I.d_head_rows.data(), I.h_m, m, c);
+    be.linear_forward(I.h_m, P + I.head_w, P + I.head_b, I.t_pre, m, c, c);
+    be.gelu_forward(I.t_pre, I.t_act, int64_t{m} * c);
+    be.layernorm_forward(I.t_act, P + I.head_ln_g, P + I.head_ln_b, I.t_ln, I.t_mean, I.t_rstd, m, c, eps);
+    be.linear_forward(I.t_ln, P + I.word, P + I.dec_b, I.mlm_logits, m, c, v);  // tied decoder
+    result.loss_sum = be.softmax_cross_entropy(I.mlm_logits, I.d_labels.data(), nullptr, 0.0f, m, v);
     result.count = m;
   } else {
     const int labels = config_.num_labels();
-    std::memcpy(I.h_cls, in, sizeof(float) * b * c);  // selected rows are the [CLS] rows in order
-    k::linear_forward(I.h_cls, P + I.pool_w, P + I.pool_b, I.pooled, b, c, c);
-    k::tanh_forward(I.pooled, I.pooled, int64_t{b} * c);
-    std::memcpy(I.pooled_drop, I.pooled, sizeof(float) * b * c);
+    be.copy(I.h_cls, in, sizeof(float) * b * c);  // selected rows are the [CLS] rows in order
+    be.linear_forward(I.h_cls, P + I.pool_w, P + I.pool_b, I.pooled, b, c, c);
+    be.tanh_forward(I.pooled, I.pooled, int64_t{b} * c);
+    be.copy(I.pooled_drop, I.pooled, sizeof(float) * b * c);
     const float p_cls = training ? config_.classifier_dropout_prob() : 0.0f;
     I.dropout(I.pooled_drop, b, c, p_cls, kNoLayer, kPooled, true);  // selected rows: the [CLS] rows
-    k::linear_forward(I.pooled_drop, P + I.cls_w, P + I.cls_b, I.cls_logits, b, c, labels);
+    be.linear_forward(I.pooled_drop, P + I.cls_w, P + I.cls_b, I.cls_logits, b, c, labels);
     if (!batch.labels.empty()) {
-      result.loss_sum = k::softmax_cross_entropy(I.cls_logits, batch.labels.data(), nullptr, 0.0f, b, labels);
+      result.loss_sum = be.softmax_cross_entropy(I.cls_logits, I.d_labels.data(), nullptr, 0.0f, b, labels);
       result.count = b;
     }
   }
@@ -411,38 +465,39 @@ void BertModel::backward(float grad_scale) {
   const Batch& batch = *I.batch;
   const int n = I.n, b = I.b, c = config_.hidden_size, f = config_.intermediate_size;
   const int layers = config_.num_hidden_layers;
-  const float* P = params_.data();
-  float* G = grads_.data();
+  Backend& be = *backend_;
+  const float* P = I.params.data();
+  float* G = I.grads.data();
   const float p_hidden = I.training ? config_.hidden_dropout_prob : 0.0f;
   const float p_attn = I.training ? config_.attention_probs_dropout_prob : 0.0f;
 
   // d0: gradient w.r.t. the final hidden states of the selected rows, (r, c).
   if (config_.head == Head::kMaskedLM) {
     const int m = I.m, v = config_.vocab_size;
-    k::softmax_cross_entropy(I.mlm_logits, batch.mlm_labels.data(), I.mlm_logits, grad_scale, m, v);
-    k::linear_backward(I.mlm_logits, I.t_ln, P + I.word, I.dm1, G + I.word, G + I.dec_b, m, c, v);
-    k::layernorm_backward(I.dm1, I.t_act, I.t_mean, I.t_rstd, P + I.head_ln_g, I.dm2, G + I.head_ln_g, G + I.head_ln_b,
+    be.softmax_cross_entropy(I.mlm_logits, I.d_labels.data(), I.mlm_logits, grad_scale, m, v);
+    be.linear_backward(I.mlm_logits, I.t_ln, P + I.word, I.dm1, G + I.word, G + I.dec_b, m, c, v);
+    be.layernorm_backward(I.dm1, I.t_act, I.t_mean, I.t_rstd, P + I.head_ln_g, I.dm2, G + I.head_ln_g, G + I.head_ln_b,
                           m, c);
-    k::gelu_backward(I.dm2, I.t_pre, I.dm1, int64_t{m} * c);
-    k::linear_backward(I.dm1, I.h_m, P + I.head_w, I.dm2, G + I.head_w, G + I.head_b, m, c, c);
-    for (int i = 0; i < m; ++i) {
-      std::memcpy(I.d0 + int64_t{I.head_rows[i]} * c, I.dm2 + int64_t{i} * c, sizeof(float) * c);
-    }
+    be.gelu_backward(I.dm2, I.t_pre, I.dm1, int64_t{m} * c);
+    be.linear_backward(I.dm1, I.h_m, P + I.head_w, I.dm2, G + I.head_w, G + I.head_b, m, c, c);
+    // Every selected row is the target of exactly one head row: zero, then scatter.
+    be.fill_zero(I.d0, sizeof(float) * m * c);
+    be.scatter_add_rows(I.dm2, I.d_head_rows.data(), I.d0, m, c);
   } else {
     TLM_CHECK(!batch.labels.empty(), "backward() needs labels in the batch");
     const int labels = config_.num_labels();
-    k::softmax_cross_entropy(I.cls_logits, batch.labels.data(), I.cls_logits, grad_scale, b, labels);
-    k::linear_backward(I.cls_logits, I.pooled_drop, P + I.cls_w, I.dc1, G + I.cls_w, G + I.cls_b, b, c, labels);
+    be.softmax_cross_entropy(I.cls_logits, I.d_labels.data(), I.cls_logits, grad_scale, b, labels);
+    be.linear_backward(I.cls_logits, I.pooled_drop, P + I.cls_w, I.dc1, G + I.cls_w, G + I.cls_b, b, c, labels);
     const float p_cls = I.training ? config_.classifier_dropout_prob() : 0.0f;
     I.dropout(I.dc1, b, c, p_cls, kNoLayer, kPooled, true);
-    k::tanh_backward(I.dc1, I.pooled, I.dc1, int64_t{b} * c);
-    k::linear_backward(I.dc1, I.h_cls, P + I.pool_w, I.d0, G + I.pool_w, G + I.pool_b, b, c, c);
+    be.tanh_backward(I.dc1, I.pooled, I.dc1, int64_t{b} * c);
+    be.linear_backward(I.dc1, I.h_cls, P + I.pool_w, I.d0, G + I.pool_w, G + I.pool_b, b, c, c);
   }
 
   // Dropout backward is the same mask and scale applied to the gradient; p = 0 uses dy directly.
   auto through_dropout = [&](const float* dy, int rows, float p, int l, Site site, bool last) -> const float* {
     if (p <= 0.0f) return dy;
-    std::memcpy(I.d2, dy, sizeof(float) * rows * c);
+    be.copy(I.d2, dy, sizeof(float) * rows * c);
     I.dropout(I.d2, rows, c, p, static_cast<uint64_t>(l), site, last);
     return I.d2;
   };
@@ -455,53 +510,59 @@ void BertModel::backward(float grad_scale) {
     const int64_t rc = int64_t{rows} * c;
     const float* in = l == 0 ? I.emb_out : I.layers[l - 1].ln2;  // (n, c)
     // d0: gradient w.r.t. this layer's output (ln2), (rows, c)
-    k::layernorm_backward(I.d0, A.res2, A.ln2_mean, A.ln2_rstd, P + o.ln2_g, I.d1, G + o.ln2_g, G + o.ln2_b, rows, c);
+    be.layernorm_backward(I.d0, A.res2, A.ln2_mean, A.ln2_rstd, P + o.ln2_g, I.d1, G + o.ln2_g, G + o.ln2_b, rows, c);
     // d1: d res2 = d ln1 (residual) + d ffn output
     const float* dffn_out = through_dropout(I.d1, rows, p_hidden, l, kFfnOutput, last);
-    k::linear_backward(dffn_out, A.ffn_act, P + o.wo2, I.dffn, G + o.wo2, G + o.bo2, rows, f, c);
-    k::gelu_backward(I.dffn, A.ffn_pre, I.dffn, int64_t{rows} * f);
-    k::linear_backward(I.dffn, A.ln1, P + o.wi, I.d3, G + o.wi, G + o.bi, rows, c, f);
-    k::add_inplace(I.d1, I.d3, rc);  // d1: total gradient w.r.t. ln1
-    k::layernorm_backward(I.d1, A.res1, A.ln1_mean, A.ln1_rstd, P + o.ln1_g, I.d0, G + o.ln1_g, G + o.ln1_b, rows, c);
+    be.linear_backward(dffn_out, A.ffn_act, P + o.wo2, I.dffn, G + o.wo2, G + o.bo2, rows, f, c);
+    be.gelu_backward(I.dffn, A.ffn_pre, I.dffn, int64_t{rows} * f);
+    be.linear_backward(I.dffn, A.ln1, P + o.wi, I.d3, G + o.wi, G + o.bi, rows, c, f);
+    be.add_inplace(I.d1, I.d3, rc);  // d1: total gradient w.r.t. ln1
+    be.layernorm_backward(I.d1, A.res1, A.ln1_mean, A.ln1_rstd, P + o.ln1_g, I.d0, G + o.ln1_g, G + o.ln1_b, rows, c);
     // d0: d res1 = d input (residual) + d attention output
     const float* dattn_out = through_dropout(I.d0, rows, p_hidden, l, kAttentionOutput, last);
-    k::linear_backward(dattn_out, A.ctx, P + o.wo, I.d3, G + o.wo, G + o.bo, rows, c, c);  // d3: d ctx
-    const k::AttentionShape shape = I.attention_shape(config_, l, p_attn);
+    be.linear_backward(dattn_out, A.ctx, P + o.wo, I.d3, G + o.wo, G + o.bo, rows, c, c);  // d3: d ctx
+    const kernels::AttentionShape shape = I.attention_shape(config_, l, p_attn);
     if (last) {
       // dqkv holds d(keys, values) as (n, 2c); dq_sel the query gradient (r, c).
-      k::attention_backward(I.d3, A.q, A.qkv, A.qkv + c, A.probs, I.dq_sel, I.dqkv, I.dqkv + c, I.att_scratch, shape);
-      k::linear_backward(I.dq_sel, I.in_sel, P + o.wqkv, I.d_sel, G + o.wqkv, G + o.bqkv, rows, c, c);
-      k::add_inplace(I.d_sel, I.d0, rc);  // + the residual path
-      k::linear_backward(I.dqkv, in, P + o.wqkv + int64_t{c} * c, I.d0, G + o.wqkv + int64_t{c} * c, G + o.bqkv + c, n,
+      be.attention_backward(I.d3, A.q, A.qkv, A.qkv + c, A.probs, I.dq_sel, I.dqkv, I.dqkv + c, I.att_scratch, shape);
+      be.linear_backward(I.dq_sel, I.in_sel, P + o.wqkv, I.d_sel, G + o.wqkv, G + o.bqkv, rows, c, c);
+      be.add_inplace(I.d_sel, I.d0, rc);  // + the residual path
+      be.linear_backward(I.dqkv, in, P + o.wqkv + int64_t{c} * c, I.d0, G + o.wqkv + int64_t{c} * c, G + o.bqkv + c, n,
                          c, 2 * c);  // d0: (n, c) from keys and values
-      for (int i = 0; i < rows; ++i) {
-        float* dst = I.d0 + int64_t{I.sel_rows[i]} * c;
-        const float* src = I.d_sel + int64_t{i} * c;
-        for (int j = 0; j < c; ++j) dst[j] += src[j];
-      }
+      be.scatter_add_rows(I.d_sel, I.d_sel_rows.data(), I.d0, rows, c);
     } else {
-      k::attention_backward(I.d3, A.qkv, A.qkv + c, A.qkv + 2 * c, A.probs, I.dqkv, I.dqkv + c, I.dqkv + 2 * c,
+      be.attention_backward(I.d3, A.qkv, A.qkv + c, A.qkv + 2 * c, A.probs, I.dqkv, I.dqkv + c, I.dqkv + 2 * c,
                             I.att_scratch, shape);
-      k::linear_backward(I.dqkv, in, P + o.wqkv, I.d3, G + o.wqkv, G + o.bqkv, n, c, 3 * c);
-      k::add_inplace(I.d0, I.d3, int64_t{n} * c);  // d0: gradient w.r.t. this layer's input
+      be.linear_backward(I.dqkv, in, P + o.wqkv, I.d3, G + o.wqkv, G + o.bqkv, n, c, 3 * c);
+      be.add_inplace(I.d0, I.d3, int64_t{n} * c);  // d0: gradient w.r.t. this layer's input
     }
   }
 
   I.dropout(I.d0, n, c, p_hidden, kNoLayer, kEmbeddings, false);
-  k::layernorm_backward(I.d0, I.emb_sum, I.emb_mean, I.emb_rstd, P + I.emb_g, I.d1, G + I.emb_g, G + I.emb_b, n, c);
-  const int32_t* types = batch.type_ids.empty() ? nullptr : batch.type_ids.data();
-  k::embedding_backward(I.d1, batch.ids.data(), I.positions.data(), types, G + I.word, G + I.pos, G + I.type, n, c);
+  be.layernorm_backward(I.d0, I.emb_sum, I.emb_mean, I.emb_rstd, P + I.emb_g, I.d1, G + I.emb_g, G + I.emb_b, n, c);
+  const int32_t* types = batch.type_ids.empty() ? nullptr : I.d_types.data();
+  be.embedding_backward(I.d1, I.d_ids.data(), I.d_positions.data(), types, G + I.word, G + I.pos, G + I.type, n, c);
 }
 
 const float* BertModel::logits() const {
   return config_.head == Head::kMaskedLM ? impl_->mlm_logits : impl_->cls_logits;
 }
 
+std::vector<float> BertModel::logits_to_host() const {
+  const bool mlm = config_.head == Head::kMaskedLM;
+  const int64_t count = int64_t{mlm ? impl_->m : impl_->b} * (mlm ? config_.vocab_size : config_.num_labels());
+  std::vector<float> host(static_cast<size_t>(count));
+  backend_->download(host.data(), logits(), sizeof(float) * host.size());
+  return host;
+}
+
 void BertModel::probabilities(const Batch& batch, float* probs) {
   forward(batch, false, 0);
   const bool mlm = config_.head == Head::kMaskedLM;
-  const int rows = mlm ? impl_->m : impl_->b;
-  k::softmax_rows(logits(), probs, rows, mlm ? config_.vocab_size : config_.num_labels());
+  const int rows = mlm ? impl_->m : impl_->b, cols = mlm ? config_.vocab_size : config_.num_labels();
+  float* logits = mlm ? impl_->mlm_logits : impl_->cls_logits;
+  backend_->softmax_rows(logits, logits, rows, cols);  // in place on the device, then to the host
+  backend_->download(probs, logits, sizeof(float) * rows * cols);
 }
 
 double BertModel::train_flops(const Batch& batch) const {

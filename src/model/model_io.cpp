@@ -32,7 +32,8 @@ void save_model(const std::string& dir, const BertModel& model) {
   SafeTensorsFile file;
   file.metadata["format"] = "pt";  // transformers refuses safetensors files without it
   file.metadata["producer"] = "tlm " TLM_VERSION;
-  for (const auto& e : model.table().entries()) file.add_f32(e.name, e.shape, model.params() + e.offset);
+  const std::vector<float> params = model.params_to_host();
+  for (const auto& e : model.table().entries()) file.add_f32(e.name, e.shape, params.data() + e.offset);
   write_safetensors(join(dir, "model.safetensors"), file);
   model.config().save(join(dir, "config.json"));
 }
@@ -51,8 +52,9 @@ void load_weights(BertModel& model, const SafeTensorsFile& file, const std::stri
       throw Error(fmt::format("{}: tensor \"{}\" has shape [{}], the model expects [{}]", source, e.name,
                               fmt::join(t.shape, ", "), fmt::join(e.shape, ", ")));
     }
-    float* dst = model.params() + e.offset;
-    std::memcpy(dst, t.bytes.data(), t.bytes.size());
+    std::vector<float> host(static_cast<size_t>(e.size));
+    std::memcpy(host.data(), t.bytes.data(), t.bytes.size());
+    const float* dst = host.data();
     if (!o.allow_nonfinite) {
       for (int64_t i = 0; i < e.size; ++i) {
         if (!std::isfinite(dst[i])) {
@@ -63,6 +65,7 @@ void load_weights(BertModel& model, const SafeTensorsFile& file, const std::stri
         }
       }
     }
+    model.set_params(host.data(), e.offset, e.size);
     used.insert(e.name);
   }
   if (o.mode == LoadMode::kExact) {

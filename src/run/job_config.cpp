@@ -6,6 +6,7 @@
 #include <optional>
 
 #include "tlm/check.h"
+#include "tlm/device.h"
 #include "tlm/toml_json.h"
 
 namespace tlm {
@@ -66,7 +67,12 @@ std::vector<Field> model_fields() {
           float_field("dropout", 0.1, 0, 1, "hidden and attention dropout", false, true)};
 }
 
-std::vector<Field> threads_field() { return {never(int_field("threads", 0, 0, 256, "threads (0: all cores)"))}; }
+// Where a job computes; neither is part of a run's identity (the manifest records both).
+std::vector<Field> threads_field() {
+  Field device = never(string_field("device", "cpu", "device to compute on: cpu, cuda or cuda:N"));
+  device.check_string = [](const std::string& s) { parse_device(s); };
+  return {never(int_field("threads", 0, 0, 256, "threads (0: all cores)")), std::move(device)};
+}
 
 std::vector<Field> train_fields(double lr, int epochs) {
   std::vector<Field> f = {
@@ -374,6 +380,13 @@ json JobSchema::check_value(const Field& f, const json& v, const std::string& wh
       if (!f.choices.empty() &&
           std::find(f.choices.begin(), f.choices.end(), v.get<std::string>()) == f.choices.end()) {
         throw bad(fmt::format("\"{}\" is not one of {}", v.get<std::string>(), fmt::join(f.choices, ", ")));
+      }
+      if (f.check_string) {
+        try {
+          f.check_string(v.get<std::string>());
+        } catch (const Error& e) {
+          throw bad(e.what());
+        }
       }
       return v;
     }

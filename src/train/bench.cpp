@@ -8,6 +8,7 @@
 #include <cmath>
 #include <vector>
 
+#include "backend/backend.h"
 #include "tlm/check.h"
 #include "tlm/model.h"
 #include "tlm/optim.h"
@@ -79,9 +80,9 @@ TrainBenchResult run_train_bench(const TrainBenchOptions& opt) {
   }
 
   ModelLimits lim{batch.num_tokens(), opt.batch, opt.seq_len, static_cast<int>(batch.mlm_positions.size())};
-  BertModel model(cfg, lim);
+  BertModel model(cfg, lim, make_backend(opt.device, Precision::kFp32));
   model.init_weights(opt.seed);
-  AdamW adam(model.table(), AdamWOptions{});
+  AdamW adam(model.table(), AdamWOptions{}, model.shared_backend());
 
   TrainBenchResult r;
   r.params = model.num_params();
@@ -93,8 +94,9 @@ TrainBenchResult run_train_bench(const TrainBenchOptions& opt) {
     model.zero_grad();
     const ForwardResult f = model.forward(batch, true, opt.seed + step);
     model.backward(static_cast<float>(1.0 / f.count));
-    clip_grad_norm(model.grads(), model.num_params(), 1.0);
+    clip_grad_norm(model.backend(), model.grads(), model.num_params(), 1.0);
     adam.step(model.params(), model.grads(), 5e-5);
+    model.backend().synchronize();  // the step's ops are done, not only issued
     const double dt = seconds_since(t0);
     if (step == 0) r.first_loss = f.mean_loss();
     r.last_loss = f.mean_loss();

@@ -4,13 +4,19 @@
 #include <cstring>
 #include <filesystem>
 
-#include "kernels/kernels.h"
+#include "backend/backend.h"
 #include "tlm/check.h"
 #include "tlm/safetensors.h"
 
 namespace tlm {
 
-AdamW::AdamW(const ParamTable& table, const AdamWOptions& options) : opt_(options) {
+struct AdamW::Moments {
+  DeviceBuffer<float> m, v;  // exp_avg, exp_avg_sq (the table's size)
+};
+
+AdamW::AdamW(const ParamTable& table, const AdamWOptions& options, std::shared_ptr<Backend> backend)
+    : opt_(options), backend_(std::move(backend)) {
+  TLM_CHECK(backend_ != nullptr, "AdamW needs a back end");
   for (const auto& e : table.entries()) {
     bool decay = true;
     for (const auto& pat : opt_.no_decay) {
@@ -22,34 +28,51 @@ AdamW::AdamW(const ParamTable& table, const AdamWOptions& options) : opt_(option
       ranges_.push_back({e.offset, e.offset + e.size, decay});
     }
   }
-  m_.assign(table.total_size(), 0.0f);
-  v_.assign(table.total_size(), 0.0f);
+  moments_ = std::make_unique<Moments>(
+      Moments{DeviceBuffer<float>(*backend_, table.total_size()), DeviceBuffer<float>(*backend_, table.total_size())});
+}
+
+AdamW::~AdamW() = default;
+
+std::vector<float> AdamW::exp_avg_to_host() const {
+  std::vector<float> host(static_cast<size_t>(moments_->m.size()));
+  moments_->m.download(host.data(), moments_->m.size());
+  return host;
+}
+
+std::vector<float> AdamW::exp_avg_sq_to_host() const {
+  std::vector<float> host(static_cast<size_t>(moments_->v.size()));
+  moments_->v.download(host.data(), moments_->v.size());
+  return host;
+}
+
+void AdamW::set_moments(const std::vector<float>& exp_avg, const std::vector<float>& exp_avg_sq) {
+  TLM_CHECK(static_cast<int64_t>(exp_avg.size()) == moments_->m.size() &&
+                static_cast<int64_t>(exp_avg_sq.size()) == moments_->v.size(),
+            "AdamW moments of {} and {} values for {} parameters", exp_avg.size(), exp_avg_sq.size(),
+            moments_->m.size());
+  moments_->m.upload(exp_avg.data(), moments_->m.size());
+  moments_->v.upload(exp_avg_sq.data(), moments_->v.size());
+  backend_->synchronize();
 }
 
 void AdamW::step(float* params, const float* grads, double lr) {
   ++step_;
   // torch's _single_tensor_adamw, in float32 with the scalars computed in double as Python does.
-  const float beta1 = static_cast<float>(opt_.beta1), beta2 = static_cast<float>(opt_.beta2);
   const double bias_correction1 = 1.0 - std::pow(opt_.beta1, static_cast<double>(step_));
   const double bias_correction2 = 1.0 - std::pow(opt_.beta2, static_cast<double>(step_));
-  const float step_size = static_cast<float>(lr / bias_correction1);
-  const float bc2_sqrt = static_cast<float>(std::sqrt(bias_correction2));
-  const float eps = static_cast<float>(opt_.eps);
-  const float one_minus_b1 = static_cast<float>(1.0 - opt_.beta1);
-  const float one_minus_b2 = static_cast<float>(1.0 - opt_.beta2);
-  float* m = m_.data();
-  float* v = v_.data();
+  kernels::AdamWScalars scalars{};
+  scalars.beta1 = static_cast<float>(opt_.beta1);
+  scalars.beta2 = static_cast<float>(opt_.beta2);
+  scalars.one_minus_beta1 = static_cast<float>(1.0 - opt_.beta1);
+  scalars.one_minus_beta2 = static_cast<float>(1.0 - opt_.beta2);
+  scalars.step_size = static_cast<float>(lr / bias_correction1);
+  scalars.bias_correction2_sqrt = static_cast<float>(std::sqrt(bias_correction2));
+  scalars.eps = static_cast<float>(opt_.eps);
   for (const Range& r : ranges_) {
-    const float decay_factor = r.decay ? static_cast<float>(1.0 - lr * opt_.weight_decay) : 1.0f;
-#pragma omp parallel for schedule(static)
-    for (int64_t i = r.begin; i < r.end; ++i) {
-      const float g = grads[i];
-      params[i] *= decay_factor;
-      m[i] = m[i] * beta1 + g * one_minus_b1;
-      v[i] = v[i] * beta2 + one_minus_b2 * g * g;
-      const float denom = std::sqrt(v[i]) / bc2_sqrt + eps;
-      params[i] += -step_size * (m[i] / denom);
-    }
+    scalars.decay_factor = r.decay ? static_cast<float>(1.0 - lr * opt_.weight_decay) : 1.0f;
+    backend_->adamw_update(params + r.begin, grads + r.begin, moments_->m.data() + r.begin,
+                           moments_->v.data() + r.begin, r.end - r.begin, scalars);
   }
 }
 
@@ -59,11 +82,11 @@ double linear_schedule(int64_t step, int64_t warmup_steps, int64_t total_steps) 
                            static_cast<double>(std::max<int64_t>(1, total_steps - warmup_steps)));
 }
 
-double clip_grad_norm(float* grads, int64_t n, double max_norm) {
-  const double norm = std::sqrt(kernels::sum_squares(grads, n));
+double clip_grad_norm(Backend& backend, float* grads, int64_t n, double max_norm) {
+  const double norm = std::sqrt(backend.sum_squares(grads, n));
   if (max_norm > 0) {
     const double coef = max_norm / (norm + 1e-6);
-    if (coef < 1.0) kernels::scale_inplace(grads, static_cast<float>(coef), n);
+    if (coef < 1.0) backend.scale_inplace(grads, static_cast<float>(coef), n);
   }
   return norm;
 }
@@ -82,9 +105,10 @@ void save_optimizer(const std::string& dir, const AdamW& opt, const ParamTable& 
   file.metadata["format"] = "tlm-adamw";
   file.metadata["version"] = std::to_string(kOptimizerStateVersion);
   file.metadata["step"] = std::to_string(opt.steps_taken());
+  const std::vector<float> m = opt.exp_avg_to_host(), v = opt.exp_avg_sq_to_host();
   for (const auto& e : table.entries()) {
-    file.add_f32("exp_avg." + e.name, e.shape, opt.exp_avg().data() + e.offset);
-    file.add_f32("exp_avg_sq." + e.name, e.shape, opt.exp_avg_sq().data() + e.offset);
+    file.add_f32("exp_avg." + e.name, e.shape, m.data() + e.offset);
+    file.add_f32("exp_avg_sq." + e.name, e.shape, v.data() + e.offset);
   }
   write_safetensors(optimizer_file(dir), file);
 }
@@ -102,8 +126,9 @@ void load_optimizer(const std::string& dir, AdamW& opt, const ParamTable& table)
     throw Error(fmt::format("{}: optimizer state version {} is not supported (this tlm reads version {})", path,
                             meta("version"), kOptimizerStateVersion));
   }
+  std::vector<float> m(static_cast<size_t>(table.total_size())), v(m.size());
   for (const auto& e : table.entries()) {
-    for (auto [prefix, buf] : {std::pair{"exp_avg.", &opt.exp_avg()}, std::pair{"exp_avg_sq.", &opt.exp_avg_sq()}}) {
+    for (auto [prefix, buf] : {std::pair{"exp_avg.", &m}, std::pair{"exp_avg_sq.", &v}}) {
       const SafeTensor& t = file.at(prefix + e.name, path);
       if (t.dtype != "F32" || t.shape != e.shape) {
         throw Error(fmt::format("{}: tensor \"{}{}\" has the wrong dtype or shape", path, prefix, e.name));
@@ -111,6 +136,7 @@ void load_optimizer(const std::string& dir, AdamW& opt, const ParamTable& table)
       std::memcpy(buf->data() + e.offset, t.bytes.data(), t.bytes.size());
     }
   }
+  opt.set_moments(m, v);
   opt.set_steps_taken(std::stoll(meta("step")));
 }
 

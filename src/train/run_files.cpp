@@ -3,6 +3,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "backend/backend.h"
 #include "tlm/check.h"
 #include "tlm/checkpoint.h"
 #include "tlm/file_io.h"
@@ -69,6 +70,7 @@ void RunFiles::write_manifest(const BertModel& model, const std::string& status)
   m["run_config"] = job_.run_config;
   m["data"] = job_.data_hashes;
   m["parameters"] = model.num_params();
+  m["backend"] = model.backend().describe();  // the device and precision it computed on
   if (job_.vocab) m["vocab_hash"] = hex16(job_.vocab->hash());
   if (!job_.notes.is_null()) m["notes"] = job_.notes;
   write_file_atomic((fs::path(dir_) / "manifest.json").string(), m.dump(2) + "\n");

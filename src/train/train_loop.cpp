@@ -4,6 +4,7 @@
 #include <cmath>
 #include <span>
 
+#include "backend/backend.h"
 #include "tlm/check.h"
 #include "tlm/evaluate.h"
 #include "tlm/model_io.h"
@@ -36,8 +37,8 @@ TrainLoop::TrainLoop(const TrainJob& job)
       last_step_(job.options.max_steps > 0 ? std::min(job.options.max_steps, total_steps_) : total_steps_),
       warmup_(job.options.warmup < 1.0 ? std::llround(job.options.warmup * total_steps_)
                                        : std::llround(job.options.warmup)),
-      model_(job.model, job_limits(job)),
-      adam_(model_.table(), job.options.optimizer) {
+      model_(job.model, job_limits(job), job.backend ? job.backend : default_backend()),
+      adam_(model_.table(), job.options.optimizer, model_.shared_backend()) {
   TLM_CHECK(job.train.size() > 0, "the training set is empty");
   TLM_CHECK(job.options.batch >= 1 && job.options.epochs >= 1, "batch and epochs must be positive");
   masking_ = job.options.masking;
@@ -66,11 +67,7 @@ void TrainLoop::load(const std::string& checkpoint_dir, int64_t step) {
 void TrainLoop::save(const std::string& dir) const { save_optimizer(dir, adam_, model_.table()); }
 
 bool TrainLoop::weights_finite() const {
-  const float* p = model_.params();
-  for (int64_t i = 0; i < model_.num_params(); ++i) {
-    if (!std::isfinite(p[i])) return false;
-  }
-  return true;
+  return model_.backend().first_nonfinite(model_.params(), model_.num_params()) < 0;
 }
 
 TrainLoop::StepResult TrainLoop::run_step() {
@@ -99,7 +96,7 @@ TrainLoop::StepResult TrainLoop::run_step() {
   model_.backward(static_cast<float>(1.0 / static_cast<double>(global_targets)));
   // (4) Nothing to reduce for one process. (5) Clip and update, unless something is not finite.
   r.loss = f.loss_sum / static_cast<double>(global_targets);
-  r.grad_norm = clip_grad_norm(model_.grads(), model_.num_params(), o.clip);
+  r.grad_norm = clip_grad_norm(model_.backend(), model_.grads(), model_.num_params(), o.clip);
   r.lr = o.optimizer.lr * linear_schedule(step_, warmup_, total_steps_);
   r.tokens = batch_.num_tokens();
   r.flops = model_.train_flops(batch_);

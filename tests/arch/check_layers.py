@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The house's layering, checked from the #include lines: a file may include headers of its own
 layer or of layers below it, never above (tools -> cli -> experiment -> train -> eval -> run ->
-data/model -> text/kernels -> core). Public headers (include/tlm/X.h) belong to the layer of the
+data/model -> text/kernels/backend -> core). Public headers (include/tlm/X.h) belong to the layer of the
 source that implements them (src/<layer>/X.cpp); header-only ones are listed below. The experiment
 layer launches training and evaluation only through job files, so it may not include their APIs.
 Exit 1 with every violation listed."""
@@ -10,7 +10,7 @@ import re
 import sys
 
 root = pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else ".").resolve()
-LEVEL = {"core": 0, "text": 1, "kernels": 1, "data": 2, "model": 2, "run": 3, "eval": 4, "train": 5,
+LEVEL = {"core": 0, "text": 1, "kernels": 1, "backend": 1, "data": 2, "model": 2, "run": 3, "eval": 4, "train": 5,
          "experiment": 6, "cli": 7, "tools": 8}
 HEADER_ONLY = {"batch.h": "data", "rng.h": "core", "parallel.h": "core"}
 # What the experiment layer must reach only through job files run as separate processes.

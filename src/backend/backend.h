@@ -1,0 +1,158 @@
+// The back-end seam: a device and a compute precision behind one contract. The model, the
+// optimiser and the checkpoint code issue every op and every copy through a Backend; adding a
+// device means one folder of kernels (src/kernels/<device>/) and one line in registry.cpp.
+//
+// Memory: every pointer an op takes is *device* memory from allocate() (a DeviceBuffer), unless
+// it says host. The CPU's device memory is host memory; a GPU's is not, so code outside a
+// back end never dereferences a device pointer: it uploads and downloads.
+// Ordering: ops and copies are issued on the back end's one stream and run in issue order;
+// upload() may return before the copy is done (the host buffer must live until synchronize()),
+// download() and the ops that return a number wait for the stream. The CPU runs everything at
+// once, so its synchronize() is free.
+//
+// The ops' contracts (shapes, accumulate vs overwrite, dropout keying) are those of
+// kernels/kernels.h, which the CPU back end implements; ops added for the seam are described here.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+
+#include "kernels/kernels.h"
+#include "tlm/device.h"
+
+namespace tlm {
+
+using kernels::AdamWScalars;
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+
+  virtual Device device() const = 0;
+  virtual Precision precision() const = 0;
+  virtual int threads() const = 0;           // host threads the back end computes with
+  virtual std::string describe() const = 0;  // for manifests, e.g. "cpu fp32 (OpenBLAS 0.3.21, 2 threads)"
+
+  // ---- memory and the stream ----
+  virtual void* allocate(size_t bytes) = 0;  // device memory, zero-filled
+  virtual void deallocate(void* p) = 0;
+  virtual void* allocate_host(size_t bytes) = 0;  // host memory uploads can be asynchronous from (pinned)
+  virtual void deallocate_host(void* p) = 0;
+  virtual void upload(void* device_dst, const void* host_src, size_t bytes) = 0;
+  virtual void download(void* host_dst, const void* device_src, size_t bytes) = 0;
+  virtual void copy(void* device_dst, const void* device_src, size_t bytes) = 0;
+  virtual void fill_zero(void* device_dst, size_t bytes) = 0;
+  virtual void synchronize() = 0;
+
+  // ---- the model's ops (kernels/kernels.h) ----
+  virtual void linear_forward(const float* x, const float* w, const float* b, float* y, int n, int in, int out) = 0;
+  virtual void linear_backward(const float* dy, const float* x, const float* w, float* dx, float* dw, float* db, int n,
+                               int in, int out) = 0;
+  virtual void layernorm_forward(const float* x, const float* gamma, const float* beta, float* y, float* mean,
+                                 float* rstd, int n, int c, float eps) = 0;
+  virtual void layernorm_backward(const float* dy, const float* x, const float* mean, const float* rstd,
+                                  const float* gamma, float* dx, float* dgamma, float* dbeta, int n, int c) = 0;
+  virtual void gelu_forward(const float* x, float* y, int64_t n) = 0;
+  virtual void gelu_backward(const float* dy, const float* x, float* dx, int64_t n) = 0;
+  virtual void tanh_forward(const float* x, float* y, int64_t n) = 0;
+  virtual void tanh_backward(const float* dy, const float* y, float* dx, int64_t n) = 0;
+  virtual void dropout_apply(float* x, int rows, int cols, float p, uint64_t key, const uint64_t* row_keys) = 0;
+  virtual void embedding_forward(const int32_t* ids, const int32_t* positions, const int32_t* type_ids,
+                                 const float* word, const float* pos, const float* type, float* out, int n, int c) = 0;
+  virtual void embedding_backward(const float* dout, const int32_t* ids, const int32_t* positions,
+                                  const int32_t* type_ids, float* dword, float* dpos, float* dtype, int n, int c) = 0;
+  // The shape's offset and key arrays are device memory.
+  virtual int64_t attention_scratch_size(int max_len) const = 0;  // floats
+  virtual void attention_forward(const float* q, const float* k, const float* v, float* probs, float* ctx,
+                                 float* scratch, const kernels::AttentionShape& shape) = 0;
+  virtual void attention_backward(const float* dctx, const float* q, const float* k, const float* v, const float* probs,
+                                  float* dq, float* dk, float* dv, float* scratch,
+                                  const kernels::AttentionShape& shape) = 0;
+  virtual double softmax_cross_entropy(const float* logits, const int32_t* labels, float* dlogits, float scale, int m,
+                                       int k) = 0;
+  virtual void softmax_rows(const float* logits, float* probs, int m, int k) = 0;
+  virtual void add_inplace(float* y, const float* x, int64_t n) = 0;
+  virtual void scale_inplace(float* y, float s, int64_t n) = 0;
+  virtual double sum_squares(const float* x, int64_t n) = 0;
+
+  // ---- ops added by the seam ----
+  // dst row i = src row rows[i]: src (any, c), rows (count), dst (count, c)
+  virtual void gather_rows(const float* src, const int32_t* rows, float* dst, int count, int c) = 0;
+  // dst row rows[i] += src row i: src (count, c), rows (count, distinct), dst (any, c)
+  virtual void scatter_add_rows(const float* src, const int32_t* rows, float* dst, int count, int c) = 0;
+  // One AdamW update of params/m/v (n) from grads (n), in fp32.
+  virtual void adamw_update(float* params, const float* grads, float* m, float* v, int64_t n,
+                            const AdamWScalars& s) = 0;
+  // Index of the first non-finite value of x (n), or -1.
+  virtual int64_t first_nonfinite(const float* x, int64_t n) = 0;
+};
+
+// Device memory of `count` T, owned (move-only); zero-filled when made.
+template <typename T>
+class DeviceBuffer {
+ public:
+  DeviceBuffer() = default;
+  DeviceBuffer(Backend& backend, int64_t count)
+      : backend_(&backend),
+        count_(count),
+        data_(static_cast<T*>(count > 0 ? backend.allocate(sizeof(T) * static_cast<size_t>(count)) : nullptr)) {}
+  ~DeviceBuffer() { reset(); }
+  DeviceBuffer(DeviceBuffer&& o) noexcept { *this = std::move(o); }
+  DeviceBuffer& operator=(DeviceBuffer&& o) noexcept {
+    if (this != &o) {
+      reset();
+      std::swap(backend_, o.backend_);
+      std::swap(count_, o.count_);
+      std::swap(data_, o.data_);
+    }
+    return *this;
+  }
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+
+  T* data() { return data_; }
+  const T* data() const { return data_; }
+  int64_t size() const { return count_; }
+  // host (count) -> this buffer from element `offset`; asynchronous (see Backend::upload)
+  void upload(const T* host, int64_t count, int64_t offset = 0) {
+    if (count > 0) backend_->upload(data_ + offset, host, sizeof(T) * static_cast<size_t>(count));
+  }
+  // this buffer from element `offset` -> host (count); waits for the stream
+  void download(T* host, int64_t count, int64_t offset = 0) const {
+    if (count > 0) backend_->download(host, data_ + offset, sizeof(T) * static_cast<size_t>(count));
+  }
+  void zero() {
+    if (count_ > 0) backend_->fill_zero(data_, sizeof(T) * static_cast<size_t>(count_));
+  }
+
+ private:
+  void reset() {
+    if (data_) backend_->deallocate(data_);
+    data_ = nullptr;
+    count_ = 0;
+  }
+  Backend* backend_ = nullptr;
+  int64_t count_ = 0;
+  T* data_ = nullptr;
+};
+
+// ---- the registry: one entry per device kind compiled in ----
+struct BackendEntry {
+  DeviceKind kind;
+  // Makes the back end of `device` at `precision`; throws tlm::Error with a clear message when
+  // the device or precision is not available here.
+  std::unique_ptr<Backend> (*make)(const Device& device, Precision precision);
+  // What `auto` means on this device here (bf16 where the hardware computes it natively), and a
+  // one-line note saying why, for the log.
+  std::pair<Precision, std::string> (*auto_precision)(const Device& device);
+};
+
+// The back end of `device` at `precision`; a device kind not compiled in is refused by name.
+std::shared_ptr<Backend> make_backend(const Device& device, Precision precision);
+// Resolves `request` on `device` (kAuto asks the device); `note` receives why, for the log.
+Precision resolve_precision(PrecisionRequest request, const Device& device, std::string* note = nullptr);
+
+}  // namespace tlm

@@ -1,0 +1,45 @@
+// The back ends compiled into this build. Adding a device: its folder of kernels, and one line here.
+#include <vector>
+
+#include "backend/backend.h"
+#include "kernels/cpu/cpu_backend.h"
+#include "tlm/check.h"
+
+namespace tlm {
+
+namespace {
+
+const std::vector<BackendEntry>& entries() {
+  static const std::vector<BackendEntry> all = {cpu_backend_entry()};
+  return all;
+}
+
+const BackendEntry& entry_for(const Device& device) {
+  for (const BackendEntry& e : entries()) {
+    if (e.kind == device.kind) return e;
+  }
+  throw Error(fmt::format("--device {}: this build has no {} back end (built: cpu)", device.name(),
+                          device.kind == DeviceKind::kCuda ? "CUDA" : "such"));
+}
+
+}  // namespace
+
+std::shared_ptr<Backend> make_backend(const Device& device, Precision precision) {
+  return entry_for(device).make(device, precision);
+}
+
+Precision resolve_precision(PrecisionRequest request, const Device& device, std::string* note) {
+  const BackendEntry& e = entry_for(device);
+  if (request == PrecisionRequest::kFp32) return Precision::kFp32;
+  if (request == PrecisionRequest::kBf16) return Precision::kBf16;
+  auto [precision, why] = e.auto_precision(device);
+  if (note) *note = why;
+  return precision;
+}
+
+std::shared_ptr<Backend> default_backend() {
+  static const std::shared_ptr<Backend> cpu = make_backend(Device{}, Precision::kFp32);
+  return cpu;
+}
+
+}  // namespace tlm

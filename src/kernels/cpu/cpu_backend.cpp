@@ -1,0 +1,125 @@
+// The CPU back end: host memory, a stream that runs every op at once, the kernels of kernels/cpu/.
+#include "kernels/cpu/cpu_backend.h"
+
+#include <omp.h>
+
+#include <cstdlib>
+#include <cstring>
+
+#include "backend/backend.h"
+#include "tlm/check.h"
+
+namespace tlm {
+
+namespace k = kernels;
+
+namespace {
+
+class CpuBackend final : public Backend {
+ public:
+  explicit CpuBackend(Precision precision) : precision_(precision) {}
+
+  Device device() const override { return {}; }
+  Precision precision() const override { return precision_; }
+  int threads() const override { return omp_get_max_threads(); }
+  std::string describe() const override {
+    return fmt::format("cpu {} (OpenBLAS, {} threads)", precision_name(precision_), threads());
+  }
+
+  void* allocate(size_t bytes) override {
+    // 64-byte aligned for AVX-512 loads; zero-filled as the contract says.
+    void* p = std::aligned_alloc(64, (bytes + 63) / 64 * 64);
+    TLM_CHECK(p != nullptr, "out of memory allocating {} bytes", bytes);
+    std::memset(p, 0, bytes);
+    return p;
+  }
+  void deallocate(void* p) override { std::free(p); }
+  void* allocate_host(size_t bytes) override { return allocate(bytes); }
+  void deallocate_host(void* p) override { std::free(p); }
+  void upload(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
+  void download(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
+  void copy(void* dst, const void* src, size_t bytes) override { std::memmove(dst, src, bytes); }
+  void fill_zero(void* dst, size_t bytes) override { std::memset(dst, 0, bytes); }
+  void synchronize() override {}
+
+  void linear_forward(const float* x, const float* w, const float* b, float* y, int n, int in, int out) override {
+    k::linear_forward(x, w, b, y, n, in, out);
+  }
+  void linear_backward(const float* dy, const float* x, const float* w, float* dx, float* dw, float* db, int n, int in,
+                       int out) override {
+    k::linear_backward(dy, x, w, dx, dw, db, n, in, out);
+  }
+  void layernorm_forward(const float* x, const float* gamma, const float* beta, float* y, float* mean, float* rstd,
+                         int n, int c, float eps) override {
+    k::layernorm_forward(x, gamma, beta, y, mean, rstd, n, c, eps);
+  }
+  void layernorm_backward(const float* dy, const float* x, const float* mean, const float* rstd, const float* gamma,
+                          float* dx, float* dgamma, float* dbeta, int n, int c) override {
+    k::layernorm_backward(dy, x, mean, rstd, gamma, dx, dgamma, dbeta, n, c);
+  }
+  void gelu_forward(const float* x, float* y, int64_t n) override { k::gelu_forward(x, y, n); }
+  void gelu_backward(const float* dy, const float* x, float* dx, int64_t n) override { k::gelu_backward(dy, x, dx, n); }
+  void tanh_forward(const float* x, float* y, int64_t n) override { k::tanh_forward(x, y, n); }
+  void tanh_backward(const float* dy, const float* y, float* dx, int64_t n) override { k::tanh_backward(dy, y, dx, n); }
+  void dropout_apply(float* x, int rows, int cols, float p, uint64_t key, const uint64_t* row_keys) override {
+    k::dropout_apply(x, rows, cols, p, key, row_keys);
+  }
+  void embedding_forward(const int32_t* ids, const int32_t* positions, const int32_t* type_ids, const float* word,
+                         const float* pos, const float* type, float* out, int n, int c) override {
+    k::embedding_forward(ids, positions, type_ids, word, pos, type, out, n, c);
+  }
+  void embedding_backward(const float* dout, const int32_t* ids, const int32_t* positions, const int32_t* type_ids,
+                          float* dword, float* dpos, float* dtype, int n, int c) override {
+    k::embedding_backward(dout, ids, positions, type_ids, dword, dpos, dtype, n, c);
+  }
+  int64_t attention_scratch_size(int max_len) const override { return k::attention_scratch_size(max_len, threads()); }
+  void attention_forward(const float* q, const float* kk, const float* v, float* probs, float* ctx, float* scratch,
+                         const k::AttentionShape& shape) override {
+    k::attention_forward(q, kk, v, probs, ctx, scratch, shape);
+  }
+  void attention_backward(const float* dctx, const float* q, const float* kk, const float* v, const float* probs,
+                          float* dq, float* dk, float* dv, float* scratch, const k::AttentionShape& shape) override {
+    k::attention_backward(dctx, q, kk, v, probs, dq, dk, dv, scratch, shape);
+  }
+  double softmax_cross_entropy(const float* logits, const int32_t* labels, float* dlogits, float scale, int m,
+                               int kk) override {
+    return k::softmax_cross_entropy(logits, labels, dlogits, scale, m, kk);
+  }
+  void softmax_rows(const float* logits, float* probs, int m, int kk) override {
+    k::softmax_rows(logits, probs, m, kk);
+  }
+  void add_inplace(float* y, const float* x, int64_t n) override { k::add_inplace(y, x, n); }
+  void scale_inplace(float* y, float s, int64_t n) override { k::scale_inplace(y, s, n); }
+  double sum_squares(const float* x, int64_t n) override { return k::sum_squares(x, n); }
+  void gather_rows(const float* src, const int32_t* rows, float* dst, int count, int c) override {
+    k::gather_rows(src, rows, dst, count, c);
+  }
+  void scatter_add_rows(const float* src, const int32_t* rows, float* dst, int count, int c) override {
+    k::scatter_add_rows(src, rows, dst, count, c);
+  }
+  void adamw_update(float* params, const float* grads, float* m, float* v, int64_t n, const AdamWScalars& s) override {
+    k::adamw_update(params, grads, m, v, n, s);
+  }
+  int64_t first_nonfinite(const float* x, int64_t n) override { return k::first_nonfinite(x, n); }
+
+ private:
+  Precision precision_;
+};
+
+std::unique_ptr<Backend> make_cpu(const Device& device, Precision precision) {
+  TLM_CHECK(device.index == 0, "device {}: the CPU has no index (use --device cpu)", device.name());
+  if (precision == Precision::kBf16) {
+    throw Error("--precision bf16: the CPU back end computes in fp32 only so far (use fp32 or auto)");
+  }
+  return std::make_unique<CpuBackend>(precision);
+}
+
+std::pair<Precision, std::string> cpu_auto_precision(const Device&) {
+  return {Precision::kFp32, "auto precision: fp32 (the CPU back end has no bf16 kernels yet)"};
+}
+
+}  // namespace
+
+BackendEntry cpu_backend_entry() { return {DeviceKind::kCpu, &make_cpu, &cpu_auto_precision}; }
+
+}  // namespace tlm
