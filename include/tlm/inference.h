@@ -38,7 +38,8 @@ class Committee {
   // Unlabeled texts, tokenized as the runs were.
   SequenceSet text_set(const std::vector<std::string>& texts) const;
 
-  // Member i sized for batches of `batch` sequences of `set`, on the committee's back end.
+  // Member i sized for batches of `batch` sequences of `set`, on a back end of its own (members
+  // may run side by side).
   std::unique_ptr<BertModel> load_member(size_t i, const SequenceSet& set, int batch) const;
   // Each member's class probabilities (n, labels) on `set`.
   std::vector<std::vector<float>> member_probabilities(const SequenceSet& set, int batch) const;
@@ -48,7 +49,7 @@ class Committee {
   std::vector<std::string> labels_;
   std::unique_ptr<Tokenizer> tokenizer_;
   bool allow_nonfinite_ = false;
-  std::shared_ptr<Backend> backend_;
+  Device device_;
 };
 
 }  // namespace tlm

@@ -66,7 +66,8 @@ class BertModel {
   void zero_grad();
 
   // Runs the model on `batch`, keeps the activations, returns the summed loss. With `training`,
-  // dropout is on, its masks keyed by dropout_seed (the same seed gives the same masks).
+  // dropout is on, its masks keyed by dropout_seed (the same seed gives the same masks). `batch`
+  // must live until the next forward (its uploads may still run) and through backward().
   ForwardResult forward(const Batch& batch, bool training, uint64_t dropout_seed);
   // Accumulates grad_scale * d(loss_sum)/d(params) for the last forward into grads().
   // Overwrites logits() with their gradient.
@@ -77,7 +78,8 @@ class BertModel {
   const float* logits() const;
   std::vector<float> logits_to_host() const;
   // Inference: the model on `batch` without dropout, softmax of its logits into `probs` (host):
-  // classification (b, num_labels); MLM (m, vocab) at the masked positions.
+  // classification (b, num_labels); MLM (m, vocab) at the masked positions. The softmax is taken in
+  // place on the device, so logits() holds the probabilities afterwards (backward() is refused).
   void probabilities(const Batch& batch, float* probs);
   // Floating-point operations of one forward+backward on `batch` as this engine computes it.
   double train_flops(const Batch& batch) const;

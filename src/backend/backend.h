@@ -7,8 +7,12 @@
 // back end never dereferences a device pointer: it uploads and downloads.
 // Ordering: ops and copies are issued on the back end's one stream and run in issue order;
 // upload() may return before the copy is done (the host buffer must live until synchronize()),
-// download() and the ops that return a number wait for the stream. The CPU runs everything at
-// once, so its synchronize() is free.
+// download() and the ops that return a number wait for the stream. deallocate() is ordered
+// after the work already issued (it frees once that is done, or synchronizes first). The CPU runs
+// everything at once, so its synchronize() is free.
+// Threads: a back end is used by one thread at a time (one stream); work that runs side by side
+// (a committee's members) takes one back end each. The CPU back end keeps no state, so sharing it
+// is also safe, but code must not rely on that.
 //
 // The ops' contracts (shapes, accumulate vs overwrite, dropout keying) are those of
 // kernels/kernels.h, which the CPU back end implements; ops added for the seam are described here.
@@ -21,6 +25,7 @@
 #include <utility>
 
 #include "kernels/kernels.h"
+#include "tlm/check.h"
 #include "tlm/device.h"
 
 namespace tlm {
@@ -118,10 +123,12 @@ class DeviceBuffer {
   int64_t size() const { return count_; }
   // host (count) -> this buffer from element `offset`; asynchronous (see Backend::upload)
   void upload(const T* host, int64_t count, int64_t offset = 0) {
+    check_range(count, offset);
     if (count > 0) backend_->upload(data_ + offset, host, sizeof(T) * static_cast<size_t>(count));
   }
   // this buffer from element `offset` -> host (count); waits for the stream
   void download(T* host, int64_t count, int64_t offset = 0) const {
+    check_range(count, offset);
     if (count > 0) backend_->download(host, data_ + offset, sizeof(T) * static_cast<size_t>(count));
   }
   void zero() {
@@ -129,6 +136,10 @@ class DeviceBuffer {
   }
 
  private:
+  void check_range(int64_t count, int64_t offset) const {
+    TLM_CHECK(count >= 0 && offset >= 0 && offset + count <= count_,
+              "device buffer of {} elements: [{}, {}) is outside", count_, offset, offset + count);
+  }
   void reset() {
     if (data_) backend_->deallocate(data_);
     data_ = nullptr;

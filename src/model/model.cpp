@@ -84,6 +84,7 @@ struct BertModel::Impl {
   // last forward
   const Batch* batch = nullptr;
   bool training = false;
+  bool logits_are_probs = false;  // probabilities() replaced the logits by their softmax
   uint64_t seed = 0;
   int n = 0, b = 0, m = 0, r = 0;
 
@@ -362,8 +363,12 @@ void check_batch(const Batch& batch, const BertConfig& cfg, const ModelLimits& l
 ForwardResult BertModel::forward(const Batch& batch, bool training, uint64_t dropout_seed) {
   check_batch(batch, config_, limits_);
   Impl& I = *impl_;
+  // The previous forward's uploads read the host indexing rewritten below (and its batch): they
+  // must be done first. Free on the CPU.
+  backend_->synchronize();
   I.batch = &batch;
   I.training = training;
+  I.logits_are_probs = false;
   I.seed = dropout_seed;
   const int n = batch.num_tokens(), b = batch.num_seqs();
   const int c = config_.hidden_size, f = config_.intermediate_size, layers = config_.num_hidden_layers;
@@ -462,6 +467,7 @@ ForwardResult BertModel::forward(const Batch& batch, bool training, uint64_t dro
 void BertModel::backward(float grad_scale) {
   Impl& I = *impl_;
   TLM_CHECK(I.batch != nullptr, "backward() called before forward()");
+  TLM_CHECK(!I.logits_are_probs, "backward() after probabilities(): the logits are gone, run forward() again");
   const Batch& batch = *I.batch;
   const int n = I.n, b = I.b, c = config_.hidden_size, f = config_.intermediate_size;
   const int layers = config_.num_hidden_layers;
@@ -562,6 +568,7 @@ void BertModel::probabilities(const Batch& batch, float* probs) {
   const int rows = mlm ? impl_->m : impl_->b, cols = mlm ? config_.vocab_size : config_.num_labels();
   float* logits = mlm ? impl_->mlm_logits : impl_->cls_logits;
   backend_->softmax_rows(logits, logits, rows, cols);  // in place on the device, then to the host
+  impl_->logits_are_probs = true;
   backend_->download(probs, logits, sizeof(float) * rows * cols);
 }
 
