@@ -18,8 +18,10 @@ const BackendEntry& entry_for(const Device& device) {
   for (const BackendEntry& e : entries()) {
     if (e.kind == device.kind) return e;
   }
-  throw Error(fmt::format("--device {}: this build has no {} back end (built: cpu)", device.name(),
-                          device.kind == DeviceKind::kCuda ? "CUDA" : "such"));
+  std::string built;
+  for (const BackendEntry& e : entries()) built += (built.empty() ? "" : ", ") + Device{e.kind, 0}.name();
+  throw Error(fmt::format("--device {}: this build has no {} back end (built: {})", device.name(),
+                          device.kind == DeviceKind::kCuda ? "CUDA" : "such", built));
 }
 
 }  // namespace

@@ -1,10 +1,10 @@
 #include "tlm/model_io.h"
 
-#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <set>
 
+#include "kernels/kernels.h"
 #include "tlm/check.h"
 
 namespace tlm {
@@ -54,15 +54,13 @@ void load_weights(BertModel& model, const SafeTensorsFile& file, const std::stri
     }
     std::vector<float> host(static_cast<size_t>(e.size));
     std::memcpy(host.data(), t.bytes.data(), t.bytes.size());
-    const float* dst = host.data();
     if (!o.allow_nonfinite) {
-      for (int64_t i = 0; i < e.size; ++i) {
-        if (!std::isfinite(dst[i])) {
-          throw Error(
-              fmt::format("{}: tensor \"{}\" holds a non-finite value ({} at index {}): the run diverged; "
-                          "--allow-nonfinite loads it anyway",
-                          source, e.name, dst[i], i));
-        }
+      const int64_t i = kernels::first_nonfinite(host.data(), e.size);  // host data: the CPU kernel
+      if (i >= 0) {
+        throw Error(
+            fmt::format("{}: tensor \"{}\" holds a non-finite value ({} at index {}): the run diverged; "
+                        "--allow-nonfinite loads it anyway",
+                        source, e.name, host[i], i));
       }
     }
     model.set_params(host.data(), e.offset, e.size);
