@@ -37,3 +37,5 @@ endfunction()
 
 tlm_system_library(utf8proc utf8proc.h utf8proc libutf8proc-dev)
 tlm_system_library(xxhash xxhash.h xxhash libxxhash-dev)
+# oneDNN: bf16 GEMMs (AVX512_BF16 / AMX) and an fp32 GEMM that picks its kernels by CPU feature.
+tlm_system_library(dnnl oneapi/dnnl/dnnl.hpp dnnl libdnnl-dev)

@@ -7,7 +7,7 @@ every parameter, and the losses of a 10-step AdamW run (lr schedule with warmup,
 
 Usage (Debian's torch lives under /usr/bin/python3):
   /usr/bin/python3 ref/make_golden.py --preset tiny --out tests/golden
-  /usr/bin/python3 ref/make_golden.py --preset wide --out build/golden
+  /usr/bin/python3 ref/make_golden.py --preset wide --out build/golden --precision both
 """
 import argparse
 import datetime
@@ -72,7 +72,39 @@ def make_batch(p, gen):
     return ids, mask, types, labels, cls_labels
 
 
-def run(preset, head, out_dir):
+def round_bf16(t):
+    return t.bfloat16().float()
+
+
+class Bf16Linear(torch.autograd.Function):
+    """tlm's bf16 linear layer: every GEMM (y = x W^T, dx = dy W, dW = dy^T x) takes both operands
+    rounded to bf16 (nearest-even) and sums their exact products in fp32; bias, its gradient and
+    everything outside the linear layers stay fp32. torch.autocast differs only in also rounding
+    each GEMM's result to bf16."""
+
+    @staticmethod
+    def forward(ctx, x, w, b):
+        xr, wr = round_bf16(x), round_bf16(w)
+        ctx.save_for_backward(xr, wr)
+        ctx.has_bias = b is not None
+        y = xr @ wr.t()
+        return y + b if b is not None else y
+
+    @staticmethod
+    def backward(ctx, dy):
+        xr, wr = ctx.saved_tensors
+        dyr = round_bf16(dy)
+        dx = dyr @ wr
+        dw = dyr.reshape(-1, dy.shape[-1]).t() @ xr.reshape(-1, xr.shape[-1])
+        db = dy.reshape(-1, dy.shape[-1]).sum(0) if ctx.has_bias else None
+        return dx, dw, db
+
+
+def bf16_linear(x, w, b=None):
+    return Bf16Linear.apply(x, w, b)
+
+
+def run(preset, head, out_dir, precision):
     p = PRESETS[preset]
     torch.manual_seed(1234)
     config = make_config(p, head)
@@ -118,11 +150,12 @@ def run(preset, head, out_dir):
 
     meta = {"format": "tlm-golden", "version": FORMAT_VERSION, "preset": preset, "head": head,
             "config": json.dumps(config), "trajectory": json.dumps(tr), "torch": torch.__version__,
-            "generator": "ref/make_golden.py", "seeds": "torch.manual_seed(1234) init, Generator(99) batch",
+            "generator": "ref/make_golden.py", "precision": precision, "seeds": "torch.manual_seed(1234) init, Generator(99) batch",
             "created": datetime.date.today().isoformat()}
     os.makedirs(out_dir, exist_ok=True)
     short = "mlm" if is_mlm else "cls"
-    path = os.path.join(out_dir, f"{preset}_{short}.safetensors")
+    suffix = "" if precision == "fp32" else "_" + precision
+    path = os.path.join(out_dir, f"{preset}_{short}{suffix}.safetensors")
     st.save(path + ".tmp", tensors, meta)
     os.replace(path + ".tmp", path)
     print(f"wrote {path}: loss {tensors['out.loss'].item():.6f}, trajectory {losses[0]:.4f} -> {losses[-1]:.4f}")
@@ -132,10 +165,17 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", choices=sorted(PRESETS), required=True)
     ap.add_argument("--out", required=True)
+    ap.add_argument("--precision", choices=["fp32", "bf16", "both"], default="fp32",
+                    help="bf16: every linear layer's GEMMs on bf16-rounded operands (Bf16Linear); files *_bf16")
     a = ap.parse_args()
     torch.set_num_threads(1)  # reproducible reductions
-    for head in ("BertForMaskedLM", "BertForSequenceClassification"):
-        run(a.preset, head, a.out)
+    fp32_linear = torch.nn.functional.linear
+    for precision in (["fp32", "bf16"] if a.precision == "both" else [a.precision]):
+        # nn.Linear and the mirror's tied decoder call torch.nn.functional.linear at run time.
+        torch.nn.functional.linear = bf16_linear if precision == "bf16" else fp32_linear
+        for head in ("BertForMaskedLM", "BertForSequenceClassification"):
+            run(a.preset, head, a.out, precision)
+    torch.nn.functional.linear = fp32_linear
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ set -euo pipefail
 packages=(
   build-essential cmake ninja-build pkg-config
   libopenblas-openmp-dev    # BLAS: the OpenMP build, so it does not fight our OpenMP threads
+  libdnnl-dev               # oneDNN: bf16 GEMMs (AVX512_BF16 / AMX); OpenMP threading like OpenBLAS
   nlohmann-json3-dev        # JSON (config.json, safetensors headers, metrics)
   libcli11-dev              # command-line parsing
   libfmt-dev                # formatting (g++ 12 has no <format>)

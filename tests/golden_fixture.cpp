@@ -42,10 +42,10 @@ Golden load_golden(const std::string& path) {
   return g;
 }
 
-std::unique_ptr<BertModel> golden_model(const Golden& g) {
+std::unique_ptr<BertModel> golden_model(const Golden& g, std::shared_ptr<Backend> backend) {
   ModelLimits lim{g.batch.num_tokens(), g.batch.num_seqs(), g.padded_len,
                   std::max<int>(1, static_cast<int>(g.batch.mlm_positions.size()))};
-  auto model = std::make_unique<BertModel>(g.config, lim);
+  auto model = std::make_unique<BertModel>(g.config, lim, std::move(backend));
   SafeTensorsFile weights;
   for (const auto& [name, t] : g.file.tensors) {
     if (name.rfind("param.", 0) == 0) weights.tensors[name.substr(6)] = t;
@@ -61,6 +61,15 @@ double rel_error(const float* a, const float* b, int64_t n) {
     max_ref = std::max(max_ref, std::fabs(static_cast<double>(b[i])));
   }
   return max_diff / std::max(max_ref, 1e-30);
+}
+
+double rms_error(const float* a, const float* b, int64_t n) {
+  double diff = 0, ref = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    diff += (static_cast<double>(a[i]) - b[i]) * (static_cast<double>(a[i]) - b[i]);
+    ref += static_cast<double>(b[i]) * b[i];
+  }
+  return std::sqrt(diff / std::max(ref, 1e-300));
 }
 
 }  // namespace tlm::testing

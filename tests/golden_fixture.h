@@ -22,11 +22,13 @@ struct Golden {
 // Loads a fixture and packs its padded batch (mask 1 = token) into a tlm Batch.
 Golden load_golden(const std::string& path);
 
-// A model sized for the fixture batch, with the fixture's initial weights.
-std::unique_ptr<BertModel> golden_model(const Golden& g);
+// A model sized for the fixture batch, with the fixture's initial weights, on `backend`.
+std::unique_ptr<BertModel> golden_model(const Golden& g, std::shared_ptr<Backend> backend = default_backend());
 
 // Largest |a - b| over the largest |b|: a normwise relative error, robust to entries near 0.
 double rel_error(const float* a, const float* b, int64_t n);
+// ||a - b|| / ||b|| (2-norms): how far a is overall, where a few entries may differ a lot.
+double rms_error(const float* a, const float* b, int64_t n);
 
 std::string source_dir();
 std::string binary_dir();

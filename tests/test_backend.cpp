@@ -14,6 +14,7 @@
 #include <map>
 
 #include "backend/backend.h"
+#include "kernels/cpu/cpu_isa.h"
 #include "temp_dir.h"
 #include "test_helpers.h"
 #include "tlm/check.h"
@@ -50,8 +51,14 @@ TEST(Device, TheRegistryRefusesWhatThisBuildLacks) {
   EXPECT_EQ(cpu->device(), Device{});
   EXPECT_NE(cpu->describe().find("cpu fp32"), std::string::npos);
   std::string note;
-  EXPECT_EQ(resolve_precision(PrecisionRequest::kAuto, Device{}, &note), Precision::kFp32);
-  EXPECT_FALSE(note.empty());
+  const bool native = kernels::native_bf16().available;
+  EXPECT_EQ(resolve_precision(PrecisionRequest::kAuto, Device{}, &note), native ? Precision::kBf16 : Precision::kFp32);
+  EXPECT_NE(note.find(native ? "auto precision: bf16" : "auto precision: fp32"), std::string::npos) << note;
+  EXPECT_EQ(resolve_precision(PrecisionRequest::kBf16, Device{}, &note), Precision::kBf16);
+  // bf16 is computed natively where the CPU can, else emulated, and says which.
+  const auto bf16 = make_backend(Device{}, Precision::kBf16);
+  EXPECT_EQ(bf16->precision(), Precision::kBf16);
+  EXPECT_NE(bf16->describe().find(native ? "oneDNN bf16" : "bf16 emulated"), std::string::npos) << bf16->describe();
 }
 
 TEST(CpuBackend, RowsAdamWAndNonFinite) {
@@ -212,6 +219,7 @@ class GuardedBackend final : public Backend {
       TLM_GUARDED(adamw_update(p, g, m, v, n, s))} int64_t first_nonfinite(const float* x, int64_t n) override {
     TLM_GUARDED(first_nonfinite(x, n))
   }
+  double gemm_ceiling_gflops() override { return inner_->gemm_ceiling_gflops(); }
 #undef TLM_GUARDED
 
  private:

@@ -10,6 +10,7 @@
 #include "experiment/verdict.h"
 #include "temp_dir.h"
 #include "tlm/file_io.h"
+#include "tlm/job_config.h"
 
 namespace tlm::experiment {
 namespace {
@@ -182,6 +183,41 @@ TEST(Plan, RunNamesFollowTheirConfiguration) {
   const int pre = runs_index(a, "pretrain"), ft = runs_index(a, "finetune");
   EXPECT_EQ(a.graph.at(pre).id, c.graph.at(pre).id);
   EXPECT_NE(a.graph.at(ft).id, c.graph.at(ft).id);
+}
+
+// bf16 renames every run that computes (its results are other numbers) and nothing else; fp32
+// keeps the names runs had before precisions existed (tests/experiment pins none, so the demo's
+// names are compared with a plan that never mentions precision).
+TEST(Plan, Bf16RenamesTheRunsThatCompute) {
+  const json plan = load_plan("demo");
+  const PlanRuns fp32 = expand_plan(plan, {});
+  ExpandOptions o;
+  o.precision = "bf16";
+  const PlanRuns bf16 = expand_plan(plan, o);
+  ASSERT_EQ(fp32.graph.jobs().size(), bf16.graph.jobs().size());
+  int renamed = 0;
+  for (size_t i = 0; i < fp32.graph.jobs().size(); ++i) {
+    const auto& a = fp32.graph.at(i);
+    const auto& b = bf16.graph.at(i);
+    const bool computes = !a.schema.empty() && job_schema(a.schema).find("precision") != nullptr;
+    if (computes) {
+      EXPECT_NE(a.id, b.id) << a.title;
+      EXPECT_EQ(b.config.at("precision"), "bf16") << a.title;
+      EXPECT_FALSE(job_schema(a.schema).identity(a.config).contains("precision")) << a.title;
+      ++renamed;
+    } else {
+      EXPECT_EQ(a.id, b.id) << a.title;
+    }
+  }
+  EXPECT_GT(renamed, 10);
+  json step = plan;
+  step["pretrain"]["precision"] = "bf16";
+  try {
+    expand_plan(step, {});
+    ADD_FAILURE() << "a step's own precision was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("precision is the whole experiment's"), std::string::npos) << e.what();
+  }
 }
 
 // A robustness run with another set of seeds (first_seed) shares no fine-tuning or pre-training

@@ -1,5 +1,6 @@
 // Training-step benchmark: random tokens through a full step (forward, backward, clipping,
-// AdamW) of a named or given config, with model-FLOPs utilisation against a measured GEMM ceiling.
+// AdamW) of a named or given config, with model-FLOPs utilisation against the GEMM ceiling its
+// back end measures (same library, same precision, same threads).
 #pragma once
 
 #include <string>
@@ -18,7 +19,8 @@ struct TrainBenchOptions {
   double mask_prob = 0.15;
   int warmup_steps = 1, steps = 5;
   uint64_t seed = 1;
-  Device device;  // where the step computes (fp32)
+  Device device;  // where the step computes
+  Precision precision = Precision::kFp32;
 };
 
 struct TrainBenchResult {
@@ -27,11 +29,9 @@ struct TrainBenchResult {
   int64_t params = 0;
   int threads = 0;
   double first_loss = 0, last_loss = 0;
+  std::string backend;  // the back end's description (device, precision, GEMM library)
 };
 
 TrainBenchResult run_train_bench(const TrainBenchOptions& opt);
-
-// fp32 GEMM throughput of this machine at the current thread count (best of a few 2048^3 runs).
-double measure_gemm_ceiling_gflops();
 
 }  // namespace tlm

@@ -27,6 +27,10 @@ std::string precision_name(Precision p);                  // "fp32", "bf16"
 std::string precision_request_name(PrecisionRequest p);   // "fp32", "bf16", "auto"
 PrecisionRequest parse_precision(std::string_view text);  // "fp32", "bf16", "auto"
 
+// Resolves `request` on `device` (auto asks the device's back end what it computes natively);
+// `note` receives auto's one-line reason, for the log (empty for fp32 and bf16).
+Precision resolve_precision(PrecisionRequest request, const Device& device, std::string* note = nullptr);
+
 class Backend;  // backend/backend.h: the ops and memory of one device at one precision
 // The CPU fp32 back end (it computes with the process's OpenMP threads): every model's default.
 std::shared_ptr<Backend> default_backend();

@@ -18,7 +18,8 @@ namespace tlm {
 struct InferenceFlags {
   int max_len = 0;  // > 0: must equal the runs' sequence length (see check_tokenizer_flags)
   bool allow_nonfinite = false;
-  Device device;  // where the members compute (fp32)
+  Device device;  // where the members compute
+  Precision precision = Precision::kFp32;
 };
 
 class Committee {
@@ -50,6 +51,7 @@ class Committee {
   std::unique_ptr<Tokenizer> tokenizer_;
   bool allow_nonfinite_ = false;
   Device device_;
+  Precision precision_;
 };
 
 }  // namespace tlm

@@ -14,6 +14,8 @@
 #include <string>
 #include <vector>
 
+#include "tlm/device.h"
+
 namespace tlm {
 
 enum class FieldType { kInt, kFloat, kString, kStrings, kBool };
@@ -75,6 +77,11 @@ std::vector<std::string> job_kinds();
 
 // The architecture keys (layers, hidden, heads, ffn) shared by pretrain and finetune.
 const std::vector<std::string>& architecture_keys();
+
+// Replaces a configuration's "precision" request (auto included) by what it resolves to on its
+// "device", printing auto's one-line note to stderr, and returns it. Call before the identity is
+// taken: the resolved precision is part of it.
+Precision resolve_precision_key(nlohmann::json& config);
 
 // --max-len for max_len.
 std::string flag_of(const std::string& key);

@@ -15,7 +15,7 @@ struct SafeTensor {
   std::vector<int64_t> shape;  // row-major
   std::string bytes;           // raw data
   int64_t numel() const;
-  std::vector<float> to_floats() const;    // F32 only (throws otherwise)
+  std::vector<float> to_floats() const;    // F32, BF16 or F16, widened exactly (throws otherwise)
   std::vector<int32_t> to_ints() const;    // I32 or I64 (throws otherwise)
   std::vector<int64_t> to_int64s() const;  // I64 only (throws otherwise)
 };

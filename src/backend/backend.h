@@ -93,6 +93,11 @@ class Backend {
                             const AdamWScalars& s) = 0;
   // Index of the first non-finite value of x (n), or -1.
   virtual int64_t first_nonfinite(const float* x, int64_t n) = 0;
+
+  // ---- measurement ----
+  // GFLOP/s of this back end's GEMM (its library, its precision: fp32 in and out, bf16 operands
+  // for bf16) on a large square product, best of a few: the ceiling benchmarks compare with.
+  virtual double gemm_ceiling_gflops() = 0;
 };
 
 // Device memory of `count` T, owned (move-only); zero-filled when made.
@@ -163,7 +168,5 @@ struct BackendEntry {
 
 // The back end of `device` at `precision`; a device kind not compiled in is refused by name.
 std::shared_ptr<Backend> make_backend(const Device& device, Precision precision);
-// Resolves `request` on `device` (kAuto asks the device); `note` receives why, for the log.
-Precision resolve_precision(PrecisionRequest request, const Device& device, std::string* note = nullptr);
 
 }  // namespace tlm

@@ -24,6 +24,7 @@ struct BenchArgs {
   double mask_prob = 0.15;
   std::string json_out;
   std::string device = "cpu";
+  std::string precision = "fp32";
 };
 
 void run_bench_train(const BenchArgs& a) {
@@ -40,13 +41,17 @@ void run_bench_train(const BenchArgs& a) {
   o.num_labels = a.labels;
   o.mask_prob = a.mask_prob;
   o.device = parse_device(a.device);
+  std::string note;
+  o.precision = resolve_precision(parse_precision(a.precision), o.device, &note);
+  if (!note.empty()) fmt::print(stderr, "{}\n", note);
   const TrainBenchResult r = run_train_bench(o);
   fmt::print("tlm bench train: config {} ({} layers x {}, {} heads, vocab {}), task {}, batch {} x {}, {} threads\n",
              a.config, o.config.num_hidden_layers, o.config.hidden_size, o.config.num_attention_heads,
              o.config.vocab_size, a.task, a.batch, a.seq, r.threads);
   fmt::print("  params {:.2f}M  loss {:.4f} -> {:.4f}\n", r.params / 1e6, r.first_loss, r.last_loss);
-  fmt::print("  {:.1f} ms/step  {:.0f} tokens/s  {:.1f} GFLOP/s  MFU {:.1f}% of a measured {:.1f} GFLOP/s fp32 GEMM\n",
-             r.ms_per_step, r.tokens_per_s, r.gflops, 100 * r.mfu, r.ceiling_gflops);
+  fmt::print("  back end: {}\n", r.backend);
+  fmt::print("  {:.1f} ms/step  {:.0f} tokens/s  {:.1f} GFLOP/s  MFU {:.1f}% of a measured {:.1f} GFLOP/s {} GEMM\n",
+             r.ms_per_step, r.tokens_per_s, r.gflops, 100 * r.mfu, r.ceiling_gflops, precision_name(o.precision));
   if (!a.json_out.empty()) {
     nlohmann::json j = {{"engine", "tlm"},
                         {"config", a.config},
@@ -54,6 +59,8 @@ void run_bench_train(const BenchArgs& a) {
                         {"batch", a.batch},
                         {"seq_len", a.seq},
                         {"threads", r.threads},
+                        {"precision", precision_name(o.precision)},
+                        {"backend", r.backend},
                         {"params", r.params},
                         {"ms_per_step", r.ms_per_step},
                         {"tokens_per_s", r.tokens_per_s},
@@ -127,6 +134,9 @@ void add_bench_command(CLI::App& app, int argc, char** argv, int* exit_code) {
       ->capture_default_str()
       ->check(CLI::Range(0.0, 1.0));
   train->add_option("--device", args->device, "device: cpu, cuda or cuda:N")->capture_default_str();
+  train->add_option("--precision", args->precision, "fp32, bf16 or auto")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"fp32", "bf16", "auto"}));
   train->add_option("--threads", args->threads, "threads (0: all cores)")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);

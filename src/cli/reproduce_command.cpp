@@ -22,7 +22,7 @@ using nlohmann::json;
 namespace {
 
 struct ReproduceArgs {
-  std::string preset, out, data_dir, device;
+  std::string preset, out, data_dir, device, precision;
   int jobs = 0, threads = 0;
   double scale = 1;
   bool dump_plan = false, dry_run = false;
@@ -47,8 +47,14 @@ int run_reproduce(const ReproduceArgs& a) {
   // Where the runs compute: --device, else the plan's device, else the CPU (not part of any run's
   // identity: the manifests record it).
   const std::string device = !a.device.empty() ? a.device : plan.value("device", std::string("cpu"));
-  parse_device(device);  // refused here, before anything is made
+  // The precision every run computes in: --precision, else the plan's, else fp32; auto is resolved
+  // here, on this machine and device, because the resolved precision names the runs.
+  const std::string requested = !a.precision.empty() ? a.precision : plan.value("precision", std::string("fp32"));
+  std::string note;
+  const Precision precision = resolve_precision(parse_precision(requested), parse_device(device), &note);
+  if (!note.empty()) fmt::print(stderr, "reproduce: {}\n", note);
   experiment::ExpandOptions eo;
+  eo.precision = precision_name(precision);
   if (!a.data_dir.empty()) {
     eo.data_dir = fs::absolute(a.data_dir).lexically_normal().string();
     TLM_CHECK(fs::is_directory(eo.data_dir), "--data-dir {}: no such folder", a.data_dir);
@@ -93,6 +99,7 @@ int run_reproduce(const ReproduceArgs& a) {
                    {"threads", ro.threads},
                    {"jobs", ro.jobs},
                    {"device", ro.device},
+                   {"precision", eo.precision},
                    {"finished_at", now_utc()},
                    {"runs_finished_this_session", s.finished},
                    {"runs_skipped_this_session", s.skipped},
@@ -119,6 +126,10 @@ void add_reproduce_commands(CLI::App& app, int* exit_code) {
   cmd->add_option("--out", a->out, "experiment folder (runs, results.json, report)")->required();
   cmd->add_option("--jobs", a->jobs, "runs at a time (0: one per thread)")->check(CLI::NonNegativeNumber);
   cmd->add_option("--threads", a->threads, "threads to use in all (0: all cores)")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--precision", a->precision,
+                  "precision every run computes in: fp32, bf16 or auto (default: the plan's, else fp32); "
+                  "a resolved bf16 is part of every run's name")
+      ->check(CLI::IsMember({"fp32", "bf16", "auto"}));
   cmd->add_option("--device", a->device,
                   "device every run computes on: cpu, cuda or cuda:N (default: the plan's, else cpu)");
   cmd->add_option("--data-dir", a->data_dir, "data folder the plan's files are relative to (default: the plan's)");

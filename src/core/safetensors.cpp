@@ -1,5 +1,7 @@
 #include "tlm/safetensors.h"
 
+#include <bit>
+#include <cmath>
 #include <cstring>
 #include <nlohmann/json.hpp>
 
@@ -28,10 +30,36 @@ int64_t SafeTensor::numel() const {
   return n;
 }
 
+namespace {
+
+// IEEE binary16 -> binary32, exactly (every half is a float): normal, subnormal, zero, inf, NaN.
+float half_to_float(uint16_t h) {
+  const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
+  const uint32_t exponent = (h >> 10) & 0x1fu, mantissa = h & 0x3ffu;
+  if (exponent == 0x1f) return std::bit_cast<float>(sign | 0x7f800000u | (mantissa << 13));
+  if (exponent == 0) {  // zero or subnormal: mantissa x 2^-24
+    const float v = std::ldexp(static_cast<float>(mantissa), -24);
+    return sign ? -v : v;
+  }
+  return std::bit_cast<float>(sign | ((exponent + 112u) << 23) | (mantissa << 13));
+}
+
+}  // namespace
+
 std::vector<float> SafeTensor::to_floats() const {
-  if (dtype != "F32") throw Error("tensor has dtype " + dtype + ", expected F32");
   std::vector<float> out(numel());
-  std::memcpy(out.data(), bytes.data(), out.size() * sizeof(float));
+  if (dtype == "F32") {
+    std::memcpy(out.data(), bytes.data(), out.size() * sizeof(float));
+  } else if (dtype == "BF16" || dtype == "F16") {
+    const bool bf16 = dtype == "BF16";
+    for (size_t i = 0; i < out.size(); ++i) {
+      uint16_t h;
+      std::memcpy(&h, bytes.data() + 2 * i, 2);
+      out[i] = bf16 ? std::bit_cast<float>(static_cast<uint32_t>(h) << 16) : half_to_float(h);
+    }
+  } else {
+    throw Error("tensor has dtype " + dtype + ", expected F32, BF16 or F16");
+  }
   return out;
 }
 

@@ -20,9 +20,11 @@ namespace {
 
 InferenceFlags inference_flags(const ResolvedConfig& rc) {
   InferenceFlags f;
-  f.max_len = rc.config.at("max_len");
-  f.allow_nonfinite = rc.config.at("allow_nonfinite");
-  f.device = parse_device(rc.config.at("device").get<std::string>());
+  json c = rc.config;
+  f.max_len = c.at("max_len");
+  f.allow_nonfinite = c.at("allow_nonfinite");
+  f.device = parse_device(c.at("device").get<std::string>());
+  f.precision = resolve_precision_key(c);
   return f;
 }
 

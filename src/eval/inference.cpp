@@ -20,9 +20,9 @@ bool same_tokenizer(const TokenizerOptions& a, const TokenizerOptions& b) {
 }  // namespace
 
 Committee::Committee(const std::vector<std::string>& dirs, const InferenceFlags& flags)
-    : dirs_(dirs), allow_nonfinite_(flags.allow_nonfinite), device_(flags.device) {
+    : dirs_(dirs), allow_nonfinite_(flags.allow_nonfinite), device_(flags.device), precision_(flags.precision) {
   TLM_CHECK(!dirs.empty(), "no model given");
-  make_backend(device_, Precision::kFp32);  // a device this build lacks is refused before anything runs
+  make_backend(device_, precision_);  // a device this build lacks is refused before anything runs
   for (const auto& d : dirs) {
     const BertConfig cfg = load_config(d);
     if (cfg.head != Head::kClassification) throw Error(d + ": not a classifier (fine-tune it first)");
@@ -82,7 +82,7 @@ SequenceSet Committee::text_set(const std::vector<std::string>& texts) const {
 
 std::unique_ptr<BertModel> Committee::load_member(size_t i, const SequenceSet& set, int batch) const {
   auto model = std::make_unique<BertModel>(load_config(dirs_.at(i)), limits_for_set(set, batch, false, 0),
-                                           make_backend(device_, Precision::kFp32));
+                                           make_backend(device_, precision_));
   load_model_weights(*model, dirs_[i], {LoadMode::kExact, allow_nonfinite_});
   return model;
 }

@@ -212,6 +212,7 @@ class Expander {
   // or <dir> itself for a run folder).
   int add_command(Job job, const std::string& key, const std::string& file) {
     const JobSchema& schema = job_schema(job.schema);
+    set_precision(job, schema);
     identify(job, schema.identity(resolved(schema, job.config, job.title)));
     job.config[key] = file.empty() ? job.dir : job.dir + "/" + file;
     schema.check(job.config, fmt::format("plan: {}", job.title));
@@ -222,6 +223,18 @@ class Expander {
   // checked. Names hash all of it (defaults included, so a changed default renames the runs it
   // changes); the job file holds what the plan gives (the rest are defaults, and a key a job file
   // names counts as given, e.g. architecture keys against an --init run).
+  // The experiment's precision, in every command that computes; a section cannot set its own.
+  void set_precision(Job& job, const JobSchema& schema) const {
+    if (!schema.find("precision")) return;
+    if (job.config.contains("precision")) {
+      throw Error(
+          fmt::format("plan: {}: precision is the whole experiment's (the top-level key precision, or "
+                      "reproduce --precision), not a step's",
+                      job.title));
+    }
+    job.config["precision"] = opt_.precision;
+  }
+
   static json resolved(const JobSchema& schema, const json& given, const std::string& title) {
     ConfigResolver r(schema);
     r.apply_json(given, fmt::format("plan: {}", title));
@@ -615,6 +628,7 @@ class Expander {
       j.deps = all_deps;
       for (const auto& [k2, v] : data_config.items()) j.config[k2] = v;
       const JobSchema& schema = job_schema(j.schema);
+      set_precision(j, schema);
       identify(j, {schema.identity(resolved(schema, j.config, j.title)), member_grids,
                    with_reference ? deep_grid : decltype(deep_grid){}, s});
       for (const auto& [key, file] : outputs) j.config[key] = j.dir + "/" + file;

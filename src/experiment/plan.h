@@ -66,6 +66,9 @@ struct PlanRuns {
 
 struct ExpandOptions {
   std::string data_dir;  // absolute; empty: the plan's default (embedded data made under <out>/data)
+  // The experiment's one compute precision, already resolved ("fp32" or "bf16", never "auto"):
+  // every run computes in it and, when it is bf16, carries it in its identity.
+  std::string precision = "fp32";
 };
 
 PlanRuns expand_plan(const nlohmann::json& plan, const ExpandOptions& options);

@@ -161,6 +161,7 @@ void check_plan(const json& plan, const std::string& source) {
                                           {"first_seed", {Kind::kPositiveInt}},
                                           {"pretrain_per_seed", {Kind::kBool}},
                                           {"device", {Kind::kString}},
+                                          {"precision", {Kind::kString}},
                                           {"scale", {Kind::kTable}},
                                           {"data", {Kind::kTable}},
                                           {"vocab", {Kind::kTable, true}},
@@ -187,12 +188,11 @@ void check_plan(const json& plan, const std::string& source) {
       continue;
     }
     check_value(source, "top level", k, v, it->second.kind);
-    if (k == "device") {
-      try {
-        parse_device(v.get<std::string>());
-      } catch (const Error& e) {
-        fail(source, "top level", e.what());
-      }
+    try {
+      if (k == "device") parse_device(v.get<std::string>());
+      if (k == "precision") parse_precision(v.get<std::string>());
+    } catch (const Error& e) {
+      fail(source, "top level", e.what());
     }
   }
   for (const auto& [k, key] : top) {

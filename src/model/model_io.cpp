@@ -45,15 +45,14 @@ void load_weights(BertModel& model, const SafeTensorsFile& file, const std::stri
     auto it = file.tensors.find(e.name);
     if (it == file.tensors.end()) throw Error(fmt::format("{}: missing tensor \"{}\"", source, e.name));
     const SafeTensor& t = it->second;
-    if (t.dtype != "F32") {
-      throw Error(fmt::format("{}: tensor \"{}\" has dtype {}, expected F32", source, e.name, t.dtype));
+    if (t.dtype != "F32" && t.dtype != "BF16" && t.dtype != "F16") {  // halves are widened exactly
+      throw Error(fmt::format("{}: tensor \"{}\" has dtype {}, expected F32, BF16 or F16", source, e.name, t.dtype));
     }
     if (t.shape != e.shape) {
       throw Error(fmt::format("{}: tensor \"{}\" has shape [{}], the model expects [{}]", source, e.name,
                               fmt::join(t.shape, ", "), fmt::join(e.shape, ", ")));
     }
-    std::vector<float> host(static_cast<size_t>(e.size));
-    std::memcpy(host.data(), t.bytes.data(), t.bytes.size());
+    const std::vector<float> host = t.to_floats();
     if (!o.allow_nonfinite) {
       const int64_t i = kernels::first_nonfinite(host.data(), e.size);  // host data: the CPU kernel
       if (i >= 0) {

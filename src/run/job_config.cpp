@@ -5,6 +5,7 @@
 #include <map>
 #include <optional>
 
+#include "backend/backend.h"
 #include "tlm/check.h"
 #include "tlm/device.h"
 #include "tlm/toml_json.h"
@@ -67,11 +68,20 @@ std::vector<Field> model_fields() {
           float_field("dropout", 0.1, 0, 1, "hidden and attention dropout", false, true)};
 }
 
-// Where a job computes; neither is part of a run's identity (the manifest records both).
+// Where a job computes and in what precision. Threads and device are not part of a run's
+// identity (the manifest records them); the precision a job resolves to is, when it is not fp32
+// (so the names of fp32 runs made before precisions existed stay), and `auto` is resolved
+// before the identity is taken (resolve_precision_key), so machines that resolve it differently
+// never share a run.
 std::vector<Field> threads_field() {
   Field device = never(string_field("device", "cpu", "device to compute on: cpu, cuda or cuda:N"));
   device.check_string = [](const std::string& s) { parse_device(s); };
-  return {never(int_field("threads", 0, 0, 256, "threads (0: all cores)")), std::move(device)};
+  Field precision = string_field("precision", "fp32",
+                                 "compute precision: fp32, bf16 (bf16 GEMM operands, fp32 sums and weights) or "
+                                 "auto (bf16 where the device computes it natively, else fp32)",
+                                 {"fp32", "bf16", "auto"});
+  precision.identity = Identity::kWhenSet;
+  return {never(int_field("threads", 0, 0, 256, "threads (0: all cores)")), std::move(device), std::move(precision)};
 }
 
 std::vector<Field> train_fields(double lr, int epochs) {
@@ -478,6 +488,15 @@ json JobSchema::identity(const json& config) const {
     id[f.key] = v;
   }
   return id;
+}
+
+Precision resolve_precision_key(json& config) {
+  std::string note;
+  const Precision p = resolve_precision(parse_precision(config.at("precision").get<std::string>()),
+                                        parse_device(config.at("device").get<std::string>()), &note);
+  if (!note.empty()) fmt::print(stderr, "{}\n", note);
+  config["precision"] = precision_name(p);
+  return p;
 }
 
 const JobSchema& job_schema(const std::string& kind) {

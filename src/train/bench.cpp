@@ -1,6 +1,5 @@
 #include "tlm/bench.h"
 
-#include <cblas.h>
 #include <omp.h>
 
 #include <algorithm>
@@ -23,21 +22,6 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 }
 
 }  // namespace
-
-double measure_gemm_ceiling_gflops() {
-  const int n = 2048;
-  std::vector<float> a(static_cast<size_t>(n) * n), b(a.size()), c(a.size());
-  Rng rng(7);
-  for (auto& x : a) x = static_cast<float>(rng.uniform() - 0.5);
-  for (auto& x : b) x = static_cast<float>(rng.uniform() - 0.5);
-  double best = 1e30;
-  for (int rep = 0; rep < 4; ++rep) {
-    const auto t0 = std::chrono::steady_clock::now();
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a.data(), n, b.data(), n, 0.0f, c.data(), n);
-    best = std::min(best, seconds_since(t0));
-  }
-  return 2.0 * n * n * n / best / 1e9;
-}
 
 TrainBenchResult run_train_bench(const TrainBenchOptions& opt) {
   BertConfig cfg = opt.config;
@@ -80,7 +64,7 @@ TrainBenchResult run_train_bench(const TrainBenchOptions& opt) {
   }
 
   ModelLimits lim{batch.num_tokens(), opt.batch, opt.seq_len, static_cast<int>(batch.mlm_positions.size())};
-  BertModel model(cfg, lim, make_backend(opt.device, Precision::kFp32));
+  BertModel model(cfg, lim, make_backend(opt.device, opt.precision));
   model.init_weights(opt.seed);
   AdamW adam(model.table(), AdamWOptions{}, model.shared_backend());
 
@@ -106,7 +90,8 @@ TrainBenchResult run_train_bench(const TrainBenchOptions& opt) {
   r.ms_per_step = per_step * 1e3;
   r.tokens_per_s = batch.num_tokens() / per_step;
   r.gflops = r.flops_per_step / per_step / 1e9;
-  r.ceiling_gflops = measure_gemm_ceiling_gflops();
+  r.ceiling_gflops = model.backend().gemm_ceiling_gflops();
+  r.backend = model.backend().describe();
   r.mfu = r.gflops / r.ceiling_gflops;
   return r;
 }

@@ -70,7 +70,8 @@ void RunFiles::write_manifest(const BertModel& model, const std::string& status)
   m["run_config"] = job_.run_config;
   m["data"] = job_.data_hashes;
   m["parameters"] = model.num_params();
-  m["backend"] = model.backend().describe();  // the device and precision it computed on
+  m["backend"] = model.backend().describe();  // the device, precision and GEMM library it computed on
+  m["precision"] = precision_name(model.backend().precision());  // what --precision (auto too) resolved to
   if (job_.vocab) m["vocab_hash"] = hex16(job_.vocab->hash());
   if (!job_.notes.is_null()) m["notes"] = job_.notes;
   write_file_atomic((fs::path(dir_) / "manifest.json").string(), m.dump(2) + "\n");

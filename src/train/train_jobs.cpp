@@ -290,7 +290,7 @@ JobRun run_pretrain_job(const ResolvedConfig& rc, const std::vector<std::string>
   const Format format = parse_format(c.at("format"));
   const TokenizerOptions tok_options = run_tokenizer_options(c.at("cased"), c.at("max_len"), format);
   TrainJob job;
-  job.backend = make_backend(parse_device(c.at("device").get<std::string>()), Precision::kFp32);
+  job.backend = make_backend(parse_device(c.at("device").get<std::string>()), resolve_precision_key(c));
   job.model = model_config(c, vocab);
   job.run_config = run_identity("pretrain", c);
   for (const auto& p : corpora) job.data_hashes[p] = hex16(hash_file(p));
@@ -372,7 +372,7 @@ JobRun run_finetune_job(const ResolvedConfig& rc, const std::vector<std::string>
     TLM_CHECK(vocab->find(t) >= 0, "the vocabulary has no {} token, which {} data needs", t, format_name(format));
   }
   TrainJob job;
-  job.backend = make_backend(parse_device(c.at("device").get<std::string>()), Precision::kFp32);
+  job.backend = make_backend(parse_device(c.at("device").get<std::string>()), resolve_precision_key(c));
   job.run_config = run_identity("finetune", c);
   for (const std::string key : {"train", "test", "classes"}) {
     const std::string path = c.at(key);

@@ -12,7 +12,6 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cd "$work"
 source "$root/tests/shell_helpers.sh"
-json() { $py -c "import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2], {'d': d}))" "$@"; }
 
 "$tlm" data embedded --out emb >/dev/null
 W=emb/tasks/wordnet-supersense

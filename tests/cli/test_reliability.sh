@@ -6,14 +6,8 @@
 # read as cased by every command.
 # Usage: test_reliability.sh path/to/tlm
 set -euo pipefail
-tlm="$(realpath "$1")"
-root="$(cd "$(dirname "$0")/../.." && pwd)"
-py=/usr/bin/python3
-work=$(mktemp -d)
-trap 'pkill -P $$ 2>/dev/null || true; rm -rf "$work"' EXIT
-cd "$work"
-source "$root/tests/shell_helpers.sh"
-json() { $py -c "import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2], {'d': d}))" "$@"; }
+source "$(dirname "$0")/../shell_helpers.sh"
+start_test "$1"
 # Every file of a folder with its hash, except the lock file (which records its last holder).
 snapshot() { (cd "$1" && find . -type f ! -name tlm.lock -print0 | sort -z | xargs -0 sha256sum); }
 same_files() {  # same_files DIR SNAPSHOT-FILE what

@@ -7,6 +7,8 @@
 #include <cstring>
 
 #include "backend/backend.h"
+#include "kernels/cpu/cpu_isa.h"
+#include "kernels/cpu/gemm_cpu.h"
 #include "tlm/check.h"
 
 namespace tlm {
@@ -17,13 +19,14 @@ namespace {
 
 class CpuBackend final : public Backend {
  public:
-  explicit CpuBackend(Precision precision) : precision_(precision) {}
+  CpuBackend(Precision precision, k::GemmMode gemm) : precision_(precision), gemm_(gemm) {}
 
   Device device() const override { return {}; }
   Precision precision() const override { return precision_; }
   int threads() const override { return omp_get_max_threads(); }
   std::string describe() const override {
-    return fmt::format("cpu {} (OpenBLAS, {} threads)", precision_name(precision_), threads());
+    return fmt::format("cpu {} (GEMM: {}; {} threads)", precision_name(precision_), k::gemm_mode_name(gemm_.mode()),
+                       threads());
   }
 
   void* allocate(size_t bytes) override {
@@ -43,11 +46,11 @@ class CpuBackend final : public Backend {
   void synchronize() override {}
 
   void linear_forward(const float* x, const float* w, const float* b, float* y, int n, int in, int out) override {
-    k::linear_forward(x, w, b, y, n, in, out);
+    k::linear_forward(gemm_, x, w, b, y, n, in, out);
   }
   void linear_backward(const float* dy, const float* x, const float* w, float* dx, float* dw, float* db, int n, int in,
                        int out) override {
-    k::linear_backward(dy, x, w, dx, dw, db, n, in, out);
+    k::linear_backward(gemm_, dy, x, w, dx, dw, db, n, in, out);
   }
   void layernorm_forward(const float* x, const float* gamma, const float* beta, float* y, float* mean, float* rstd,
                          int n, int c, float eps) override {
@@ -101,24 +104,57 @@ class CpuBackend final : public Backend {
     k::adamw_update(params, grads, m, v, n, s);
   }
   int64_t first_nonfinite(const float* x, int64_t n) override { return k::first_nonfinite(x, n); }
+  double gemm_ceiling_gflops() override { return k::gemm_ceiling_gflops(gemm_); }
 
  private:
   Precision precision_;
+  k::CpuGemm gemm_;  // its scratch makes the back end one thread's at a time, as the contract says
 };
+
+// fp32's GEMM library: OpenBLAS unless TLM_CPU_GEMM=onednn.
+k::GemmMode fp32_gemm() {
+  const char* env = std::getenv("TLM_CPU_GEMM");
+  const std::string v = env ? env : "";
+  if (v.empty() || v == "openblas") return k::GemmMode::kOpenBlasFp32;
+  if (v == "onednn") return k::GemmMode::kOneDnnFp32;
+  throw Error(fmt::format("TLM_CPU_GEMM={}: not one of openblas, onednn", v));
+}
+
+// Native bf16: the CPU computes it (capped by TLM_MAX_CPU_ISA / ONEDNN_MAX_CPU_ISA) and oneDNN
+// has the matmuls a linear layer needs.
+k::NativeBf16 native_bf16_gemm() {
+  static const k::NativeBf16 native = [] {
+    k::NativeBf16 n = k::native_bf16();
+    if (n.available) {
+      const std::string why_not = k::CpuGemm::unavailable(k::GemmMode::kBf16OneDnn);
+      if (!why_not.empty()) n = {false, why_not};
+    }
+    return n;
+  }();
+  return native;
+}
 
 std::unique_ptr<Backend> make_cpu(const Device& device, Precision precision) {
   TLM_CHECK(device.index == 0, "device {}: the CPU has no index (use --device cpu)", device.name());
-  if (precision == Precision::kBf16) {
-    throw Error("--precision bf16: the CPU back end computes in fp32 only so far (use fp32 or auto)");
-  }
-  return std::make_unique<CpuBackend>(precision);
+  if (precision == Precision::kFp32) return make_cpu_backend(precision, fp32_gemm());
+  return make_cpu_backend(precision,
+                          native_bf16_gemm().available ? k::GemmMode::kBf16OneDnn : k::GemmMode::kBf16Emulated);
 }
 
 std::pair<Precision, std::string> cpu_auto_precision(const Device&) {
-  return {Precision::kFp32, "auto precision: fp32 (the CPU back end has no bf16 kernels yet)"};
+  const k::NativeBf16 n = native_bf16_gemm();
+  if (n.available) return {Precision::kBf16, fmt::format("auto precision: bf16 ({})", n.why)};
+  return {Precision::kFp32, fmt::format("auto precision: fp32 ({})", n.why)};
 }
 
 }  // namespace
+
+std::unique_ptr<Backend> make_cpu_backend(Precision precision, kernels::GemmMode gemm) {
+  const bool bf16_gemm = gemm == k::GemmMode::kBf16Emulated || gemm == k::GemmMode::kBf16OneDnn;
+  TLM_CHECK(bf16_gemm == (precision == Precision::kBf16), "GEMM {} does not compute in {}", k::gemm_mode_name(gemm),
+            precision_name(precision));
+  return std::make_unique<CpuBackend>(precision, gemm);
+}
 
 BackendEntry cpu_backend_entry() { return {DeviceKind::kCpu, &make_cpu, &cpu_auto_precision}; }
 

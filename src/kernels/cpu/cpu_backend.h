@@ -2,9 +2,13 @@
 #pragma once
 
 #include "backend/backend.h"
+#include "kernels/cpu/gemm_cpu.h"
 
 namespace tlm {
 
 BackendEntry cpu_backend_entry();
+// The CPU back end with a chosen GEMM (tests compare them; the registry picks one by CPU and
+// environment): fp32 takes kOpenBlasFp32 or kOneDnnFp32, bf16 kBf16Emulated or kBf16OneDnn.
+std::unique_ptr<Backend> make_cpu_backend(Precision precision, kernels::GemmMode gemm);
 
 }  // namespace tlm

@@ -1,0 +1,19 @@
+// What the CPU can compute natively, as tlm's own dispatch sees it: the hardware's features
+// capped by the environment variable TLM_MAX_CPU_ISA (avx2 | avx512_core | avx512_core_bf16 |
+// avx512_core_amx, oneDNN's names), which simulates an older CPU. Set ONEDNN_MAX_CPU_ISA to the
+// same value so oneDNN's own dispatch is capped too; tlm takes native bf16 only where both allow it.
+#pragma once
+
+#include <string>
+
+namespace tlm::kernels {
+
+struct NativeBf16 {
+  bool available = false;
+  std::string why;  // one line: what was found (or what is missing)
+};
+// Whether bf16 GEMMs run natively here (AVX512_BF16 or AMX, allowed by both caps). A value of
+// TLM_MAX_CPU_ISA that is not one of the names above throws tlm::Error naming the variable.
+NativeBf16 native_bf16();
+
+}  // namespace tlm::kernels

@@ -1,0 +1,180 @@
+#include "kernels/cpu/gemm_cpu.h"
+
+#include <cblas.h>
+
+#include <chrono>
+#include <map>
+#include <oneapi/dnnl/dnnl.hpp>
+#include <tuple>
+
+#include "core/parallel.h"
+#include "kernels/cpu/bf16.h"
+#include "tlm/check.h"
+
+namespace tlm::kernels {
+
+using dnnl::memory;
+
+// oneDNN's matmul with every dimension and stride given at run time, so one primitive serves
+// every batch shape: one per (data type, transposes, accumulate), made on first use.
+struct CpuGemm::OneDnn {
+  dnnl::engine engine{dnnl::engine::kind::cpu, 0};
+  dnnl::stream stream{engine};
+  std::map<std::tuple<memory::data_type, bool, bool, bool>, dnnl::matmul> primitives;
+
+  static memory::dims strides(bool trans, int cols_stored) {
+    return trans ? memory::dims{1, cols_stored} : memory::dims{cols_stored, 1};
+  }
+
+  dnnl::matmul& primitive(memory::data_type t, bool ta, bool tb, bool accumulate) {
+    const auto key = std::make_tuple(t, ta, tb, accumulate);
+    auto it = primitives.find(key);
+    if (it != primitives.end()) return it->second;
+    const memory::dims any{DNNL_RUNTIME_DIM_VAL, DNNL_RUNTIME_DIM_VAL};
+    const memory::desc a(any, t, any), b(any, t, any), c(any, memory::data_type::f32, any);
+    dnnl::primitive_attr attr;
+    if (accumulate) {
+      dnnl::post_ops ops;
+      ops.append_sum(1.0f);
+      attr.set_post_ops(ops);
+    }
+    try {
+      const dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(a, b, c), attr, engine);
+      return primitives.emplace(key, dnnl::matmul(pd)).first->second;
+    } catch (const dnnl::error& e) {
+      throw Error(fmt::format("oneDNN has no {} matmul on this CPU ({})",
+                              t == memory::data_type::bf16 ? "bf16" : "fp32", e.what()));
+    }
+  }
+
+  void run(memory::data_type t, bool ta, bool tb, int m, int n, int k, const void* a, const void* b, float* c,
+           bool accumulate) {
+    dnnl::matmul& mm = primitive(t, ta, tb, accumulate);
+    memory ma({{m, k}, t, strides(ta, ta ? m : k)}, engine, const_cast<void*>(a));
+    memory mb({{k, n}, t, strides(tb, tb ? k : n)}, engine, const_cast<void*>(b));
+    memory mc({{m, n}, memory::data_type::f32, memory::dims{n, 1}}, engine, c);
+    mm.execute(stream, {{DNNL_ARG_SRC, ma}, {DNNL_ARG_WEIGHTS, mb}, {DNNL_ARG_DST, mc}});
+    stream.wait();
+  }
+};
+
+std::string gemm_mode_name(GemmMode mode) {
+  switch (mode) {
+    case GemmMode::kOpenBlasFp32:
+      return "OpenBLAS fp32";
+    case GemmMode::kOneDnnFp32:
+      return "oneDNN fp32";
+    case GemmMode::kBf16Emulated:
+      return "bf16 emulated: operands rounded, OpenBLAS fp32";
+    case GemmMode::kBf16OneDnn:
+      return "oneDNN bf16";
+  }
+  return "?";
+}
+
+std::string CpuGemm::unavailable(GemmMode mode) {
+  if (mode != GemmMode::kOneDnnFp32 && mode != GemmMode::kBf16OneDnn) return "";
+  const auto t = mode == GemmMode::kBf16OneDnn ? memory::data_type::bf16 : memory::data_type::f32;
+  try {
+    OneDnn probe;
+    // The transposes and accumulation linear_forward and linear_backward use.
+    for (const auto& [ta, tb, acc] : {std::tuple{false, true, false}, std::tuple{false, true, true},
+                                      std::tuple{false, false, false}, std::tuple{true, false, true}}) {
+      probe.primitive(t, ta, tb, acc);
+    }
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+CpuGemm::CpuGemm(GemmMode mode) : mode_(mode) {
+  if (mode == GemmMode::kOneDnnFp32 || mode == GemmMode::kBf16OneDnn) onednn_ = std::make_unique<OneDnn>();
+}
+CpuGemm::~CpuGemm() = default;
+
+namespace {
+
+// Grows a scratch vector to n elements (its memory is kept for the next call).
+template <typename T>
+T* scratch(std::vector<T>& v, int64_t n) {
+  if (static_cast<int64_t>(v.size()) < n) v.resize(static_cast<size_t>(n));
+  return v.data();
+}
+
+}  // namespace
+
+void CpuGemm::run(bool ta, bool tb, int m, int n, int k, const float* a, const float* b, float* c, bool accumulate) {
+  if (m == 0 || n == 0) return;
+  const int64_t a_size = int64_t{m} * k, b_size = int64_t{k} * n;
+  switch (mode_) {
+    case GemmMode::kBf16Emulated: {
+      float* ra = scratch(round_a_, a_size);
+      float* rb = scratch(round_b_, b_size);
+      round_bf16(a, ra, a_size);
+      round_bf16(b, rb, b_size);
+      a = ra;
+      b = rb;
+      [[fallthrough]];
+    }
+    case GemmMode::kOpenBlasFp32:
+      cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n, k, 1.0f, a,
+                  ta ? m : k, b, tb ? k : n, accumulate ? 1.0f : 0.0f, c, n);
+      return;
+    case GemmMode::kOneDnnFp32:
+      if (k == 0) break;
+      onednn_->run(memory::data_type::f32, ta, tb, m, n, k, a, b, c, accumulate);
+      return;
+    case GemmMode::kBf16OneDnn: {
+      if (k == 0) break;
+      uint16_t* ha = scratch(bf16_a_, a_size);
+      uint16_t* hb = scratch(bf16_b_, b_size);
+      to_bf16(a, ha, a_size);
+      to_bf16(b, hb, b_size);
+      onednn_->run(memory::data_type::bf16, ta, tb, m, n, k, ha, hb, c, accumulate);
+      return;
+    }
+  }
+  // An empty sum (k == 0): c = 0, or unchanged when accumulating, as BLAS does.
+  if (!accumulate) std::fill(c, c + int64_t{m} * n, 0.0f);
+}
+
+double gemm_ceiling_gflops(CpuGemm& gemm) {
+  const int n = 2048;
+  std::vector<float> a(static_cast<size_t>(n) * n), b(a.size()), c(a.size());
+  for (size_t i = 0; i < a.size(); ++i) {  // values of either sign, away from 0, no pattern a GEMM could exploit
+    a[i] = static_cast<float>((i * 2654435761u) % 1000) / 1000.0f - 0.5f;
+    b[i] = static_cast<float>((i * 40503u + 17) % 997) / 997.0f - 0.5f;
+  }
+  double best = 1e30;
+  for (int rep = 0; rep < 4; ++rep) {
+    const auto t0 = std::chrono::steady_clock::now();
+    gemm.run(false, false, n, n, n, a.data(), b.data(), c.data(), false);
+    best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+  return 2.0 * n * n * n / best / 1e9;
+}
+
+void linear_forward(CpuGemm& gemm, const float* x, const float* w, const float* b, float* y, int n, int in, int out) {
+  if (b) {
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < n; ++i) std::copy(b, b + out, y + static_cast<int64_t>(i) * out);
+  }
+  gemm.run(false, true, n, out, in, x, w, y, b != nullptr);  // y (n, out) (+)= x (n, in) w^T (in, out)
+}
+
+void linear_backward(CpuGemm& gemm, const float* dy, const float* x, const float* w, float* dx, float* dw, float* db,
+                     int n, int in, int out) {
+  if (dx) gemm.run(false, false, n, in, out, dy, w, dx, false);  // dx (n, in) = dy (n, out) w (out, in)
+  gemm.run(true, false, out, in, n, dy, x, dw, true);            // dw (out, in) += dy^T (out, n) x (n, in)
+  if (db) {
+    parallel_column_blocks(out, [&](int c0, int c1) {
+      for (int i = 0; i < n; ++i) {
+        const float* row = dy + static_cast<int64_t>(i) * out;
+        for (int c = c0; c < c1; ++c) db[c] += row[c];
+      }
+    });
+  }
+}
+
+}  // namespace tlm::kernels

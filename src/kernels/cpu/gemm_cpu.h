@@ -1,0 +1,52 @@
+// The CPU's GEMM, in the library and precision a back end chose, and the linear layer on it.
+// Every GEMM of a linear layer (forward, input gradient, weight gradient) goes through here, so
+// the precision of a back end is the precision of its GEMMs:
+//  - fp32: OpenBLAS (sgemm), or oneDNN's fp32 matmul (TLM_CPU_GEMM=onednn: oneDNN picks its own
+//    kernels by CPU feature, so it is not bound by an OPENBLAS_CORETYPE cap);
+//  - bf16: both operands rounded to bf16 (nearest-even), products and sums in fp32, result fp32.
+//    Natively with oneDNN's bf16 matmul (AVX512_BF16 / AMX), or emulated where the CPU lacks
+//    them: operands rounded in fp32 storage, then sgemm. A bf16 x bf16 product is exact in fp32,
+//    so the two differ only in the order of the fp32 sums, as two fp32 BLAS libraries do.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace tlm::kernels {
+
+enum class GemmMode { kOpenBlasFp32, kOneDnnFp32, kBf16Emulated, kBf16OneDnn };
+std::string gemm_mode_name(GemmMode mode);  // for manifests: "OpenBLAS fp32", ...
+
+class CpuGemm {
+ public:
+  explicit CpuGemm(GemmMode mode);
+  ~CpuGemm();
+  CpuGemm(const CpuGemm&) = delete;
+  CpuGemm& operator=(const CpuGemm&) = delete;
+  GemmMode mode() const { return mode_; }
+  // Empty if `mode` can run here, else why not (oneDNN lacks the matmuls a linear layer needs).
+  static std::string unavailable(GemmMode mode);
+
+  // c (m, n) = op(a) (m, k) . op(b) (k, n), plus c's old value when `accumulate`. a, b, c are
+  // dense row-major: a is (m, k), or (k, m) when trans_a; b is (k, n), or (n, k) when trans_b.
+  void run(bool trans_a, bool trans_b, int m, int n, int k, const float* a, const float* b, float* c, bool accumulate);
+
+ private:
+  GemmMode mode_;
+  struct OneDnn;
+  std::unique_ptr<OneDnn> onednn_;
+  std::vector<float> round_a_, round_b_;   // emulated bf16 operands
+  std::vector<uint16_t> bf16_a_, bf16_b_;  // native bf16 operands
+};
+
+// GFLOP/s of `gemm` on a 2048^3 product (best of 4 runs, operand conversion included for bf16).
+double gemm_ceiling_gflops(CpuGemm& gemm);
+
+// The linear layer of kernels.h on `gemm` (same shapes and accumulate/overwrite contract).
+void linear_forward(CpuGemm& gemm, const float* x, const float* w, const float* b, float* y, int n, int in, int out);
+void linear_backward(CpuGemm& gemm, const float* dy, const float* x, const float* w, float* dx, float* dw, float* db,
+                     int n, int in, int out);
+
+}  // namespace tlm::kernels

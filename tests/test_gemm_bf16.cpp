@@ -1,0 +1,130 @@
+// The CPU's GEMMs (kernels/cpu/gemm_cpu.h): bf16 rounding bit for bit as torch's c10::BFloat16,
+// and every GEMM mode against a double-precision reference of what it claims to compute.
+//
+// Tolerances (normwise: max |ours - ref| / max |ref|): every mode sums exact products in fp32
+// (fp32 x fp32 products rounded once; bf16 x bf16 products exact in fp32), so against a double
+// sum of the same operands only fp32 summation error is left: ~sqrt(K) * 6e-8 for a random-sign
+// sum, at most K * 6e-8 (3e-5 at K = 500). 2e-6 holds at K <= 500 with a margin; a mode that
+// skipped the rounding of one operand (bf16 against unrounded operands) errs by ~2e-3, 1000x more.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "kernels/cpu/bf16.h"
+#include "kernels/cpu/cpu_isa.h"
+#include "kernels/cpu/gemm_cpu.h"
+
+namespace tlm::testing {
+namespace {
+
+namespace k = kernels;
+
+TEST(Bf16, RoundsToNearestEvenAsTorch) {
+  // (input bits, expected bf16 bits): the values torch.tensor(x).bfloat16() gives.
+  const std::vector<std::pair<uint32_t, uint16_t>> cases = {
+      {0x3f800000u, 0x3f80},  // 1.0 exactly
+      {0x3f808000u, 0x3f80},  // 1 + 2^-8: a tie, to the even mantissa (down)
+      {0x3f818000u, 0x3f82},  // 1 + 3 * 2^-8: a tie, to the even mantissa (up)
+      {0x3f808001u, 0x3f81},  // just above the tie: up
+      {0x3f807fffu, 0x3f80},  // just below: down
+      {0xbf818000u, 0xbf82},  // negative ties like positive ones
+      {0x7f7fffffu, 0x7f80},  // FLT_MAX rounds past bf16's largest value: +inf
+      {0x7f800000u, 0x7f80},  // +inf
+      {0xff800000u, 0xff80},  // -inf
+      {0x7fc00000u, 0x7fc0},  // NaN
+      {0xffc00001u, 0x7fc0},  // a negative NaN with payload: torch's canonical NaN
+      {0x00000001u, 0x0000},  // the smallest denormal rounds to +0
+      {0x80000000u, 0x8000},  // -0 keeps its sign
+      {0x00018000u, 0x0002},  // denormal tie, to even
+  };
+  for (const auto& [in, want] : cases) {
+    EXPECT_EQ(k::to_bf16(std::bit_cast<float>(in)), want) << std::hex << in;
+  }
+  EXPECT_EQ(k::from_bf16(0x3f82), 1.0f + 2.0f / 128.0f);
+  std::vector<float> x = {1.0f, 1.00390625f, 3.14159265f}, y(3);
+  k::round_bf16(x.data(), y.data(), 3);
+  EXPECT_EQ(y[1], 1.0f);
+  EXPECT_EQ(y[2], 3.140625f);
+}
+
+struct Shape {
+  bool ta, tb;
+  int m, n, k;
+  bool accumulate;
+};
+
+// Normwise error of c against the double product of (optionally bf16-rounded) a and b.
+double gemm_error(k::GemmMode mode, const Shape& s, bool reference_rounds, std::mt19937& rng) {
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  std::vector<float> a(static_cast<size_t>(s.m) * s.k), b(static_cast<size_t>(s.k) * s.n),
+      c(static_cast<size_t>(s.m) * s.n);
+  for (auto& v : a) v = dist(rng);
+  for (auto& v : b) v = dist(rng);
+  for (auto& v : c) v = dist(rng);
+  const std::vector<float> c0 = c;
+  k::CpuGemm gemm(mode);
+  gemm.run(s.ta, s.tb, s.m, s.n, s.k, a.data(), b.data(), c.data(), s.accumulate);
+  auto at = [&](const std::vector<float>& v, bool t, int rows, int cols, int i, int j) {
+    const float x = t ? v[static_cast<size_t>(j) * rows + i] : v[static_cast<size_t>(i) * cols + j];
+    return static_cast<double>(reference_rounds ? k::round_bf16(x) : x);
+  };
+  double err = 0, scale = 0;
+  for (int i = 0; i < s.m; ++i) {
+    for (int j = 0; j < s.n; ++j) {
+      double ref = s.accumulate ? c0[static_cast<size_t>(i) * s.n + j] : 0.0;
+      for (int p = 0; p < s.k; ++p) ref += at(a, s.ta, s.m, s.k, i, p) * at(b, s.tb, s.k, s.n, p, j);
+      err = std::max(err, std::fabs(ref - c[static_cast<size_t>(i) * s.n + j]));
+      scale = std::max(scale, std::fabs(ref));
+    }
+  }
+  return err / scale;
+}
+
+const std::vector<Shape>& shapes() {
+  static const std::vector<Shape> all = {
+      {false, true, 37, 29, 53, false},  {false, true, 37, 29, 53, true},  // linear forward
+      {false, false, 41, 33, 27, false},                                   // input gradient
+      {true, false, 19, 23, 500, true},                                    // weight gradient
+      {true, true, 7, 5, 3, false},      {false, false, 1, 1, 1, true},
+  };
+  return all;
+}
+
+void check_mode(k::GemmMode mode, bool rounds) {
+  std::mt19937 rng(7);
+  for (const Shape& s : shapes()) {
+    const std::string what =
+        fmt::format("{} ta={} tb={} {}x{}x{} acc={}", k::gemm_mode_name(mode), s.ta, s.tb, s.m, s.n, s.k, s.accumulate);
+    EXPECT_LE(gemm_error(mode, s, rounds, rng), 2e-6) << what;
+    if (rounds && s.k >= 27) {
+      // The same product against unrounded operands is off by bf16's rounding: the check above
+      // would fail if the mode did not round.
+      EXPECT_GE(gemm_error(mode, s, false, rng), 2e-4) << what << " does not round its operands";
+    }
+  }
+}
+
+TEST(CpuGemm, OpenBlasFp32) { check_mode(k::GemmMode::kOpenBlasFp32, false); }
+TEST(CpuGemm, OneDnnFp32) { check_mode(k::GemmMode::kOneDnnFp32, false); }
+TEST(CpuGemm, Bf16Emulated) { check_mode(k::GemmMode::kBf16Emulated, true); }
+TEST(CpuGemm, Bf16OneDnnNative) {
+  const k::NativeBf16 n = k::native_bf16();
+  if (!n.available) GTEST_SKIP() << "no native bf16 here: " << n.why;
+  check_mode(k::GemmMode::kBf16OneDnn, true);
+}
+
+TEST(CpuGemm, EmptySumsFollowBlas) {
+  for (k::GemmMode mode : {k::GemmMode::kOpenBlasFp32, k::GemmMode::kOneDnnFp32, k::GemmMode::kBf16Emulated}) {
+    k::CpuGemm gemm(mode);
+    std::vector<float> c = {1, 2, 3, 4};
+    gemm.run(false, false, 2, 2, 0, nullptr, nullptr, c.data(), true);
+    EXPECT_EQ(c, (std::vector<float>{1, 2, 3, 4})) << k::gemm_mode_name(mode);
+    gemm.run(false, false, 2, 2, 0, nullptr, nullptr, c.data(), false);
+    EXPECT_EQ(c, (std::vector<float>{0, 0, 0, 0})) << k::gemm_mode_name(mode);
+  }
+}
+
+}  // namespace
+}  // namespace tlm::testing
