@@ -1,15 +1,25 @@
 #!/usr/bin/env python3
-"""tlm's training step against a plain PyTorch model written the way the paper's code runs
-(Hugging Face style: full-vocabulary logits at every position, fp32, AdamW, clipping), on the
-same configs, batch and thread count, printed side by side in one run.
+"""tlm's training step against PyTorch, side by side in one run, on the same configs, batch and
+thread count. Five columns of tokens/s:
+  - paper:    PyTorch written the way the paper's code runs (Hugging Face style: every layer and the
+              full-vocabulary MLM logits at every position), fp32;
+  - same:     PyTorch doing exactly tlm's work, as a careful user would write it: the hidden states
+              gathered at the rows the head reads before the head, and the last layer's queries,
+              attention output and FFN only at those rows (keys and values at every row), fp32;
+  - same-ac:  that model under torch.autocast(device_type="cpu", dtype=torch.bfloat16);
+  - tlm fp32 and tlm bf16 (`tlm bench train --precision`).
+Then the FLOPs each side executes per step (paper vs same work, which is tlm's own count), so the
+work avoided and the speed per FLOP read apart, and tlm's MFU against the GEMM ceiling its back end
+measures in the same run (fp32 SGEMM for fp32, its bf16 GEMM for bf16).
 
   /usr/bin/python3 bench/bench_vs_pytorch.py --tlm build/tlm [--configs tiny bert1] [--tasks mlm cls]
 
-Both sides: random tokens, batch 32 x 128, 15% masked (MLM) or 4 labels (classification),
-dropout 0.1, one untimed warm-up step, then --steps timed steps.
+All sides: random tokens, batch 32 x 128, 15% masked (MLM) or 4 labels (classification), dropout
+0.1, AdamW, clipping, one untimed warm-up step, then --steps timed steps.
 """
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -38,7 +48,69 @@ def torch_config(name, task, labels):
     return c
 
 
-def bench_torch(name, task, batch, seq, steps, labels):
+def paper_flops(name, task, batch, seq, labels, vocab=30522):
+    """FLOPs of one training step of the paper-style model (3x the forward's GEMM FLOPs: forward,
+    input gradients, weight gradients), counted as tlm's BertModel::train_flops counts its own."""
+    layers, c, _ = CONFIGS[name]
+    f, n = 4 * c, batch * seq
+    flops = layers * (6.0 * n * (4 * c * c + 2 * c * f) + batch * 12.0 * seq * seq * c)
+    if task == "mlm":
+        return flops + 6.0 * n * (c * c + c * vocab)
+    return flops + 6.0 * batch * (c * c + c * labels)
+
+
+def same_work_loss(model, ids, mask, types, labels_t, task, rows):
+    """The mirror's model run on tlm's work: rows (batch, r) are the positions the head reads (the
+    masked ones, or [CLS]); the last layer computes queries, attention output and FFN only there."""
+    bert = model.bert
+    x = bert.embeddings(ids, types)
+    ext = (1.0 - mask[:, None, None, :].to(x.dtype)) * torch.finfo(torch.float32).min
+    layers = bert.encoder.layer
+    for layer in layers[:-1]:
+        x = layer(x, ext)
+    last = layers[-1]
+    sa = getattr(last.attention, "self")
+    c = x.shape[-1]
+    xs = torch.gather(x, 1, rows[..., None].expand(-1, -1, c))  # (batch, r, c)
+    q, k, v = sa.split(sa.query(xs)), sa.split(sa.key(x)), sa.split(sa.value(x))
+    probs = sa.dropout(torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(sa.d) + ext, dim=-1))
+    ctx = (probs @ v).permute(0, 2, 1, 3).reshape(xs.shape)
+    a = last.attention.output(ctx, xs)
+    h = last.output(last.intermediate(a), a)  # (batch, r, c)
+    if task == "mlm":
+        logits = model.cls(h)
+        return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(),
+                                                 torch.gather(labels_t, 1, rows).reshape(-1))
+    pooled = torch.tanh(bert.pooler.dense(h[:, 0]))
+    return torch.nn.functional.cross_entropy(model.classifier(model.dropout(pooled)).float(), labels_t)
+
+
+def check_same_work(name, task, labels):
+    """Validates before timing: the same-work model's loss equals the full model's (dropout off)."""
+    torch.manual_seed(0)
+    model = bert_mirror.build(torch_config(name, task, labels))
+    model.eval()
+    b, s = 2, 32
+    ids = torch.randint(1000, 30522, (b, s))
+    mask, types = torch.ones(b, s, dtype=torch.long), torch.zeros(b, s, dtype=torch.long)
+    if task == "mlm":
+        labels_t = torch.full((b, s), -100)
+        for r in range(b):
+            pos = torch.randperm(s - 2)[:5] + 1
+            labels_t[r, pos] = ids[r, pos]
+            ids[r, pos] = 103
+        rows = (labels_t != -100).nonzero()[:, 1].view(b, -1)
+    else:
+        labels_t, rows = torch.randint(0, labels, (b,)), torch.zeros(b, 1, dtype=torch.long)
+    with torch.no_grad():
+        full = model(ids, mask, types, labels_t)[1].item()
+        same = same_work_loss(model, ids, mask, types, labels_t, task, rows).item()
+    if abs(full - same) > 1e-5 * abs(full):
+        sys.exit(f"{name} {task}: the same-work model's loss {same} is not the full model's {full}")
+
+
+def bench_torch(name, task, batch, seq, steps, labels, mode):
+    """mode: paper, same or same-ac (same work under bf16 autocast)."""
     torch.manual_seed(0)
     model = bert_mirror.build(torch_config(name, task, labels))
     model.train()
@@ -56,26 +128,32 @@ def bench_torch(name, task, batch, seq, steps, labels):
             ids[r, pos] = 103
     else:
         labels_t = torch.randint(0, labels, (batch,))
+    # the rows the head reads, per sequence (every sequence has the same count here)
+    rows = (labels_t != -100).nonzero()[:, 1].view(batch, -1) if task == "mlm" else torch.zeros(batch, 1, dtype=torch.long)
     times = []
     for s in range(steps + 1):
         t0 = time.perf_counter()
         opt.zero_grad()
-        _, loss = model(ids, mask, types, labels_t)
+        if mode == "paper":
+            _, loss = model(ids, mask, types, labels_t)
+        else:
+            with torch.autocast(device_type="cpu", dtype=torch.bfloat16, enabled=mode == "same-ac"):
+                loss = same_work_loss(model, ids, mask, types, labels_t, task, rows)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         if s > 0:
             times.append(time.perf_counter() - t0)
     per_step = sum(times) / len(times)
-    return {"ms_per_step": per_step * 1e3, "tokens_per_s": batch * seq / per_step}
+    return {"ms_per_step": per_step * 1e3, "tokens_per_s": batch * seq / per_step, "loss": loss.item()}
 
 
-def bench_tlm(exe, name, task, batch, seq, steps, threads):
+def bench_tlm(exe, name, task, batch, seq, steps, threads, precision):
     with tempfile.TemporaryDirectory() as d:
         out = os.path.join(d, "r.json")
         subprocess.run([exe, "bench", "train", "--config", name, "--task", task, "--batch", str(batch), "--seq",
-                        str(seq), "--steps", str(steps), "--threads", str(threads), "--json", out], check=True,
-                       stdout=subprocess.DEVNULL)
+                        str(seq), "--steps", str(steps), "--threads", str(threads), "--precision", precision,
+                        "--json", out], check=True, stdout=subprocess.DEVNULL)
         with open(out) as f:
             return json.load(f)
 
@@ -92,18 +170,28 @@ def main():
     ap.add_argument("--json", help="write all results here")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    print(f"batch {a.batch} x {a.seq}, {a.threads} threads, fp32, torch {torch.__version__}")
-    print(f"{'config':<11}{'task':<5}{'torch tok/s':>12}{'tlm tok/s':>11}{'speed-up':>10}{'tlm ms/step':>13}"
-          f"{'GFLOP/s':>9}{'MFU':>7}")
+    coretype = os.environ.get("OPENBLAS_CORETYPE", "not set")
+    print(f"batch {a.batch} x {a.seq}, {a.threads} threads, torch {torch.__version__}, "
+          f"OPENBLAS_CORETYPE {coretype}; tokens/s, then GFLOP per step executed and tlm's MFU")
+    print(f"{'config':<11}{'task':<5}{'paper':>8}{'same':>8}{'same-ac':>9}{'tlm fp32':>10}{'tlm bf16':>10}"
+          f"{'bf16/best':>10}{'GF paper':>10}{'GF same':>9}{'MFU fp32':>10}{'MFU bf16':>10}")
     rows = []
     for name in a.configs:
         for task in a.tasks:
-            t = bench_torch(name, task, a.batch, a.seq, a.steps, 4)
-            m = bench_tlm(a.tlm, name, task, a.batch, a.seq, a.steps, a.threads)
-            speedup = m["tokens_per_s"] / t["tokens_per_s"]
-            print(f"{name:<11}{task:<5}{t['tokens_per_s']:>12.0f}{m['tokens_per_s']:>11.0f}{speedup:>9.2f}x"
-                  f"{m['ms_per_step']:>13.1f}{m['gflops']:>9.1f}{100 * m['mfu']:>6.1f}%", flush=True)
-            rows.append({"config": name, "task": task, "torch": t, "tlm": m, "speedup": speedup})
+            check_same_work(name, task, 4)
+            t = {mode: bench_torch(name, task, a.batch, a.seq, a.steps, 4, mode) for mode in ("paper", "same", "same-ac")}
+            m = {p: bench_tlm(a.tlm, name, task, a.batch, a.seq, a.steps, a.threads, p) for p in ("fp32", "bf16")}
+            best_torch = max(x["tokens_per_s"] for x in t.values())
+            speedup = m["bf16"]["tokens_per_s"] / best_torch
+            gf_paper = paper_flops(name, task, a.batch, a.seq, 4) / 1e9
+            gf_same = m["fp32"]["flops_per_step"] / 1e9
+            print(f"{name:<11}{task:<5}{t['paper']['tokens_per_s']:>8.0f}{t['same']['tokens_per_s']:>8.0f}"
+                  f"{t['same-ac']['tokens_per_s']:>9.0f}{m['fp32']['tokens_per_s']:>10.0f}{m['bf16']['tokens_per_s']:>10.0f}"
+                  f"{speedup:>9.2f}x{gf_paper:>10.1f}{gf_same:>9.1f}{100 * m['fp32']['mfu']:>9.1f}%"
+                  f"{100 * m['bf16']['mfu']:>9.1f}%", flush=True)
+            rows.append({"config": name, "task": task, "torch": t, "tlm": m, "bf16_over_best_torch": speedup,
+                         "gflop_per_step": {"paper": gf_paper, "same_work": gf_same}})
+    print(f"tlm fp32: {m['fp32']['backend']}; tlm bf16: {m['bf16']['backend']}")
     if a.json:
         with open(a.json, "w") as f:
             json.dump(rows, f, indent=2)

@@ -9,12 +9,15 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <random>
+#include <tuple>
 #include <vector>
 
 #include "kernels/cpu/bf16.h"
 #include "kernels/cpu/cpu_isa.h"
 #include "kernels/cpu/gemm_cpu.h"
+#include "tlm/check.h"
 
 namespace tlm::testing {
 namespace {
@@ -113,6 +116,48 @@ TEST(CpuGemm, Bf16OneDnnNative) {
   const k::NativeBf16 n = k::native_bf16();
   if (!n.available) GTEST_SKIP() << "no native bf16 here: " << n.why;
   check_mode(k::GemmMode::kBf16OneDnn, true);
+}
+
+// oneDNN must run its optimised kernels for every operand layout a linear layer uses: with the
+// wrong descriptors it silently takes its reference kernel (~100x slower than a BLAS).
+void check_optimised(k::GemmMode mode) {
+  k::CpuGemm gemm(mode);
+  for (const auto& [ta, tb, acc] : {std::tuple{false, true, false}, std::tuple{false, true, true},
+                                    std::tuple{false, false, false}, std::tuple{true, false, true}}) {
+    const std::string impl = gemm.implementation(ta, tb, acc);
+    EXPECT_FALSE(impl.starts_with("ref")) << k::gemm_mode_name(mode) << " ta=" << ta << " tb=" << tb << ": " << impl;
+  }
+  EXPECT_EQ(k::CpuGemm::unavailable(mode), "");
+}
+TEST(CpuGemm, OneDnnFp32RunsOptimisedKernels) { check_optimised(k::GemmMode::kOneDnnFp32); }
+TEST(CpuGemm, OneDnnBf16RunsOptimisedKernels) {
+  const k::NativeBf16 n = k::native_bf16();
+  if (!n.available) GTEST_SKIP() << "no native bf16 here: " << n.why;
+  check_optimised(k::GemmMode::kBf16OneDnn);
+}
+
+// TLM_MAX_CPU_ISA caps what tlm's dispatch sees: below avx512_core_bf16 no CPU is native bf16.
+TEST(CpuIsa, TheCapTurnsNativeBf16Off) {
+  const char* old = std::getenv("TLM_MAX_CPU_ISA");
+  const std::string saved = old ? old : "";
+  const bool hardware = __builtin_cpu_supports("avx512bf16") || __builtin_cpu_supports("amx-bf16");
+  for (const char* cap : {"avx2", "AVX512_CORE"}) {
+    setenv("TLM_MAX_CPU_ISA", cap, 1);
+    const k::NativeBf16 n = k::native_bf16();
+    EXPECT_FALSE(n.available) << cap;
+    if (hardware) {
+      EXPECT_NE(n.why.find("capped by TLM_MAX_CPU_ISA"), std::string::npos) << n.why;
+    }
+  }
+  setenv("TLM_MAX_CPU_ISA", "avx9", 1);
+  EXPECT_THROW(k::native_bf16(), Error);  // refused whatever the CPU
+  setenv("TLM_MAX_CPU_ISA", "avx512_core_bf16", 1);
+  EXPECT_EQ(k::native_bf16().available, hardware);
+  if (old) {
+    setenv("TLM_MAX_CPU_ISA", saved.c_str(), 1);
+  } else {
+    unsetenv("TLM_MAX_CPU_ISA");
+  }
 }
 
 TEST(CpuGemm, EmptySumsFollowBlas) {

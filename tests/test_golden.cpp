@@ -15,13 +15,14 @@
 // (every linear GEMM on bf16-rounded operands, exact products summed in fp32), so the two differ
 // by summation order alone, as above, *plus* that order's effect on the next rounding: a value
 // an fp32 ulp from a bf16 rounding boundary rounds the other way on one side, a jump of 2^-8.
-//  - tiny (K <= 56): such flips are rare; measured 5.8e-7, so the fp32 tolerances hold.
+//  - tiny (K <= 211, the decoder's input gradient): flips are rare; measured 5.8e-7, so the fp32
+//    tolerances hold (a mirror summing in double instead moved by at most 3.2e-7).
 //  - wide (K = 768, 3072): flips happen. Measured on the mirror itself: perturbing every value
 //    it rounds by 2e-7 relative (an fp32 ulp or two) moves its logits by 2.4e-3 normwise; tlm
 //    against it: logits 2.0e-3, worst gradient 4.5e-3. Tolerance 1.5e-2 (another GEMM library
 //    draws other flips). A bf16 GEMM that skipped the rounding of one operand errs by ~1e-3 per
 //    GEMM and is caught where flips are absent: the tiny fixtures and tests/test_gemm_bf16.cpp.
-//  - the 10 losses (one batch overfitted from 7.4 down to 0.06): measured within 4e-4 absolute,
+//  - the 10 losses (one batch overfitted, down to 0.06): measured within 4e-4 absolute,
 //    2e-3 relative at the smallest; tolerance 5e-3 relative + 1e-3. The final embeddings: where a gradient is rounding
 //    noise Adam's normalised step still moves the weight by up to lr per step either way (<= 2e-2 in 10 steps);
 //    measured max 1.1e-2 of max |w|, rms 3.1e-4: tolerances 3e-2 and 2e-3.
@@ -30,29 +31,64 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <map>
 #include <ostream>
 
 #include "backend/backend.h"
 #include "golden_fixture.h"
+#include "kernels/cpu/cpu_backend.h"
+#include "kernels/cpu/cpu_isa.h"
+#include "kernels/cpu/gemm_cpu.h"
 #include "tlm/optim.h"
 
 namespace tlm::testing {
 namespace {
 
-constexpr Precision kBf16 = Precision::kBf16;
+using kernels::GemmMode;
 
 struct Case {
   std::string file;
-  bool generated;         // wide: written by ref/make_golden.py at test time
-  double tol;             // logits, loss, gradients
-  double trajectory_tol;  // the 10 losses: relative
-  double trajectory_abs;  // and absolute
-  double final_max_tol;   // the word embeddings after the 10 steps, normwise max
-  double final_rms_tol;   // and in 2-norm
-  Precision precision = Precision::kFp32;
+  bool generated;                           // wide: written by ref/make_golden.py at test time
+  double tol;                               // logits, loss, gradients
+  double trajectory_tol;                    // the 10 losses: relative
+  double trajectory_abs;                    // and absolute
+  double final_max_tol;                     // the word embeddings after the 10 steps, normwise max
+  double final_rms_tol;                     // and in 2-norm
+  GemmMode gemm = GemmMode::kOpenBlasFp32;  // the CPU back end's GEMM under test
+  bool bf16() const { return gemm == GemmMode::kBf16Emulated || gemm == GemmMode::kBf16OneDnn; }
+  std::string name() const {
+    const std::map<GemmMode, std::string> short_names = {{GemmMode::kOpenBlasFp32, "openblas"},
+                                                         {GemmMode::kOneDnnFp32, "onednn"},
+                                                         {GemmMode::kBf16Emulated, "emulated"},
+                                                         {GemmMode::kBf16OneDnn, "onednn"}};
+    return file.substr(0, file.find('.')) + "_" + short_names.at(gemm);
+  }
 };
 
-void PrintTo(const Case& c, std::ostream* os) { *os << c.file; }
+void PrintTo(const Case& c, std::ostream* os) { *os << c.name(); }
+
+// Every fixture on every GEMM of its precision: fp32 on OpenBLAS and oneDNN, bf16 emulated and
+// native (oneDNN; skipped where the CPU lacks it).
+std::vector<Case> cases() {
+  const std::vector<Case> fixtures = {
+      {"tiny_mlm.safetensors", false, 1e-5, 1e-4, 1e-6, 1e-4, 1e-5},
+      {"tiny_cls.safetensors", false, 1e-5, 1e-4, 1e-6, 1e-4, 1e-5},
+      {"wide_mlm.safetensors", true, 1e-5, 1e-4, 1e-6, 1e-4, 1e-5},
+      {"wide_cls.safetensors", true, 1e-5, 1e-4, 1e-6, 1e-4, 1e-5},
+      {"tiny_mlm_bf16.safetensors", false, 1e-5, 1e-4, 1e-6, 1e-4, 1e-5, GemmMode::kBf16Emulated},
+      {"tiny_cls_bf16.safetensors", false, 1e-5, 1e-4, 1e-6, 1e-4, 1e-5, GemmMode::kBf16Emulated},
+      {"wide_mlm_bf16.safetensors", true, 1.5e-2, 5e-3, 1e-3, 3e-2, 2e-3, GemmMode::kBf16Emulated},
+      {"wide_cls_bf16.safetensors", true, 1.5e-2, 5e-3, 1e-3, 3e-2, 2e-3, GemmMode::kBf16Emulated},
+  };
+  std::vector<Case> all;
+  for (const Case& f : fixtures) {
+    all.push_back(f);
+    Case other = f;
+    other.gemm = f.bf16() ? GemmMode::kBf16OneDnn : GemmMode::kOneDnnFp32;
+    all.push_back(other);
+  }
+  return all;
+}
 
 std::string fixture_path(const Case& c) {
   return (c.generated ? binary_dir() + "/golden/" : source_dir() + "/tests/golden/") + c.file;
@@ -64,13 +100,19 @@ class GoldenTest : public ::testing::TestWithParam<Case> {
     const std::string path = fixture_path(GetParam());
     ASSERT_TRUE(std::filesystem::exists(path))
         << path << " is missing; generate it with /usr/bin/python3 ref/make_golden.py (the ctest fixture does)";
+    const std::string why_not = kernels::CpuGemm::unavailable(GetParam().gemm);
+    if (!why_not.empty()) GTEST_SKIP() << kernels::gemm_mode_name(GetParam().gemm) << " cannot run here: " << why_not;
+    if (GetParam().gemm == GemmMode::kBf16OneDnn && !kernels::native_bf16().available) {
+      GTEST_SKIP() << "no native bf16 here: " << kernels::native_bf16().why;
+    }
     golden_ = load_golden(path);
     const auto& meta = golden_.file.metadata;
     const std::string made_in = meta.contains("precision") ? meta.at("precision") : "fp32";
-    ASSERT_EQ(made_in, precision_name(GetParam().precision)) << path << " was made for another precision";
+    ASSERT_EQ(made_in, GetParam().bf16() ? "bf16" : "fp32") << path << " was made for another precision";
   }
   std::unique_ptr<BertModel> model() const {
-    return golden_model(golden_, make_backend(Device{}, GetParam().precision));
+    const Precision p = GetParam().bf16() ? Precision::kBf16 : Precision::kFp32;
+    return golden_model(golden_, make_cpu_backend(p, GetParam().gemm));
   }
   Golden golden_;
 };
@@ -156,17 +198,8 @@ TEST_P(GoldenTest, TenStepAdamWTrajectoryMatchesPyTorch) {
   EXPECT_LE(rms_err, GetParam().final_rms_tol) << "word embeddings after the trajectory (2-norm)";
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Fixtures, GoldenTest,
-    ::testing::Values(Case{"tiny_mlm.safetensors", false, 1e-5, 1e-4, 1e-6, 1e-4, 1e-5},
-                      Case{"tiny_cls.safetensors", false, 1e-5, 1e-4, 1e-6, 1e-4, 1e-5},
-                      Case{"wide_mlm.safetensors", true, 1e-5, 1e-4, 1e-6, 1e-4, 1e-5},
-                      Case{"wide_cls.safetensors", true, 1e-5, 1e-4, 1e-6, 1e-4, 1e-5},
-                      Case{"tiny_mlm_bf16.safetensors", false, 1e-5, 1e-4, 1e-6, 1e-4, 1e-5, kBf16},
-                      Case{"tiny_cls_bf16.safetensors", false, 1e-5, 1e-4, 1e-6, 1e-4, 1e-5, kBf16},
-                      Case{"wide_mlm_bf16.safetensors", true, 1.5e-2, 5e-3, 1e-3, 3e-2, 2e-3, kBf16},
-                      Case{"wide_cls_bf16.safetensors", true, 1.5e-2, 5e-3, 1e-3, 3e-2, 2e-3, kBf16}),
-    [](const auto& p) { return p.param.file.substr(0, p.param.file.find('.')); });
+INSTANTIATE_TEST_SUITE_P(Fixtures, GoldenTest, ::testing::ValuesIn(cases()),
+                         [](const auto& p) { return p.param.name(); });
 
 }  // namespace
 }  // namespace tlm::testing

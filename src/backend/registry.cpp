@@ -40,7 +40,8 @@ Precision resolve_precision(PrecisionRequest request, const Device& device, std:
 }
 
 std::shared_ptr<Backend> default_backend() {
-  static const std::shared_ptr<Backend> cpu = make_backend(Device{}, Precision::kFp32);
+  // OpenBLAS whatever TLM_CPU_GEMM says: that GEMM keeps no state, so every thread may share it.
+  static const std::shared_ptr<Backend> cpu = make_cpu_backend(Precision::kFp32, kernels::GemmMode::kOpenBlasFp32);
   return cpu;
 }
 

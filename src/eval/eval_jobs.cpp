@@ -2,6 +2,7 @@
 
 #include <omp.h>
 
+#include "backend/backend.h"
 #include "tlm/check.h"
 #include "tlm/committee.h"
 #include "tlm/evaluate.h"
@@ -38,13 +39,18 @@ void write_if_asked(const json& c, const char* key, const json& result) {
 json run_eval_job(const ResolvedConfig& rc) {
   const json& c = rc.config;
   const auto models = c.at("model").get<std::vector<std::string>>();
-  const Committee committee(models, inference_flags(rc));
+  const InferenceFlags flags = inference_flags(rc);
+  const Committee committee(models, flags);
   const std::string data = c.at("data");
   const SequenceSet set = committee.labeled_set(data, parse_format(c.at("format")), c.at("classes"), c.at("per_label"),
                                                 c.at("seed"), c.at("cap_per_label"));
   const int labels = static_cast<int>(committee.labels().size());
   const auto probs = committee.member_probabilities(set, c.at("batch"));
-  json out = {{"data", data}, {"examples", set.size()}, {"labels", committee.labels()}};
+  json out = {{"data", data},
+              {"examples", set.size()},
+              {"labels", committee.labels()},
+              {"device", flags.device.name()},
+              {"precision", precision_name(flags.precision)}};
   out["members"] = json::array();
   for (size_t i = 0; i < probs.size(); ++i) {
     const EvalMetrics e = evaluate_probs(probs[i], set.labels, labels);
@@ -108,7 +114,10 @@ json run_latency_job(const ResolvedConfig& rc) {
   o.texts = static_cast<int>(texts);
   o.batch = batch;
   o.threads = omp_get_max_threads();
-  json out = {{"models", models}, {"data", c.at("data")}, {"max_len", committee.max_len()}};
+  json out = {{"models", models},
+              {"data", c.at("data")},
+              {"max_len", committee.max_len()},
+              {"backend", owned.front()->backend().describe()}};
   if (!reference.empty()) {
     out["reference"] = reference;
     out["comparison"] = compare_latency(owned.back().get(), members, set, o, c.at("rounds"));

@@ -15,15 +15,21 @@ namespace tlm::kernels {
 
 using dnnl::memory;
 
-// oneDNN's matmul with every dimension and stride given at run time, so one primitive serves
-// every batch shape: one per (data type, transposes, accumulate), made on first use.
+// oneDNN's matmul with the dimensions and leading strides given at run time, so one primitive
+// serves every batch shape: one per (data type, transposes, accumulate), made on first use. The
+// unit strides are given now: oneDNN's optimised matmuls (gemm:jit) need to know which dimension
+// is dense, and with every stride left to run time only its slow reference kernel accepts the
+// descriptors, which implementation() exposes and unavailable() refuses.
 struct CpuGemm::OneDnn {
   dnnl::engine engine{dnnl::engine::kind::cpu, 0};
   dnnl::stream stream{engine};
   std::map<std::tuple<memory::data_type, bool, bool, bool>, dnnl::matmul> primitives;
+  std::map<std::tuple<memory::data_type, bool, bool, bool>, std::string> implementations;  // oneDNN's names
 
-  static memory::dims strides(bool trans, int cols_stored) {
-    return trans ? memory::dims{1, cols_stored} : memory::dims{cols_stored, 1};
+  // The strides of a row-major (rows, cols) view of a dense matrix stored as (rows, cols), or as
+  // (cols, rows) when transposed; `stored_cols` is the stored row length (null: at run time).
+  static memory::dims strides(bool trans, memory::dim stored_cols) {
+    return trans ? memory::dims{1, stored_cols} : memory::dims{stored_cols, 1};
   }
 
   dnnl::matmul& primitive(memory::data_type t, bool ta, bool tb, bool accumulate) {
@@ -31,7 +37,8 @@ struct CpuGemm::OneDnn {
     auto it = primitives.find(key);
     if (it != primitives.end()) return it->second;
     const memory::dims any{DNNL_RUNTIME_DIM_VAL, DNNL_RUNTIME_DIM_VAL};
-    const memory::desc a(any, t, any), b(any, t, any), c(any, memory::data_type::f32, any);
+    const memory::desc a(any, t, strides(ta, DNNL_RUNTIME_DIM_VAL)), b(any, t, strides(tb, DNNL_RUNTIME_DIM_VAL)),
+        c(any, memory::data_type::f32, strides(false, DNNL_RUNTIME_DIM_VAL));
     dnnl::primitive_attr attr;
     if (accumulate) {
       dnnl::post_ops ops;
@@ -40,9 +47,15 @@ struct CpuGemm::OneDnn {
     }
     try {
       const dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(a, b, c), attr, engine);
+      const std::string impl = pd.impl_info_str();
+      if (impl.starts_with("ref")) {
+        throw Error(fmt::format("oneDNN has only its reference {} matmul here ({})",
+                                t == memory::data_type::bf16 ? "bf16" : "fp32", impl));
+      }
+      implementations.emplace(key, impl);
       return primitives.emplace(key, dnnl::matmul(pd)).first->second;
     } catch (const dnnl::error& e) {
-      throw Error(fmt::format("oneDNN has no {} matmul on this CPU ({})",
+      throw Error(fmt::format("oneDNN has no {} matmul for these operands on this CPU ({})",
                               t == memory::data_type::bf16 ? "bf16" : "fp32", e.what()));
     }
   }
@@ -70,6 +83,13 @@ std::string gemm_mode_name(GemmMode mode) {
       return "oneDNN bf16";
   }
   return "?";
+}
+
+std::string CpuGemm::implementation(bool ta, bool tb, bool accumulate) {
+  if (!onednn_) return gemm_mode_name(mode_);
+  const auto t = mode_ == GemmMode::kBf16OneDnn ? memory::data_type::bf16 : memory::data_type::f32;
+  onednn_->primitive(t, ta, tb, accumulate);
+  return onednn_->implementations.at(std::make_tuple(t, ta, tb, accumulate));
 }
 
 std::string CpuGemm::unavailable(GemmMode mode) {

@@ -26,8 +26,12 @@ class CpuGemm {
   CpuGemm(const CpuGemm&) = delete;
   CpuGemm& operator=(const CpuGemm&) = delete;
   GemmMode mode() const { return mode_; }
-  // Empty if `mode` can run here, else why not (oneDNN lacks the matmuls a linear layer needs).
+  // Empty if `mode` can run here, else why not (oneDNN lacks an optimised matmul a linear layer
+  // needs: its reference kernel is ~100x slower than a BLAS and is refused).
   static std::string unavailable(GemmMode mode);
+  // oneDNN's name for the kernel it runs these transposes with (e.g. "gemm:jit"); throws when it
+  // has none but the reference kernel. The mode's name for modes that do not use oneDNN.
+  std::string implementation(bool trans_a, bool trans_b, bool accumulate);
 
   // c (m, n) = op(a) (m, k) . op(b) (k, n), plus c's old value when `accumulate`. a, b, c are
   // dense row-major: a is (m, k), or (k, m) when trans_a; b is (k, n), or (n, k) when trans_b.
