@@ -219,6 +219,11 @@ class GuardedBackend final : public Backend {
     TLM_GUARDED(first_nonfinite(x, n))
   }
   double gemm_ceiling_gflops() override { return inner_->gemm_ceiling_gflops(); }
+  void dropout_residual_layernorm_forward(float* x, const float* resid, const float* gamma, const float* beta, float* y,
+                                          float* mean, float* rstd, int n, int c, float eps, float p, uint64_t key,
+                                          const uint64_t* row_keys) override {
+    TLM_GUARDED(dropout_residual_layernorm_forward(x, resid, gamma, beta, y, mean, rstd, n, c, eps, p, key, row_keys))
+  }
 #undef TLM_GUARDED
 
  private:

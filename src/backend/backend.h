@@ -60,6 +60,9 @@ class Backend {
                                  float* rstd, int n, int c, float eps) = 0;
   virtual void layernorm_backward(const float* dy, const float* x, const float* mean, const float* rstd,
                                   const float* gamma, float* dx, float* dgamma, float* dbeta, int n, int c) = 0;
+  virtual void dropout_residual_layernorm_forward(float* x, const float* resid, const float* gamma, const float* beta,
+                                                  float* y, float* mean, float* rstd, int n, int c, float eps, float p,
+                                                  uint64_t key, const uint64_t* row_keys) = 0;
   virtual void gelu_forward(const float* x, float* y, int64_t n) = 0;
   virtual void gelu_backward(const float* dy, const float* x, float* dx, int64_t n) = 0;
   virtual void tanh_forward(const float* x, float* y, int64_t n) = 0;

@@ -25,6 +25,15 @@ void layernorm_forward(const float* x, const float* gamma, const float* beta, fl
 void layernorm_backward(const float* dy, const float* x, const float* mean, const float* rstd, const float* gamma,
                         float* dx, float* dgamma, float* dbeta, int n, int c);
 
+// ---- dropout + residual + LayerNorm, fused: the tail of the attention and FFN sublayers ----
+// x (n, c): the sublayer's output, overwritten with dropout(x) + resid (what layernorm_backward
+// reads as its input); resid (n, c); then y (n, c), mean, rstd (n) as layernorm_forward. Dropout
+// as dropout_apply with (p, key, row_keys). One pass per row; the same bits as dropout_apply,
+// add_inplace and layernorm_forward one after another.
+void dropout_residual_layernorm_forward(float* x, const float* resid, const float* gamma, const float* beta, float* y,
+                                        float* mean, float* rstd, int n, int c, float eps, float p, uint64_t key,
+                                        const uint64_t* row_keys);
+
 // ---- GELU, erf form: 0.5 x (1 + erf(x / sqrt 2)) ----
 void gelu_forward(const float* x, float* y, int64_t n);                     // x, y (n)
 void gelu_backward(const float* dy, const float* x, float* dx, int64_t n);  // dx (n) overwritten

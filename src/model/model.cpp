@@ -108,8 +108,17 @@ struct BertModel::Impl {
   // Dropout of a (rows, c) activation of layer l (or kNoLayer) at `site`, in place; the rows are
   // every token, or the selected rows in the last layer (and the [CLS] rows of the pooler).
   void dropout(float* x, int rows, int cols, float p, uint64_t l, Site site, bool selected) const {
-    be.dropout_apply(x, rows, cols, p, mix_key(seed, l, site), selected ? d_sel_keys.data() : d_token_keys.data());
+    be.dropout_apply(x, rows, cols, p, mix_key(seed, l, site), row_keys(selected));
   }
+  // x (rows, c) = dropout(x) + resid, then y = LayerNorm(x): one fused pass (see kernels.h).
+  void dropout_residual_layernorm(float* x, const float* resid, const float* gamma, const float* beta, float* y,
+                                  float* mean, float* rstd, int rows, int c, float eps, float p, uint64_t l, Site site,
+                                  bool selected) const {
+    be.dropout_residual_layernorm_forward(x, resid, gamma, beta, y, mean, rstd, rows, c, eps, p, mix_key(seed, l, site),
+                                          row_keys(selected));
+  }
+  // The dropout keys of the rows: the last layer's selected rows, or every token.
+  const uint64_t* row_keys(bool selected) const { return selected ? d_sel_keys.data() : d_token_keys.data(); }
 
   // Selects the rows of the last layer from `targets` (token rows, any order, unique).
   void select_rows(const int32_t* targets, int count, const Batch& in_batch);
@@ -422,17 +431,14 @@ ForwardResult BertModel::forward(const Batch& batch, bool training, uint64_t dro
       be.linear_forward(in, P + o.wqkv, P + o.bqkv, A.qkv, n, c, 3 * c);
     }
     be.attention_forward(q, kk, v, A.probs, A.ctx, I.att_scratch, shape);
-    const int64_t rc = int64_t{rows} * c;
     be.linear_forward(A.ctx, P + o.wo, P + o.bo, A.res1, rows, c, c);
-    I.dropout(A.res1, rows, c, p_hidden, l, kAttentionOutput, last);
-    be.add_inplace(A.res1, resid, rc);
-    be.layernorm_forward(A.res1, P + o.ln1_g, P + o.ln1_b, A.ln1, A.ln1_mean, A.ln1_rstd, rows, c, eps);
+    I.dropout_residual_layernorm(A.res1, resid, P + o.ln1_g, P + o.ln1_b, A.ln1, A.ln1_mean, A.ln1_rstd, rows, c, eps,
+                                 p_hidden, l, kAttentionOutput, last);
     be.linear_forward(A.ln1, P + o.wi, P + o.bi, A.ffn_pre, rows, c, f);
     be.gelu_forward(A.ffn_pre, A.ffn_act, int64_t{rows} * f);
     be.linear_forward(A.ffn_act, P + o.wo2, P + o.bo2, A.res2, rows, f, c);
-    I.dropout(A.res2, rows, c, p_hidden, l, kFfnOutput, last);
-    be.add_inplace(A.res2, A.ln1, rc);
-    be.layernorm_forward(A.res2, P + o.ln2_g, P + o.ln2_b, A.ln2, A.ln2_mean, A.ln2_rstd, rows, c, eps);
+    I.dropout_residual_layernorm(A.res2, A.ln1, P + o.ln2_g, P + o.ln2_b, A.ln2, A.ln2_mean, A.ln2_rstd, rows, c, eps,
+                                 p_hidden, l, kFfnOutput, last);
     in = A.ln2;
   }
   // `in` now holds the final hidden states of the selected rows, (r, c).

@@ -60,6 +60,11 @@ class CpuBackend final : public Backend {
                           float* dx, float* dgamma, float* dbeta, int n, int c) override {
     k::layernorm_backward(dy, x, mean, rstd, gamma, dx, dgamma, dbeta, n, c);
   }
+  void dropout_residual_layernorm_forward(float* x, const float* resid, const float* gamma, const float* beta, float* y,
+                                          float* mean, float* rstd, int n, int c, float eps, float p, uint64_t key,
+                                          const uint64_t* row_keys) override {
+    k::dropout_residual_layernorm_forward(x, resid, gamma, beta, y, mean, rstd, n, c, eps, p, key, row_keys);
+  }
   void gelu_forward(const float* x, float* y, int64_t n) override { k::gelu_forward(x, y, n); }
   void gelu_backward(const float* dy, const float* x, float* dx, int64_t n) override { k::gelu_backward(dy, x, dx, n); }
   void tanh_forward(const float* x, float* y, int64_t n) override { k::tanh_forward(x, y, n); }

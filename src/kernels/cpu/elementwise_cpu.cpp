@@ -1,6 +1,7 @@
 #include <cmath>
 
 #include "core/parallel.h"
+#include "kernels/cpu/row_ops.h"
 #include "kernels/cpu/vec_math.h"
 #include "kernels/kernels.h"
 #include "tlm/rng.h"
@@ -42,12 +43,7 @@ void dropout_apply(float* x, int rows, int cols, float p, uint64_t key, const ui
   if (p <= 0.0f) return;
   const float scale = 1.0f / (1.0f - p);
 #pragma omp parallel for schedule(static)
-  for (int r = 0; r < rows; ++r) {
-    const uint64_t stream = row_stream(key, row_keys[r]);
-    float* row = x + int64_t{r} * cols;
-    for (int j = 0; j < cols; ++j)
-      row[j] = counter_uniform(stream, static_cast<uint64_t>(j)) >= p ? row[j] * scale : 0.0f;
-  }
+  for (int r = 0; r < rows; ++r) dropout_row(x + int64_t{r} * cols, cols, p, scale, row_stream(key, row_keys[r]));
 }
 
 void add_inplace(float* y, const float* x, int64_t n) {

@@ -27,7 +27,8 @@ struct CpuGemm::OneDnn {
   std::map<std::tuple<memory::data_type, bool, bool, bool>, std::string> implementations;  // oneDNN's names
 
   // The strides of a row-major (rows, cols) view of a dense matrix stored as (rows, cols), or as
-  // (cols, rows) when transposed; `stored_cols` is the stored row length (null: at run time).
+  // (cols, rows) when transposed; `stored_cols` is the stored row length (DNNL_RUNTIME_DIM_VAL:
+  // given at run time).
   static memory::dims strides(bool trans, memory::dim stored_cols) {
     return trans ? memory::dims{1, stored_cols} : memory::dims{stored_cols, 1};
   }

@@ -1,6 +1,7 @@
 #include <cmath>
 
 #include "core/parallel.h"
+#include "kernels/cpu/row_ops.h"
 #include "kernels/kernels.h"
 
 namespace tlm::kernels {
@@ -9,19 +10,23 @@ void layernorm_forward(const float* x, const float* gamma, const float* beta, fl
                        int c, float eps) {
 #pragma omp parallel for schedule(static)
   for (int i = 0; i < n; ++i) {
-    const float* xi = x + static_cast<int64_t>(i) * c;
-    float* yi = y + static_cast<int64_t>(i) * c;
-    // Two passes in double: exact enough that eps = 1e-12 behaves as in torch.
-    double s = 0;
-    for (int j = 0; j < c; ++j) s += xi[j];
-    const double m = s / c;
-    double v = 0;
-    for (int j = 0; j < c; ++j) v += (xi[j] - m) * (xi[j] - m);
-    const float r = static_cast<float>(1.0 / std::sqrt(v / c + eps));
-    const float mf = static_cast<float>(m);
-    for (int j = 0; j < c; ++j) yi[j] = (xi[j] - mf) * r * gamma[j] + beta[j];
-    mean[i] = mf;
-    rstd[i] = r;
+    const int64_t at = static_cast<int64_t>(i) * c;
+    layernorm_row(x + at, gamma, beta, y + at, mean + i, rstd + i, c, eps);
+  }
+}
+
+void dropout_residual_layernorm_forward(float* x, const float* resid, const float* gamma, const float* beta, float* y,
+                                        float* mean, float* rstd, int n, int c, float eps, float p, uint64_t key,
+                                        const uint64_t* row_keys) {
+  const float scale = p > 0.0f ? 1.0f / (1.0f - p) : 1.0f;
+#pragma omp parallel for schedule(static)
+  for (int i = 0; i < n; ++i) {
+    const int64_t at = static_cast<int64_t>(i) * c;
+    float* xi = x + at;
+    if (p > 0.0f) dropout_row(xi, c, p, scale, row_stream(key, row_keys[i]));
+    const float* ri = resid + at;
+    for (int j = 0; j < c; ++j) xi[j] += ri[j];
+    layernorm_row(xi, gamma, beta, y + at, mean + i, rstd + i, c, eps);
   }
 }
 
