@@ -133,7 +133,7 @@ def bench_torch(name, task, batch, seq, steps, labels, mode):
     types = torch.zeros(batch, seq, dtype=torch.long)
     if task == "mlm":
         labels_t = torch.full((batch, seq), -100)
-        masked = round(0.15 * (seq - 2))
+        masked = max(1, math.floor(0.15 * (seq - 2) + 0.5))  # as tlm bench train: max(1, lround(...))
         for r in range(batch):
             pos = torch.randperm(seq - 2)[:masked] + 1
             labels_t[r, pos] = ids[r, pos]
@@ -141,7 +141,12 @@ def bench_torch(name, task, batch, seq, steps, labels, mode):
     else:
         labels_t = torch.randint(0, labels, (batch,))
     # the rows the head reads, per sequence (every sequence has the same count here)
-    rows = (labels_t != -100).nonzero()[:, 1].view(batch, -1) if task == "mlm" else torch.zeros(batch, 1, dtype=torch.long)
+    if task == "mlm":
+        counts = (labels_t != -100).sum(dim=1)
+        assert bool((counts == counts[0]).all()), "the same-work model needs the same masked count per sequence"
+        rows = (labels_t != -100).nonzero()[:, 1].view(batch, -1)
+    else:
+        rows = torch.zeros(batch, 1, dtype=torch.long)
     times = []
     for s in range(steps + 1):
         t0 = time.perf_counter()

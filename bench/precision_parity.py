@@ -6,8 +6,11 @@ gcide (seed 1, the same data, vocabulary and settings) in fp32 and in bf16, then
 WordNet supersenses with the demo's settings (lr 1e-3) for seeds 1-3, and reports:
   - the validation MLM losses and their relative difference (the issue asks for within 1%);
   - the test accuracy per seed and the paired difference bf16 - fp32 with its 95% interval
-    (Student's t, 2 degrees of freedom; asked: within +-2 points).
-The runs are written under --out (the demo folder is only read).
+    (Student's t, 2 degrees of freedom; asked: within +-2 points);
+  - the same for floors that are not bf16: bf16 fine-tuning alone (from the fp32 encoder), and
+    fp32 pre-trainings perturbed otherwise (oneDNN's GEMM: another summation order; the demo's
+    pre-training seed 2), each fine-tuned in fp32.
+The runs are written under --out (the demo folder is only read); finished runs are skipped.
 
 Usage: /usr/bin/python3 bench/precision_parity.py --tlm build/tlm --demo demo --out parity
 """
@@ -43,6 +46,43 @@ def run(tlm, demo, kind, job, sets, log, threads=2, env=None):
         sys.exit(f"failed ({r.returncode}): {' '.join(cmd)}; see {log}")
 
 
+def pretrain(tlm, demo, out, job, name, precision, env=None):
+    """Runs a pre-training job of the demo into out/pretrain-<name>; returns its folder."""
+    pre_out = os.path.join(out, f"pretrain-{name}")
+    run(tlm, demo, "pretrain", job,
+        {"out": pre_out, "precision": precision, "cache_dir": os.path.join(out, "cache"), "auto_resume": "true"},
+        pre_out + ".log", env=env)
+    return pre_out
+
+
+def finetune_seeds(tlm, demo, out, name, init, precision, seeds):
+    """The demo's WordNet fine-tuning (lr 1e-3) of seeds 1..seeds from `init`; their test accuracies."""
+    accs = []
+    for seed in range(1, seeds + 1):
+        ft_job = job_file(demo, rf"fine-tune pre-trained shallow on wordnet-supersense \(seed {seed}, lr 0.001\)")
+        ft_out = os.path.join(out, f"finetune-{name}-seed{seed}")
+        run(tlm, demo, "finetune", ft_job,
+            {"out": ft_out, "init": init, "precision": precision, "cache_dir": os.path.join(out, "cache"),
+             "auto_resume": "true"}, ft_out + ".log")
+        with open(os.path.join(ft_out, "metrics.json")) as f:
+            accs.append(json.load(f)["test"]["accuracy"])
+    return accs
+
+
+def paired(accs, reference):
+    """The paired differences (points) of accs against reference, their mean and 95% interval."""
+    diffs = [100 * (x - y) for x, y in zip(accs, reference)]
+    m = statistics.mean(diffs)
+    h = T_975_DF2 * statistics.stdev(diffs) / math.sqrt(len(diffs)) if len(diffs) == 3 else float("nan")
+    return {"test_accuracy": accs, "difference_points": diffs, "mean": m, "ci95": [m - h, m + h]}
+
+
+def report(what, r):
+    d = r["difference_points"]
+    print(f"{what} - fp32: per seed {[round(x, 2) for x in d]}, mean {r['mean']:+.2f}, "
+          f"95% interval [{r['ci95'][0]:+.2f}, {r['ci95'][1]:+.2f}]", flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tlm", required=True)
@@ -55,79 +95,42 @@ def main():
     pre_job = job_file(demo, r"pre-train shallow on gcide \(60000 sequences, seed 1\)")
     results = {"demo": demo, "pretrain_job": pre_job, "precisions": {}}
     for precision in ("fp32", "bf16"):
-        pre_out = os.path.join(out, f"pretrain-{precision}")
-        run(tlm, demo, "pretrain", pre_job,
-            {"out": pre_out, "precision": precision, "cache_dir": os.path.join(out, "cache"), "auto_resume": "true"},
-            pre_out + ".log")
+        pre_out = pretrain(tlm, demo, out, pre_job, precision, precision)
         with open(os.path.join(pre_out, "metrics.json")) as f:
             m = json.load(f)
         with open(os.path.join(pre_out, "manifest.json")) as f:
             backend = json.load(f)["backend"]
         r = {"valid_mlm_loss": m["final"]["valid_mlm_loss"], "pretrain_seconds": m["totals"]["wall_seconds"],
-             "backend": backend, "test_accuracy": []}
-        for seed in range(1, a.seeds + 1):
-            ft_job = job_file(demo, rf"fine-tune pre-trained shallow on wordnet-supersense \(seed {seed}, lr 0.001\)")
-            ft_out = os.path.join(out, f"finetune-{precision}-seed{seed}")
-            run(tlm, demo, "finetune", ft_job,
-                {"out": ft_out, "init": pre_out, "precision": precision, "cache_dir": os.path.join(out, "cache"),
-                 "auto_resume": "true"}, ft_out + ".log")
-            with open(os.path.join(ft_out, "metrics.json")) as f:
-                r["test_accuracy"].append(json.load(f)["test"]["accuracy"])
+             "backend": backend, "test_accuracy": finetune_seeds(tlm, demo, out, precision, pre_out, precision, a.seeds)}
         results["precisions"][precision] = r
         print(f"{precision}: valid MLM loss {r['valid_mlm_loss']:.4f} ({r['pretrain_seconds']:.0f} s, {backend}); "
               f"test accuracy {[round(x, 4) for x in r['test_accuracy']]}", flush=True)
+    f32_loss = results["precisions"]["fp32"]["valid_mlm_loss"]
+    f32_accs = results["precisions"]["fp32"]["test_accuracy"]
 
-    # What a paired difference of fine-tuned accuracies is made of, from the fp32 pre-trained model:
-    # bf16 fine-tuning alone, and the floor any perturbation sets (fp32 again, one thread: only the
-    # summation order of the GEMMs differs).
-    fp32_pre = os.path.join(out, "pretrain-fp32")
-    for arm, precision, threads in (("bf16-finetune-only", "bf16", 2), ("fp32-one-thread", "fp32", 1)):
-        accs = []
-        for seed in range(1, a.seeds + 1):
-            ft_job = job_file(demo, rf"fine-tune pre-trained shallow on wordnet-supersense \(seed {seed}, lr 0.001\)")
-            ft_out = os.path.join(out, f"finetune-{arm}-seed{seed}")
-            run(tlm, demo, "finetune", ft_job,
-                {"out": ft_out, "init": fp32_pre, "precision": precision, "cache_dir": os.path.join(out, "cache"),
-                 "auto_resume": "true"}, ft_out + ".log", threads)
-            with open(os.path.join(ft_out, "metrics.json")) as f:
-                accs.append(json.load(f)["test"]["accuracy"])
-        diffs = [100 * (x - y) for x, y in zip(accs, results["precisions"]["fp32"]["test_accuracy"])]
-        m = statistics.mean(diffs)
-        h = T_975_DF2 * statistics.stdev(diffs) / math.sqrt(len(diffs)) if len(diffs) == 3 else float("nan")
-        results[arm] = {"test_accuracy": accs, "difference_points": diffs, "mean": m, "ci95": [m - h, m + h]}
-        print(f"{arm} (from the fp32 pre-training) - fp32: per seed {[round(d, 2) for d in diffs]}, mean {m:+.2f}, "
-              f"95% interval [{m - h:+.2f}, {m + h:+.2f}]", flush=True)
+    # bf16 fine-tuning alone: from the fp32 pre-trained encoder.
+    accs = finetune_seeds(tlm, demo, out, "bf16-finetune-only", os.path.join(out, "pretrain-fp32"), "bf16", a.seeds)
+    results["bf16-finetune-only"] = paired(accs, f32_accs)
+    report("bf16 fine-tuning from the fp32 pre-training", results["bf16-finetune-only"])
 
-    # The floor set by the pre-trained encoder: fp32 pre-training again with oneDNN's fp32 GEMM
-    # (TLM_CPU_GEMM=onednn: only the summation order differs), then the same fp32 fine-tuning.
-    onednn_pre = os.path.join(out, "pretrain-fp32-onednn")
-    run(tlm, demo, "pretrain", pre_job,
-        {"out": onednn_pre, "precision": "fp32", "cache_dir": os.path.join(out, "cache"), "auto_resume": "true"},
-        onednn_pre + ".log", env={"TLM_CPU_GEMM": "onednn"})
-    with open(os.path.join(onednn_pre, "metrics.json")) as f:
-        onednn_loss = json.load(f)["final"]["valid_mlm_loss"]
-    accs = []
-    for seed in range(1, a.seeds + 1):
-        ft_job = job_file(demo, rf"fine-tune pre-trained shallow on wordnet-supersense \(seed {seed}, lr 0.001\)")
-        ft_out = os.path.join(out, f"finetune-from-onednn-seed{seed}")
-        run(tlm, demo, "finetune", ft_job,
-            {"out": ft_out, "init": onednn_pre, "precision": "fp32", "cache_dir": os.path.join(out, "cache"),
-             "auto_resume": "true"}, ft_out + ".log")
-        with open(os.path.join(ft_out, "metrics.json")) as f:
-            accs.append(json.load(f)["test"]["accuracy"])
-    diffs = [100 * (x - y) for x, y in zip(accs, results["precisions"]["fp32"]["test_accuracy"])]
-    m = statistics.mean(diffs)
-    h = T_975_DF2 * statistics.stdev(diffs) / math.sqrt(len(diffs)) if len(diffs) == 3 else float("nan")
-    results["fp32-onednn-pretraining"] = {"valid_mlm_loss": onednn_loss, "test_accuracy": accs,
-                                          "difference_points": diffs, "mean": m, "ci95": [m - h, m + h]}
-    print(f"fp32 pre-trained with oneDNN's GEMM: valid MLM loss {onednn_loss:.4f}; fine-tuned - fp32: per seed "
-          f"{[round(d, 2) for d in diffs]}, mean {m:+.2f}, 95% interval [{m - h:+.2f}, {m + h:+.2f}]", flush=True)
+    # Floors: how far the fine-tuned accuracies move when the fp32 pre-training is perturbed by
+    # something that is not bf16: another GEMM summation order (oneDNN's fp32 GEMM), and another
+    # pre-training seed (the demo's own seed-2 setting).
+    floors = (("fp32-onednn-pretraining", pre_job, {"TLM_CPU_GEMM": "onednn"}),
+              ("fp32-pretraining-seed-2", job_file(demo, r"pre-train shallow on gcide \(60000 sequences, seed 2\)"), {}))
+    for arm, job, env in floors:
+        pre_out = pretrain(tlm, demo, out, job, arm, "fp32", env)
+        with open(os.path.join(pre_out, "metrics.json")) as f:
+            loss = json.load(f)["final"]["valid_mlm_loss"]
+        accs = finetune_seeds(tlm, demo, out, f"from-{arm}", pre_out, "fp32", a.seeds)
+        results[arm] = {"valid_mlm_loss": loss, **paired(accs, f32_accs)}
+        report(f"{arm} (valid MLM loss {loss:.4f}, {100 * (loss / f32_loss - 1):+.2f}%)", results[arm])
 
     f32, b16 = results["precisions"]["fp32"], results["precisions"]["bf16"]
     rel = (b16["valid_mlm_loss"] - f32["valid_mlm_loss"]) / f32["valid_mlm_loss"]
-    diffs = [100 * (b - f) for b, f in zip(b16["test_accuracy"], f32["test_accuracy"])]
-    mean = statistics.mean(diffs)
-    half = T_975_DF2 * statistics.stdev(diffs) / math.sqrt(len(diffs)) if len(diffs) == 3 else float("nan")
+    both = paired(b16["test_accuracy"], f32["test_accuracy"])
+    diffs, mean = both["difference_points"], both["mean"]
+    half = mean - both["ci95"][0]
     results["valid_mlm_loss_relative_difference"] = rel
     results["accuracy_difference_points"] = {"per_seed": diffs, "mean": mean, "ci95": [mean - half, mean + half]}
     results["pretraining_within_1_percent"] = abs(rel) <= 0.01

@@ -8,8 +8,12 @@
 
 #include <cmath>
 #include <functional>
+#include <string>
 #include <vector>
 
+#include "kernels/cpu/bf16.h"
+#include "kernels/cpu/cpu_isa.h"
+#include "kernels/cpu/gemm_cpu.h"
 #include "kernels/kernels.h"
 #include "tlm/rng.h"
 
@@ -64,6 +68,57 @@ TEST(GradCheck, Linear) {
   expect_gradient("linear dx", loss, x, dx);
   expect_gradient("linear dw", loss, w, dw);
   expect_gradient("linear db", loss, b, db);
+}
+
+// The linear layer on each GEMM of the CPU back end (kernels/cpu/gemm_cpu.h). fp32 GEMMs get the
+// finite-difference check. A bf16 GEMM's forward is piecewise constant in its inputs (they are
+// rounded), so finite differences do not apply; what its backward claims instead is the exact
+// gradient of the fp32 layer at the rounded operands, with dy rounded too: checked against the
+// fp32 backward on those operands (they differ only in summation order: 1e-6).
+TEST(GradCheck, LinearOnEveryCpuGemm) {
+  const int n = 5, in = 7, out = 6;
+  for (const k::GemmMode mode : {k::GemmMode::kOpenBlasFp32, k::GemmMode::kOneDnnFp32}) {
+    k::CpuGemm gemm(mode);
+    auto x = random_vec(n * in, 1), w = random_vec(out * in, 2), b = random_vec(out, 3), r = random_vec(n * out, 4);
+    std::vector<float> y(n * out);
+    auto loss = [&] {
+      k::linear_forward(gemm, x.data(), w.data(), b.data(), y.data(), n, in, out);
+      return dot(y, r);
+    };
+    std::vector<float> dx(n * in), dw(out * in, 0.0f), db(out, 0.0f);
+    k::linear_backward(gemm, r.data(), x.data(), w.data(), dx.data(), dw.data(), db.data(), n, in, out);
+    const std::string name = k::gemm_mode_name(mode);
+    expect_gradient((name + " dx").c_str(), loss, x, dx);
+    expect_gradient((name + " dw").c_str(), loss, w, dw);
+    expect_gradient((name + " db").c_str(), loss, b, db);
+  }
+  for (const k::GemmMode mode : {k::GemmMode::kBf16Emulated, k::GemmMode::kBf16OneDnn}) {
+    if (!k::CpuGemm::unavailable(mode).empty() || (mode == k::GemmMode::kBf16OneDnn && !k::native_bf16().available)) {
+      continue;  // native bf16 needs AVX512_BF16 (tests/test_gemm_bf16.cpp says so when it skips)
+    }
+    k::CpuGemm gemm(mode);
+    const auto x = random_vec(n * in, 1), w = random_vec(out * in, 2), r = random_vec(n * out, 4);
+    std::vector<float> dx(n * in), dw(out * in, 0.0f), db(out, 0.0f);
+    k::linear_backward(gemm, r.data(), x.data(), w.data(), dx.data(), dw.data(), db.data(), n, in, out);
+    auto rounded = [](std::vector<float> v) {
+      k::round_bf16(v.data(), v.data(), static_cast<int64_t>(v.size()));
+      return v;
+    };
+    const auto xr = rounded(x), wr = rounded(w), rr = rounded(r);
+    std::vector<float> dx32(n * in), dw32(out * in, 0.0f), db32(out, 0.0f);
+    k::linear_backward(rr.data(), xr.data(), wr.data(), dx32.data(), dw32.data(), db32.data(), n, in, out);
+    std::vector<float> db_exact(out, 0.0f);  // the bias gradient sums dy itself, unrounded
+    for (int i = 0; i < n; ++i) {
+      for (int j = 0; j < out; ++j) db_exact[j] += r[i * out + j];
+    }
+    for (int i = 0; i < n * in; ++i) EXPECT_NEAR(dx[i], dx32[i], 1e-6 * (1 + std::fabs(dx32[i]))) << i;
+    for (int i = 0; i < out * in; ++i) EXPECT_NEAR(dw[i], dw32[i], 1e-6 * (1 + std::fabs(dw32[i]))) << i;
+    for (int j = 0; j < out; ++j) EXPECT_NEAR(db[j], db_exact[j], 1e-6 * (1 + std::fabs(db_exact[j]))) << j;
+    // and it is not the fp32 gradient of the unrounded operands
+    std::vector<float> dx_plain(n * in), dw_plain(out * in, 0.0f), db_plain(out, 0.0f);
+    k::linear_backward(r.data(), x.data(), w.data(), dx_plain.data(), dw_plain.data(), db_plain.data(), n, in, out);
+    EXPECT_NE(dx, dx_plain) << k::gemm_mode_name(mode);
+  }
 }
 
 TEST(GradCheck, LinearAccumulatesIntoParameterGradients) {

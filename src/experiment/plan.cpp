@@ -219,10 +219,6 @@ class Expander {
     return out_.graph.add(std::move(job));
   }
 
-  // A job's whole configuration: the schema's defaults under what the plan gives, each value
-  // checked. Names hash all of it (defaults included, so a changed default renames the runs it
-  // changes); the job file holds what the plan gives (the rest are defaults, and a key a job file
-  // names counts as given, e.g. architecture keys against an --init run).
   // The experiment's precision, in every command that computes; a section cannot set its own.
   void set_precision(Job& job, const JobSchema& schema) const {
     if (!schema.find("precision")) return;
@@ -235,6 +231,10 @@ class Expander {
     job.config["precision"] = opt_.precision;
   }
 
+  // A job's whole configuration: the schema's defaults under what the plan gives, each value
+  // checked. Names hash all of it (defaults included, so a changed default renames the runs it
+  // changes); the job file holds what the plan gives (the rest are defaults, and a key a job file
+  // names counts as given, e.g. architecture keys against an --init run).
   static json resolved(const JobSchema& schema, const json& given, const std::string& title) {
     ConfigResolver r(schema);
     r.apply_json(given, fmt::format("plan: {}", title));

@@ -5,7 +5,6 @@
 #include <map>
 #include <optional>
 
-#include "backend/backend.h"
 #include "tlm/check.h"
 #include "tlm/device.h"
 #include "tlm/toml_json.h"
