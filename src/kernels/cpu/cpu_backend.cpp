@@ -126,15 +126,11 @@ k::GemmMode fp32_gemm() {
 }
 
 // Native bf16: the CPU computes it (capped by TLM_MAX_CPU_ISA / ONEDNN_MAX_CPU_ISA) and oneDNN
-// has the matmuls a linear layer needs.
+// has the matmuls a linear layer needs (CpuGemm::unavailable checks both).
 k::NativeBf16 native_bf16_gemm() {
   static const k::NativeBf16 native = [] {
-    k::NativeBf16 n = k::native_bf16();
-    if (n.available) {
-      const std::string why_not = k::CpuGemm::unavailable(k::GemmMode::kBf16OneDnn);
-      if (!why_not.empty()) n = {false, why_not};
-    }
-    return n;
+    const std::string why_not = k::CpuGemm::unavailable(k::GemmMode::kBf16OneDnn);
+    return why_not.empty() ? k::native_bf16() : k::NativeBf16{false, why_not};
   }();
   return native;
 }

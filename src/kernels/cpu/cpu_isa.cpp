@@ -1,5 +1,7 @@
 #include "kernels/cpu/cpu_isa.h"
 
+#include <fmt/ranges.h>
+
 #include <algorithm>
 #include <cstdlib>
 #include <oneapi/dnnl/dnnl.hpp>
@@ -29,8 +31,7 @@ size_t tlm_cap() {
   const auto& l = isa_levels();
   const auto it = std::find(l.begin(), l.end(), v);
   if (it == l.end()) {
-    throw Error(
-        fmt::format("TLM_MAX_CPU_ISA={}: not one of avx2, avx512_core, avx512_core_bf16, avx512_core_amx", env));
+    throw Error(fmt::format("TLM_MAX_CPU_ISA={}: not one of {}", env, fmt::join(l, ", ")));
   }
   return static_cast<size_t>(it - l.begin());
 }

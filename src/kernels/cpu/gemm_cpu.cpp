@@ -9,11 +9,22 @@
 
 #include "core/parallel.h"
 #include "kernels/cpu/bf16.h"
+#include "kernels/cpu/cpu_isa.h"
 #include "tlm/check.h"
 
 namespace tlm::kernels {
 
 using dnnl::memory;
+
+namespace {
+
+// The operand type of a oneDNN mode, and its name for messages.
+memory::data_type operand_type(GemmMode mode) {
+  return mode == GemmMode::kBf16OneDnn ? memory::data_type::bf16 : memory::data_type::f32;
+}
+const char* type_name(memory::data_type t) { return t == memory::data_type::bf16 ? "bf16" : "fp32"; }
+
+}  // namespace
 
 // oneDNN's matmul with the dimensions and leading strides given at run time, so one primitive
 // serves every batch shape: one per (data type, transposes, accumulate), made on first use. The
@@ -50,14 +61,12 @@ struct CpuGemm::OneDnn {
       const dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(a, b, c), attr, engine);
       const std::string impl = pd.impl_info_str();
       if (impl.starts_with("ref")) {
-        throw Error(fmt::format("oneDNN has only its reference {} matmul here ({})",
-                                t == memory::data_type::bf16 ? "bf16" : "fp32", impl));
+        throw Error(fmt::format("oneDNN has only its reference {} matmul here ({})", type_name(t), impl));
       }
       implementations.emplace(key, impl);
       return primitives.emplace(key, dnnl::matmul(pd)).first->second;
     } catch (const dnnl::error& e) {
-      throw Error(fmt::format("oneDNN has no {} matmul for these operands on this CPU ({})",
-                              t == memory::data_type::bf16 ? "bf16" : "fp32", e.what()));
+      throw Error(fmt::format("oneDNN has no {} matmul for these operands on this CPU ({})", type_name(t), e.what()));
     }
   }
 
@@ -88,21 +97,20 @@ std::string gemm_mode_name(GemmMode mode) {
 
 std::string CpuGemm::implementation(bool ta, bool tb, bool accumulate) {
   if (!onednn_) return gemm_mode_name(mode_);
-  const auto t = mode_ == GemmMode::kBf16OneDnn ? memory::data_type::bf16 : memory::data_type::f32;
+  const auto t = operand_type(mode_);
   onednn_->primitive(t, ta, tb, accumulate);
   return onednn_->implementations.at(std::make_tuple(t, ta, tb, accumulate));
 }
 
 std::string CpuGemm::unavailable(GemmMode mode) {
   if (mode != GemmMode::kOneDnnFp32 && mode != GemmMode::kBf16OneDnn) return "";
-  const auto t = mode == GemmMode::kBf16OneDnn ? memory::data_type::bf16 : memory::data_type::f32;
+  if (mode == GemmMode::kBf16OneDnn) {
+    const NativeBf16 native = native_bf16();  // outside the try: a bad TLM_MAX_CPU_ISA is an error
+    if (!native.available) return native.why;
+  }
   try {
     OneDnn probe;
-    // The transposes and accumulation linear_forward and linear_backward use.
-    for (const auto& [ta, tb, acc] : {std::tuple{false, true, false}, std::tuple{false, true, true},
-                                      std::tuple{false, false, false}, std::tuple{true, false, true}}) {
-      probe.primitive(t, ta, tb, acc);
-    }
+    for (const GemmLayout& l : kLinearLayouts) probe.primitive(operand_type(mode), l.trans_a, l.trans_b, l.accumulate);
   } catch (const Error& e) {
     return e.what();
   }
@@ -144,7 +152,7 @@ void CpuGemm::run(bool ta, bool tb, int m, int n, int k, const float* a, const f
       return;
     case GemmMode::kOneDnnFp32:
       if (k == 0) break;
-      onednn_->run(memory::data_type::f32, ta, tb, m, n, k, a, b, c, accumulate);
+      onednn_->run(operand_type(mode_), ta, tb, m, n, k, a, b, c, accumulate);
       return;
     case GemmMode::kBf16OneDnn: {
       if (k == 0) break;
@@ -152,7 +160,7 @@ void CpuGemm::run(bool ta, bool tb, int m, int n, int k, const float* a, const f
       uint16_t* hb = scratch(bf16_b_, b_size);
       to_bf16(a, ha, a_size);
       to_bf16(b, hb, b_size);
-      onednn_->run(memory::data_type::bf16, ta, tb, m, n, k, ha, hb, c, accumulate);
+      onednn_->run(operand_type(mode_), ta, tb, m, n, k, ha, hb, c, accumulate);
       return;
     }
   }

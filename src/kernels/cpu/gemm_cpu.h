@@ -9,6 +9,7 @@
 //    so the two differ only in the order of the fp32 sums, as two fp32 BLAS libraries do.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -19,6 +20,14 @@ namespace tlm::kernels {
 enum class GemmMode { kOpenBlasFp32, kOneDnnFp32, kBf16Emulated, kBf16OneDnn };
 std::string gemm_mode_name(GemmMode mode);  // for manifests: "OpenBLAS fp32", ...
 
+// The operand layouts a linear layer runs (linear_forward with and without bias, the input and
+// the weight gradients of linear_backward).
+struct GemmLayout {
+  bool trans_a, trans_b, accumulate;
+};
+inline constexpr std::array<GemmLayout, 4> kLinearLayouts = {
+    {{false, true, false}, {false, true, true}, {false, false, false}, {true, false, true}}};
+
 class CpuGemm {
  public:
   explicit CpuGemm(GemmMode mode);
@@ -26,8 +35,9 @@ class CpuGemm {
   CpuGemm(const CpuGemm&) = delete;
   CpuGemm& operator=(const CpuGemm&) = delete;
   GemmMode mode() const { return mode_; }
-  // Empty if `mode` can run here, else why not (oneDNN lacks an optimised matmul a linear layer
-  // needs: its reference kernel is ~100x slower than a BLAS and is refused).
+  // Empty if `mode` can run here, else why not: kBf16OneDnn needs native bf16 (native_bf16()),
+  // and the oneDNN modes an optimised matmul for every kLinearLayouts (oneDNN's reference kernel
+  // is ~100x slower than a BLAS and is refused). A bad TLM_MAX_CPU_ISA throws.
   static std::string unavailable(GemmMode mode);
   // oneDNN's name for the kernel it runs these transposes with (e.g. "gemm:jit"); throws when it
   // has none but the reference kernel. The mode's name for modes that do not use oneDNN.

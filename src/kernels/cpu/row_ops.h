@@ -11,7 +11,8 @@ namespace tlm::kernels {
 
 // row (cols) in place: kept iff counter_uniform(stream, j) >= p, then scaled (see dropout_apply).
 inline void dropout_row(float* row, int cols, float p, float scale, uint64_t stream) {
-  for (int j = 0; j < cols; ++j) row[j] = counter_uniform(stream, static_cast<uint64_t>(j)) >= p ? row[j] * scale : 0.0f;
+  for (int j = 0; j < cols; ++j)
+    row[j] = counter_uniform(stream, static_cast<uint64_t>(j)) >= p ? row[j] * scale : 0.0f;
 }
 
 // y (c) = LayerNorm(x (c)); its mean and 1/std saved. Two passes in double: exact enough that
