@@ -195,8 +195,30 @@ class GuardedBackend final : public Backend {
   }
   void attention_backward(const float* dctx, const float* q, const float* k, const float* v, const float* probs,
                           float* dq, float* dk, float* dv, float* scratch,
-                          const kernels::AttentionShape& shape) override {
-    TLM_GUARDED(attention_backward(dctx, q, k, v, probs, dq, dk, dv, scratch, shape))
+                          const kernels::AttentionShape& shape) override{
+      TLM_GUARDED(attention_backward(dctx, q, k, v, probs, dq, dk, dv, scratch, shape))} int64_t
+      conv2d_scratch_size(const kernels::ConvShape& shape) const override {
+    return inner_->conv2d_scratch_size(shape);
+  }
+  void conv2d_forward(const float* x, const float* w, const float* b, float* y, float* scratch,
+                      const kernels::ConvShape& shape) override {
+    TLM_GUARDED(conv2d_forward(x, w, b, y, scratch, shape))
+  }
+  void conv2d_backward(const float* dy, const float* x, const float* w, float* dx, float* dw, float* db, float* scratch,
+                       const kernels::ConvShape& shape) override {
+    TLM_GUARDED(conv2d_backward(dy, x, w, dx, dw, db, scratch, shape))
+  }
+  void batchnorm_forward_train(const float* x, const float* g, const float* b, float* y, float* mean, float* rstd,
+                               float* rmean, float* rvar, int64_t pixels, int ch, float eps, float momentum) override {
+    TLM_GUARDED(batchnorm_forward_train(x, g, b, y, mean, rstd, rmean, rvar, pixels, ch, eps, momentum))
+  }
+  void batchnorm_forward_eval(const float* x, const float* g, const float* b, const float* rmean, const float* rvar,
+                              float* y, int64_t pixels, int ch, float eps) override {
+    TLM_GUARDED(batchnorm_forward_eval(x, g, b, rmean, rvar, y, pixels, ch, eps))
+  }
+  void batchnorm_backward(const float* dy, const float* x, const float* mean, const float* rstd, const float* g,
+                          float* dx, float* dg, float* db, int64_t pixels, int ch) override {
+    TLM_GUARDED(batchnorm_backward(dy, x, mean, rstd, g, dx, dg, db, pixels, ch))
   }
   double softmax_cross_entropy(const float* logits, const int32_t* labels, float* dlogits, float scale, int m,
                                int k) override {

@@ -79,6 +79,20 @@ class Backend {
   virtual void attention_backward(const float* dctx, const float* q, const float* k, const float* v, const float* probs,
                                   float* dq, float* dk, float* dv, float* scratch,
                                   const kernels::AttentionShape& shape) = 0;
+  // The convolution's offsets are device memory.
+  virtual int64_t conv2d_scratch_size(const kernels::ConvShape& shape) const = 0;  // floats
+  virtual void conv2d_forward(const float* x, const float* w, const float* b, float* y, float* scratch,
+                              const kernels::ConvShape& shape) = 0;
+  virtual void conv2d_backward(const float* dy, const float* x, const float* w, float* dx, float* dw, float* db,
+                               float* scratch, const kernels::ConvShape& shape) = 0;
+  virtual void batchnorm_forward_train(const float* x, const float* gamma, const float* beta, float* y, float* mean,
+                                       float* rstd, float* running_mean, float* running_var, int64_t pixels, int ch,
+                                       float eps, float momentum) = 0;
+  virtual void batchnorm_forward_eval(const float* x, const float* gamma, const float* beta, const float* running_mean,
+                                      const float* running_var, float* y, int64_t pixels, int ch, float eps) = 0;
+  virtual void batchnorm_backward(const float* dy, const float* x, const float* mean, const float* rstd,
+                                  const float* gamma, float* dx, float* dgamma, float* dbeta, int64_t pixels,
+                                  int ch) = 0;
   virtual double softmax_cross_entropy(const float* logits, const int32_t* labels, float* dlogits, float scale, int m,
                                        int k) = 0;
   virtual void softmax_rows(const float* logits, float* probs, int m, int k) = 0;

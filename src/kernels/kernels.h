@@ -88,6 +88,42 @@ void attention_backward(const float* dctx, const float* q, const float* k, const
                         float* dq, float* dk, float* dv, float* scratch, const AttentionShape& shape);
 int64_t attention_scratch_size(int max_len, int threads);
 
+// ---- 2-D convolution over packed sequences, torch's Conv2d(padding="same") ----
+// Each sequence s (rows [offsets[s], offsets[s+1]) of a packed batch) is an image of height
+// len_s (its positions) and width `width` (the hidden units), zero beyond its own edges, so no
+// sequence sees its neighbours. Activations are channels-last: x (n, width, in_ch) and
+// y (n, width, out_ch); with one channel that is the model's (n, hidden) hidden states.
+// w (out_ch, in_ch, kh, kw) and b (out_ch), torch's layout; padding as torch's "same": (k-1)/2
+// before, the rest after (an even kernel pads one more after).
+struct ConvShape {
+  const int32_t* offsets;  // (num_seqs + 1) row offsets, device memory
+  int num_seqs;
+  int width;
+  int in_ch, out_ch;
+  int kh, kw;  // kernel extent along the sequence and along the width
+};
+int64_t conv2d_scratch_size(const ConvShape& shape);  // floats
+// y overwritten; scratch: conv2d_scratch_size(shape) floats.
+void conv2d_forward(const float* x, const float* w, const float* b, float* y, float* scratch, const ConvShape& shape);
+// dy (n, width, out_ch), x as forward; dx overwritten (null: skip); dw, db accumulated.
+void conv2d_backward(const float* dy, const float* x, const float* w, float* dx, float* dw, float* db, float* scratch,
+                     const ConvShape& shape);
+
+// ---- BatchNorm over channels-last activations, torch's BatchNorm2d ----
+// x, y (pixels, ch): every pixel of every sequence. Training normalises with the batch's mean
+// and biased variance (saved as mean, rstd (ch) for backward) and moves the running statistics
+// (ch) by `momentum` towards the mean and the unbiased variance, as torch does.
+void batchnorm_forward_train(const float* x, const float* gamma, const float* beta, float* y, float* mean, float* rstd,
+                             float* running_mean, float* running_var, int64_t pixels, int ch, float eps,
+                             float momentum);
+// Inference: normalises with the running statistics.
+void batchnorm_forward_eval(const float* x, const float* gamma, const float* beta, const float* running_mean,
+                            const float* running_var, float* y, int64_t pixels, int ch, float eps);
+// Backward of batchnorm_forward_train: dy, x (pixels, ch), mean, rstd, gamma (ch); dx overwritten
+// (it may alias dy); dgamma, dbeta (ch) accumulated.
+void batchnorm_backward(const float* dy, const float* x, const float* mean, const float* rstd, const float* gamma,
+                        float* dx, float* dgamma, float* dbeta, int64_t pixels, int ch);
+
 // ---- softmax cross-entropy, fused ----
 // logits (m, k), labels (m); returns the summed loss over rows. If dlogits is non-null it is
 // overwritten with scale * (softmax - onehot) (it may alias logits).

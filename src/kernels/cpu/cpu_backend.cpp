@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "backend/backend.h"
+#include "kernels/cpu/conv_cpu.h"
 #include "kernels/cpu/cpu_isa.h"
 #include "kernels/cpu/gemm_cpu.h"
 #include "tlm/check.h"
@@ -88,6 +89,28 @@ class CpuBackend final : public Backend {
   void attention_backward(const float* dctx, const float* q, const float* kk, const float* v, const float* probs,
                           float* dq, float* dk, float* dv, float* scratch, const k::AttentionShape& shape) override {
     k::attention_backward(dctx, q, kk, v, probs, dq, dk, dv, scratch, shape);
+  }
+  int64_t conv2d_scratch_size(const k::ConvShape& shape) const override { return k::conv2d_scratch_size(shape); }
+  void conv2d_forward(const float* x, const float* w, const float* b, float* y, float* scratch,
+                      const k::ConvShape& shape) override {
+    k::conv2d_forward(gemm_, x, w, b, y, scratch, shape);
+  }
+  void conv2d_backward(const float* dy, const float* x, const float* w, float* dx, float* dw, float* db, float* scratch,
+                       const k::ConvShape& shape) override {
+    k::conv2d_backward(gemm_, dy, x, w, dx, dw, db, scratch, shape);
+  }
+  void batchnorm_forward_train(const float* x, const float* gamma, const float* beta, float* y, float* mean,
+                               float* rstd, float* running_mean, float* running_var, int64_t pixels, int ch, float eps,
+                               float momentum) override {
+    k::batchnorm_forward_train(x, gamma, beta, y, mean, rstd, running_mean, running_var, pixels, ch, eps, momentum);
+  }
+  void batchnorm_forward_eval(const float* x, const float* gamma, const float* beta, const float* running_mean,
+                              const float* running_var, float* y, int64_t pixels, int ch, float eps) override {
+    k::batchnorm_forward_eval(x, gamma, beta, running_mean, running_var, y, pixels, ch, eps);
+  }
+  void batchnorm_backward(const float* dy, const float* x, const float* mean, const float* rstd, const float* gamma,
+                          float* dx, float* dgamma, float* dbeta, int64_t pixels, int ch) override {
+    k::batchnorm_backward(dy, x, mean, rstd, gamma, dx, dgamma, dbeta, pixels, ch);
   }
   double softmax_cross_entropy(const float* logits, const int32_t* labels, float* dlogits, float scale, int m,
                                int kk) override {

@@ -58,6 +58,9 @@ class CpuGemm {
 // GFLOP/s of `gemm` on a 2048^3 product (best of 4 runs, operand conversion included for bf16).
 double gemm_ceiling_gflops(CpuGemm& gemm);
 
+// OpenBLAS fp32, for the plain (back-end-free) ops of kernels.h; keeps no state, so it is shared.
+CpuGemm& fp32_gemm();
+
 // The linear layer of kernels.h on `gemm` (same shapes and accumulate/overwrite contract).
 void linear_forward(CpuGemm& gemm, const float* x, const float* w, const float* b, float* y, int n, int in, int out);
 void linear_backward(CpuGemm& gemm, const float* dy, const float* x, const float* w, float* dx, float* dw, float* db,

@@ -4,20 +4,18 @@
 
 namespace tlm::kernels {
 
-namespace {
-CpuGemm& openblas() {
+CpuGemm& fp32_gemm() {
   static CpuGemm gemm(GemmMode::kOpenBlasFp32);  // keeps no state in this mode: shared by every thread
   return gemm;
 }
-}  // namespace
 
 void linear_forward(const float* x, const float* w, const float* b, float* y, int n, int in, int out) {
-  linear_forward(openblas(), x, w, b, y, n, in, out);
+  linear_forward(fp32_gemm(), x, w, b, y, n, in, out);
 }
 
 void linear_backward(const float* dy, const float* x, const float* w, float* dx, float* dw, float* db, int n, int in,
                      int out) {
-  linear_backward(openblas(), dy, x, w, dx, dw, db, n, in, out);
+  linear_backward(fp32_gemm(), dy, x, w, dx, dw, db, n, in, out);
 }
 
 }  // namespace tlm::kernels

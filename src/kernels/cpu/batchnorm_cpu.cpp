@@ -1,0 +1,115 @@
+// BatchNorm over channels-last activations (pixels, ch), as torch's BatchNorm2d. Per-channel sums
+// run in double over fixed row chunks, one per thread, added in chunk order: bit-identical for a
+// given thread count.
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "kernels/kernels.h"
+
+namespace tlm::kernels {
+
+namespace {
+
+// out[c] = sum over pixels of f(pixel, c), for c < ch; f returns double.
+template <typename F>
+void channel_sums(int64_t pixels, int ch, double* out, F&& f) {
+  const int threads = std::min<int64_t>(omp_get_max_threads(), std::max<int64_t>(1, pixels));
+  std::vector<double> partial(static_cast<size_t>(threads) * ch, 0.0);
+#pragma omp parallel num_threads(threads)
+  {
+    const int t = omp_get_thread_num();
+    const int64_t p0 = pixels * t / threads, p1 = pixels * (t + 1) / threads;
+    double* mine = partial.data() + static_cast<int64_t>(t) * ch;
+    for (int64_t p = p0; p < p1; ++p) {
+      for (int c = 0; c < ch; ++c) mine[c] += f(p, c);
+    }
+  }
+  for (int c = 0; c < ch; ++c) {
+    double total = 0;
+    for (int t = 0; t < threads; ++t) total += partial[static_cast<size_t>(t) * ch + c];
+    out[c] = total;
+  }
+}
+
+// y = x * scale[c] + shift[c]
+void affine(const float* x, const float* scale, const float* shift, float* y, int64_t pixels, int ch) {
+#pragma omp parallel for schedule(static)
+  for (int64_t p = 0; p < pixels; ++p) {
+    const float* xr = x + p * ch;
+    float* yr = y + p * ch;
+    for (int c = 0; c < ch; ++c) yr[c] = xr[c] * scale[c] + shift[c];
+  }
+}
+
+}  // namespace
+
+void batchnorm_forward_train(const float* x, const float* gamma, const float* beta, float* y, float* mean, float* rstd,
+                             float* running_mean, float* running_var, int64_t pixels, int ch, float eps,
+                             float momentum) {
+  std::vector<double> sum(ch), sq(ch), mu(ch);
+  channel_sums(pixels, ch, sum.data(), [&](int64_t p, int c) { return double{x[p * ch + c]}; });
+  for (int c = 0; c < ch; ++c) mu[c] = sum[c] / static_cast<double>(pixels);
+  // Two passes (deviations from the mean) keep the variance exact when the mean is large.
+  channel_sums(pixels, ch, sq.data(), [&](int64_t p, int c) {
+    const double d = x[p * ch + c] - mu[c];
+    return d * d;
+  });
+  std::vector<float> scale(ch), shift(ch);
+  for (int c = 0; c < ch; ++c) {
+    const double var = sq[c] / static_cast<double>(pixels);  // biased: what normalises
+    const double inv = 1.0 / std::sqrt(var + eps);
+    mean[c] = static_cast<float>(mu[c]);
+    rstd[c] = static_cast<float>(inv);
+    scale[c] = static_cast<float>(gamma[c] * inv);
+    shift[c] = static_cast<float>(beta[c] - mu[c] * gamma[c] * inv);
+    // torch moves the running variance towards the unbiased estimate
+    const double unbiased = pixels > 1 ? sq[c] / static_cast<double>(pixels - 1) : var;
+    running_mean[c] = static_cast<float>(momentum * mu[c] + (1.0 - momentum) * running_mean[c]);
+    running_var[c] = static_cast<float>(momentum * unbiased + (1.0 - momentum) * running_var[c]);
+  }
+  affine(x, scale.data(), shift.data(), y, pixels, ch);
+}
+
+void batchnorm_forward_eval(const float* x, const float* gamma, const float* beta, const float* running_mean,
+                            const float* running_var, float* y, int64_t pixels, int ch, float eps) {
+  std::vector<float> scale(ch), shift(ch);
+  for (int c = 0; c < ch; ++c) {
+    const double inv = 1.0 / std::sqrt(double{running_var[c]} + eps);
+    scale[c] = static_cast<float>(gamma[c] * inv);
+    shift[c] = static_cast<float>(beta[c] - running_mean[c] * gamma[c] * inv);
+  }
+  affine(x, scale.data(), shift.data(), y, pixels, ch);
+}
+
+void batchnorm_backward(const float* dy, const float* x, const float* mean, const float* rstd, const float* gamma,
+                        float* dx, float* dgamma, float* dbeta, int64_t pixels, int ch) {
+  std::vector<double> sum_dy(ch), sum_dy_xhat(ch);
+  channel_sums(pixels, ch, sum_dy.data(), [&](int64_t p, int c) { return double{dy[p * ch + c]}; });
+  channel_sums(pixels, ch, sum_dy_xhat.data(), [&](int64_t p, int c) {
+    return double{dy[p * ch + c]} * ((double{x[p * ch + c]} - mean[c]) * rstd[c]);
+  });
+  // dx = gamma rstd (dy - mean(dy) - xhat mean(dy xhat))
+  std::vector<float> a(ch), m_dy(ch), m_dyx(ch);
+  for (int c = 0; c < ch; ++c) {
+    dgamma[c] += static_cast<float>(sum_dy_xhat[c]);
+    dbeta[c] += static_cast<float>(sum_dy[c]);
+    a[c] = gamma[c] * rstd[c];
+    m_dy[c] = static_cast<float>(sum_dy[c] / static_cast<double>(pixels));
+    m_dyx[c] = static_cast<float>(sum_dy_xhat[c] / static_cast<double>(pixels));
+  }
+#pragma omp parallel for schedule(static)
+  for (int64_t p = 0; p < pixels; ++p) {
+    const float* dyr = dy + p * ch;
+    const float* xr = x + p * ch;
+    float* dxr = dx + p * ch;
+    for (int c = 0; c < ch; ++c) {
+      const float xhat = (xr[c] - mean[c]) * rstd[c];
+      dxr[c] = a[c] * (dyr[c] - m_dy[c] - xhat * m_dyx[c]);
+    }
+  }
+}
+
+}  // namespace tlm::kernels
