@@ -104,10 +104,56 @@ class Layer(nn.Module):
         return self.output(self.intermediate(a), a)
 
 
+class ConvolutionLayers(nn.Module):
+    """The paper's convolutional front-end (Rg32601/Tiny-Language-Models, nlp_bert_conv/models.py:
+    their ConvolutionLayers, with the same module and state-dict names), block 0 of their encoder."""
+
+    def __init__(self, num_layers, channels, kernel_size):
+        super().__init__()
+        self.layers = nn.ModuleList()
+        for i in range(num_layers):
+            self.layers.extend([nn.Conv2d(channels[i], channels[i + 1], kernel_size=kernel_size, padding="same"),
+                                nn.BatchNorm2d(channels[i + 1]), nn.GELU()])
+        self.conv = nn.Sequential(nn.Conv2d(channels[-1], 1, kernel_size=1, padding="same"), nn.BatchNorm2d(1),
+                                  nn.GELU())
+
+    def packed(self, x, lengths):
+        """tlm's semantics: x (n, width) packed sequences, each convolved as its own image (zero
+        padding at its own edges), each BatchNorm over every real token's pixels -> (n, width)."""
+        n, width = x.shape
+        hs = list(torch.split(x.reshape(1, 1, n, width), lengths, dim=2))
+        for m in list(self.layers) + list(self.conv):
+            if isinstance(m, nn.BatchNorm2d):
+                hs = list(torch.split(m(torch.cat(hs, dim=2)), lengths, dim=2))
+            else:
+                hs = [m(h) for h in hs]
+        return torch.cat(hs, dim=2).reshape(n, width)
+
+    def forward(self, x, ext_mask):
+        """x (batch, seq, width) padded; the real tokens are where ext_mask is 0. Padding rows come
+        out 0 (they are masked keys downstream and never reach a loss)."""
+        real = ext_mask[:, 0, 0, :] == 0
+        lengths = real.sum(dim=1).tolist()
+        out = torch.zeros_like(x)
+        out[real] = self.packed(x[real], lengths)
+        return out
+
+
+def conv_config(c):
+    """The config's convolutional front-end (tlm's config.json: "tlm": {"conv": {...}}), or None."""
+    conv = c.get("tlm", {}).get("conv")
+    return conv if conv and conv.get("layers", 0) > 0 else None
+
+
 class Encoder(nn.Module):
     def __init__(self, c):
         super().__init__()
-        self.layer = nn.ModuleList([Layer(c) for _ in range(c["num_hidden_layers"])])
+        layers = [Layer(c) for _ in range(c["num_hidden_layers"])]
+        conv = conv_config(c)
+        if conv:  # their BertConfig gets layers + 1 blocks and block 0 becomes the convolution
+            d = conv["channels"]
+            layers = [ConvolutionLayers(conv["layers"], [1] + [d] * conv["layers"], tuple(conv["kernel"]))] + layers
+        self.layer = nn.ModuleList(layers)
 
     def forward(self, x, ext_mask):
         for layer in self.layer:

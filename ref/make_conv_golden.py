@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """Writes the golden fixture of the convolutional front-end (tests/golden/conv_front.safetensors).
 
-The module is built like the paper's ConvolutionLayers (Rg32601/Tiny-Language-Models,
-nlp_bert_conv/models.py): n x [Conv2d(c_i -> d, kernel, padding="same") -> BatchNorm2d(d) -> GELU],
-then Conv2d(d -> 1, 1) -> BatchNorm2d(1) -> GELU, with the same state-dict names. tlm packs
-sequences, so the mirror runs each convolution on each sequence's own image (zero padding at its
-own edges) and each BatchNorm on all the sequences' pixels together: the semantics tlm claims.
+The module is the mirror's copy of the paper's ConvolutionLayers (ref/bert_mirror.py):
+n x [Conv2d(c_i -> d, kernel, padding="same") -> BatchNorm2d(d) -> GELU], then
+Conv2d(d -> 1, 1) -> BatchNorm2d(1) -> GELU, with the same state-dict names. tlm packs sequences,
+so the mirror runs each convolution on each sequence's own image (zero padding at its own edges)
+and each BatchNorm on all the sequences' pixels together: the semantics tlm claims.
 For every case it records the input, the weights, one training forward (output, every gradient
 of L = sum(y * R), the moved running statistics) and an inference forward with those statistics.
 
@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bert_mirror  # noqa: E402
 import st  # noqa: E402
 
 CASES = {
@@ -28,31 +29,9 @@ CASES = {
 }
 
 
-class ConvolutionLayers(nn.Module):
-    def __init__(self, num_layers, channels, kernel_size):
-        super().__init__()
-        self.layers = nn.ModuleList()
-        for i in range(num_layers):
-            self.layers.extend([nn.Conv2d(channels[i], channels[i + 1], kernel_size=kernel_size, padding="same"),
-                                nn.BatchNorm2d(channels[i + 1]), nn.GELU()])
-        self.conv = nn.Sequential(nn.Conv2d(channels[-1], 1, kernel_size=1, padding="same"), nn.BatchNorm2d(1),
-                                  nn.GELU())
-
-    def packed(self, x, lengths):
-        """x (n, width) packed sequences -> (n, width)."""
-        n, width = x.shape
-        hs = list(torch.split(x.view(1, 1, n, width), lengths, dim=2))
-        for m in list(self.layers) + list(self.conv):
-            if isinstance(m, nn.BatchNorm2d):
-                hs = list(torch.split(m(torch.cat(hs, dim=2)), lengths, dim=2))
-            else:
-                hs = [m(h) for h in hs]
-        return torch.cat(hs, dim=2).view(n, width)
-
-
 def run(name, layers, kernel, channels, lengths, width, gen):
     torch.manual_seed(int(torch.randint(0, 2**31, (1,), generator=gen)))
-    model = ConvolutionLayers(layers, [1] + [channels] * layers, kernel)
+    model = bert_mirror.ConvolutionLayers(layers, [1] + [channels] * layers, kernel)
     with torch.no_grad():  # non-trivial affine and running statistics, so every term is exercised
         for m in model.modules():
             if isinstance(m, nn.BatchNorm2d):

@@ -28,6 +28,10 @@ PRESETS = {
     "tiny": dict(vocab_size=211, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=56,
                  max_position_embeddings=24, batch=3, seq=20),
     # the paper's real widths (BERT-1: 768 hidden, 12 heads, FFN 3072), a cut vocabulary; generated at test time
+    # the paper's convolutional BERT-1 in small: their ConvolutionLayers (2 stages, an even 4x3 kernel,
+    # 3 channels) as block 0, then one transformer layer
+    "tiny_conv": dict(vocab_size=211, hidden_size=32, num_hidden_layers=1, num_attention_heads=4, intermediate_size=56,
+                      max_position_embeddings=24, batch=3, seq=20, conv=dict(layers=2, kernel=[4, 3], channels=3)),
     "wide": dict(vocab_size=1536, hidden_size=768, num_hidden_layers=1, num_attention_heads=12, intermediate_size=3072,
                  max_position_embeddings=64, batch=4, seq=48),
 }
@@ -42,6 +46,8 @@ def make_config(p, head):
              max_position_embeddings=p["max_position_embeddings"], type_vocab_size=2, layer_norm_eps=1e-12,
              initializer_range=0.02, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
              classifier_dropout=None, pad_token_id=0)
+    if "conv" in p:
+        c["tlm"] = {"conv": p["conv"]}
     if head == "BertForSequenceClassification":
         c["id2label"] = {str(i): f"class{i}" for i in range(5)}
         c["label2id"] = {f"class{i}": i for i in range(5)}
@@ -128,6 +134,17 @@ def run(preset, head, out_dir, precision):
     tensors["out.loss"] = loss.detach().reshape(1)
     for name, w in model.named_parameters():
         tensors["grad." + name] = w.grad.detach().clone()
+    if bert_mirror.conv_config(config):
+        # BatchNorm: the running statistics that training forward moved, and an inference forward
+        # (model.eval()) that normalises with them.
+        for name, w in model.state_dict().items():
+            if "running_" in name:
+                tensors["out.running." + name] = w.detach().clone()
+        model.eval()
+        with torch.no_grad():
+            eval_logits, _ = model(ids, mask, types)
+        model.train()
+        tensors["out.eval_logits"] = (eval_logits[mlm_labels != -100] if is_mlm else eval_logits).detach()
 
     # 10 AdamW steps on the same batch: torch.optim.AdamW, HF linear schedule, clip_grad_norm_.
     torch.manual_seed(1234)

@@ -1,8 +1,10 @@
 // Checkpoints: round trips, exact resume, and every way a file can be wrong.
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 
 #include "golden_fixture.h"
 #include "temp_dir.h"
@@ -18,19 +20,46 @@ namespace {
 
 namespace fs = std::filesystem;
 
-class CheckpointTest : public TempDirTest {};
+class CheckpointTest : public TempDirTest {
+ protected:
+  void check_exact_resume(const BertConfig& cfg);
+};
 
 TEST_F(CheckpointTest, ModelRoundTripIsExact) {
-  for (Head head : {Head::kMaskedLM, Head::kClassification}) {
-    const BertConfig cfg = small_config(head);
+  for (const BertConfig& cfg : {small_config(Head::kMaskedLM), small_config(Head::kClassification),
+                                small_conv_config(Head::kMaskedLM), small_conv_config(Head::kClassification)}) {
+    const Head head = cfg.head;
     BertModel a(cfg, {16, 2, 16, 4});
     a.init_weights(11);
+    if (cfg.conv.enabled()) {  // move BatchNorm's running statistics away from their init
+      const Batch batch = random_batch(cfg, {9, 7}, 3);
+      a.forward(batch, true, 1);
+      a.forward(batch, true, 2);
+    }
     save_model(path("m"), a);
     const BertConfig back = load_config(path("m"));
     EXPECT_EQ(back.head, head);
+    EXPECT_EQ(back.conv.layers, cfg.conv.layers);
+    EXPECT_EQ(back.conv.kernel_seq, cfg.conv.kernel_seq);
+    EXPECT_EQ(back.conv.kernel_hidden, cfg.conv.kernel_hidden);
+    EXPECT_EQ(back.conv.channels, cfg.conv.channels);
     BertModel b(back, {16, 2, 16, 4});
     load_model_weights(b, path("m"), {LoadMode::kExact});
     EXPECT_TRUE(bit_identical(a.params(), b.params(), a.num_params()));
+    const std::vector<float> stats_a = a.buffers_to_host(), stats_b = b.buffers_to_host();
+    EXPECT_EQ(stats_a, stats_b);
+    EXPECT_EQ(b.batches_tracked(), cfg.conv.enabled() ? 2 : 0);
+    if (cfg.conv.enabled()) {
+      EXPECT_NE(stats_a, std::vector<float>(stats_a.size(), 0.0f));
+      // their names: block 0 of the encoder is the convolution, the transformer layer is block 1
+      const auto file = read_safetensors(path("m/model.safetensors"));
+      for (const char* name :
+           {"bert.encoder.layer.0.layers.0.weight", "bert.encoder.layer.0.layers.1.running_var",
+            "bert.encoder.layer.0.layers.4.num_batches_tracked", "bert.encoder.layer.0.conv.0.weight",
+            "bert.encoder.layer.0.conv.1.running_mean", "bert.encoder.layer.1.attention.self.query.weight"}) {
+        EXPECT_EQ(file.tensors.count(name), 1u) << name;
+      }
+    }
     // The tied decoder is not stored twice, as in HF's own files.
     const auto file = read_safetensors(path("m/model.safetensors"));
     EXPECT_EQ(file.tensors.count("cls.predictions.decoder.weight"), 0u);
@@ -86,6 +115,44 @@ TEST_F(CheckpointTest, MissingAndMisshapedTensorsAreNamed) {
                {"unexpected tensor", "bert.encoder.layer.7.output.dense.weight"});
 }
 
+TEST_F(CheckpointTest, BatchNormStatisticsAndCountersAreCheckedBeforeAnythingLoads) {
+  const BertConfig cfg = small_conv_config(Head::kMaskedLM);
+  BertModel m(cfg, {16, 2, 16, 4});
+  m.init_weights(1);
+  save_model(path("m"), m);
+  const SafeTensorsFile file = read_safetensors(path("m/model.safetensors"));
+  BertModel target(cfg, {16, 2, 16, 4});
+  target.init_weights(2);
+  const std::vector<float> before = target.params_to_host(), stats_before = target.buffers_to_host();
+
+  SafeTensorsFile missing = file;
+  missing.tensors.erase("bert.encoder.layer.0.layers.4.running_var");
+  expect_error([&] { load_weights(target, missing, "f", {LoadMode::kExact}); },
+               {"missing tensor", "bert.encoder.layer.0.layers.4.running_var"});
+
+  SafeTensorsFile no_counter = file;
+  no_counter.tensors.erase("bert.encoder.layer.0.conv.1.num_batches_tracked");
+  expect_error([&] { load_weights(target, no_counter, "f", {LoadMode::kExact}); },
+               {"bert.encoder.layer.0.conv.1.num_batches_tracked"});
+
+  SafeTensorsFile float_counter = file;
+  float_counter.tensors["bert.encoder.layer.0.layers.1.num_batches_tracked"] =
+      file.tensors.at("bert.encoder.layer.0.layers.1.running_mean");
+  expect_error([&] { load_weights(target, float_counter, "f", {LoadMode::kExact}); },
+               {"bert.encoder.layer.0.layers.1.num_batches_tracked", "must be one I64"});
+
+  SafeTensorsFile nonfinite = file;
+  SafeTensor& var = nonfinite.tensors["bert.encoder.layer.0.conv.1.running_var"];
+  const float inf = std::numeric_limits<float>::infinity();
+  std::memcpy(var.bytes.data(), &inf, sizeof(inf));
+  expect_error([&] { load_weights(target, nonfinite, "f", {LoadMode::kExact}); },
+               {"bert.encoder.layer.0.conv.1.running_var", "non-finite"});
+
+  // Every refusal came before any copy: the model is as it was.
+  EXPECT_EQ(target.params_to_host(), before);
+  EXPECT_EQ(target.buffers_to_host(), stats_before);
+}
+
 TEST_F(CheckpointTest, TruncatedOrForeignFilesAreClearErrors) {
   const BertConfig cfg = small_config(Head::kMaskedLM);
   BertModel m(cfg, {16, 2, 16, 4});
@@ -121,7 +188,13 @@ TEST_F(CheckpointTest, TruncatedOrForeignFilesAreClearErrors) {
 }
 
 TEST_F(CheckpointTest, ExactResumeGivesBitIdenticalWeights) {
-  const BertConfig cfg = small_config(Head::kMaskedLM);
+  for (const BertConfig& cfg : {small_config(Head::kMaskedLM), small_conv_config(Head::kMaskedLM)}) {
+    SCOPED_TRACE(cfg.conv.enabled() ? "convolutional" : "plain");
+    check_exact_resume(cfg);
+  }
+}
+
+void CheckpointTest::check_exact_resume(const BertConfig& cfg) {
   const Batch batch = random_batch(cfg, {16, 11, 7}, 5);
   const ModelLimits lim = limits_for(batch, 16);
   const int total = 8, split = 3;
@@ -152,6 +225,8 @@ TEST_F(CheckpointTest, ExactResumeGivesBitIdenticalWeights) {
   EXPECT_EQ(opt.steps_taken(), split);
   for (int s = split; s < total; ++s) step(resumed, opt, s);
   EXPECT_TRUE(bit_identical(straight.params(), resumed.params(), straight.num_params()));
+  EXPECT_EQ(straight.buffers_to_host(), resumed.buffers_to_host());  // BatchNorm's running statistics
+  EXPECT_EQ(straight.batches_tracked(), resumed.batches_tracked());
 }
 
 TEST_F(CheckpointTest, OptimizerStateOfAnotherVersionIsRefused) {
@@ -174,12 +249,14 @@ namespace {
 // A tlm checkpoint loads with a strict state-dict load into the PyTorch mirror of HF BERT and
 // gives the same logits: the names, shapes, layout and config.json are Hugging Face's.
 TEST_F(CheckpointTest, LoadsStrictlyInThePyTorchMirrorWithTheSameLogits) {
-  for (Head head : {Head::kMaskedLM, Head::kClassification}) {
-    const BertConfig cfg = small_config(head);
+  for (const BertConfig& cfg : {small_config(Head::kMaskedLM), small_config(Head::kClassification),
+                                small_conv_config(Head::kMaskedLM), small_conv_config(Head::kClassification)}) {
+    const Head head = cfg.head;
     const std::vector<int> lengths{14, 9, 5};
     const Batch batch = random_batch(cfg, lengths, 21);
     BertModel model(cfg, limits_for(batch, 16));
     model.init_weights(77);
+    if (cfg.conv.enabled()) model.forward(batch, true, 1);  // running statistics of a real batch
     save_model(path("ckpt"), model);
     model.forward(batch, false, 0);
     // The padded form of the batch, as HF takes it.

@@ -26,7 +26,7 @@ struct Case {
 // through BatchNorm's division by a batch standard deviation and up to three stages.
 constexpr double kTol = 2e-5;
 
-bool is_conv_bias(const ConvFrontConfig& cfg, const std::string& key) {
+bool is_conv_bias(const ConvConfig& cfg, const std::string& key) {
   for (int s = 0; s <= cfg.layers; ++s) {
     if (key == conv_stage_names(cfg, s).conv_bias) return true;
   }
@@ -39,7 +39,7 @@ TEST(ConvFrontGolden, TrainingForwardGradientsStatisticsAndInferenceMatchPyTorch
     SCOPED_TRACE(name);
     const Case c{&file, name};
     std::istringstream config(file.metadata.at(name + ".config"));
-    ConvFrontConfig cfg;
+    ConvConfig cfg;
     int width = 0;
     config >> cfg.layers >> cfg.kernel_seq >> cfg.kernel_hidden >> cfg.channels >> width;
     const std::vector<int32_t> lengths = file.at(name + ".lengths", "fixture").to_ints();

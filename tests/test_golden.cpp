@@ -72,6 +72,9 @@ std::vector<Case> cases() {
   const std::vector<Case> fixtures = {
       {"tiny_mlm.safetensors", false, 1e-5, 1e-4, 1e-6, 1e-4, 1e-5},
       {"tiny_cls.safetensors", false, 1e-5, 1e-4, 1e-6, 1e-4, 1e-5},
+      // the paper's convolutional front-end (block 0) before one transformer layer
+      {"tiny_conv_mlm.safetensors", false, 1e-5, 1e-4, 1e-6, 1e-4, 1e-5},
+      {"tiny_conv_cls.safetensors", false, 1e-5, 1e-4, 1e-6, 1e-4, 1e-5},
       {"wide_mlm.safetensors", true, 1e-5, 1e-4, 1e-6, 1e-4, 1e-5},
       {"wide_cls.safetensors", true, 1e-5, 1e-4, 1e-6, 1e-4, 1e-5},
       {"tiny_mlm_bf16.safetensors", false, 1e-5, 1e-4, 1e-6, 1e-4, 1e-5, GemmMode::kBf16Emulated},
@@ -117,7 +120,8 @@ TEST_P(GoldenTest, LogitsLossAndEveryGradientMatchPyTorch) {
   const Golden& g = golden_;
   auto model = this->model();
   model->zero_grad();
-  const ForwardResult f = model->forward(g.batch, /*training=*/false, 0);
+  // The mirror ran in train mode (BatchNorm on batch statistics); every fixture's dropout is 0.
+  const ForwardResult f = model->forward(g.batch, /*training=*/true, 0);
   const SafeTensor& ref_logits = g.file.at("out.logits", g.path);
   const auto ref = ref_logits.to_floats();
   const int64_t rows =
@@ -135,15 +139,20 @@ TEST_P(GoldenTest, LogitsLossAndEveryGradientMatchPyTorch) {
     const auto ref_grad = g.file.at("grad." + e.name, g.path).to_floats();
     ASSERT_EQ(static_cast<int64_t>(ref_grad.size()), e.size) << e.name;
     const float* ours = model->grads() + e.offset;
-    if (e.name.ends_with("attention.self.key.bias")) {
+    const bool conv_bias =
+        e.name.starts_with(kConvPrefix) && e.init == ParamInfo::Init::kUniform && e.shape.size() == 1;
+    if (e.name.ends_with("attention.self.key.bias") || conv_bias) {
       // Exactly zero in exact arithmetic (softmax is shift-invariant along each row, and q.b_k
-      // is the same for every key), so both sides hold rounding noise: require that noise to
-      // be negligible next to the query bias gradient instead of comparing noise with noise.
-      const std::string q = e.name.substr(0, e.name.size() - 8) + "query.bias";
+      // is the same for every key; a training BatchNorm subtracts each channel's mean, bias
+      // included), so both sides hold rounding noise: require that noise to be negligible next
+      // to the query bias (the convolution weight) gradient instead of comparing noise with noise.
+      const std::string q = conv_bias ? e.name.substr(0, e.name.size() - 4) + "weight"
+                                      : e.name.substr(0, e.name.size() - 8) + "query.bias";
       const float* qg = model->grad(q);
+      const int64_t q_size = model->table().at(q).size;
       double qmax = 0, ours_max = 0, ref_max = 0;
+      for (int64_t i = 0; i < q_size; ++i) qmax = std::max(qmax, std::fabs(static_cast<double>(qg[i])));
       for (int64_t i = 0; i < e.size; ++i) {
-        qmax = std::max(qmax, std::fabs(static_cast<double>(qg[i])));
         ours_max = std::max(ours_max, std::fabs(static_cast<double>(ours[i])));
         ref_max = std::max(ref_max, std::fabs(static_cast<double>(ref_grad[i])));
       }
@@ -158,6 +167,19 @@ TEST_P(GoldenTest, LogitsLossAndEveryGradientMatchPyTorch) {
   }
   std::printf("  worst gradient error %.3g (tolerance %.0e)\n", worst, GetParam().tol);
   EXPECT_EQ(checked, static_cast<int>(model->table().entries().size()));
+
+  if (!g.config.conv.enabled()) return;
+  // BatchNorm's running statistics after that training forward, then inference with them.
+  const std::vector<float> stats = model->buffers_to_host();
+  for (const auto& e : model->table().buffers()) {
+    const auto ref_stat = g.file.at("out.running." + e.name, g.path).to_floats();
+    EXPECT_LE(rel_error(stats.data() + e.offset, ref_stat.data(), e.size), GetParam().tol) << e.name;
+  }
+  EXPECT_EQ(model->batches_tracked(), 1);
+  model->forward(g.batch, /*training=*/false, 0);
+  const auto ref_eval = g.file.at("out.eval_logits", g.path).to_floats();
+  ASSERT_EQ(static_cast<int64_t>(ref_eval.size()), rows * cols);
+  EXPECT_LE(rel_error(model->logits(), ref_eval.data(), rows * cols), GetParam().tol) << "inference logits";
 }
 
 TEST_P(GoldenTest, TenStepAdamWTrajectoryMatchesPyTorch) {
@@ -176,7 +198,7 @@ TEST_P(GoldenTest, TenStepAdamWTrajectoryMatchesPyTorch) {
   ASSERT_EQ(static_cast<int>(ref_losses.size()), steps);
   for (int s = 0; s < steps; ++s) {
     model->zero_grad();
-    const ForwardResult f = model->forward(g.batch, false, 0);
+    const ForwardResult f = model->forward(g.batch, true, 0);  // train mode, as the mirror (dropout 0)
     model->backward(static_cast<float>(1.0 / f.count));
     clip_grad_norm(model->backend(), model->grads(), model->num_params(), tr["max_grad_norm"]);
     adam.step(model->params(), model->grads(), o.lr * linear_schedule(s, warmup, steps));

@@ -23,6 +23,15 @@ inline BertConfig small_config(Head head) {
   return c;
 }
 
+// small_config with the paper's convolutional front-end (2 stages, an even 4x3 kernel, 3
+// channels) as block 0 before one transformer layer.
+inline BertConfig small_conv_config(Head head) {
+  BertConfig c = small_config(head);
+  c.num_hidden_layers = 1;
+  c.conv = {2, 4, 3, 3};
+  return c;
+}
+
 // Random sequences of the given lengths: [CLS] ids [SEP], ~20% masked (MLM) or a label each.
 inline Batch random_batch(const BertConfig& cfg, const std::vector<int>& lengths, uint64_t seed) {
   Rng rng(seed);

@@ -11,6 +11,17 @@ namespace tlm {
 
 enum class Head { kMaskedLM, kClassification };
 
+// The paper's convolutional front-end (their ConvolutionLayers, block 0 of a convolutional
+// BERT-1, before the transformer layers): `layers` stages of Conv2d(kernel_seq x kernel_hidden,
+// `channels` out) -> BatchNorm2d -> GELU over the embeddings seen as a one-channel image, then a
+// pointwise projection to one channel. layers 0: none (a plain BERT).
+struct ConvConfig {
+  int layers = 0;
+  int kernel_seq = 3, kernel_hidden = 3;
+  int channels = 64;
+  bool enabled() const { return layers > 0; }
+};
+
 struct BertConfig {
   int vocab_size = 30522;
   int hidden_size = 768;
@@ -29,6 +40,8 @@ struct BertConfig {
   // Special ids the data layer relies on ([UNK] [CLS] [SEP] [MASK]); bert-base-uncased layout.
   int unk_token_id = 100, cls_token_id = 101, sep_token_id = 102, mask_token_id = 103;
 
+  ConvConfig conv;  // config.json: "tlm": {"conv": {"layers", "kernel": [seq, hidden], "channels"}}
+
   Head head = Head::kMaskedLM;
   std::vector<std::string> labels;  // classification: id2label, in id order
 
@@ -44,7 +57,8 @@ struct BertConfig {
   static BertConfig load(const std::string& path);
   void save(const std::string& path) const;  // atomic
 
-  // Named configurations from the paper and for development: bert6, bert1, bert1-wide, mini, tiny.
+  // Named configurations from the paper and for development: bert6, bert1, bert1-wide, mini, tiny,
+  // and the paper's convolutional BERT-1s (bert1-conv2-k3-d64, bert1-conv2-k16x3-d64, bert1-conv3-k3-d32).
   static BertConfig named(const std::string& name);
   static std::vector<std::string> names();
 };

@@ -60,6 +60,13 @@ class BertModel {
   std::vector<float> params_to_host() const;
   void set_params(const float* host, int64_t offset, int64_t count);
 
+  // BatchNorm's running statistics (a convolutional front-end's; none otherwise), host copies in
+  // the table's buffers() layout, and the count of training forwards that moved them.
+  std::vector<float> buffers_to_host() const;
+  void set_buffers(const float* host, int64_t offset, int64_t count);
+  int64_t batches_tracked() const;
+  void set_batches_tracked(int64_t count);
+
   // Hugging Face's _init_weights: normal(0, initializer_range) for linear and embedding weights,
   // zero biases, LayerNorm 1 / 0, zero padding row of the word embeddings. Our RNG, one stream.
   void init_weights(uint64_t seed);

@@ -1,5 +1,7 @@
 #include "tlm/config.h"
 
+#include <fmt/ranges.h>
+
 #include <nlohmann/json.hpp>
 
 #include "tlm/check.h"
@@ -38,6 +40,17 @@ void BertConfig::validate() const {
   need(vocab_size > largest_special,
        fmt::format("vocab_size = {} is smaller than the special token ids need (largest id {})", vocab_size,
                    largest_special));
+  need(conv.layers >= 0 && conv.layers <= 8, fmt::format("conv layers = {} (must be 0..8)", conv.layers));
+  if (conv.enabled()) {
+    need(conv.kernel_seq >= 1 && conv.kernel_seq <= max_position_embeddings,
+         fmt::format("conv kernel along the sequence = {} (must be 1..max_position_embeddings = {})", conv.kernel_seq,
+                     max_position_embeddings));
+    need(conv.kernel_hidden >= 1 && conv.kernel_hidden <= hidden_size,
+         fmt::format("conv kernel along the hidden units = {} (must be 1..hidden_size = {})", conv.kernel_hidden,
+                     hidden_size));
+    need(conv.channels >= 1 && conv.channels <= 1024,
+         fmt::format("conv channels = {} (must be 1..1024)", conv.channels));
+  }
   if (head == Head::kClassification) {
     need(num_labels() >= 2, fmt::format("a classifier needs at least 2 labels, got {}", num_labels()));
   }
@@ -77,6 +90,10 @@ json BertConfig::to_hf_json() const {
               {"cls_token_id", cls_token_id},
               {"sep_token_id", sep_token_id},
               {"mask_token_id", mask_token_id}};
+  if (conv.enabled()) {  // absent otherwise: a plain BERT's config.json is unchanged
+    j["tlm"]["conv"] = {
+        {"layers", conv.layers}, {"kernel", {conv.kernel_seq, conv.kernel_hidden}}, {"channels", conv.channels}};
+  }
   return j;
 }
 
@@ -123,6 +140,19 @@ BertConfig BertConfig::from_hf_json(const json& j, const std::string& source) {
     read_field(*t, "cls_token_id", c.cls_token_id, source);
     read_field(*t, "sep_token_id", c.sep_token_id, source);
     read_field(*t, "mask_token_id", c.mask_token_id, source);
+    if (auto cv = t->find("conv"); cv != t->end() && !cv->is_null()) {
+      if (!cv->is_object()) throw Error(fmt::format("{}: field \"tlm.conv\" is not an object", source));
+      read_field(*cv, "layers", c.conv.layers, source);
+      read_field(*cv, "channels", c.conv.channels, source);
+      std::vector<int> kernel{c.conv.kernel_seq, c.conv.kernel_hidden};
+      read_field(*cv, "kernel", kernel, source);
+      if (kernel.size() != 2) {
+        throw Error(fmt::format("{}: field \"tlm.conv.kernel\" needs two sizes [sequence, hidden], got {}", source,
+                                cv->at("kernel").dump()));
+      }
+      c.conv.kernel_seq = kernel[0];
+      c.conv.kernel_hidden = kernel[1];
+    }
   }
   c.head = Head::kMaskedLM;
   if (auto arch = j.find("architectures"); arch != j.end() && arch->is_array() && !arch->empty()) {
@@ -190,12 +220,26 @@ BertConfig BertConfig::named(const std::string& name) {
     shape(4, 256, 4);
   } else if (name == "tiny") {
     shape(2, 128, 2);
+  } else if (name == "bert1-conv2-k3-d64" || name == "bert1-conv2-k16x3-d64" || name == "bert1-conv3-k3-d32") {
+    shape(1, 768, 12);  // the paper's configs: conv2-k3-d64, conv2-k(16,3)-d64, conv3-k3-d32, 12 heads
+    c.conv.layers = name[10] - '0';
+    c.conv.kernel_seq = name == "bert1-conv2-k16x3-d64" ? 16 : 3;
+    c.conv.channels = name == "bert1-conv3-k3-d32" ? 32 : 64;
   } else {
-    throw Error(fmt::format("unknown model config \"{}\" (known: bert6, bert1, bert1-wide, mini, tiny)", name));
+    throw Error(fmt::format("unknown model config \"{}\" (known: {})", name, fmt::join(names(), ", ")));
   }
   return c;
 }
 
-std::vector<std::string> BertConfig::names() { return {"bert6", "bert1", "bert1-wide", "mini", "tiny"}; }
+std::vector<std::string> BertConfig::names() {
+  return {"bert6",
+          "bert1",
+          "bert1-wide",
+          "mini",
+          "tiny",
+          "bert1-conv2-k3-d64",
+          "bert1-conv2-k16x3-d64",
+          "bert1-conv3-k3-d32"};
+}
 
 }  // namespace tlm

@@ -8,7 +8,7 @@
 
 namespace tlm {
 
-ConvStageNames conv_stage_names(const ConvFrontConfig& config, int stage) {
+ConvStageNames conv_stage_names(const ConvConfig& config, int stage) {
   const bool projection = stage == config.layers;
   const std::string conv = projection ? "conv.0." : fmt::format("layers.{}.", 3 * stage);
   const std::string bn = projection ? "conv.1." : fmt::format("layers.{}.", 3 * stage + 1);
@@ -16,8 +16,8 @@ ConvStageNames conv_stage_names(const ConvFrontConfig& config, int stage) {
           bn + "num_batches_tracked"};
 }
 
-ConvFrontEnd::ConvFrontEnd(Backend& backend, const ConvFrontConfig& config, int width, int max_tokens)
-    : backend_(backend), config_(config), width_(width), max_tokens_(max_tokens) {
+ConvFrontEnd::ConvFrontEnd(Backend& backend, const ConvConfig& conv, int width, int max_tokens)
+    : ConvFrontShape(conv), backend_(backend), width_(width), max_tokens_(max_tokens) {
   TLM_CHECK(config.layers >= 1 && config.channels >= 1 && config.kernel_seq >= 1 && config.kernel_hidden >= 1,
             "convolutional front-end: {} layers of {} channels, kernel {}x{}", config.layers, config.channels,
             config.kernel_seq, config.kernel_hidden);
@@ -59,11 +59,10 @@ void ConvFrontEnd::forward(const float* x, float* y, const std::vector<ConvStage
     backend_.conv2d_forward(in, p.conv_w, p.conv_b, st.conv_out.data(), scratch_.data(), shape(s));
     if (training) {
       backend_.batchnorm_forward_train(st.conv_out.data(), p.bn_gamma, p.bn_beta, st.bn_out.data(), st.mean.data(),
-                                       st.rstd.data(), p.running_mean, p.running_var, pixels, ch, config_.bn_eps,
-                                       config_.bn_momentum);
+                                       st.rstd.data(), p.running_mean, p.running_var, pixels, ch, kBnEps, kBnMomentum);
     } else {
       backend_.batchnorm_forward_eval(st.conv_out.data(), p.bn_gamma, p.bn_beta, p.running_mean, p.running_var,
-                                      st.bn_out.data(), pixels, ch, config_.bn_eps);
+                                      st.bn_out.data(), pixels, ch, kBnEps);
     }
     backend_.gelu_forward(st.bn_out.data(), st.act.data(), pixels * ch);
     in = st.act.data();

@@ -11,15 +11,9 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "tlm/config.h"
 
 namespace tlm {
-
-struct ConvFrontConfig {
-  int layers = 0;  // 0: no front-end
-  int kernel_seq = 3, kernel_hidden = 3;
-  int channels = 64;
-  float bn_eps = 1e-5f, bn_momentum = 0.1f;  // torch's BatchNorm2d defaults, as their code uses
-};
 
 // One stage's tensors (device memory): the convolution (out, in, kh, kw), (out) and the
 // BatchNorm's affine (out), (out) and running statistics (out), (out).
@@ -37,18 +31,23 @@ struct ConvStageGrads {
 struct ConvStageNames {
   std::string conv_weight, conv_bias, bn_weight, bn_bias, running_mean, running_var, num_batches_tracked;
 };
-ConvStageNames conv_stage_names(const ConvFrontConfig& config, int stage);
+ConvStageNames conv_stage_names(const ConvConfig& config, int stage);
 
-class ConvFrontEnd {
+// The stages' geometry: the convolutions, then the pointwise projection to one channel.
+struct ConvFrontShape {
+  ConvConfig config;
+  explicit ConvFrontShape(const ConvConfig& c) : config(c) {}
+  int stages() const { return config.layers + 1; }
+  int in_channels(int stage) const { return stage == 0 ? 1 : config.channels; }
+  int out_channels(int stage) const { return stage == config.layers ? 1 : config.channels; }
+  int kernel_seq(int stage) const { return stage == config.layers ? 1 : config.kernel_seq; }
+  int kernel_hidden(int stage) const { return stage == config.layers ? 1 : config.kernel_hidden; }
+};
+
+class ConvFrontEnd : public ConvFrontShape {
  public:
-  // Buffers for up to max_tokens rows of `width` hidden units.
-  ConvFrontEnd(Backend& backend, const ConvFrontConfig& config, int width, int max_tokens);
-
-  int stages() const { return config_.layers + 1; }  // the convolutions, then the projection to 1 channel
-  int in_channels(int stage) const { return stage == 0 ? 1 : config_.channels; }
-  int out_channels(int stage) const { return stage == config_.layers ? 1 : config_.channels; }
-  int kernel_seq(int stage) const { return stage == config_.layers ? 1 : config_.kernel_seq; }
-  int kernel_hidden(int stage) const { return stage == config_.layers ? 1 : config_.kernel_hidden; }
+  // Buffers for up to max_tokens rows of `width` hidden units; config.enabled().
+  ConvFrontEnd(Backend& backend, const ConvConfig& conv, int width, int max_tokens);
 
   // x (n, width) -> y (n, width); offsets (num_seqs + 1) device memory. Training uses and moves
   // the batch statistics (as torch's train mode); otherwise the running statistics normalise.
@@ -65,7 +64,7 @@ class ConvFrontEnd {
     DeviceBuffer<float> mean, rstd;             // (out_ch)
   };
   Backend& backend_;
-  ConvFrontConfig config_;
+  static constexpr float kBnEps = 1e-5f, kBnMomentum = 0.1f;  // torch's BatchNorm2d defaults, as their code uses
   int width_, max_tokens_;
   std::vector<Stage> stages_;
   DeviceBuffer<float> scratch_, grad_a_, grad_b_;  // im2col blocks; two gradients of the widest stage

@@ -6,6 +6,7 @@
 
 #include "backend/backend.h"
 #include "core/parallel.h"
+#include "model/conv_front.h"
 #include "tlm/check.h"
 #include "tlm/rng.h"
 
@@ -53,6 +54,14 @@ struct BertModel::Impl {
   explicit Impl(Backend& backend) : be(backend) {}
 
   DeviceBuffer<float> params, grads;  // the parameter table's layout
+  // The convolutional front-end, when the config has one: its tensors (pointers into params,
+  // grads and stats, fixed for the model's life) and BatchNorm's running statistics.
+  std::unique_ptr<ConvFrontEnd> conv;
+  std::vector<ConvStageParams> conv_params;
+  std::vector<ConvStageGrads> conv_grads;
+  DeviceBuffer<float> stats;    // the table's buffers() layout
+  int64_t batches_tracked = 0;  // training forwards since init: torch's num_batches_tracked
+  float* conv_out = nullptr;    // (n, c) the front-end's output, the first transformer layer's input
   std::vector<LayerOffsets> layer_off;
   int64_t word, pos, type, emb_g, emb_b;
   int64_t head_w, head_b, head_ln_g, head_ln_b, dec_b;  // MLM transform + decoder bias
@@ -74,6 +83,7 @@ struct BertModel::Impl {
   DeviceBuffer<uint64_t> d_token_keys, d_sel_keys;                         // (n), (r)
   float *in_sel, *dq_sel, *d_sel;  // (r, c) last layer input rows, query gradient, scratch
   float *emb_sum, *emb_out, *emb_mean, *emb_rstd;
+  const float* encoder_in() const { return conv ? conv_out : emb_out; }  // (n, c) transformer layer 0's input
   std::vector<LayerActs> layers;
   float *d0, *d1, *d2, *d3, *dqkv, *dffn, *att_scratch;
   // MLM head (m rows)
@@ -181,7 +191,7 @@ BertModel::BertModel(const BertConfig& config, const ModelLimits& limits, std::s
   I.emb_g = off("bert.embeddings.LayerNorm.weight");
   I.emb_b = off("bert.embeddings.LayerNorm.bias");
   for (int l = 0; l < config.num_hidden_layers; ++l) {
-    const std::string p = fmt::format("bert.encoder.layer.{}.", l);
+    const std::string p = encoder_layer_prefix(config, l);
     LayerOffsets o;
     o.wqkv = off(p + "attention.self.query.weight");
     o.bqkv = off(p + "attention.self.query.bias");
@@ -221,6 +231,7 @@ BertModel::BertModel(const BertConfig& config, const ModelLimits& limits, std::s
   want(&I.emb_out, n * c);
   want(&I.emb_mean, n);
   want(&I.emb_rstd, n);
+  want(&I.conv_out, config.conv.enabled() ? n * c : 0);
   const int64_t r = std::max<int64_t>(m, b);  // selected rows of the last layer
   I.layers.resize(config.num_hidden_layers);
   for (auto& L : I.layers) {
@@ -260,6 +271,25 @@ BertModel::BertModel(const BertConfig& config, const ModelLimits& limits, std::s
   for (auto& [p, count] : plan) {
     *p = I.acts.data() + total;
     total += count;
+  }
+  if (config.conv.enabled()) {
+    I.conv = std::make_unique<ConvFrontEnd>(*backend_, config.conv, config.hidden_size, limits.max_tokens);
+    I.stats = DeviceBuffer<float>(*backend_, table_.buffers_size());
+    auto buffer = [&](const std::string& name) {
+      for (const auto& e : table_.buffers()) {
+        if (e.name == name) return I.stats.data() + e.offset;
+      }
+      TLM_FAIL("no buffer named {}", name);
+    };
+    for (int s = 0; s < I.conv->stages(); ++s) {
+      const ConvStageNames nm = conv_stage_names(config.conv, s);
+      const std::string p = kConvPrefix;
+      I.conv_params.push_back({I.params.data() + off(p + nm.conv_weight), I.params.data() + off(p + nm.conv_bias),
+                               I.params.data() + off(p + nm.bn_weight), I.params.data() + off(p + nm.bn_bias),
+                               buffer(p + nm.running_mean), buffer(p + nm.running_var)});
+      I.conv_grads.push_back({I.grads.data() + off(p + nm.conv_weight), I.grads.data() + off(p + nm.conv_bias),
+                              I.grads.data() + off(p + nm.bn_weight), I.grads.data() + off(p + nm.bn_bias)});
+    }
   }
   I.positions.resize(n);
   I.token_keys.resize(n);
@@ -315,8 +345,19 @@ void BertModel::init_weights(uint64_t seed) {
       case ParamInfo::Init::kOne:
         std::fill(p, p + e.size, 1.0f);
         break;
+      case ParamInfo::Init::kUniform:
+        for (int64_t i = 0; i < e.size; ++i) p[i] = static_cast<float>((2.0 * rng.uniform() - 1.0) * e.bound);
+        break;
     }
   }
+  // BatchNorm's running statistics start at mean 0, variance 1 (torch's reset_running_stats).
+  std::vector<float> stats(static_cast<size_t>(table_.buffers_size()));
+  for (const auto& e : table_.buffers()) {
+    std::fill(stats.begin() + e.offset, stats.begin() + e.offset + e.size,
+              e.init == ParamInfo::Init::kOne ? 1.0f : 0.0f);
+  }
+  set_buffers(stats.data(), 0, table_.buffers_size());
+  impl_->batches_tracked = 0;
   // nn.Embedding(padding_idx=pad_token_id): HF zeroes that row after the normal draw.
   float* pad_row = host.data() + impl_->word + static_cast<int64_t>(config_.pad_token_id) * config_.hidden_size;
   std::fill(pad_row, pad_row + config_.hidden_size, 0.0f);
@@ -324,6 +365,22 @@ void BertModel::init_weights(uint64_t seed) {
 }
 
 void BertModel::zero_grad() { impl_->grads.zero(); }
+
+std::vector<float> BertModel::buffers_to_host() const {
+  std::vector<float> host(static_cast<size_t>(table_.buffers_size()));
+  impl_->stats.download(host.data(), table_.buffers_size());
+  return host;
+}
+
+void BertModel::set_buffers(const float* host, int64_t offset, int64_t count) {
+  TLM_CHECK(offset >= 0 && count >= 0 && offset + count <= table_.buffers_size(),
+            "buffer range [{}, {}) outside [0, {})", offset, offset + count, table_.buffers_size());
+  impl_->stats.upload(host, count, offset);
+  backend_->synchronize();
+}
+
+int64_t BertModel::batches_tracked() const { return impl_->batches_tracked; }
+void BertModel::set_batches_tracked(int64_t count) { impl_->batches_tracked = count; }
 
 namespace {
 
@@ -409,8 +466,12 @@ ForwardResult BertModel::forward(const Batch& batch, bool training, uint64_t dro
   be.embedding_forward(I.d_ids.data(), I.d_positions.data(), types, P + I.word, P + I.pos, P + I.type, I.emb_sum, n, c);
   be.layernorm_forward(I.emb_sum, P + I.emb_g, P + I.emb_b, I.emb_out, I.emb_mean, I.emb_rstd, n, c, eps);
   I.dropout(I.emb_out, n, c, p_hidden, kNoLayer, kEmbeddings, false);
+  if (I.conv) {
+    I.conv->forward(I.emb_out, I.conv_out, I.conv_params, I.d_offsets.data(), b, n, training);
+    if (training) ++I.batches_tracked;
+  }
 
-  const float* in = I.emb_out;
+  const float* in = I.encoder_in();
   for (int l = 0; l < layers; ++l) {
     const LayerOffsets& o = I.layer_off[l];
     LayerActs& A = I.layers[l];
@@ -520,7 +581,7 @@ void BertModel::backward(float grad_scale) {
     const bool last = l == layers - 1;
     const int rows = last ? I.r : n;
     const int64_t rc = int64_t{rows} * c;
-    const float* in = l == 0 ? I.emb_out : I.layers[l - 1].ln2;  // (n, c)
+    const float* in = l == 0 ? I.encoder_in() : I.layers[l - 1].ln2;  // (n, c)
     // d0: gradient w.r.t. this layer's output (ln2), (rows, c)
     be.layernorm_backward(I.d0, A.res2, A.ln2_mean, A.ln2_rstd, P + o.ln2_g, I.d1, G + o.ln2_g, G + o.ln2_b, rows, c);
     // d1: d res2 = d ln1 (residual) + d ffn output
@@ -550,8 +611,13 @@ void BertModel::backward(float grad_scale) {
     }
   }
 
-  I.dropout(I.d0, n, c, p_hidden, kNoLayer, kEmbeddings, false);
-  be.layernorm_backward(I.d0, I.emb_sum, I.emb_mean, I.emb_rstd, P + I.emb_g, I.d1, G + I.emb_g, G + I.emb_b, n, c);
+  float* d_emb = I.d0;  // (n, c) gradient w.r.t. the embeddings' output
+  if (I.conv) {
+    I.conv->backward(I.d0, I.d3, I.conv_params, I.conv_grads);
+    d_emb = I.d3;
+  }
+  I.dropout(d_emb, n, c, p_hidden, kNoLayer, kEmbeddings, false);
+  be.layernorm_backward(d_emb, I.emb_sum, I.emb_mean, I.emb_rstd, P + I.emb_g, I.d1, G + I.emb_g, G + I.emb_b, n, c);
   const int32_t* types = batch.type_ids.empty() ? nullptr : I.d_types.data();
   be.embedding_backward(I.d1, I.d_ids.data(), I.d_positions.data(), types, G + I.word, G + I.pos, G + I.type, n, c);
 }
@@ -595,6 +661,13 @@ double BertModel::train_flops(const Batch& batch) const {
   }
   attn_last = attn_full * r / std::max(1.0, n);  // on average r/n of the query rows
   flops += full_layers * attn_full + attn_last;
+  if (config_.conv.enabled()) {  // each stage a GEMM of (n * c pixels) x (in * kh * kw) x out, thrice
+    const ConvFrontShape front(config_.conv);
+    for (int s = 0; s < front.stages(); ++s) {
+      flops +=
+          6.0 * n * c * front.in_channels(s) * front.kernel_seq(s) * front.kernel_hidden(s) * front.out_channels(s);
+    }
+  }
   if (config_.head == Head::kMaskedLM) {
     flops += 6.0 * m * (c * c + c * config_.vocab_size);
   } else {

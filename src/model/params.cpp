@@ -1,5 +1,8 @@
 #include "tlm/params.h"
 
+#include <cmath>
+
+#include "model/conv_front.h"
 #include "tlm/check.h"
 
 namespace tlm {
@@ -12,8 +15,25 @@ ParamTable::ParamTable(const BertConfig& cfg) {
   add("bert.embeddings.token_type_embeddings.weight", {cfg.type_vocab_size, c}, I::kNormal);
   add("bert.embeddings.LayerNorm.weight", {c}, I::kOne);
   add("bert.embeddings.LayerNorm.bias", {c}, I::kZero);
+  if (cfg.conv.enabled()) {
+    const ConvFrontShape front(cfg.conv);
+    for (int s = 0; s < front.stages(); ++s) {
+      const ConvStageNames n = conv_stage_names(cfg.conv, s);
+      const int64_t in = front.in_channels(s), out = front.out_channels(s), kh = front.kernel_seq(s),
+                    kw = front.kernel_hidden(s);
+      // torch's Conv2d default (HF's _init_weights runs before their code swaps the block in)
+      const float bound = static_cast<float>(1.0 / std::sqrt(static_cast<double>(in * kh * kw)));
+      add(kConvPrefix + n.conv_weight, {out, in, kh, kw}, I::kUniform, bound);
+      add(kConvPrefix + n.conv_bias, {out}, I::kUniform, bound);
+      add(kConvPrefix + n.bn_weight, {out}, I::kOne);
+      add(kConvPrefix + n.bn_bias, {out}, I::kZero);
+      add_buffer(kConvPrefix + n.running_mean, out, I::kZero);
+      add_buffer(kConvPrefix + n.running_var, out, I::kOne);
+      counters_.push_back(kConvPrefix + n.num_batches_tracked);
+    }
+  }
   for (int l = 0; l < cfg.num_hidden_layers; ++l) {
-    const std::string p = fmt::format("bert.encoder.layer.{}.", l);
+    const std::string p = encoder_layer_prefix(cfg, l);
     // query, key and value weights are adjacent, so together they form one (3c, c) matrix and
     // the projection is a single GEMM; the biases likewise form one (3c) vector.
     add(p + "attention.self.query.weight", {c, c}, I::kNormal);
@@ -49,8 +69,24 @@ ParamTable::ParamTable(const BertConfig& cfg) {
   }
 }
 
-void ParamTable::add(const std::string& name, std::vector<int64_t> shape, ParamInfo::Init init) {
+std::string encoder_layer_prefix(const BertConfig& config, int l) {
+  return fmt::format("bert.encoder.layer.{}.", l + (config.conv.enabled() ? 1 : 0));
+}
+
+void ParamTable::add_buffer(const std::string& name, int64_t size, ParamInfo::Init init) {
   ParamInfo p;
+  p.name = name;
+  p.shape = {size};
+  p.size = size;
+  p.offset = buffers_total_;
+  p.init = init;
+  buffers_total_ += size;
+  buffers_.push_back(std::move(p));
+}
+
+void ParamTable::add(const std::string& name, std::vector<int64_t> shape, ParamInfo::Init init, float bound) {
+  ParamInfo p;
+  p.bound = bound;
   p.name = name;
   p.size = 1;
   for (int64_t d : shape) p.size *= d;
