@@ -220,6 +220,45 @@ TEST(Config, ImpossibleConfigsAreClearErrors) {
   expect_invalid(c, "hidden_dropout_prob");
 }
 
+TEST(Config, ConvolutionalFrontEndIsCheckedAndRoundTrips) {
+  BertConfig c = small_conv_config(Head::kMaskedLM);
+  c.conv.kernel_hidden = c.hidden_size + 1;
+  expect_invalid(c, "conv kernel along the hidden units = 25");
+  c = small_conv_config(Head::kMaskedLM);
+  c.conv.channels = 0;
+  expect_invalid(c, "conv channels = 0");
+  c = small_conv_config(Head::kMaskedLM);
+  c.conv.layers = 9;
+  expect_invalid(c, "conv layers = 9");
+
+  c = small_conv_config(Head::kClassification);
+  c.conv = {3, 16, 3, 32};
+  const nlohmann::json j = c.to_hf_json();
+  EXPECT_EQ(j["tlm"]["conv"], (nlohmann::json{{"layers", 3}, {"kernel", {16, 3}}, {"channels", 32}}));
+  const BertConfig back = BertConfig::from_hf_json(j, "test");
+  EXPECT_EQ(back.to_hf_json(), j);
+  EXPECT_FALSE(small_config(Head::kMaskedLM).to_hf_json()["tlm"].contains("conv"));  // plain: unchanged
+  nlohmann::json bad = j;
+  bad["tlm"]["conv"]["kernel"] = {3};
+  EXPECT_THROW(BertConfig::from_hf_json(bad, "test"), Error);
+  bad["tlm"]["conv"] = "yes";
+  EXPECT_THROW(BertConfig::from_hf_json(bad, "test"), Error);
+
+  EXPECT_EQ(parse_conv_kernel("3"), std::make_pair(3, 3));
+  EXPECT_EQ(parse_conv_kernel("16,3"), std::make_pair(16, 3));
+  for (const char* text : {"", "0", "3x3", "3,", ",3", "3,3,3", "-1", "99999"}) {
+    EXPECT_THROW(parse_conv_kernel(text), Error) << text;
+  }
+  EXPECT_EQ(conv_kernel_text(3, 3), "3");
+  EXPECT_EQ(conv_kernel_text(16, 3), "16,3");
+  const BertConfig paper = BertConfig::named("bert1-conv2-k16x3-d64");
+  EXPECT_EQ(paper.conv.layers, 2);
+  EXPECT_EQ(paper.conv.kernel_seq, 16);
+  EXPECT_EQ(paper.conv.kernel_hidden, 3);
+  EXPECT_EQ(paper.conv.channels, 64);
+  EXPECT_EQ(BertConfig::named("bert1-conv3-k3-d32").conv.channels, 32);
+}
+
 TEST(Config, HuggingFaceJsonRoundTrip) {
   BertConfig c = small_config(Head::kClassification);
   c.classifier_dropout = 0.2f;

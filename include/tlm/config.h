@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <nlohmann/json_fwd.hpp>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace tlm {
@@ -21,6 +22,11 @@ struct ConvConfig {
   int channels = 64;
   bool enabled() const { return layers > 0; }
 };
+
+// A convolution kernel as text: "k" (k x k) or "seq,hidden" (e.g. "16,3"); sizes 1..4096.
+// parse_conv_kernel throws tlm::Error saying what is wrong; conv_kernel_text is its canonical form.
+std::pair<int, int> parse_conv_kernel(const std::string& text);
+std::string conv_kernel_text(int kernel_seq, int kernel_hidden);
 
 struct BertConfig {
   int vocab_size = 30522;

@@ -75,7 +75,8 @@ class JobSchema {
 const JobSchema& job_schema(const std::string& kind);
 std::vector<std::string> job_kinds();
 
-// The architecture keys (layers, hidden, heads, ffn) shared by pretrain and finetune.
+// The architecture keys (layers, hidden, heads, ffn, and the convolutional front-end's conv_layers,
+// conv_kernel, conv_channels) shared by pretrain and finetune.
 const std::vector<std::string>& architecture_keys();
 
 // Replaces a configuration's "precision" request (auto included) by what it resolves to on its

@@ -2,6 +2,7 @@
 
 #include <fmt/ranges.h>
 
+#include <charconv>
 #include <nlohmann/json.hpp>
 
 #include "tlm/check.h"
@@ -10,6 +11,28 @@
 namespace tlm {
 
 using nlohmann::json;
+
+std::pair<int, int> parse_conv_kernel(const std::string& text) {
+  auto size = [&](const std::string& part) {
+    int v = 0;
+    const auto [end, ec] = std::from_chars(part.data(), part.data() + part.size(), v);
+    if (part.empty() || ec != std::errc() || end != part.data() + part.size() || v < 1 || v > 4096) {
+      throw Error(
+          fmt::format("convolution kernel \"{}\": expected k or seq,hidden with sizes 1..4096 (e.g. 3 or 16,3)", text));
+    }
+    return v;
+  };
+  const size_t comma = text.find(',');
+  if (comma == std::string::npos) {
+    const int k = size(text);
+    return {k, k};
+  }
+  return {size(text.substr(0, comma)), size(text.substr(comma + 1))};
+}
+
+std::string conv_kernel_text(int kernel_seq, int kernel_hidden) {
+  return kernel_seq == kernel_hidden ? std::to_string(kernel_seq) : fmt::format("{},{}", kernel_seq, kernel_hidden);
+}
 
 void BertConfig::validate() const {
   auto need = [](bool ok, const std::string& what) {

@@ -6,6 +6,7 @@
 #include <optional>
 
 #include "tlm/check.h"
+#include "tlm/config.h"
 #include "tlm/device.h"
 #include "tlm/toml_json.h"
 
@@ -60,11 +61,27 @@ void add(std::vector<Field>& to, std::vector<Field> more) {
   for (auto& f : more) to.push_back(std::move(f));
 }
 
+// The paper's convolutional front-end (block 0, before the transformer layers). In a run's
+// name only when set: the names of runs without one stay as they were.
+std::vector<Field> conv_fields() {
+  Field layers = int_field("conv_layers", 0, 0, 8,
+                           "convolutional front-end stages before the transformer layers, as the paper's "
+                           "convolutional BERT-1 (0: none)");
+  Field kernel = string_field("conv_kernel", "3", "front-end kernel: k or seq,hidden (e.g. 16,3)");
+  kernel.check_string = [](const std::string& s) { parse_conv_kernel(s); };
+  Field channels = int_field("conv_channels", 64, 1, 1024, "front-end channels");
+  for (Field* f : {&layers, &kernel, &channels}) f->identity = Identity::kWhenSet;
+  return {layers, kernel, channels};
+}
+
 std::vector<Field> model_fields() {
-  return {int_field("layers", 2, 1, 48, "encoder layers"), int_field("hidden", 128, 1, 16384, "hidden size"),
-          int_field("heads", 2, 1, 256, "attention heads (hidden must be a multiple)"),
-          int_field("ffn", 0, 0, 65536, "FFN size (0: 4 x hidden)"),
-          float_field("dropout", 0.1, 0, 1, "hidden and attention dropout", false, true)};
+  std::vector<Field> f = {int_field("layers", 2, 1, 48, "encoder layers"),
+                          int_field("hidden", 128, 1, 16384, "hidden size"),
+                          int_field("heads", 2, 1, 256, "attention heads (hidden must be a multiple)"),
+                          int_field("ffn", 0, 0, 65536, "FFN size (0: 4 x hidden)"),
+                          float_field("dropout", 0.1, 0, 1, "hidden and attention dropout", false, true)};
+  add(f, conv_fields());
+  return f;
 }
 
 // Where a job computes and in what precision. Threads and device are not part of a run's
@@ -129,6 +146,15 @@ std::vector<Field> inference_fields() {
 
 std::string label(const std::string& key) { return flag_of(key); }
 
+void conv_needs_layers(const json& c, const std::string& where) {
+  if (c.at("conv_layers").get<int>() == 0 && (c.at("conv_kernel") != "3" || c.at("conv_channels") != 64)) {
+    throw Error(
+        fmt::format("{}: --conv-kernel and --conv-channels shape the convolutional front-end; give "
+                    "--conv-layers N (1 or more) too",
+                    where));
+  }
+}
+
 void hidden_divides_heads(const json& c, const std::string& where) {
   const int64_t hidden = c.at("hidden"), heads = c.at("heads");
   if (hidden % heads != 0) {
@@ -163,6 +189,7 @@ std::map<std::string, JobSchema> make_schemas() {
   put(JobSchema("pretrain", {"pretrain"}, "pre-train a tiny BERT with masked-language modelling", std::move(pre),
                 [](const json& c, const std::string& where) {
                   hidden_divides_heads(c, where);
+                  conv_needs_layers(c, where);
                   out_or_resume(c, where);
                 }));
 
@@ -202,6 +229,7 @@ std::map<std::string, JobSchema> make_schemas() {
               "{}: without --test, --per-label-test must say how many examples per label to hold out", where));
         }
         hidden_divides_heads(c, where);
+        if (scratch) conv_needs_layers(c, where);  // with --init the front-end is the run's (checked there)
         out_or_resume(c, where);
       }));
 
@@ -511,7 +539,8 @@ std::vector<std::string> job_kinds() {
 }
 
 const std::vector<std::string>& architecture_keys() {
-  static const std::vector<std::string> keys = {"layers", "hidden", "heads", "ffn"};
+  static const std::vector<std::string> keys = {"layers",      "hidden",      "heads",        "ffn",
+                                                "conv_layers", "conv_kernel", "conv_channels"};
   return keys;
 }
 

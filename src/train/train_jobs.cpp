@@ -174,6 +174,9 @@ BertConfig model_config(const json& c, const Vocab& vocab) {
   m.intermediate_size = c.at("ffn").get<int>() > 0 ? c.at("ffn").get<int>() : 4 * m.hidden_size;
   m.max_position_embeddings = std::max(512, c.at("max_len").get<int>());
   m.hidden_dropout_prob = m.attention_probs_dropout_prob = c.at("dropout");
+  m.conv.layers = c.at("conv_layers");
+  std::tie(m.conv.kernel_seq, m.conv.kernel_hidden) = parse_conv_kernel(c.at("conv_kernel"));
+  m.conv.channels = c.at("conv_channels");
   m.pad_token_id = vocab.pad_id();
   m.unk_token_id = vocab.unk_id();
   m.cls_token_id = vocab.cls_id();
@@ -334,13 +337,20 @@ JobRun run_finetune_job(const ResolvedConfig& rc, const std::vector<std::string>
     vocab = std::make_unique<Vocab>(std::move(pre_tok.vocab));
     model = load_config(init);
     const int pre_ffn = model.intermediate_size == 4 * model.hidden_size ? 0 : model.intermediate_size;
-    const json pre_arch = {{"layers", model.num_hidden_layers},
-                           {"hidden", model.hidden_size},
-                           {"heads", model.num_attention_heads},
-                           {"ffn", pre_ffn}};
+    const ConvConfig& conv = model.conv;
+    const json pre_arch = {
+        {"layers", model.num_hidden_layers},
+        {"hidden", model.hidden_size},
+        {"heads", model.num_attention_heads},
+        {"ffn", pre_ffn},
+        {"conv_layers", conv.layers},
+        // a run without a front-end keeps the defaults, so its identity is unchanged
+        {"conv_kernel", conv.enabled() ? conv_kernel_text(conv.kernel_seq, conv.kernel_hidden) : "3"},
+        {"conv_channels", conv.enabled() ? conv.channels : 64}};
     for (const auto& key : architecture_keys()) {
-      const bool same =
-          c.at(key) == pre_arch.at(key) || (key == "ffn" && c.at(key).get<int>() == model.intermediate_size);
+      const bool same = c.at(key) == pre_arch.at(key) ||
+                        (key == "ffn" && c.at(key).get<int>() == model.intermediate_size) ||
+                        (key == "conv_kernel" && parse_conv_kernel(c.at(key)) == parse_conv_kernel(pre_arch.at(key)));
       if (rc.was_given(key) && !same) {
         throw Error(fmt::format("{} {} differs from the --init run {} ({}); leave it out to use the run's",
                                 flag_of(key), c.at(key).dump(), init, pre_arch.at(key).dump()));
