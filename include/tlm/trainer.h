@@ -29,8 +29,11 @@ struct TrainOptions {
   int epochs = 1;
   int batch = 32;
   AdamWOptions optimizer;  // lr (the peak of the schedule), weight decay, no-decay parameters
-  double warmup = 0.0;     // < 1: share of the total steps; >= 1: steps
-  double clip = 1.0;       // global-norm clipping (0: off)
+  double warmup = 0.0;     // < 1: share of the total steps; >= 1: steps (per epoch: epochs)
+  // The paper's code steps the linear schedule once per epoch (every step of epoch e at
+  // lr * linear_schedule(e, warmup epochs, epochs)) instead of once per optimizer step.
+  bool per_epoch_schedule = false;
+  double clip = 1.0;  // global-norm clipping (0: off)
   uint64_t seed = 1;
   int64_t max_steps = 0;         // > 0: stop after this many steps (the schedule still spans the epochs)
   int64_t checkpoint_every = 0;  // steps; 0: only at the end

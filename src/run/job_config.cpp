@@ -100,6 +100,16 @@ std::vector<Field> threads_field() {
   return {never(int_field("threads", 0, 0, 256, "threads (0: all cores)")), std::move(device), std::move(precision)};
 }
 
+// In a run's name only when set (runs named before the key existed keep their names).
+Field schedule_field() {
+  Field f = string_field("schedule", "per-step",
+                         "per-step (Hugging Face's linear warmup and decay, stepped every optimizer step) or "
+                         "per-epoch (the paper's code: the same schedule stepped once per epoch)",
+                         {"per-step", "per-epoch"});
+  f.identity = Identity::kWhenSet;
+  return f;
+}
+
 std::vector<Field> train_fields(double lr, int epochs) {
   std::vector<Field> f = {
       int_field("max_len", 128, 3, 8192, "tokens per sequence, [CLS] and [SEP] included"),
@@ -107,7 +117,10 @@ std::vector<Field> train_fields(double lr, int epochs) {
       int_field("batch", 32, 1, 1 << 20, "sequences per step"),
       float_field("lr", lr, 0, kInf, "peak learning rate (AdamW)"),
       float_field("weight_decay", 0.01, 0, kInf, "AdamW weight decay (all parameters, as the paper)"),
-      float_field("warmup", 0.0, 0, kInf, "warmup: share of the steps if < 1, else steps"),
+      float_field("warmup", 0.0, 0, kInf,
+                  "warmup: share of the steps if < 1, else steps (per-epoch schedule: of the epochs, rounded down, "
+                  "else epochs; at most epochs - 1)"),
+      schedule_field(),
       float_field("clip", 1.0, 0, kInf, "global gradient-norm clipping (0: off)"),
       int_field("max_steps", 0, 0, 9e18, "stop after this many steps (0: all epochs)"),
       int_field("seed", 1, 0, 9e18, "seed of init, data order, masks and dropout"),

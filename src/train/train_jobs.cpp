@@ -193,6 +193,7 @@ TrainOptions train_options(const json& c) {
   o.optimizer.lr = c.at("lr");
   o.optimizer.weight_decay = c.at("weight_decay");
   o.warmup = c.at("warmup");
+  o.per_epoch_schedule = c.at("schedule") == "per-epoch";
   o.clip = c.at("clip");
   o.max_steps = c.at("max_steps");
   o.seed = c.at("seed");

@@ -27,6 +27,19 @@ ModelLimits job_limits(const TrainJob& job) {
   return lim;
 }
 
+// The warmup in the schedule's unit: steps, or epochs for a per-epoch schedule. Per epoch, a
+// share rounds down (the paper's code: epochs // 100) and the warmup is capped at epochs - 1, so
+// some epoch trains at a rate above 0 (epoch 0 of a warmup always has rate 0).
+int64_t warmup_length(const TrainOptions& o, int64_t total_steps) {
+  if (!o.per_epoch_schedule) {
+    return o.warmup < 1.0 ? std::llround(o.warmup * static_cast<double>(total_steps)) : std::llround(o.warmup);
+  }
+  const int64_t epochs = o.epochs;
+  const int64_t w = o.warmup < 1.0 ? static_cast<int64_t>(std::floor(o.warmup * static_cast<double>(epochs)))
+                                   : std::llround(o.warmup);
+  return std::min(w, epochs - 1);
+}
+
 }  // namespace
 
 TrainLoop::TrainLoop(const TrainJob& job)
@@ -35,8 +48,7 @@ TrainLoop::TrainLoop(const TrainJob& job)
       steps_per_epoch_((job.train.size() + job.options.batch - 1) / job.options.batch),
       total_steps_(steps_per_epoch_ * job.options.epochs),
       last_step_(job.options.max_steps > 0 ? std::min(job.options.max_steps, total_steps_) : total_steps_),
-      warmup_(job.options.warmup < 1.0 ? std::llround(job.options.warmup * total_steps_)
-                                       : std::llround(job.options.warmup)),
+      warmup_(warmup_length(job.options, total_steps_)),
       model_(job.model, job_limits(job), job.backend ? job.backend : default_backend()),
       adam_(model_.table(), job.options.optimizer, model_.shared_backend()) {
   TLM_CHECK(job.train.size() > 0, "the training set is empty");
@@ -52,7 +64,10 @@ void TrainLoop::init_weights() {
   TLM_CHECK(pre.vocab_size == job_.model.vocab_size && pre.hidden_size == job_.model.hidden_size &&
                 pre.num_hidden_layers == job_.model.num_hidden_layers &&
                 pre.num_attention_heads == job_.model.num_attention_heads &&
-                pre.intermediate_size == job_.model.intermediate_size,
+                pre.intermediate_size == job_.model.intermediate_size && pre.conv.layers == job_.model.conv.layers &&
+                pre.conv.kernel_seq == job_.model.conv.kernel_seq &&
+                pre.conv.kernel_hidden == job_.model.conv.kernel_hidden &&
+                pre.conv.channels == job_.model.conv.channels,
             "{}: the pre-trained architecture differs from the fine-tuning one", job_.init_dir);
   // The pooler and classifier stay fresh, as in the paper.
   load_model_weights(model_, job_.init_dir, {LoadMode::kEncoderOnly, job_.allow_nonfinite_init});
@@ -97,7 +112,8 @@ TrainLoop::StepResult TrainLoop::run_step() {
   // (4) Nothing to reduce for one process. (5) Clip and update, unless something is not finite.
   r.loss = f.loss_sum / static_cast<double>(global_targets);
   r.grad_norm = clip_grad_norm(model_.backend(), model_.grads(), model_.num_params(), o.clip);
-  r.lr = o.optimizer.lr * linear_schedule(step_, warmup_, total_steps_);
+  r.lr = o.optimizer.lr * (o.per_epoch_schedule ? linear_schedule(r.epoch, warmup_, o.epochs)
+                                                : linear_schedule(step_, warmup_, total_steps_));
   r.tokens = batch_.num_tokens();
   r.flops = model_.train_flops(batch_);
   r.finite = std::isfinite(r.loss) && std::isfinite(r.grad_norm);

@@ -151,6 +151,24 @@ expect_error "expected k or seq,hidden" "$tlm" pretrain --corpus corpus.txt --vo
   --conv-kernel 3x3 --out pre-bad
 [ ! -e pre-bad ] && [ ! -e ft-conv-bad ] || fail "a refused command left a run folder"
 
+# --- the paper's per-epoch schedule: HF's linear warmup/decay stepped once per epoch (4 epochs,
+# 1 of warmup: rates 0, 1, 2/3, 1/3 of the peak, constant within each epoch); one epoch with a
+# warmup of 1 is capped to none, so it trains at the peak rather than at 0
+"$tlm" pretrain --corpus corpus.txt --vocab vocab.txt "${model[@]}" --max-len 24 --batch 256 --threads 2 \
+  --sequences 1024 --epochs 4 --warmup 1 --schedule per-epoch --lr 1e-3 --log-every 1 --out sched >/dev/null 2>&1
+"$tlm" pretrain --corpus corpus.txt --vocab vocab.txt "${model[@]}" --max-len 24 --batch 256 --threads 2 \
+  --sequences 1024 --epochs 1 --warmup 1 --schedule per-epoch --lr 1e-3 --log-every 1 --out sched1 >/dev/null 2>&1
+$py - <<'PY' || fail "per-epoch schedule"
+import json
+def rates(run):
+    return [(r["epoch"], r["lr"]) for r in map(json.loads, open(run + "/log.jsonl")) if "lr" in r]
+got = rates("sched")
+assert len(got) == 16, got
+for epoch, lr in got:
+    assert abs(lr - 1e-3 * [0, 1, 2 / 3, 1 / 3][epoch]) < 1e-12, got
+assert all(abs(lr - 1e-3) < 1e-12 for _, lr in rates("sched1")), rates("sched1")
+PY
+
 # --- overlap
 "$tlm" overlap --corpus corpus.txt --data $W/test.csv --format csv --classes $W/classes.txt --vocab vocab.txt \
   --out overlap.json >/dev/null
