@@ -108,8 +108,9 @@ class ConvolutionLayers(nn.Module):
     """The paper's convolutional front-end (Rg32601/Tiny-Language-Models, nlp_bert_conv/models.py:
     their ConvolutionLayers, with the same module and state-dict names), block 0 of their encoder."""
 
-    def __init__(self, num_layers, channels, kernel_size):
+    def __init__(self, num_layers, channels, kernel_size, pad_to=0):
         super().__init__()
+        self.pad_to = pad_to  # > 0: their padded batches (tlm's conv pad_to); 0: tlm's packed semantics
         self.layers = nn.ModuleList()
         for i in range(num_layers):
             self.layers.extend([nn.Conv2d(channels[i], channels[i + 1], kernel_size=kernel_size, padding="same"),
@@ -130,8 +131,15 @@ class ConvolutionLayers(nn.Module):
         return torch.cat(hs, dim=2).reshape(n, width)
 
     def forward(self, x, ext_mask):
-        """x (batch, seq, width) padded; the real tokens are where ext_mask is 0. Padding rows come
-        out 0 (they are masked keys downstream and never reach a loss)."""
+        """x (batch, seq, width) padded; the real tokens are where ext_mask is 0. Packed: padding
+        rows come out 0 (they are masked keys downstream and never reach a loss). Padded: their
+        code as it is, the [PAD] rows part of every image and of BatchNorm's statistics."""
+        if self.pad_to:
+            assert x.shape[1] == self.pad_to, (x.shape, self.pad_to)
+            h = x.reshape(x.shape[0], 1, x.shape[1], x.shape[2])
+            for m in list(self.layers) + list(self.conv):
+                h = m(h)
+            return h.reshape(x.shape)
         real = ext_mask[:, 0, 0, :] == 0
         lengths = real.sum(dim=1).tolist()
         out = torch.zeros_like(x)
@@ -152,7 +160,8 @@ class Encoder(nn.Module):
         conv = conv_config(c)
         if conv:  # their BertConfig gets layers + 1 blocks and block 0 becomes the convolution
             d = conv["channels"]
-            layers = [ConvolutionLayers(conv["layers"], [1] + [d] * conv["layers"], tuple(conv["kernel"]))] + layers
+            layers = [ConvolutionLayers(conv["layers"], [1] + [d] * conv["layers"], tuple(conv["kernel"]),
+                                        conv.get("pad_to", 0))] + layers
         self.layer = nn.ModuleList(layers)
 
     def forward(self, x, ext_mask):

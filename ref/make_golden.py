@@ -32,6 +32,10 @@ PRESETS = {
     # 3 channels) as block 0, then one transformer layer
     "tiny_conv": dict(vocab_size=211, hidden_size=32, num_hidden_layers=1, num_attention_heads=4, intermediate_size=56,
                       max_position_embeddings=24, batch=3, seq=20, conv=dict(layers=2, kernel=[4, 3], channels=3)),
+    # the same with the paper's padded batches: the front-end sees every sequence padded to 20 with [PAD]
+    "tiny_conv_padded": dict(vocab_size=211, hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
+                             intermediate_size=56, max_position_embeddings=24, batch=3, seq=20,
+                             conv=dict(layers=2, kernel=[4, 3], channels=3, pad_to=20)),
     "wide": dict(vocab_size=1536, hidden_size=768, num_hidden_layers=1, num_attention_heads=12, intermediate_size=3072,
                  max_position_embeddings=64, batch=4, seq=48),
 }

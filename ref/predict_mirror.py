@@ -24,10 +24,16 @@ def main():
     model.load_state_dict(weights, strict=True)
     model.eval()
     labels = [config["id2label"][str(i)] for i in range(len(config["id2label"]))]
+    pad_to = (bert_mirror.conv_config(config) or {}).get("pad_to", 0)
     for line in sys.stdin:
         ids = torch.tensor([json.loads(line)["ids"]])
+        mask = torch.ones_like(ids)
+        if pad_to:  # the paper's padded batches: [PAD] up to pad_to, masked as keys
+            extra = pad_to - ids.shape[1]
+            ids = torch.cat([ids, torch.full((1, extra), config["pad_token_id"], dtype=ids.dtype)], dim=1)
+            mask = torch.cat([mask, torch.zeros(1, extra, dtype=mask.dtype)], dim=1)
         with torch.no_grad():
-            logits, _ = model(ids, torch.ones_like(ids), torch.zeros_like(ids))
+            logits, _ = model(ids, mask, torch.zeros_like(ids))
         probs = torch.softmax(logits[0], dim=-1).tolist()
         print(json.dumps({"probs": dict(zip(labels, probs))}))
 

@@ -75,6 +75,9 @@ std::vector<Case> cases() {
       // the paper's convolutional front-end (block 0) before one transformer layer
       {"tiny_conv_mlm.safetensors", false, 1e-5, 1e-4, 1e-6, 1e-4, 1e-5},
       {"tiny_conv_cls.safetensors", false, 1e-5, 1e-4, 1e-6, 1e-4, 1e-5},
+      // and with the paper's padded batches: the front-end sees the [PAD] rows
+      {"tiny_conv_padded_mlm.safetensors", false, 1e-5, 1e-4, 1e-6, 1e-4, 1e-5},
+      {"tiny_conv_padded_cls.safetensors", false, 1e-5, 1e-4, 1e-6, 1e-4, 1e-5},
       {"wide_mlm.safetensors", true, 1e-5, 1e-4, 1e-6, 1e-4, 1e-5},
       {"wide_cls.safetensors", true, 1e-5, 1e-4, 1e-6, 1e-4, 1e-5},
       {"tiny_mlm_bf16.safetensors", false, 1e-5, 1e-4, 1e-6, 1e-4, 1e-5, GemmMode::kBf16Emulated},

@@ -20,6 +20,11 @@ struct ConvConfig {
   int layers = 0;
   int kernel_seq = 3, kernel_hidden = 3;
   int channels = 64;
+  // 0: packed (each sequence an image of its own length, zero beyond its edges; BatchNorm over real
+  // tokens). > 0: the paper's padded batches: every sequence is padded with [PAD] to this length
+  // for the front-end, so the convolution and BatchNorm see the [PAD] rows as in their code
+  // (padding="max_length"); the transformer layers then take the real rows.
+  int pad_to = 0;
   bool enabled() const { return layers > 0; }
 };
 

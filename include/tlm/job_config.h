@@ -76,7 +76,7 @@ const JobSchema& job_schema(const std::string& kind);
 std::vector<std::string> job_kinds();
 
 // The architecture keys (layers, hidden, heads, ffn, and the convolutional front-end's conv_layers,
-// conv_kernel, conv_channels) shared by pretrain and finetune.
+// conv_kernel, conv_channels, pad_to) shared by pretrain and finetune.
 const std::vector<std::string>& architecture_keys();
 
 // Replaces a configuration's "precision" request (auto included) by what it resolves to on its

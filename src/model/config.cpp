@@ -73,6 +73,9 @@ void BertConfig::validate() const {
                      hidden_size));
     need(conv.channels >= 1 && conv.channels <= 1024,
          fmt::format("conv channels = {} (must be 1..1024)", conv.channels));
+    need(conv.pad_to >= 0 && conv.pad_to <= max_position_embeddings,
+         fmt::format("conv pad_to = {} (must be 0..max_position_embeddings = {})", conv.pad_to,
+                     max_position_embeddings));
   }
   if (head == Head::kClassification) {
     need(num_labels() >= 2, fmt::format("a classifier needs at least 2 labels, got {}", num_labels()));
@@ -116,6 +119,7 @@ json BertConfig::to_hf_json() const {
   if (conv.enabled()) {  // absent otherwise: a plain BERT's config.json is unchanged
     j["tlm"]["conv"] = {
         {"layers", conv.layers}, {"kernel", {conv.kernel_seq, conv.kernel_hidden}}, {"channels", conv.channels}};
+    if (conv.pad_to > 0) j["tlm"]["conv"]["pad_to"] = conv.pad_to;
   }
   return j;
 }
@@ -167,6 +171,7 @@ BertConfig BertConfig::from_hf_json(const json& j, const std::string& source) {
       if (!cv->is_object()) throw Error(fmt::format("{}: field \"tlm.conv\" is not an object", source));
       read_field(*cv, "layers", c.conv.layers, source);
       read_field(*cv, "channels", c.conv.channels, source);
+      read_field(*cv, "pad_to", c.conv.pad_to, source);
       std::vector<int> kernel{c.conv.kernel_seq, c.conv.kernel_hidden};
       read_field(*cv, "kernel", kernel, source);
       if (kernel.size() != 2) {

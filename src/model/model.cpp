@@ -62,6 +62,15 @@ struct BertModel::Impl {
   DeviceBuffer<float> stats;    // the table's buffers() layout
   int64_t batches_tracked = 0;  // training forwards since init: torch's num_batches_tracked
   float* conv_out = nullptr;    // (n, c) the front-end's output, the first transformer layer's input
+  // The paper's padded front-end (conv.pad_to > 0): the embeddings and the front-end run on
+  // e = b * pad_to rows, sequence s at rows [s * pad_to, s * pad_to + len_s) followed by [PAD]
+  // rows; the real rows of its output are then gathered for the transformer layers.
+  int pad_to = 0;
+  std::vector<int32_t> pad_ids, pad_types, pad_positions, pad_offsets, real_rows;  // (e), (e), (e), (b + 1), (n)
+  std::vector<uint64_t> pad_keys;                                                  // (e)
+  DeviceBuffer<int32_t> d_pad_ids, d_pad_types, d_pad_positions, d_pad_offsets, d_real_rows;
+  DeviceBuffer<uint64_t> d_pad_keys;
+  float *padded_out = nullptr, *d_pad_a = nullptr, *d_pad_b = nullptr;  // (e, c) each
   std::vector<LayerOffsets> layer_off;
   int64_t word, pos, type, emb_g, emb_b;
   int64_t head_w, head_b, head_ln_g, head_ln_b, dec_b;  // MLM transform + decoder bias
@@ -130,6 +139,21 @@ struct BertModel::Impl {
   // The dropout keys of the rows: the last layer's selected rows, or every token.
   const uint64_t* row_keys(bool selected) const { return selected ? d_sel_keys.data() : d_token_keys.data(); }
 
+  // The rows the embeddings (and the front-end) run on: the packed tokens, or the padded rows.
+  struct EmbeddingRows {
+    const int32_t *ids, *positions, *types;  // types null: all 0
+    const uint64_t* keys;                    // dropout keys
+    int rows;
+  };
+  EmbeddingRows embedding_rows(bool has_types) const {
+    if (pad_to > 0) {
+      return {d_pad_ids.data(), d_pad_positions.data(), has_types ? d_pad_types.data() : nullptr, d_pad_keys.data(),
+              b * pad_to};
+    }
+    return {d_ids.data(), d_positions.data(), has_types ? d_types.data() : nullptr, d_token_keys.data(), n};
+  }
+  // Lays the batch out in padded rows ([PAD] after each sequence, type 0) and uploads it.
+  void pad_batch(const Batch& in_batch, int pad_id);
   // Selects the rows of the last layer from `targets` (token rows, any order, unique).
   void select_rows(const int32_t* targets, int count, const Batch& in_batch);
   // Copies the batch and the indexing of the last forward to the device.
@@ -151,6 +175,31 @@ void BertModel::Impl::select_rows(const int32_t* targets, int count, const Batch
     while (sel_rows[i] >= in_batch.offsets[s + 1]) sel_offsets[++s] = i;
   }
   while (s < in_batch.num_seqs()) sel_offsets[++s] = count;
+}
+
+void BertModel::Impl::pad_batch(const Batch& in_batch, int pad_id) {
+  for (int s = 0; s < b; ++s) {
+    const int start = in_batch.offsets[s], len = in_batch.offsets[s + 1] - start;
+    const uint64_t id = in_batch.sequence_ids.empty() ? static_cast<uint64_t>(s) : in_batch.sequence_ids[s];
+    pad_offsets[s] = s * pad_to;
+    for (int t = 0; t < pad_to; ++t) {
+      const int row = s * pad_to + t;
+      const bool real = t < len;
+      pad_ids[row] = real ? in_batch.ids[start + t] : pad_id;
+      pad_types[row] = real && !in_batch.type_ids.empty() ? in_batch.type_ids[start + t] : 0;
+      pad_positions[row] = t;
+      pad_keys[row] = token_key(id, static_cast<uint64_t>(t));  // a real row's dropout key is its token's
+      if (real) real_rows[start + t] = row;
+    }
+  }
+  pad_offsets[b] = b * pad_to;
+  const int e = b * pad_to;
+  d_pad_ids.upload(pad_ids.data(), e);
+  d_pad_types.upload(pad_types.data(), e);
+  d_pad_positions.upload(pad_positions.data(), e);
+  d_pad_keys.upload(pad_keys.data(), e);
+  d_pad_offsets.upload(pad_offsets.data(), b + 1);
+  d_real_rows.upload(real_rows.data(), n);
 }
 
 void BertModel::Impl::upload(const Batch& in_batch, bool mlm) {
@@ -227,11 +276,16 @@ BertModel::BertModel(const BertConfig& config, const ModelLimits& limits, std::s
   const int64_t labels = std::max(1, config.num_labels());
   std::vector<std::pair<float**, int64_t>> plan;
   auto want = [&](float** p, int64_t count) { plan.emplace_back(p, (count + 15) / 16 * 16); };
-  want(&I.emb_sum, n * c);
-  want(&I.emb_out, n * c);
-  want(&I.emb_mean, n);
-  want(&I.emb_rstd, n);
+  I.pad_to = config.conv.enabled() ? config.conv.pad_to : 0;
+  TLM_CHECK(I.pad_to == 0 || limits.max_seq_len <= I.pad_to,
+            "sequences of up to {} tokens do not fit the front-end's padded length {}", limits.max_seq_len, I.pad_to);
+  const int64_t emb_rows = I.pad_to > 0 ? b * I.pad_to : n;  // rows of the embeddings and the front-end
+  want(&I.emb_sum, emb_rows * c);
+  want(&I.emb_out, emb_rows * c);
+  want(&I.emb_mean, emb_rows);
+  want(&I.emb_rstd, emb_rows);
   want(&I.conv_out, config.conv.enabled() ? n * c : 0);
+  for (float** p : {&I.padded_out, &I.d_pad_a, &I.d_pad_b}) want(p, I.pad_to > 0 ? emb_rows * c : 0);
   const int64_t r = std::max<int64_t>(m, b);  // selected rows of the last layer
   I.layers.resize(config.num_hidden_layers);
   for (auto& L : I.layers) {
@@ -273,7 +327,8 @@ BertModel::BertModel(const BertConfig& config, const ModelLimits& limits, std::s
     total += count;
   }
   if (config.conv.enabled()) {
-    I.conv = std::make_unique<ConvFrontEnd>(*backend_, config.conv, config.hidden_size, limits.max_tokens);
+    I.conv = std::make_unique<ConvFrontEnd>(*backend_, config.conv, config.hidden_size,
+                                            I.pad_to > 0 ? limits.max_seqs * I.pad_to : limits.max_tokens);
     I.stats = DeviceBuffer<float>(*backend_, table_.buffers_size());
     auto buffer = [&](const std::string& name) {
       for (const auto& e : table_.buffers()) {
@@ -290,6 +345,18 @@ BertModel::BertModel(const BertConfig& config, const ModelLimits& limits, std::s
       I.conv_grads.push_back({I.grads.data() + off(p + nm.conv_weight), I.grads.data() + off(p + nm.conv_bias),
                               I.grads.data() + off(p + nm.bn_weight), I.grads.data() + off(p + nm.bn_bias)});
     }
+  }
+  if (I.pad_to > 0) {
+    for (auto* rows : {&I.pad_ids, &I.pad_types, &I.pad_positions}) rows->resize(emb_rows);
+    I.pad_keys.resize(emb_rows);
+    I.pad_offsets.resize(b + 1);
+    I.real_rows.resize(n);
+    I.d_pad_ids = DeviceBuffer<int32_t>(*backend_, emb_rows);
+    I.d_pad_types = DeviceBuffer<int32_t>(*backend_, emb_rows);
+    I.d_pad_positions = DeviceBuffer<int32_t>(*backend_, emb_rows);
+    I.d_pad_offsets = DeviceBuffer<int32_t>(*backend_, b + 1);
+    I.d_real_rows = DeviceBuffer<int32_t>(*backend_, n);
+    I.d_pad_keys = DeviceBuffer<uint64_t>(*backend_, emb_rows);
   }
   I.positions.resize(n);
   I.token_keys.resize(n);
@@ -461,13 +528,19 @@ ForwardResult BertModel::forward(const Batch& batch, bool training, uint64_t dro
     I.select_rows(batch.offsets.data(), b, batch);  // the [CLS] row of every sequence
   }
   I.upload(batch, mlm);
+  if (I.pad_to > 0) I.pad_batch(batch, config_.pad_token_id);
 
-  const int32_t* types = batch.type_ids.empty() ? nullptr : I.d_types.data();
-  be.embedding_forward(I.d_ids.data(), I.d_positions.data(), types, P + I.word, P + I.pos, P + I.type, I.emb_sum, n, c);
-  be.layernorm_forward(I.emb_sum, P + I.emb_g, P + I.emb_b, I.emb_out, I.emb_mean, I.emb_rstd, n, c, eps);
-  I.dropout(I.emb_out, n, c, p_hidden, kNoLayer, kEmbeddings, false);
+  const Impl::EmbeddingRows er = I.embedding_rows(!batch.type_ids.empty());
+  be.embedding_forward(er.ids, er.positions, er.types, P + I.word, P + I.pos, P + I.type, I.emb_sum, er.rows, c);
+  be.layernorm_forward(I.emb_sum, P + I.emb_g, P + I.emb_b, I.emb_out, I.emb_mean, I.emb_rstd, er.rows, c, eps);
+  be.dropout_apply(I.emb_out, er.rows, c, p_hidden, mix_key(I.seed, kNoLayer, kEmbeddings), er.keys);
   if (I.conv) {
-    I.conv->forward(I.emb_out, I.conv_out, I.conv_params, I.d_offsets.data(), b, n, training);
+    if (I.pad_to > 0) {  // the front-end on the padded rows, then the real rows onwards
+      I.conv->forward(I.emb_out, I.padded_out, I.conv_params, I.d_pad_offsets.data(), b, er.rows, training);
+      be.gather_rows(I.padded_out, I.d_real_rows.data(), I.conv_out, n, c);
+    } else {
+      I.conv->forward(I.emb_out, I.conv_out, I.conv_params, I.d_offsets.data(), b, n, training);
+    }
     if (training) ++I.batches_tracked;
   }
 
@@ -611,15 +684,29 @@ void BertModel::backward(float grad_scale) {
     }
   }
 
-  float* d_emb = I.d0;  // (n, c) gradient w.r.t. the embeddings' output
-  if (I.conv) {
+  // d0: gradient w.r.t. the encoder's input (n, c). Below, d_emb and d_sum: w.r.t. the embeddings'
+  // output and their sum before LayerNorm, (e, c) with e the embedding rows.
+  const Impl::EmbeddingRows er = I.embedding_rows(!batch.type_ids.empty());
+  float *d_emb = I.d0, *d_sum = I.d1;
+  if (I.conv && I.pad_to > 0) {
+    be.fill_zero(I.d_pad_a, sizeof(float) * er.rows * c);  // the [PAD] rows reach no loss but through the front-end
+    be.scatter_add_rows(I.d0, I.d_real_rows.data(), I.d_pad_a, n, c);
+    I.conv->backward(I.d_pad_a, I.d_pad_b, I.conv_params, I.conv_grads);
+    d_emb = I.d_pad_b;
+    d_sum = I.d_pad_a;
+  } else if (I.conv) {
     I.conv->backward(I.d0, I.d3, I.conv_params, I.conv_grads);
     d_emb = I.d3;
   }
-  I.dropout(d_emb, n, c, p_hidden, kNoLayer, kEmbeddings, false);
-  be.layernorm_backward(d_emb, I.emb_sum, I.emb_mean, I.emb_rstd, P + I.emb_g, I.d1, G + I.emb_g, G + I.emb_b, n, c);
-  const int32_t* types = batch.type_ids.empty() ? nullptr : I.d_types.data();
-  be.embedding_backward(I.d1, I.d_ids.data(), I.d_positions.data(), types, G + I.word, G + I.pos, G + I.type, n, c);
+  be.dropout_apply(d_emb, er.rows, c, p_hidden, mix_key(I.seed, kNoLayer, kEmbeddings), er.keys);
+  be.layernorm_backward(d_emb, I.emb_sum, I.emb_mean, I.emb_rstd, P + I.emb_g, d_sum, G + I.emb_g, G + I.emb_b, er.rows,
+                        c);
+  // HF's nn.Embedding(padding_idx): the lookup adds nothing to the [PAD] row's gradient (the tied
+  // decoder may have), so with [PAD] rows that row is kept aside and put back.
+  float* pad_grad = G + I.word + int64_t{config_.pad_token_id} * c;
+  if (I.pad_to > 0) be.copy(I.d_pad_b, pad_grad, sizeof(float) * c);  // d_pad_b is free again here
+  be.embedding_backward(d_sum, er.ids, er.positions, er.types, G + I.word, G + I.pos, G + I.type, er.rows, c);
+  if (I.pad_to > 0) be.copy(pad_grad, I.d_pad_b, sizeof(float) * c);
 }
 
 const float* BertModel::logits() const {
@@ -663,9 +750,10 @@ double BertModel::train_flops(const Batch& batch) const {
   flops += full_layers * attn_full + attn_last;
   if (config_.conv.enabled()) {  // each stage a GEMM of (n * c pixels) x (in * kh * kw) x out, thrice
     const ConvFrontShape front(config_.conv);
+    const double rows = config_.conv.pad_to > 0 ? batch.num_seqs() * config_.conv.pad_to : n;  // padded: e rows
     for (int s = 0; s < front.stages(); ++s) {
       flops +=
-          6.0 * n * c * front.in_channels(s) * front.kernel_seq(s) * front.kernel_hidden(s) * front.out_channels(s);
+          6.0 * rows * c * front.in_channels(s) * front.kernel_seq(s) * front.kernel_hidden(s) * front.out_channels(s);
     }
   }
   if (config_.head == Head::kMaskedLM) {

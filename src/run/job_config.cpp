@@ -70,8 +70,12 @@ std::vector<Field> conv_fields() {
   Field kernel = string_field("conv_kernel", "3", "front-end kernel: k or seq,hidden (e.g. 16,3)");
   kernel.check_string = [](const std::string& s) { parse_conv_kernel(s); };
   Field channels = int_field("conv_channels", 64, 1, 1024, "front-end channels");
-  for (Field* f : {&layers, &kernel, &channels}) f->identity = Identity::kWhenSet;
-  return {layers, kernel, channels};
+  Field pad_to = int_field("pad_to", 0, 0, 8192,
+                           "the paper's padded batches for the front-end: every sequence padded with [PAD] to this "
+                           "length (at least --max-len), so the convolution and BatchNorm see the [PAD] rows as in "
+                           "their code (0: packed, no [PAD] rows)");
+  for (Field* f : {&layers, &kernel, &channels, &pad_to}) f->identity = Identity::kWhenSet;
+  return {layers, kernel, channels, pad_to};
 }
 
 std::vector<Field> model_fields() {
@@ -160,11 +164,17 @@ std::vector<Field> inference_fields() {
 std::string label(const std::string& key) { return flag_of(key); }
 
 void conv_needs_layers(const json& c, const std::string& where) {
-  if (c.at("conv_layers").get<int>() == 0 && (c.at("conv_kernel") != "3" || c.at("conv_channels") != 64)) {
+  if (c.at("conv_layers").get<int>() == 0 &&
+      (c.at("conv_kernel") != "3" || c.at("conv_channels") != 64 || c.at("pad_to") != 0)) {
     throw Error(
-        fmt::format("{}: --conv-kernel and --conv-channels shape the convolutional front-end; give "
+        fmt::format("{}: --conv-kernel, --conv-channels and --pad-to shape the convolutional front-end; give "
                     "--conv-layers N (1 or more) too",
                     where));
+  }
+  const int pad_to = c.at("pad_to"), max_len = c.at("max_len");
+  if (pad_to > 0 && pad_to < max_len) {
+    throw Error(fmt::format("{}: --pad-to {} is shorter than --max-len {}: sequences must fit the padded length", where,
+                            pad_to, max_len));
   }
 }
 
@@ -552,8 +562,8 @@ std::vector<std::string> job_kinds() {
 }
 
 const std::vector<std::string>& architecture_keys() {
-  static const std::vector<std::string> keys = {"layers",      "hidden",      "heads",        "ffn",
-                                                "conv_layers", "conv_kernel", "conv_channels"};
+  static const std::vector<std::string> keys = {"layers",      "hidden",      "heads",         "ffn",
+                                                "conv_layers", "conv_kernel", "conv_channels", "pad_to"};
   return keys;
 }
 

@@ -177,6 +177,7 @@ BertConfig model_config(const json& c, const Vocab& vocab) {
   m.conv.layers = c.at("conv_layers");
   std::tie(m.conv.kernel_seq, m.conv.kernel_hidden) = parse_conv_kernel(c.at("conv_kernel"));
   m.conv.channels = c.at("conv_channels");
+  m.conv.pad_to = c.at("pad_to");
   m.pad_token_id = vocab.pad_id();
   m.unk_token_id = vocab.unk_id();
   m.cls_token_id = vocab.cls_id();
@@ -347,7 +348,8 @@ JobRun run_finetune_job(const ResolvedConfig& rc, const std::vector<std::string>
         {"conv_layers", conv.layers},
         // a run without a front-end keeps the defaults, so its identity is unchanged
         {"conv_kernel", conv.enabled() ? conv_kernel_text(conv.kernel_seq, conv.kernel_hidden) : "3"},
-        {"conv_channels", conv.enabled() ? conv.channels : 64}};
+        {"conv_channels", conv.enabled() ? conv.channels : 64},
+        {"pad_to", conv.enabled() ? conv.pad_to : 0}};
     for (const auto& key : architecture_keys()) {
       const bool same = c.at(key) == pre_arch.at(key) ||
                         (key == "ffn" && c.at(key).get<int>() == model.intermediate_size) ||

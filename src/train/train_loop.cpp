@@ -67,7 +67,7 @@ void TrainLoop::init_weights() {
                 pre.intermediate_size == job_.model.intermediate_size && pre.conv.layers == job_.model.conv.layers &&
                 pre.conv.kernel_seq == job_.model.conv.kernel_seq &&
                 pre.conv.kernel_hidden == job_.model.conv.kernel_hidden &&
-                pre.conv.channels == job_.model.conv.channels,
+                pre.conv.channels == job_.model.conv.channels && pre.conv.pad_to == job_.model.conv.pad_to,
             "{}: the pre-trained architecture differs from the fine-tuning one", job_.init_dir);
   // The pooler and classifier stay fresh, as in the paper.
   load_model_weights(model_, job_.init_dir, {LoadMode::kEncoderOnly, job_.allow_nonfinite_init});

@@ -143,6 +143,16 @@ PY
 "$tlm" predict --model ft-conv --probs --max-len 24 --input texts.txt >p-ft-conv.jsonl
 $py "$root/ref/predict_mirror.py" ft-conv <ids-conv.jsonl >p-mirror-conv.jsonl
 same_probs p-mirror-conv.jsonl p-ft-conv.jsonl || fail "PyTorch mirror disagrees with tlm predict (convolutional)"
+# the paper's padded batches (--pad-to): the front-end sees [PAD] rows, in training and in predict
+"$tlm" pretrain --corpus corpus.txt --vocab vocab.txt "${conv[@]}" "${common[@]}" --pad-to 24 --sequences 1000 \
+  --epochs 1 --lr 5e-3 --out pre-pad >/dev/null 2>&1
+[ "$(json pre-pad/config.json "d['tlm']['conv']['pad_to']")" = 24 ] || fail "--pad-to is not in config.json"
+"$tlm" finetune "${ft[@]}" "${common[@]}" --init pre-pad --epochs 1 --out ft-pad >/dev/null 2>&1
+"$tlm" predict --model ft-pad --probs --max-len 24 --input texts.txt >p-ft-pad.jsonl
+$py "$root/ref/predict_mirror.py" ft-pad <ids-conv.jsonl >p-mirror-pad.jsonl
+same_probs p-mirror-pad.jsonl p-ft-pad.jsonl || fail "PyTorch mirror disagrees with tlm predict (padded)"
+expect_error "shorter than --max-len" "$tlm" pretrain --corpus corpus.txt --vocab vocab.txt "${conv[@]}" \
+  --max-len 24 --pad-to 16 --out pre-bad
 expect_error "differs from the --init run" "$tlm" finetune "${ft[@]}" "${common[@]}" --init pre-conv \
   --conv-channels 16 --out ft-conv-bad
 expect_error "give --conv-layers N" "$tlm" pretrain --corpus corpus.txt --vocab vocab.txt --conv-kernel 16,3 \
