@@ -87,8 +87,16 @@ TEST(Model, ShardsOfABatchComputeTheSameStepWithDropout) {
 // in both passes. The golden tests against PyTorch run without dropout; this covers the rest.
 // Tolerance as the kernel checks: 1e-2 normwise (fp32 loss, h = 1e-3).
 TEST(Model, TrainingModeGradientsMatchFiniteDifferencesWithDropout) {
+  std::vector<BertConfig> configs;
   for (Head head : {Head::kMaskedLM, Head::kClassification}) {
-    BertConfig cfg = small_config(head);
+    configs.push_back(small_config(head));
+    configs.push_back(small_conv_config(head));  // the front-end on packed sequences
+    configs.push_back(small_conv_config(head));
+    configs.back().conv.pad_to = 16;  // and on the paper's padded batches (dropout on [PAD] rows too)
+  }
+  for (BertConfig cfg : configs) {
+    const Head head = cfg.head;
+    SCOPED_TRACE(cfg.conv.enabled() ? (cfg.conv.pad_to > 0 ? "convolutional, padded" : "convolutional") : "plain");
     cfg.hidden_dropout_prob = cfg.attention_probs_dropout_prob = 0.2f;
     Batch batch = random_batch(cfg, {9, 6, 11}, 4);
     batch.sequence_ids = {12, 5, 30};

@@ -36,8 +36,11 @@ TEST(NoAllocation, CounterSeesAllocations) {
 }
 
 TEST(NoAllocation, TrainingStepAllocatesNothing) {
-  for (Head head : {Head::kMaskedLM, Head::kClassification}) {
-    const BertConfig cfg = small_config(head);
+  BertConfig padded = small_conv_config(Head::kMaskedLM);
+  padded.conv.pad_to = 16;  // the paper's padded batches
+  for (const BertConfig& cfg : {small_config(Head::kMaskedLM), small_config(Head::kClassification),
+                                small_conv_config(Head::kMaskedLM), small_conv_config(Head::kClassification), padded}) {
+    SCOPED_TRACE(cfg.conv.enabled() ? (cfg.conv.pad_to > 0 ? "convolutional, padded" : "convolutional") : "plain");
     const Batch batch = random_batch(cfg, {16, 12, 9}, 3);
     BertModel model(cfg, limits_for(batch, 16));
     model.init_weights(1);

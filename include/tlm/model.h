@@ -68,7 +68,9 @@ class BertModel {
   void set_batches_tracked(int64_t count);
 
   // Hugging Face's _init_weights: normal(0, initializer_range) for linear and embedding weights,
-  // zero biases, LayerNorm 1 / 0, zero padding row of the word embeddings. Our RNG, one stream.
+  // zero biases, LayerNorm 1 / 0, zero padding row of the word embeddings; a convolutional
+  // front-end keeps torch's defaults (convolutions U(+-1/sqrt(fan_in)), BatchNorm 1 / 0, running
+  // mean 0 and variance 1), as their code swaps it in after HF's init. Our RNG, one stream.
   void init_weights(uint64_t seed);
   void zero_grad();
 

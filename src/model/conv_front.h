@@ -4,6 +4,9 @@
 // Conv2d(channels -> 1) -> BatchNorm2d(1) -> GELU, no residual. Sequences are packed: each is
 // zero-padded at its own edges, and BatchNorm's statistics are over every pixel of the batch's
 // tokens. Activations are channels-last (kernels.h), kept on the back end for backward.
+// BatchNorm makes a sequence's output depend on the rest of its batch: the shard invariance the
+// trainer's data-parallel split relies on (model.h) does not hold for this block until its
+// statistics are reduced across shards, so a data-parallel mode must do that or refuse it.
 #pragma once
 
 #include <cstdint>

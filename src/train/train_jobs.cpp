@@ -377,6 +377,9 @@ JobRun run_finetune_job(const ResolvedConfig& rc, const std::vector<std::string>
     // The --init encoder must load (shapes, finite values) before anything is written.
     TLM_CHECK(max_len <= model.max_position_embeddings, "--max-len {} exceeds the {} positions of the --init run {}",
               max_len, model.max_position_embeddings, init);
+    TLM_CHECK(model.conv.pad_to == 0 || max_len <= model.conv.pad_to,
+              "--max-len {} is longer than the --init run {}'s padded length (--pad-to {}): sequences must fit it",
+              max_len, init, model.conv.pad_to);
     BertModel probe(model, ModelLimits{1, 1, 1, 1});
     load_model_weights(probe, init, {LoadMode::kEncoderOnly, c.at("allow_nonfinite").get<bool>()});
   }

@@ -159,7 +159,9 @@ expect_error "give --conv-layers N" "$tlm" pretrain --corpus corpus.txt --vocab 
   --out pre-bad
 expect_error "expected k or seq,hidden" "$tlm" pretrain --corpus corpus.txt --vocab vocab.txt --conv-layers 1 \
   --conv-kernel 3x3 --out pre-bad
-[ ! -e pre-bad ] && [ ! -e ft-conv-bad ] || fail "a refused command left a run folder"
+expect_error "padded length" "$tlm" finetune "${ft[@]}" --max-len 32 --batch 32 --threads 2 --init pre-pad \
+  --out ft-pad-bad
+[ ! -e pre-bad ] && [ ! -e ft-conv-bad ] && [ ! -e ft-pad-bad ] || fail "a refused command left a run folder"
 
 # --- the paper's per-epoch schedule: HF's linear warmup/decay stepped once per epoch (4 epochs,
 # 1 of warmup: rates 0, 1, 2/3, 1/3 of the peak, constant within each epoch); one epoch with a

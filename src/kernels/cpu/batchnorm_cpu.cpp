@@ -13,23 +13,42 @@ namespace tlm::kernels {
 
 namespace {
 
-// out[c] = sum over pixels of f(pixel, c), for c < ch; f returns double.
+// A calling thread's scratch, grown once and reused: no allocation per step.
+double* scratch_doubles(int slot, size_t count) {
+  static thread_local std::vector<double> buffers[4];
+  std::vector<double>& b = buffers[slot];
+  if (b.size() < count) b.resize(count);
+  return b.data();
+}
+float* scratch_floats(int slot, size_t count) {
+  static thread_local std::vector<float> buffers[4];
+  std::vector<float>& b = buffers[slot];
+  if (b.size() < count) b.resize(count);
+  return b.data();
+}
+
+// out[c] = sum over pixels of f(pixel, c), for c < ch; f returns double. The rows are split by the
+// team OpenMP actually gives (which may be smaller than asked), one chunk per thread.
 template <typename F>
 void channel_sums(int64_t pixels, int ch, double* out, F&& f) {
-  const int threads = std::min<int64_t>(omp_get_max_threads(), std::max<int64_t>(1, pixels));
-  std::vector<double> partial(static_cast<size_t>(threads) * ch, 0.0);
-#pragma omp parallel num_threads(threads)
+  const int most = omp_get_max_threads();
+  double* partial = scratch_doubles(0, static_cast<size_t>(most) * ch);
+  std::fill(partial, partial + static_cast<int64_t>(most) * ch, 0.0);
+  int team = 1;
+#pragma omp parallel num_threads(most)
   {
-    const int t = omp_get_thread_num();
-    const int64_t p0 = pixels * t / threads, p1 = pixels * (t + 1) / threads;
-    double* mine = partial.data() + static_cast<int64_t>(t) * ch;
+    const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+#pragma omp single
+    team = nt;
+    const int64_t p0 = pixels * t / nt, p1 = pixels * (t + 1) / nt;
+    double* mine = partial + static_cast<int64_t>(t) * ch;
     for (int64_t p = p0; p < p1; ++p) {
       for (int c = 0; c < ch; ++c) mine[c] += f(p, c);
     }
   }
   for (int c = 0; c < ch; ++c) {
     double total = 0;
-    for (int t = 0; t < threads; ++t) total += partial[static_cast<size_t>(t) * ch + c];
+    for (int t = 0; t < team; ++t) total += partial[static_cast<size_t>(t) * ch + c];
     out[c] = total;
   }
 }
@@ -49,15 +68,15 @@ void affine(const float* x, const float* scale, const float* shift, float* y, in
 void batchnorm_forward_train(const float* x, const float* gamma, const float* beta, float* y, float* mean, float* rstd,
                              float* running_mean, float* running_var, int64_t pixels, int ch, float eps,
                              float momentum) {
-  std::vector<double> sum(ch), sq(ch), mu(ch);
-  channel_sums(pixels, ch, sum.data(), [&](int64_t p, int c) { return double{x[p * ch + c]}; });
+  double *sum = scratch_doubles(1, ch), *sq = scratch_doubles(2, ch), *mu = scratch_doubles(3, ch);
+  channel_sums(pixels, ch, sum, [&](int64_t p, int c) { return double{x[p * ch + c]}; });
   for (int c = 0; c < ch; ++c) mu[c] = sum[c] / static_cast<double>(pixels);
   // Two passes (deviations from the mean) keep the variance exact when the mean is large.
-  channel_sums(pixels, ch, sq.data(), [&](int64_t p, int c) {
+  channel_sums(pixels, ch, sq, [&](int64_t p, int c) {
     const double d = x[p * ch + c] - mu[c];
     return d * d;
   });
-  std::vector<float> scale(ch), shift(ch);
+  float *scale = scratch_floats(0, ch), *shift = scratch_floats(1, ch);
   for (int c = 0; c < ch; ++c) {
     const double var = sq[c] / static_cast<double>(pixels);  // biased: what normalises
     const double inv = 1.0 / std::sqrt(var + eps);
@@ -70,29 +89,29 @@ void batchnorm_forward_train(const float* x, const float* gamma, const float* be
     running_mean[c] = static_cast<float>(momentum * mu[c] + (1.0 - momentum) * running_mean[c]);
     running_var[c] = static_cast<float>(momentum * unbiased + (1.0 - momentum) * running_var[c]);
   }
-  affine(x, scale.data(), shift.data(), y, pixels, ch);
+  affine(x, scale, shift, y, pixels, ch);
 }
 
 void batchnorm_forward_eval(const float* x, const float* gamma, const float* beta, const float* running_mean,
                             const float* running_var, float* y, int64_t pixels, int ch, float eps) {
-  std::vector<float> scale(ch), shift(ch);
+  float *scale = scratch_floats(0, ch), *shift = scratch_floats(1, ch);
   for (int c = 0; c < ch; ++c) {
     const double inv = 1.0 / std::sqrt(double{running_var[c]} + eps);
     scale[c] = static_cast<float>(gamma[c] * inv);
     shift[c] = static_cast<float>(beta[c] - running_mean[c] * gamma[c] * inv);
   }
-  affine(x, scale.data(), shift.data(), y, pixels, ch);
+  affine(x, scale, shift, y, pixels, ch);
 }
 
 void batchnorm_backward(const float* dy, const float* x, const float* mean, const float* rstd, const float* gamma,
                         float* dx, float* dgamma, float* dbeta, int64_t pixels, int ch) {
-  std::vector<double> sum_dy(ch), sum_dy_xhat(ch);
-  channel_sums(pixels, ch, sum_dy.data(), [&](int64_t p, int c) { return double{dy[p * ch + c]}; });
-  channel_sums(pixels, ch, sum_dy_xhat.data(), [&](int64_t p, int c) {
+  double *sum_dy = scratch_doubles(1, ch), *sum_dy_xhat = scratch_doubles(2, ch);
+  channel_sums(pixels, ch, sum_dy, [&](int64_t p, int c) { return double{dy[p * ch + c]}; });
+  channel_sums(pixels, ch, sum_dy_xhat, [&](int64_t p, int c) {
     return double{dy[p * ch + c]} * ((double{x[p * ch + c]} - mean[c]) * rstd[c]);
   });
   // dx = gamma rstd (dy - mean(dy) - xhat mean(dy xhat))
-  std::vector<float> a(ch), m_dy(ch), m_dyx(ch);
+  float *a = scratch_floats(0, ch), *m_dy = scratch_floats(1, ch), *m_dyx = scratch_floats(2, ch);
   for (int c = 0; c < ch; ++c) {
     dgamma[c] += static_cast<float>(sum_dy_xhat[c]);
     dbeta[c] += static_cast<float>(sum_dy[c]);
