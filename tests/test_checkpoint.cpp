@@ -158,6 +158,13 @@ TEST_F(CheckpointTest, BatchNormStatisticsAndCountersAreCheckedBeforeAnythingLoa
   expect_error([&] { load_weights(target, nonfinite, "f", {LoadMode::kExact}); },
                {"bert.encoder.layer.0.conv.1.running_var", "non-finite"});
 
+  SafeTensorsFile negative = file;
+  SafeTensor& var2 = negative.tensors["bert.encoder.layer.0.layers.1.running_var"];
+  const float minus_one = -1.0f;
+  std::memcpy(var2.bytes.data() + sizeof(float), &minus_one, sizeof(minus_one));
+  expect_error([&] { load_weights(target, negative, "f", {LoadMode::kExact}); },
+               {"bert.encoder.layer.0.layers.1.running_var", "negative variance"});
+
   // Every refusal came before any copy: the model is as it was.
   EXPECT_EQ(target.params_to_host(), before);
   EXPECT_EQ(target.buffers_to_host(), stats_before);

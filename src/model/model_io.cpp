@@ -78,7 +78,13 @@ void load_weights(BertModel& model, const SafeTensorsFile& file, const std::stri
     if (wanted(e)) params.emplace_back(&e, read_checked(file, e, source, o));
   }
   for (const auto& e : model.table().buffers()) {
-    if (wanted(e)) buffers.emplace_back(&e, read_checked(file, e, source, o));
+    if (!wanted(e)) continue;
+    buffers.emplace_back(&e, read_checked(file, e, source, o));
+    if (e.name.ends_with("running_var")) {
+      for (float v : buffers.back().second) {
+        if (v < 0) throw Error(fmt::format("{}: tensor \"{}\" holds a negative variance ({})", source, e.name, v));
+      }
+    }
   }
   std::optional<int64_t> tracked;
   for (const auto& name : model.table().batch_counters()) {

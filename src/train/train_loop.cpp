@@ -30,13 +30,21 @@ ModelLimits job_limits(const TrainJob& job) {
 // The warmup in the schedule's unit: steps, or epochs for a per-epoch schedule. Per epoch, a
 // share rounds down (the paper's code: epochs // 100) and the warmup is capped at epochs - 1, so
 // some epoch trains at a rate above 0 (epoch 0 of a warmup always has rate 0).
+// A warmup beyond 2^53 (any value the schema accepts) is held there: it still keeps the rate near
+// 0, and the conversion to an integer stays defined.
 int64_t warmup_length(const TrainOptions& o, int64_t total_steps) {
+  const double most = 9007199254740992.0;  // 2^53
+  const double warmup = std::min(o.warmup, most);
   if (!o.per_epoch_schedule) {
-    return o.warmup < 1.0 ? std::llround(o.warmup * static_cast<double>(total_steps)) : std::llround(o.warmup);
+    return warmup < 1.0 ? std::llround(warmup * static_cast<double>(total_steps)) : std::llround(warmup);
   }
   const int64_t epochs = o.epochs;
-  const int64_t w = o.warmup < 1.0 ? static_cast<int64_t>(std::floor(o.warmup * static_cast<double>(epochs)))
-                                   : std::llround(o.warmup);
+  const int64_t w =
+      warmup < 1.0 ? static_cast<int64_t>(std::floor(warmup * static_cast<double>(epochs))) : std::llround(warmup);
+  if (w > epochs - 1) {
+    fmt::print(stderr, "note: a per-epoch warmup of {} epochs is cut to {} so that some epoch trains above rate 0\n", w,
+               epochs - 1);
+  }
   return std::min(w, epochs - 1);
 }
 

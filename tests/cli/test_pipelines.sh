@@ -170,6 +170,11 @@ expect_error "padded length" "$tlm" finetune "${ft[@]}" --max-len 32 --batch 32 
   --sequences 1024 --epochs 4 --warmup 1 --schedule per-epoch --lr 1e-3 --log-every 1 --out sched >/dev/null 2>&1
 "$tlm" pretrain --corpus corpus.txt --vocab vocab.txt "${model[@]}" --max-len 24 --batch 256 --threads 2 \
   --sequences 1024 --epochs 1 --warmup 1 --schedule per-epoch --lr 1e-3 --log-every 1 --out sched1 >/dev/null 2>&1
+# a huge warmup never lifts the rate above the peak (it once overflowed into rates 20x the peak)
+for sch in per-step per-epoch; do
+  "$tlm" pretrain --corpus corpus.txt --vocab vocab.txt "${model[@]}" --max-len 24 --batch 256 --threads 2 \
+    --sequences 1024 --epochs 2 --warmup 1e30 --schedule $sch --lr 1e-3 --log-every 1 --out huge-$sch >/dev/null 2>&1
+done
 $py - <<'PY' || fail "per-epoch schedule"
 import json
 def rates(run):
@@ -179,6 +184,9 @@ assert len(got) == 16, got
 for epoch, lr in got:
     assert abs(lr - 1e-3 * [0, 1, 2 / 3, 1 / 3][epoch]) < 1e-12, got
 assert all(abs(lr - 1e-3) < 1e-12 for _, lr in rates("sched1")), rates("sched1")
+assert all(0 <= lr < 1e-6 for _, lr in rates("huge-per-step")), rates("huge-per-step")
+# per epoch the warmup is cut to epochs - 1 = 1: epoch 0 at 0, epoch 1 at the peak, never above
+assert all(abs(lr - 1e-3 * e) < 1e-12 for e, lr in rates("huge-per-epoch")), rates("huge-per-epoch")
 PY
 
 # --- overlap
