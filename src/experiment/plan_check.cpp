@@ -5,6 +5,7 @@
 #include <set>
 
 #include "tlm/check.h"
+#include "tlm/config.h"
 #include "tlm/device.h"
 #include "tlm/job_config.h"
 
@@ -252,6 +253,13 @@ void check_plan(const json& plan, const std::string& source) {
                          fmt::join(known, ", ")));
       }
       ps.check_value(*ps.find(k), v, fmt::format("{}: plan: [{}]", source, where));
+    }
+    // The front-end's kernel must fit the width now, not when the first run builds the model.
+    const int hidden = a.value("hidden", ps.find("hidden")->default_value.get<int>());
+    const auto [kernel_seq, kernel_hidden] =
+        parse_conv_kernel(a.value("conv_kernel", ps.find("conv_kernel")->default_value.get<std::string>()));
+    if (a.value("conv_layers", 0) > 0 && kernel_hidden > hidden) {
+      fail(source, where, fmt::format("conv_kernel {},{} is wider than hidden {}", kernel_seq, kernel_hidden, hidden));
     }
   });
   check_job_keys(source, "pretrain", plan["pretrain"], "pretrain", "pretrain",

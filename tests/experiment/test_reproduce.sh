@@ -166,6 +166,8 @@ bad_plan '[pretrain] seed is set by the plan for each run' -e 's/^\[pretrain\]$/
 bad_plan 'ffn = 64 differs from the pre-training (ffn = 0)' -e 's/^\[finetune\]$/[finetune]\nffn = 64/'
 bad_plan 'cased = true differs from the pre-training (cased = false)' \
   -e '0,/^format = "csv"$/s//format = "csv"\nfinetune = { cased = true }/'
+bad_plan '[architectures.shallow] conv_kernel 3,33 is wider than hidden 32' \
+  -e '0,/^heads = 2$/s//heads = 2\nconv_layers = 1\nconv_kernel = "3,33"/'
 printf 'seeds = [\n' > bad3.toml
 expect_error "bad3.toml:" "$tlm" reproduce --preset bad3.toml --data-dir data --out bad
 expect_error "neither a preset" "$tlm" reproduce --preset no-such-plan --out bad
