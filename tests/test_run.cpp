@@ -62,6 +62,20 @@ TEST_F(JobConfig, ValuesAreCheckedWhereverTheyComeFrom) {
   expect_error([&] { missing.result(); }, "--corpus is required");
 }
 
+TEST_F(JobConfig, OneKernelHasOneSpellingAndOneRunName) {
+  const JobSchema& s = job_schema("pretrain");
+  auto resolved = [&](const std::string& kernel) {
+    ConfigResolver r(s);
+    r.apply_json({{"corpus", "c.txt"}, {"vocab", "v.txt"}, {"out", "o"}, {"conv_layers", 2}}, "f.toml");
+    r.apply_text("conv_kernel", kernel, "--conv-kernel");
+    return r.result().config;
+  };
+  EXPECT_EQ(resolved("3,3")["conv_kernel"], "3");
+  EXPECT_EQ(resolved("16,3")["conv_kernel"], "16,3");
+  EXPECT_EQ(s.identity(resolved("3,3")), s.identity(resolved("3")));
+  EXPECT_NE(s.identity(resolved("3,5")), s.identity(resolved("3")));
+}
+
 TEST_F(JobConfig, IdentityLeavesOutWhatDoesNotChangeResults) {
   const JobSchema& s = job_schema("finetune");
   json c = s.defaults();

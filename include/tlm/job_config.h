@@ -36,6 +36,8 @@ struct Field {
   std::vector<std::string> choices;         // allowed strings (empty: any)
   Identity identity = Identity::kAlways;
   void (*check_string)(const std::string&) = nullptr;  // a string's own check: throws tlm::Error saying what is wrong
+  // A string's one spelling (after check_string), so equal values configure and name runs alike.
+  std::string (*canonical)(const std::string&) = nullptr;
 };
 
 class JobSchema {

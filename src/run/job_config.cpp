@@ -69,6 +69,10 @@ std::vector<Field> conv_fields() {
                            "convolutional BERT-1 (0: none)");
   Field kernel = string_field("conv_kernel", "3", "front-end kernel: k or seq,hidden (e.g. 16,3)");
   kernel.check_string = [](const std::string& s) { parse_conv_kernel(s); };
+  kernel.canonical = [](const std::string& s) {  // "3,3" is "3"
+    const auto [seq, hidden] = parse_conv_kernel(s);
+    return conv_kernel_text(seq, hidden);
+  };
   Field channels = int_field("conv_channels", 64, 1, 1024, "front-end channels");
   Field pad_to = int_field("pad_to", 0, 0, 8192,
                            "the paper's padded batches for the front-end: every sequence padded with [PAD] to this "
@@ -448,7 +452,7 @@ json JobSchema::check_value(const Field& f, const json& v, const std::string& wh
           throw bad(e.what());
         }
       }
-      return v;
+      return f.canonical ? json(f.canonical(v.get<std::string>())) : v;
     }
     case FieldType::kStrings: {
       const json list = v.is_string() ? json::array({v}) : v;

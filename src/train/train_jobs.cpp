@@ -351,9 +351,9 @@ JobRun run_finetune_job(const ResolvedConfig& rc, const std::vector<std::string>
         {"conv_channels", conv.enabled() ? conv.channels : 64},
         {"pad_to", conv.enabled() ? conv.pad_to : 0}};
     for (const auto& key : architecture_keys()) {
-      const bool same = c.at(key) == pre_arch.at(key) ||
-                        (key == "ffn" && c.at(key).get<int>() == model.intermediate_size) ||
-                        (key == "conv_kernel" && parse_conv_kernel(c.at(key)) == parse_conv_kernel(pre_arch.at(key)));
+      // (conv_kernel is in its one spelling on both sides: conv_kernel_text, the schema's canonical)
+      const bool same =
+          c.at(key) == pre_arch.at(key) || (key == "ffn" && c.at(key).get<int>() == model.intermediate_size);
       if (rc.was_given(key) && !same) {
         throw Error(fmt::format("{} {} differs from the --init run {} ({}); leave it out to use the run's",
                                 flag_of(key), c.at(key).dump(), init, pre_arch.at(key).dump()));
