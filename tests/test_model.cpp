@@ -246,6 +246,14 @@ TEST(Config, ConvolutionalFrontEndIsCheckedAndRoundTrips) {
   const BertConfig back = BertConfig::from_hf_json(j, "test");
   EXPECT_EQ(back.to_hf_json(), j);
   EXPECT_FALSE(small_config(Head::kMaskedLM).to_hf_json()["tlm"].contains("conv"));  // plain: unchanged
+  for (const nlohmann::json& v : {nlohmann::json(2.5), nlohmann::json(int64_t{1} << 40), nlohmann::json("2")}) {
+    nlohmann::json wrong = j;
+    wrong["tlm"]["conv"]["layers"] = v;  // a fraction, a value that would wrap, a string
+    EXPECT_THROW(BertConfig::from_hf_json(wrong, "test"), Error) << v.dump();
+    wrong = j;
+    wrong["num_hidden_layers"] = v;
+    EXPECT_THROW(BertConfig::from_hf_json(wrong, "test"), Error) << v.dump();
+  }
   nlohmann::json bad = j;
   bad["tlm"]["conv"]["kernel"] = {3};
   EXPECT_THROW(BertConfig::from_hf_json(bad, "test"), Error);

@@ -3,7 +3,9 @@
 #include <fmt/ranges.h>
 
 #include <charconv>
+#include <cstdint>
 #include <nlohmann/json.hpp>
+#include <type_traits>
 
 #include "tlm/check.h"
 #include "tlm/file_io.h"
@@ -130,6 +132,14 @@ template <typename T>
 void read_field(const json& j, const char* key, T& out, const std::string& source) {
   auto it = j.find(key);
   if (it == j.end() || it->is_null()) return;  // keep the BertConfig default, as HF does
+  // An integer field takes a whole number that fits, never a fraction cut down or a value wrapped.
+  if constexpr (std::is_same_v<T, int>) {
+    const bool whole = it->is_number_integer() &&
+                       (it->is_number_unsigned()
+                            ? it->template get<uint64_t>() <= uint64_t{INT32_MAX}
+                            : it->template get<int64_t>() >= INT32_MIN && it->template get<int64_t>() <= INT32_MAX);
+    if (!whole) throw Error(fmt::format("{}: field \"{}\" is not a 32-bit integer ({})", source, key, it->dump()));
+  }
   try {
     out = it->get<T>();
   } catch (const json::exception&) {
