@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "model/conv_front.h"
 #include "tlm/checkpoint.h"
 #include "tlm/model_io.h"
 #include "tlm/optim.h"
@@ -52,6 +53,14 @@ std::unique_ptr<BertModel> golden_model(const Golden& g, std::shared_ptr<Backend
   }
   load_weights(*model, weights, g.path, {LoadMode::kExact});
   return model;
+}
+
+std::string conv_weight_of_bias(const ConvConfig& conv, const std::string& name, const std::string& prefix) {
+  for (int s = 0; conv.enabled() && s <= conv.layers; ++s) {
+    const ConvStageNames n = conv_stage_names(conv, s);
+    if (name == prefix + n.conv_bias) return prefix + n.conv_weight;
+  }
+  return "";
 }
 
 double rel_error(const float* a, const float* b, int64_t n) {

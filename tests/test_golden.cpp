@@ -142,15 +142,14 @@ TEST_P(GoldenTest, LogitsLossAndEveryGradientMatchPyTorch) {
     const auto ref_grad = g.file.at("grad." + e.name, g.path).to_floats();
     ASSERT_EQ(static_cast<int64_t>(ref_grad.size()), e.size) << e.name;
     const float* ours = model->grads() + e.offset;
-    const bool conv_bias =
-        e.name.starts_with(kConvPrefix) && e.init == ParamInfo::Init::kUniform && e.shape.size() == 1;
+    const std::string conv_weight = conv_weight_of_bias(g.config.conv, e.name, kConvPrefix);
+    const bool conv_bias = !conv_weight.empty();
     if (e.name.ends_with("attention.self.key.bias") || conv_bias) {
       // Exactly zero in exact arithmetic (softmax is shift-invariant along each row, and q.b_k
       // is the same for every key; a training BatchNorm subtracts each channel's mean, bias
       // included), so both sides hold rounding noise: require that noise to be negligible next
       // to the query bias (the convolution weight) gradient instead of comparing noise with noise.
-      const std::string q = conv_bias ? e.name.substr(0, e.name.size() - 4) + "weight"
-                                      : e.name.substr(0, e.name.size() - 8) + "query.bias";
+      const std::string q = conv_bias ? conv_weight : e.name.substr(0, e.name.size() - 8) + "query.bias";
       const float* qg = model->grad(q);
       const int64_t q_size = model->table().at(q).size;
       double qmax = 0, ours_max = 0, ref_max = 0;

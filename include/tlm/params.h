@@ -30,6 +30,7 @@ class ParamTable {
   // layout: in the checkpoint beside the parameters, never seen by the optimiser.
   const std::vector<ParamInfo>& buffers() const { return buffers_; }
   int64_t buffers_size() const { return buffers_total_; }
+  const ParamInfo& buffer(const std::string& name) const;  // throws if absent
   // Names of the BatchNorms' num_batches_tracked counters (I64 scalars in the checkpoint).
   const std::vector<std::string>& batch_counters() const { return counters_; }
   const ParamInfo* find(const std::string& name) const;  // null if absent

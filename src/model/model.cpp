@@ -152,6 +152,11 @@ struct BertModel::Impl {
     }
     return {d_ids.data(), d_positions.data(), has_types ? d_types.data() : nullptr, d_token_keys.data(), n};
   }
+  // The embeddings' dropout (forward, and the same mask on their gradient), keyed like every
+  // other site; its rows are the embedding rows (padded ones included).
+  void embedding_dropout(float* x, const EmbeddingRows& er, int cols, float p) const {
+    be.dropout_apply(x, er.rows, cols, p, mix_key(seed, kNoLayer, kEmbeddings), er.keys);
+  }
   // Lays the batch out in padded rows ([PAD] after each sequence, type 0) and uploads it.
   void pad_batch(const Batch& in_batch, int pad_id);
   // Selects the rows of the last layer from `targets` (token rows, any order, unique).
@@ -330,12 +335,7 @@ BertModel::BertModel(const BertConfig& config, const ModelLimits& limits, std::s
     I.conv = std::make_unique<ConvFrontEnd>(*backend_, config.conv, config.hidden_size,
                                             I.pad_to > 0 ? limits.max_seqs * I.pad_to : limits.max_tokens);
     I.stats = DeviceBuffer<float>(*backend_, table_.buffers_size());
-    auto buffer = [&](const std::string& name) {
-      for (const auto& e : table_.buffers()) {
-        if (e.name == name) return I.stats.data() + e.offset;
-      }
-      TLM_FAIL("no buffer named {}", name);
-    };
+    auto buffer = [&](const std::string& name) { return I.stats.data() + table_.buffer(name).offset; };
     for (int s = 0; s < I.conv->stages(); ++s) {
       const ConvStageNames nm = conv_stage_names(config.conv, s);
       const std::string p = kConvPrefix;
@@ -533,7 +533,7 @@ ForwardResult BertModel::forward(const Batch& batch, bool training, uint64_t dro
   const Impl::EmbeddingRows er = I.embedding_rows(!batch.type_ids.empty());
   be.embedding_forward(er.ids, er.positions, er.types, P + I.word, P + I.pos, P + I.type, I.emb_sum, er.rows, c);
   be.layernorm_forward(I.emb_sum, P + I.emb_g, P + I.emb_b, I.emb_out, I.emb_mean, I.emb_rstd, er.rows, c, eps);
-  be.dropout_apply(I.emb_out, er.rows, c, p_hidden, mix_key(I.seed, kNoLayer, kEmbeddings), er.keys);
+  I.embedding_dropout(I.emb_out, er, c, p_hidden);
   if (I.conv) {
     if (I.pad_to > 0) {  // the front-end on the padded rows, then the real rows onwards
       I.conv->forward(I.emb_out, I.padded_out, I.conv_params, I.d_pad_offsets.data(), b, er.rows, training);
@@ -698,7 +698,7 @@ void BertModel::backward(float grad_scale) {
     I.conv->backward(I.d0, I.d3, I.conv_params, I.conv_grads);
     d_emb = I.d3;
   }
-  be.dropout_apply(d_emb, er.rows, c, p_hidden, mix_key(I.seed, kNoLayer, kEmbeddings), er.keys);
+  I.embedding_dropout(d_emb, er, c, p_hidden);
   be.layernorm_backward(d_emb, I.emb_sum, I.emb_mean, I.emb_rstd, P + I.emb_g, d_sum, G + I.emb_g, G + I.emb_b, er.rows,
                         c);
   // HF's nn.Embedding(padding_idx): the lookup adds nothing to the [PAD] row's gradient (the tied

@@ -73,35 +73,47 @@ std::string encoder_layer_prefix(const BertConfig& config, int l) {
   return fmt::format("bert.encoder.layer.{}.", l + (config.conv.enabled() ? 1 : 0));
 }
 
-void ParamTable::add_buffer(const std::string& name, int64_t size, ParamInfo::Init init) {
-  ParamInfo p;
-  p.name = name;
-  p.shape = {size};
-  p.size = size;
-  p.offset = buffers_total_;
-  p.init = init;
-  buffers_total_ += size;
-  buffers_.push_back(std::move(p));
-}
+namespace {
 
-void ParamTable::add(const std::string& name, std::vector<int64_t> shape, ParamInfo::Init init, float bound) {
+// Appends a tensor to `list` at offset `total` and moves `total` past it (no padding:
+// query/key/value must stay adjacent).
+void append(std::vector<ParamInfo>& list, int64_t& total, const std::string& name, std::vector<int64_t> shape,
+            ParamInfo::Init init, float bound) {
   ParamInfo p;
-  p.bound = bound;
   p.name = name;
   p.size = 1;
   for (int64_t d : shape) p.size *= d;
   p.shape = std::move(shape);
-  p.offset = total_;
+  p.offset = total;
   p.init = init;
-  total_ += p.size;  // no padding: query/key/value must stay adjacent
-  entries_.push_back(std::move(p));
+  p.bound = bound;
+  total += p.size;
+  list.push_back(std::move(p));
 }
 
-const ParamInfo* ParamTable::find(const std::string& name) const {
-  for (const auto& e : entries_) {
+const ParamInfo* find_in(const std::vector<ParamInfo>& list, const std::string& name) {
+  for (const auto& e : list) {
     if (e.name == name) return &e;
   }
   return nullptr;
+}
+
+}  // namespace
+
+void ParamTable::add_buffer(const std::string& name, int64_t size, ParamInfo::Init init) {
+  append(buffers_, buffers_total_, name, {size}, init, 0);
+}
+
+void ParamTable::add(const std::string& name, std::vector<int64_t> shape, ParamInfo::Init init, float bound) {
+  append(entries_, total_, name, std::move(shape), init, bound);
+}
+
+const ParamInfo* ParamTable::find(const std::string& name) const { return find_in(entries_, name); }
+
+const ParamInfo& ParamTable::buffer(const std::string& name) const {
+  const ParamInfo* p = find_in(buffers_, name);
+  if (!p) TLM_FAIL("no buffer named {}", name);
+  return *p;
 }
 
 const ParamInfo& ParamTable::at(const std::string& name) const {

@@ -67,14 +67,16 @@ std::vector<Field> conv_fields() {
   Field layers = int_field("conv_layers", 0, 0, 8,
                            "convolutional front-end stages before the transformer layers, as the paper's "
                            "convolutional BERT-1 (0: none)");
-  Field kernel = string_field("conv_kernel", "3", "front-end kernel: k or seq,hidden (e.g. 16,3)");
+  const ConvConfig none;  // the defaults, a plain BERT's, come from the model's own
+  Field kernel = string_field("conv_kernel", conv_kernel_text(none.kernel_seq, none.kernel_hidden),
+                              "front-end kernel: k or seq,hidden (e.g. 16,3)");
   kernel.check_string = [](const std::string& s) { parse_conv_kernel(s); };
   kernel.canonical = [](const std::string& s) {  // "3,3" is "3"
     const auto [seq, hidden] = parse_conv_kernel(s);
     return conv_kernel_text(seq, hidden);
   };
-  Field channels = int_field("conv_channels", 64, 1, 1024, "front-end channels");
-  Field pad_to = int_field("pad_to", 0, 0, 8192,
+  Field channels = int_field("conv_channels", none.channels, 1, 1024, "front-end channels");
+  Field pad_to = int_field("pad_to", none.pad_to, 0, 8192,
                            "the paper's padded batches for the front-end: every sequence padded with [PAD] to this "
                            "length (at least --max-len), so the convolution and BatchNorm see the [PAD] rows as in "
                            "their code (0: packed, no [PAD] rows)");
@@ -169,7 +171,8 @@ std::string label(const std::string& key) { return flag_of(key); }
 
 void conv_needs_layers(const json& c, const std::string& where) {
   if (c.at("conv_layers").get<int>() == 0 &&
-      (c.at("conv_kernel") != "3" || c.at("conv_channels") != 64 || c.at("pad_to") != 0)) {
+      (c.at("conv_kernel") != conv_kernel_text(ConvConfig{}.kernel_seq, ConvConfig{}.kernel_hidden) ||
+       c.at("conv_channels") != ConvConfig{}.channels || c.at("pad_to") != ConvConfig{}.pad_to)) {
     throw Error(
         fmt::format("{}: --conv-kernel, --conv-channels and --pad-to shape the convolutional front-end; give "
                     "--conv-layers N (1 or more) too",

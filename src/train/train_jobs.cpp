@@ -339,17 +339,13 @@ JobRun run_finetune_job(const ResolvedConfig& rc, const std::vector<std::string>
     vocab = std::make_unique<Vocab>(std::move(pre_tok.vocab));
     model = load_config(init);
     const int pre_ffn = model.intermediate_size == 4 * model.hidden_size ? 0 : model.intermediate_size;
-    const ConvConfig& conv = model.conv;
+    // A run without a front-end holds its defaults, the schema's too: its identity is unchanged.
+    const ConvConfig conv = model.conv.enabled() ? model.conv : ConvConfig{};
     const json pre_arch = {
-        {"layers", model.num_hidden_layers},
-        {"hidden", model.hidden_size},
-        {"heads", model.num_attention_heads},
-        {"ffn", pre_ffn},
-        {"conv_layers", conv.layers},
-        // a run without a front-end keeps the defaults, so its identity is unchanged
-        {"conv_kernel", conv.enabled() ? conv_kernel_text(conv.kernel_seq, conv.kernel_hidden) : "3"},
-        {"conv_channels", conv.enabled() ? conv.channels : 64},
-        {"pad_to", conv.enabled() ? conv.pad_to : 0}};
+        {"layers", model.num_hidden_layers},  {"hidden", model.hidden_size},
+        {"heads", model.num_attention_heads}, {"ffn", pre_ffn},
+        {"conv_layers", conv.layers},         {"conv_kernel", conv_kernel_text(conv.kernel_seq, conv.kernel_hidden)},
+        {"conv_channels", conv.channels},     {"pad_to", conv.pad_to}};
     for (const auto& key : architecture_keys()) {
       // (conv_kernel is in its one spelling on both sides: conv_kernel_text, the schema's canonical)
       const bool same =

@@ -14,15 +14,10 @@ namespace tlm::kernels {
 namespace {
 
 // A calling thread's scratch, grown once and reused: no allocation per step.
-double* scratch_doubles(int slot, size_t count) {
-  static thread_local std::vector<double> buffers[4];
-  std::vector<double>& b = buffers[slot];
-  if (b.size() < count) b.resize(count);
-  return b.data();
-}
-float* scratch_floats(int slot, size_t count) {
-  static thread_local std::vector<float> buffers[4];
-  std::vector<float>& b = buffers[slot];
+template <typename T>
+T* scratch(int slot, size_t count) {
+  static thread_local std::vector<T> buffers[4];
+  std::vector<T>& b = buffers[slot];
   if (b.size() < count) b.resize(count);
   return b.data();
 }
@@ -32,7 +27,7 @@ float* scratch_floats(int slot, size_t count) {
 template <typename F>
 void channel_sums(int64_t pixels, int ch, double* out, F&& f) {
   const int most = omp_get_max_threads();
-  double* partial = scratch_doubles(0, static_cast<size_t>(most) * ch);
+  double* partial = scratch<double>(0, static_cast<size_t>(most) * ch);
   std::fill(partial, partial + static_cast<int64_t>(most) * ch, 0.0);
   int team = 1;
 #pragma omp parallel num_threads(most)
@@ -68,7 +63,7 @@ void affine(const float* x, const float* scale, const float* shift, float* y, in
 void batchnorm_forward_train(const float* x, const float* gamma, const float* beta, float* y, float* mean, float* rstd,
                              float* running_mean, float* running_var, int64_t pixels, int ch, float eps,
                              float momentum) {
-  double *sum = scratch_doubles(1, ch), *sq = scratch_doubles(2, ch), *mu = scratch_doubles(3, ch);
+  double *sum = scratch<double>(1, ch), *sq = scratch<double>(2, ch), *mu = scratch<double>(3, ch);
   channel_sums(pixels, ch, sum, [&](int64_t p, int c) { return double{x[p * ch + c]}; });
   for (int c = 0; c < ch; ++c) mu[c] = sum[c] / static_cast<double>(pixels);
   // Two passes (deviations from the mean) keep the variance exact when the mean is large.
@@ -76,7 +71,7 @@ void batchnorm_forward_train(const float* x, const float* gamma, const float* be
     const double d = x[p * ch + c] - mu[c];
     return d * d;
   });
-  float *scale = scratch_floats(0, ch), *shift = scratch_floats(1, ch);
+  float *scale = scratch<float>(0, ch), *shift = scratch<float>(1, ch);
   for (int c = 0; c < ch; ++c) {
     const double var = sq[c] / static_cast<double>(pixels);  // biased: what normalises
     const double inv = 1.0 / std::sqrt(var + eps);
@@ -94,7 +89,7 @@ void batchnorm_forward_train(const float* x, const float* gamma, const float* be
 
 void batchnorm_forward_eval(const float* x, const float* gamma, const float* beta, const float* running_mean,
                             const float* running_var, float* y, int64_t pixels, int ch, float eps) {
-  float *scale = scratch_floats(0, ch), *shift = scratch_floats(1, ch);
+  float *scale = scratch<float>(0, ch), *shift = scratch<float>(1, ch);
   for (int c = 0; c < ch; ++c) {
     const double inv = 1.0 / std::sqrt(double{running_var[c]} + eps);
     scale[c] = static_cast<float>(gamma[c] * inv);
@@ -105,13 +100,13 @@ void batchnorm_forward_eval(const float* x, const float* gamma, const float* bet
 
 void batchnorm_backward(const float* dy, const float* x, const float* mean, const float* rstd, const float* gamma,
                         float* dx, float* dgamma, float* dbeta, int64_t pixels, int ch) {
-  double *sum_dy = scratch_doubles(1, ch), *sum_dy_xhat = scratch_doubles(2, ch);
+  double *sum_dy = scratch<double>(1, ch), *sum_dy_xhat = scratch<double>(2, ch);
   channel_sums(pixels, ch, sum_dy, [&](int64_t p, int c) { return double{dy[p * ch + c]}; });
   channel_sums(pixels, ch, sum_dy_xhat, [&](int64_t p, int c) {
     return double{dy[p * ch + c]} * ((double{x[p * ch + c]} - mean[c]) * rstd[c]);
   });
   // dx = gamma rstd (dy - mean(dy) - xhat mean(dy xhat))
-  float *a = scratch_floats(0, ch), *m_dy = scratch_floats(1, ch), *m_dyx = scratch_floats(2, ch);
+  float *a = scratch<float>(0, ch), *m_dy = scratch<float>(1, ch), *m_dyx = scratch<float>(2, ch);
   for (int c = 0; c < ch; ++c) {
     dgamma[c] += static_cast<float>(sum_dy_xhat[c]);
     dbeta[c] += static_cast<float>(sum_dy[c]);
