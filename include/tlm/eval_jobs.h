@@ -1,4 +1,4 @@
-// `tlm eval`, `tlm predict`, `tlm bench latency` and `tlm overlap` as library calls, from a
+// `tlm eval`, `tlm predict`, `tlm bench latency`, `tlm fasttext` and `tlm overlap` as library calls, from a
 // resolved job configuration (job_config.h). Each writes its JSON result to the configuration's
 // output file when one is named (atomically) and returns it.
 #pragma once
@@ -21,6 +21,10 @@ std::vector<nlohmann::json> run_predict_job(const ResolvedConfig& config,
                                             const std::function<std::vector<std::string>()>& read_texts);
 // Inference latency of one model or a committee (latency.h).
 nlohmann::json run_latency_job(const ResolvedConfig& config);
+// fastText on a fine-tuning run's samples: every setting of the grid trained and scored on the
+// validation and test samples; writes <out>/metrics.json (per setting, and the setting this run's
+// validation chose) and <out>/test_predictions.safetensors (per setting, and "model").
+nlohmann::json run_fasttext_job(const ResolvedConfig& config);
 // Token and word overlap of corpora with a dataset (overlap.h).
 nlohmann::json run_overlap_job(const ResolvedConfig& config);
 

@@ -18,7 +18,8 @@
 
 namespace tlm {
 
-enum class FieldType { kInt, kFloat, kString, kStrings, kBool };
+// kInts and kFloats are non-empty lists of numbers (a grid), each number checked against the range.
+enum class FieldType { kInt, kFloat, kString, kStrings, kBool, kInts, kFloats };
 
 // How a key enters the identity (the name) of a run: always; only when it differs from its
 // default (keys added after runs were first named, so existing names stay); never (threads,
@@ -58,7 +59,8 @@ class JobSchema {
   // choices; a single string where a list of strings is expected becomes a one-element list.
   // Errors name `where` and the key.
   nlohmann::json check_value(const Field& f, const nlohmann::json& value, const std::string& where) const;
-  // A value from text (a flag, --set): parsed by the field's type, then checked.
+  // A value from text (a flag, --set): parsed by the field's type (a list of numbers separated by
+  // commas), then checked.
   nlohmann::json parse_value(const Field& f, const std::string& text, const std::string& where) const;
   // A whole configuration: no unknown keys, every value checked, required keys present, relations.
   void check(const nlohmann::json& config, const std::string& where) const;
@@ -73,7 +75,7 @@ class JobSchema {
   std::function<void(const nlohmann::json&, const std::string&)> relations_;
 };
 
-// pretrain, finetune, eval, predict, latency, overlap, vocab, data.
+// pretrain, finetune, fasttext, eval, predict, latency, overlap, vocab, data.
 const JobSchema& job_schema(const std::string& kind);
 std::vector<std::string> job_kinds();
 

@@ -30,15 +30,30 @@ struct LabeledSampleOptions {
   SampleSeeds seeds;
 };
 
+// The draw of a fine-tuning (or fastText) run's configuration: per_label_train, per_label_test,
+// valid_per_label, cap_per_label and the seeds.
+LabeledSampleOptions labeled_sample_options(const nlohmann::json& config);
+
 struct LabeledSample {
   SequenceSet train, valid, test;
   std::vector<std::string> capped;  // "label: had N of M asked", per capped draw
 };
 
-// With a test set: per-label draws from each (the test draw is draw_test_sample). Without one:
-// the test sample is drawn from `train_all` with the test seed alone (the same for every training
-// seed and arm), and the training sample from the rest with the sample seed. Then the validation
-// split, carved from the training sample with its own key.
+// Which examples a fine-tuning run trains, validates and tests on, from labels alone: indices
+// into the training file's examples (train, valid) and into the test file's, or the training
+// file's when there is none (test). The same draw whatever reads the examples: tokenized for a
+// tiny model, or as text for fastText.
+struct LabeledDraw {
+  std::vector<int64_t> train, valid, test;
+  std::vector<std::string> capped;  // "label: had N of M asked", per capped draw
+};
+LabeledDraw draw_labeled_indices(const std::vector<int32_t>& train_labels, const std::vector<int32_t>* test_labels,
+                                 const std::vector<std::string>& label_names, const LabeledSampleOptions& options);
+
+// draw_labeled_indices applied to tokenized examples. With a test set: per-label draws from each (the test draw is
+// draw_test_sample). Without one: the test sample is drawn from `train_all` with the test seed alone (the same for
+// every training seed and arm), and the training sample from the rest with the sample seed. Then the validation split,
+// carved from the training sample with its own key.
 LabeledSample draw_labeled_sample(const SequenceSet& train_all, const SequenceSet* test_all,
                                   const LabeledSampleOptions& options);
 

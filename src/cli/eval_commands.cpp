@@ -1,4 +1,4 @@
-// tlm eval (one model or a soft committee), tlm predict, tlm overlap: parse, run, print.
+// tlm eval (one model or a soft committee), tlm predict, tlm fasttext, tlm overlap: parse, run, print.
 #include <iostream>
 
 #include "cli/commands.h"
@@ -38,6 +38,15 @@ void add_eval_commands(CLI::App& app, int argc, char** argv, int* exit_code) {
                     for (const auto& line : run_predict_job(c, [&] { return read_texts(input); })) {
                       fmt::print("{}\n", line.dump());
                     }
+                    return 0;
+                  });
+  add_job_command(app, "fasttext", "fasttext", argc, argv, exit_code,
+                  [](const ResolvedConfig& c, const std::vector<std::string>&) {
+                    const nlohmann::json m = run_fasttext_job(c);
+                    fmt::print("{}\n", nlohmann::json({{"chosen", m["chosen"]},
+                                                       {"valid_accuracy", m["final"]["valid_accuracy"]},
+                                                       {"test_accuracy", m["test"]["accuracy"]}})
+                                           .dump(2));
                     return 0;
                   });
   add_job_command(

@@ -21,9 +21,14 @@ JobOptions::JobOptions(CLI::App* cmd, const JobSchema& schema) : schema_(schema)
     } else {
       const std::string allowed = f.choices.empty() ? "" : fmt::format(" ({})", fmt::join(f.choices, ", "));
       e.option = cmd->add_option(flag_of(f.key), *e.values, f.help + allowed + shown);
-      const char* type = f.type == FieldType::kInt ? "INT" : f.type == FieldType::kFloat ? "NUMBER" : "TEXT";
+      const char* type = f.type == FieldType::kInt      ? "INT"
+                         : f.type == FieldType::kFloat  ? "NUMBER"
+                         : f.type == FieldType::kInts   ? "INT,..."
+                         : f.type == FieldType::kFloats ? "NUMBER,..."
+                                                        : "TEXT";
       e.option->type_name(type);
-      if (f.type != FieldType::kStrings) e.option->expected(1)->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+      const bool list = f.type == FieldType::kStrings || f.type == FieldType::kInts || f.type == FieldType::kFloats;
+      if (!list) e.option->expected(1)->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
     }
     entries_.push_back(std::move(e));
   }
@@ -39,6 +44,8 @@ std::optional<ResolvedConfig> JobOptions::resolve() const {
       r.apply_json({{e.field->key, *e.flag}}, where);
     } else if (e.field->type == FieldType::kStrings) {
       r.apply_json({{e.field->key, *e.values}}, where);  // a repeated flag gives the list
+    } else if (e.field->type == FieldType::kInts || e.field->type == FieldType::kFloats) {
+      r.apply_text(e.field->key, fmt::format("{}", fmt::join(*e.values, ",")), where);  // repeated or 1,2,3
     } else {
       r.apply_text(e.field->key, e.values->back(), where);
     }

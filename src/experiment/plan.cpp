@@ -509,6 +509,31 @@ class Expander {
     return runs;
   }
 
+  // fastText on each seed's samples of a task (the ones its fine-tuning runs draw), one run per
+  // seed trying every setting of [fasttext]'s grid; the same runs for every experiment.
+  json fasttext_arm(const std::string& task_name) {
+    const json ft = finetune_config(task_name);
+    json base = plan_["fasttext"];
+    for (const auto& f : job_schema("fasttext").fields()) {
+      if (plan_sets_key("fasttext", f.key) && ft.contains(f.key)) base[f.key] = ft[f.key];
+    }
+    base["vocab"] = vocab_path_;  // test items named as the tiny models' runs name them
+    json runs = json::array();
+    for (int s = 1; s <= seeds_; ++s) {
+      Job j;
+      j.kind = j.schema = "fasttext";
+      j.title = fmt::format("fastText on {} (seed {})", task_name, seed_of(s));
+      j.done = "metrics.json";
+      j.deps = vocab_deps();
+      j.tags = {{"task", task_name}, {"seed", seed_of(s)}};
+      j.config = base;
+      j.config["seed"] = seed_of(s);
+      j.config["sample_seed"] = seed_of(s);
+      runs.push_back(add_command(std::move(j), "out", ""));
+    }
+    return runs;
+  }
+
   int default_sequences() const {
     return static_cast<int>(need_int(need(plan_, "pretrain", "top level"), "sequences", "pretrain"));
   }
@@ -528,11 +553,13 @@ class Expander {
       task(task_name);
       for (const auto& arch_name : need_strings(e, "architectures", "e1")) {
         const auto init = pretrained(arch_name, default_corpus(), default_sequences());
-        out.push_back({{"task", task_name},
-                       {"arch", arch_name},
-                       {"pretrain", init(1)},
-                       {"pretrained", arm(task_name, arch_name, init)},
-                       {"scratch", arm(task_name, arch_name, [](int) { return -1; })}});
+        json row = {{"task", task_name},
+                    {"arch", arch_name},
+                    {"pretrain", init(1)},
+                    {"pretrained", arm(task_name, arch_name, init)},
+                    {"scratch", arm(task_name, arch_name, [](int) { return -1; })}};
+        if (plan_.contains("fasttext")) row["fasttext"] = fasttext_arm(task_name);
+        out.push_back(row);
       }
     }
     return out;
@@ -612,6 +639,7 @@ class Expander {
     const int deep_pre = pretrain(deep_arch, default_corpus(), default_sequences(), seed_of(1));
     const json deep_runs = arm(task_name, deep_arch, [deep_pre](int) { return deep_pre; });
     out["deep"] = {{"pretrain", deep_pre}, {"runs", deep_runs}};
+    if (plan_.contains("fasttext")) out["fasttext"] = fasttext_arm(task_name);
     const auto deep_grid = grid_of(deep_runs);
     // The run of seed s at the rate the arm chose on validation.
     auto chosen = [](const std::string& o, const std::vector<std::vector<std::string>>& grid, int s) {

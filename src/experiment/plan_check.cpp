@@ -151,7 +151,12 @@ bool plan_sets_key(const std::string& section, const std::string& key) {
   static const std::set<std::string> pretrain = {"corpus", "format", "text_field"};
   static const std::set<std::string> finetune = {"train", "test",    "format",      "classes",
                                                  "init",  "scratch", "sample_seed", "lr"};
+  // fastText draws its samples as the tiny models do: the task's data and [finetune]'s draw.
+  static const std::set<std::string> fasttext = {
+      "train",          "test",          "format",          "classes",   "text_field",  "on_bad_row", "per_label_train",
+      "per_label_test", "cap_per_label", "valid_per_label", "test_seed", "sample_seed", "max_len",    "cased"};
   if (always.count(key)) return true;
+  if (section == "fasttext") return fasttext.count(key) > 0;
   return section == "pretrain" ? pretrain.count(key) > 0 : finetune.count(key) > 0;
 }
 
@@ -171,6 +176,7 @@ void check_plan(const json& plan, const std::string& source) {
                                           {"architectures", {Kind::kTable, true}},
                                           {"pretrain", {Kind::kTable, true}},
                                           {"finetune", {Kind::kTable, true}},
+                                          {"fasttext", {Kind::kTable}},
                                           {"e1", {Kind::kTable}},
                                           {"e2", {Kind::kTable}},
                                           {"e3", {Kind::kTable}},
@@ -271,6 +277,7 @@ void check_plan(const json& plan, const std::string& source) {
   }
   check_job_keys(source, "finetune", plan["finetune"], "finetune", "finetune",
                  {{"lrs", {Kind::kPositiveNumbers, true}}, {"test_seed", {Kind::kPositiveInt, true}}}, plan);
+  if (plan.contains("fasttext")) check_job_keys(source, "fasttext", plan["fasttext"], "fasttext", "fasttext", {}, plan);
   const Key task{Kind::kString, true, "tasks"}, arch{Kind::kString, true, "architectures"};
   if (plan.contains("e1")) {
     const json parts = plan["e1"].is_array() ? plan["e1"] : json::array({plan["e1"]});

@@ -11,7 +11,8 @@ namespace tlm::experiment {
 
 void check_plan(const nlohmann::json& plan, const std::string& source);
 
-// Keys of [pretrain] / [finetune] / [tasks.X.finetune] that the plan sets for every run itself.
+// Keys of [pretrain] / [finetune] / [tasks.X.finetune] / [fasttext] that the plan sets for every run
+// itself.
 bool plan_sets_key(const std::string& section, const std::string& key);
 
 }  // namespace tlm::experiment

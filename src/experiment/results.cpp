@@ -73,6 +73,80 @@ class Collector {
     return out;
   }
 
+  // fastText's arm: runs[seed]. The grid's setting with the best mean validation accuracy over
+  // seeds (the first of ties, in grid order), as a tiny model's arm chooses its learning rate, and
+  // per seed the test accuracy at that setting.
+  json fasttext_arm(const json& runs) const {
+    std::vector<json> m;
+    json dirs = json::array();
+    for (const auto& i : runs) {
+      m.push_back(metrics(i));
+      dirs.push_back(job(i).dir);
+    }
+    const json& grid = m.at(0).at("grid");
+    json settings = json::array(), valid_by = json::array();
+    std::vector<double> mean_valid(grid.size(), 0);
+    for (size_t g = 0; g < grid.size(); ++g) {
+      settings.push_back(grid[g]["setting"]);
+      for (size_t s = 0; s < m.size(); ++s) {
+        const json& row = m[s]["grid"].at(g);
+        TLM_CHECK(row["setting"] == grid[g]["setting"], "{}: its grid differs from {}'s", dirs[s].get<std::string>(),
+                  dirs[0].get<std::string>());
+        if (grid.size() > 1) mean_valid[g] += row["valid_accuracy"].get<double>() / static_cast<double>(m.size());
+      }
+      valid_by.push_back(grid.size() > 1 ? json(mean_valid[g]) : json(nullptr));
+    }
+    const size_t chosen = std::max_element(mean_valid.begin(), mean_valid.end()) - mean_valid.begin();
+    std::vector<double> test;
+    for (const auto& mi : m) test.push_back(mi["grid"][chosen]["test_accuracy"]);
+    return {{"settings", settings},
+            {"valid_accuracy_by_setting", valid_by},
+            {"chosen_setting", settings[chosen]},
+            {"runs", dirs},
+            {"test_accuracy", test},
+            {"summary", to_json(summarize(test))}};
+  }
+
+  // A model's test accuracy per seed against fastText's, paired over seeds, and McNemar's exact
+  // test per seed on the items both scored: files[s] holds the model's per-item probabilities
+  // under `probs_name`.
+  json against_fasttext(const std::string& task, const std::string& model, const json& accuracy,
+                        const std::vector<std::string>& files, const std::string& probs_name,
+                        const json& fasttext) const {
+    json mcnemar = json::array();
+    for (size_t s = 0; s < files.size(); ++s) {
+      const Predictions pm = load_predictions((fs::path(out_) / files[s]).string());
+      const std::string ft_file =
+          (fs::path(out_) / fasttext["runs"][s].get<std::string>() / "test_predictions.safetensors").string();
+      const Predictions pf = load_predictions(ft_file);
+      TLM_CHECK(pm.items == pf.items, "{} and {}: not the same test items", files[s], ft_file);
+      mcnemar.push_back(mcnemar_row(s, pm.correct(probs_name), pf.correct(fasttext["chosen_setting"]),
+                                    "model_right_fasttext_wrong", "fasttext_right_model_wrong"));
+    }
+    return {{"task", task},
+            {"model", model},
+            {"test_accuracy", accuracy},
+            {"summary", to_json(summarize(accuracy.get<std::vector<double>>()))},
+            {"fasttext", fasttext},
+            {"difference", paired_difference(accuracy, fasttext["test_accuracy"])},
+            {"mcnemar", mcnemar}};
+  }
+
+  // McNemar's exact test of seed index s from two models' per-item correctness on the same items:
+  // the counts of items only one got right, under the given keys, and p.
+  json mcnemar_row(size_t s, const std::vector<char>& a_ok, const std::vector<char>& b_ok, const char* only_a,
+                   const char* only_b) const {
+    int64_t a = 0, b = 0;
+    for (size_t i = 0; i < a_ok.size(); ++i) {
+      a += a_ok[i] && !b_ok[i];
+      b += b_ok[i] && !a_ok[i];
+    }
+    return {{"seed", runs_.roles.value("first_seed", 1) + static_cast<int>(s)},
+            {only_a, a},
+            {only_b, b},
+            {"p", mcnemar_exact_p(a, b)}};
+  }
+
   // Per seed, a[s] - b[s], summarized with its verdict.
   static json paired_difference(const json& a, const json& b) {
     std::vector<double> d;
@@ -112,12 +186,10 @@ class Collector {
     json rows = json::array();
     for (const auto& r : runs_.roles["e1"]) {
       const json pre = arm(r["pretrained"]), scr = arm(r["scratch"]);
-      rows.push_back({{"task", r["task"]},
-                      {"arch", r["arch"]},
-                      {"pretrain_run", job(r["pretrain"]).dir},
-                      {"pretrained", pre},
-                      {"scratch", scr},
-                      {"gap", gap(pre, scr)}});
+      json row = {{"task", r["task"]}, {"arch", r["arch"]}, {"pretrain_run", job(r["pretrain"]).dir},
+                  {"pretrained", pre}, {"scratch", scr},    {"gap", gap(pre, scr)}};
+      if (r.contains("fasttext")) row["fasttext"] = fasttext_arm(r["fasttext"]);
+      rows.push_back(row);
     }
     return rows;
   }
@@ -216,30 +288,50 @@ class Collector {
           (fs::path(out_) / deep["runs"][s].get<std::string>() / "test_predictions.safetensors").string();
       const Predictions pd_items = load_predictions(deep_file);
       TLM_CHECK(pc_items.items == pd_items.items, "{} and {}: not the same test items", cj.dir, deep_file);
-      const auto c_ok = pc_items.correct("committee"), d_ok = pd_items.correct("model");
-      int64_t only_committee = 0, only_deep = 0;
-      for (size_t i = 0; i < c_ok.size(); ++i) {
-        only_committee += c_ok[i] && !d_ok[i];
-        only_deep += d_ok[i] && !c_ok[i];
-      }
-      mcnemar.push_back({{"seed", runs_.roles.value("first_seed", 1) + static_cast<int>(s)},
-                         {"committee_right_deep_wrong", only_committee},
-                         {"deep_right_committee_wrong", only_deep},
-                         {"p", mcnemar_exact_p(only_committee, only_deep)}});
+      mcnemar.push_back(mcnemar_row(s, pc_items.correct("committee"), pd_items.correct("model"),
+                                    "committee_right_deep_wrong", "deep_right_committee_wrong"));
     }
     committee["summary"] = to_json(summarize(committee["test_accuracy"].get<std::vector<double>>()));
     const Summary d = summarize(diffs);
     const json lat = read_json(job(r["latency"]), "latency.json");
-    return {{"task", r["task"]},
-            {"member_arch", r["member_arch"]},
-            {"deep_arch", r["deep_arch"]},
-            {"members", members},
-            {"deep", deep},
-            {"committee", committee},
-            {"test_examples", examples},
-            {"difference", {{"per_seed", diffs}, {"summary", to_json(d)}}},
-            {"mcnemar", mcnemar},
-            {"latency", lat}};
+    json out = {{"task", r["task"]},
+                {"member_arch", r["member_arch"]},
+                {"deep_arch", r["deep_arch"]},
+                {"members", members},
+                {"deep", deep},
+                {"committee", committee},
+                {"test_examples", examples},
+                {"difference", {{"per_seed", diffs}, {"summary", to_json(d)}}},
+                {"mcnemar", mcnemar},
+                {"latency", lat}};
+    if (r.contains("fasttext")) out["fasttext"] = fasttext_arm(r["fasttext"]);
+    return out;
+  }
+
+  // Does a pre-trained tiny model, or the committee, beat fastText on the same examples? One row
+  // per E1 setting (its pre-trained arm) and for E4's committee.
+  json fasttext_comparison(const json& r) const {
+    json rows = json::array();
+    auto arm_files = [](const json& arm) {
+      std::vector<std::string> f;
+      for (const auto& d : arm["runs"]) f.push_back(d.get<std::string>() + "/test_predictions.safetensors");
+      return f;
+    };
+    for (const auto& row : r.value("e1", json::array())) {
+      if (!row.contains("fasttext")) continue;
+      rows.push_back(against_fasttext(row["task"], "pre-trained " + row["arch"].get<std::string>(),
+                                      row["pretrained"]["test_accuracy"], arm_files(row["pretrained"]), "model",
+                                      row["fasttext"]));
+    }
+    if (r.contains("e4") && r["e4"].contains("fasttext")) {
+      const json& e = r["e4"];
+      std::vector<std::string> files;
+      for (const auto& d : e["committee"]["runs"]) files.push_back(d.get<std::string>() + "/predictions.safetensors");
+      rows.push_back(against_fasttext(
+          e["task"], fmt::format("soft committee of {} {}", e["members"].size(), e["member_arch"].get<std::string>()),
+          e["committee"]["test_accuracy"], files, "committee", e["fasttext"]));
+    }
+    return rows;
   }
 
   const PlanRuns& runs_;
@@ -271,6 +363,26 @@ json f1(const json& r) {
           {"evidence", fmt::format("gap (pre-trained minus scratch, test accuracy, paired over seeds, 95% CI) above "
                                    "zero in {} of {} settings, below in {}: {}{}",
                                    held, n, failed, detail, pretraining_caveat(r["plan"]))}};
+}
+
+json f5(const json& rows) {
+  int held = 0, failed = 0;
+  std::string detail;
+  for (const auto& row : rows) {
+    const std::string v = row["difference"]["verdict"];
+    held += v == "held";
+    failed += v == "did not hold";
+    detail += fmt::format("{}{} {}: {} points ({})", detail.empty() ? "" : "; ", row["task"].get<std::string>(),
+                          row["model"].get<std::string>(), interval(row["difference"]["summary"]), v);
+  }
+  const int n = static_cast<int>(rows.size());
+  return {{"id", "F5"},
+          {"claim", "a pre-trained tiny model or a soft committee beats a tuned fastText trained on the same examples"},
+          {"verdict", rollup(held, failed, n)},
+          {"evidence", fmt::format("model minus fastText (test accuracy, paired over seeds, both on each seed's "
+                                   "training sample, each choosing its settings on the same validation split, 95% CI) "
+                                   "above zero in {} of {} comparisons, below in {}: {}",
+                                   held, n, failed, detail)}};
 }
 
 // A ratio of latency.json's comparison as "1.23x [1.10, 1.40]".
@@ -364,6 +476,7 @@ json findings(const json& r) {
                       pretraining_caveat(r["plan"]))}});
   }
   if (r.contains("e4")) f.push_back(f4(r["e4"]));
+  if (r.contains("fasttext") && !r["fasttext"].empty()) f.push_back(f5(r["fasttext"]));
   return f;
 }
 
@@ -378,6 +491,7 @@ json collect(const PlanRuns& runs, const json& plan, const std::string& out, con
   if (runs.roles.contains("e2")) r["e2"] = c.e2();
   if (runs.roles.contains("e3")) r["e3"] = c.e3();
   if (runs.roles.contains("e4")) r["e4"] = c.e4();
+  if (json rows = c.fasttext_comparison(r); !rows.empty()) r["fasttext"] = rows;
   if (runs.roles.contains("decontamination")) {
     r["decontamination"] = json::object();
     for (const auto& [name, id] : runs.roles["decontamination"].items()) {

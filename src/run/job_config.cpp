@@ -198,6 +198,41 @@ void out_or_resume(const json& c, const std::string& where) {
   }
 }
 
+// The labeled data of a fine-tuning run and how its samples are drawn (run_data.h): shared by
+// finetune and fasttext, so a fastText baseline draws exactly the examples a tiny model does.
+std::vector<Field> labeled_sample_fields(const std::string& valid_help) {
+  return {
+      required(string_field("train", nullptr, "training file")),
+      string_field("test", "", "test file (default: a per-label split of --train)"),
+      required(string_field("format", nullptr, "labeled data format", kLabeledFormats)),
+      string_field("classes", "", "class names, one per line (csv; optional for agnews/dbpedia)"),
+      string_field("text_field", "text", "unused for CSV formats"),
+      int_field("per_label_train", 0, 0, 9e18, "training examples per label (0: all)"),
+      int_field("per_label_test", 0, 0, 9e18, "test examples per label (0: all)"),
+      bool_field("cap_per_label", "take what a short label has instead of failing (reported)"),
+      int_field("valid_per_label", 0, 0, 9e18, valid_help),
+      int_field("sample_seed", 0, 0, 9e18, "seed of the training sample and validation split (0: --seed)"),
+      int_field("test_seed", 0, 0, 9e18,
+                "seed of the test sample with --test and --per-label-test (0: sample seed + 1)"),
+  };
+}
+
+void test_file_or_per_label(const json& c, const std::string& where) {
+  if (c.at("test").get<std::string>().empty() && c.at("per_label_test").get<int64_t>() == 0) {
+    throw Error(
+        fmt::format("{}: without --test, --per-label-test must say how many examples per label to hold out", where));
+  }
+}
+
+Field list_field(std::string key, FieldType type, json def, double min, double max, std::string help,
+                 bool min_open = false) {
+  Field f{std::move(key), type, std::move(def), std::move(help)};
+  f.min = min;
+  f.max = max;
+  f.min_open = min_open;
+  return f;
+}
+
 std::map<std::string, JobSchema> make_schemas() {
   std::map<std::string, JobSchema> m;
   auto put = [&](JobSchema s) { m.emplace(s.kind(), std::move(s)); };
@@ -223,45 +258,70 @@ std::map<std::string, JobSchema> make_schemas() {
                   out_or_resume(c, where);
                 }));
 
-  std::vector<Field> fine = {
-      required(string_field("train", nullptr, "training file")),
-      string_field("test", "", "test file (default: a per-label split of --train)"),
-      required(string_field("format", nullptr, "labeled data format", kLabeledFormats)),
-      string_field("classes", "", "class names, one per line (csv; optional for agnews/dbpedia)"),
-      string_field("text_field", "text", "unused for CSV formats"),
-      int_field("per_label_train", 0, 0, 9e18, "training examples per label (0: all)"),
-      int_field("per_label_test", 0, 0, 9e18, "test examples per label (0: all)"),
-      bool_field("cap_per_label", "take what a short label has instead of failing (reported)"),
-      int_field("valid_per_label", 0, 0, 9e18,
-                "hold out this many training examples per label as validation; the best epoch is chosen on them"),
-      int_field("sample_seed", 0, 0, 9e18, "seed of the training sample and validation split (0: --seed)"),
-      int_field("test_seed", 0, 0, 9e18,
-                "seed of the test sample with --test and --per-label-test (0: sample seed + 1)"),
-      string_field("init", "", "pre-trained run folder (its encoder is loaded, its vocab.txt and tokenizer used)"),
-      bool_field("scratch", "train the same architecture from random initialisation"),
-      string_field("vocab", "", "vocab.txt (default: the --init run's; with --init it must be that vocabulary)"),
-      never(bool_field("allow_nonfinite", "load an --init model holding NaN or infinity")),
-  };
+  std::vector<Field> fine = labeled_sample_fields(
+      "hold out this many training examples per label as validation; the best epoch is chosen on them");
+  add(fine,
+      {
+          string_field("init", "", "pre-trained run folder (its encoder is loaded, its vocab.txt and tokenizer used)"),
+          bool_field("scratch", "train the same architecture from random initialisation"),
+          string_field("vocab", "", "vocab.txt (default: the --init run's; with --init it must be that vocabulary)"),
+          never(bool_field("allow_nonfinite", "load an --init model holding NaN or infinity")),
+      });
   add(fine, model_fields());
   add(fine, train_fields(5e-5, 3));
-  put(JobSchema(
-      "finetune", {"finetune"}, "fine-tune for classification, from a pre-trained run or from scratch", std::move(fine),
-      [](const json& c, const std::string& where) {
-        const bool init = !c.at("init").get<std::string>().empty(), scratch = c.at("scratch");
-        if (init == scratch) {
-          throw Error(fmt::format("{}: give exactly one of --init DIR (a pre-trained run) or --scratch", where));
-        }
-        if (scratch && c.at("vocab").get<std::string>().empty()) {
-          throw Error(fmt::format("{}: --vocab is required with --scratch", where));
-        }
-        if (c.at("test").get<std::string>().empty() && c.at("per_label_test").get<int64_t>() == 0) {
-          throw Error(fmt::format(
-              "{}: without --test, --per-label-test must say how many examples per label to hold out", where));
-        }
-        hidden_divides_heads(c, where);
-        if (scratch) conv_needs_layers(c, where);  // with --init the front-end is the run's (checked there)
-        out_or_resume(c, where);
-      }));
+  put(JobSchema("finetune", {"finetune"}, "fine-tune for classification, from a pre-trained run or from scratch",
+                std::move(fine), [](const json& c, const std::string& where) {
+                  const bool init = !c.at("init").get<std::string>().empty(), scratch = c.at("scratch");
+                  if (init == scratch) {
+                    throw Error(
+                        fmt::format("{}: give exactly one of --init DIR (a pre-trained run) or --scratch", where));
+                  }
+                  if (scratch && c.at("vocab").get<std::string>().empty()) {
+                    throw Error(fmt::format("{}: --vocab is required with --scratch", where));
+                  }
+                  test_file_or_per_label(c, where);
+                  hidden_divides_heads(c, where);
+                  if (scratch) conv_needs_layers(c, where);  // with --init the front-end is the run's (checked there)
+                  out_or_resume(c, where);
+                }));
+
+  // fastText (Debian's `fasttext`, run as a program) on a fine-tuning run's very samples, its
+  // settings chosen from the grid on the validation split.
+  std::vector<Field> ft = labeled_sample_fields(
+      "hold out this many training examples per label as validation; the grid's setting is chosen on them");
+  add(ft, {
+              int_field("seed", 1, 0, 9e18, "fastText's seed (-seed; one thread, so a run repeats exactly)"),
+              string_field("vocab", "",
+                           "vocab.txt of the tiny models this baseline is compared with: test items are named by "
+                           "their token ids as those runs name them, so predictions pair item by item (default: "
+                           "by their words)"),
+              int_field("max_len", 128, 3, 8192, "with --vocab: the tiny models' tokens per sequence"),
+              bool_field("cased", "keep case and accents (fastText's words are BERT's pre-tokenized words)"),
+              string_field("on_bad_row", "stop", "stop or skip (skipped rows are counted)", kOnBadRow),
+              list_field("lrs", FieldType::kFloats, json::array({0.1, 0.25, 0.5, 1.0}), 0, 100,
+                         "learning rates to try (-lr)", true),
+              list_field("epochs", FieldType::kInts, json::array({25, 50, 100}), 1, 1e6,
+                         "epochs to try (-epoch; a few hundred examples need many)"),
+              list_field("word_ngrams", FieldType::kInts, json::array({1, 2}), 1, 5,
+                         "word n-gram lengths to try (-wordNgrams)"),
+              int_field("dim", 100, 1, 4096, "word vector size (-dim)"),
+              int_field("bucket", 200000, 1, 1e8,
+                        "hash buckets of word n-grams (-bucket; fastText's 2M makes 800 MB models of a few hundred "
+                        "examples)"),
+              int_field("min_count", 1, 1, 1e9, "least count of a word (-minCount)"),
+              never(string_field("fasttext", "fasttext", "the fastText program (Debian package fasttext)")),
+              never(required(string_field("out", nullptr, "run folder"))),
+          });
+  put(JobSchema("fasttext", {"fasttext"},
+                "a tuned fastText classifier on a fine-tuning run's samples (the practitioner's baseline)",
+                std::move(ft), [](const json& c, const std::string& where) {
+                  test_file_or_per_label(c, where);
+                  const size_t grid = c.at("lrs").size() * c.at("epochs").size() * c.at("word_ngrams").size();
+                  if (grid > 1 && c.at("valid_per_label").get<int64_t>() == 0) {
+                    throw Error(fmt::format("{}: --valid-per-label must be > 0 to choose among the grid's {} settings",
+                                            where, grid));
+                  }
+                }));
 
   std::vector<Field> ev = labeled_data_fields("labeled data file");
   add(ev, {
@@ -356,6 +416,10 @@ std::string type_name(FieldType t) {
       return "a list of strings";
     case FieldType::kBool:
       return "true or false";
+    case FieldType::kInts:
+      return "a list of integers";
+    case FieldType::kFloats:
+      return "a list of numbers";
   }
   return "?";
 }
@@ -468,6 +532,16 @@ json JobSchema::check_value(const Field& f, const json& v, const std::string& wh
     case FieldType::kBool:
       if (!v.is_boolean()) throw bad(fmt::format("expected true or false, got {}", v.dump()));
       return v;
+    case FieldType::kInts:
+    case FieldType::kFloats: {
+      const json list = v.is_number() ? json::array({v}) : v;
+      if (!list.is_array() || list.empty()) throw bad(fmt::format("expected {}, got {}", type_name(f.type), v.dump()));
+      Field each = f;
+      each.type = f.type == FieldType::kInts ? FieldType::kInt : FieldType::kFloat;
+      json out = json::array();
+      for (const auto& e : list) out.push_back(check_value(each, e, where));
+      return out;
+    }
   }
   return v;
 }
@@ -505,6 +579,21 @@ json JobSchema::parse_value(const Field& f, const std::string& text, const std::
     case FieldType::kStrings:
       v = text;
       break;
+    case FieldType::kInts:
+    case FieldType::kFloats: {
+      Field each = f;
+      each.type = f.type == FieldType::kInts ? FieldType::kInt : FieldType::kFloat;
+      json list = json::array();
+      size_t start = 0;
+      while (true) {
+        const size_t comma = text.find(',', start);
+        list.push_back(parse_value(each, text.substr(start, comma - start), where));
+        if (comma == std::string::npos) break;
+        start = comma + 1;
+      }
+      v = list;
+      break;
+    }
   }
   if (!v)
     throw Error(fmt::format("{}: {} ({}): \"{}\" is not {}", where, f.key, label(f.key), text, type_name(f.type)));

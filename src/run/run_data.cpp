@@ -22,12 +22,6 @@ SequenceSet select(const SequenceSet& from, const std::vector<int64_t>& idx) {
   return s;
 }
 
-std::vector<int64_t> all_of(const SequenceSet& s) {
-  std::vector<int64_t> idx(s.size());
-  for (int64_t i = 0; i < s.size(); ++i) idx[i] = i;
-  return idx;
-}
-
 }  // namespace
 
 SampleSeeds sample_seeds(const json& c) {
@@ -36,6 +30,16 @@ SampleSeeds sample_seeds(const json& c) {
       c.at("sample_seed").get<uint64_t>() > 0 ? c.at("sample_seed").get<uint64_t>() : c.at("seed").get<uint64_t>();
   s.test = c.at("test_seed").get<uint64_t>() > 0 ? c.at("test_seed").get<uint64_t>() : s.sample + 1;
   return s;
+}
+
+LabeledSampleOptions labeled_sample_options(const json& c) {
+  LabeledSampleOptions o;
+  o.per_label_train = c.at("per_label_train");
+  o.per_label_test = c.at("per_label_test");
+  o.per_label_valid = c.at("valid_per_label");
+  o.cap = c.at("cap_per_label");
+  o.seeds = sample_seeds(c);
+  return o;
 }
 
 Sample draw_test_indices(const std::vector<int32_t>& labels, const std::vector<std::string>& label_names,
@@ -55,48 +59,69 @@ SequenceSet draw_test_sample(const SequenceSet& test_all, int64_t per_label, uin
   return select(test_all, s.indices);
 }
 
-LabeledSample draw_labeled_sample(const SequenceSet& train_all, const SequenceSet* test_all,
-                                  const LabeledSampleOptions& o) {
-  LabeledSample out;
-  std::vector<int64_t> pool = all_of(train_all);  // what the training sample is drawn from
-  if (!test_all) {
+LabeledDraw draw_labeled_indices(const std::vector<int32_t>& train_labels, const std::vector<int32_t>* test_labels,
+                                 const std::vector<std::string>& label_names, const LabeledSampleOptions& o) {
+  LabeledDraw out;
+  const int64_t n = static_cast<int64_t>(train_labels.size());
+  std::vector<int64_t> pool(n);  // what the training sample is drawn from
+  for (int64_t i = 0; i < n; ++i) pool[i] = i;
+  if (!test_labels) {
     // One file: the test sample is drawn first, with the test seed alone (the same for every
     // training seed and arm), and the training sample from the rest.
     TLM_CHECK(o.per_label_test > 0, "without a test file, say how many examples per label to hold out as test");
-    const Sample test =
-        draw_test_indices(train_all.labels, train_all.label_names, o.per_label_test, o.seeds.test, o.cap);
-    out.test = select(train_all, test.indices);
+    const Sample test = draw_test_indices(train_labels, label_names, o.per_label_test, o.seeds.test, o.cap);
+    out.test = test.indices;
     out.capped = test.capped;
-    std::vector<char> in_test(train_all.size(), 0);
+    std::vector<char> in_test(n, 0);
     for (int64_t i : test.indices) in_test[i] = 1;
     pool.clear();
-    for (int64_t i = 0; i < train_all.size(); ++i) {
+    for (int64_t i = 0; i < n; ++i) {
       if (!in_test[i]) pool.push_back(i);
     }
-  } else {
-    TLM_CHECK(test_all->label_names == train_all.label_names, "the training and test data have different label sets");
   }
   if (o.per_label_train > 0) {
     std::vector<int32_t> pool_labels;
-    for (int64_t i : pool) pool_labels.push_back(train_all.labels[i]);
+    for (int64_t i : pool) pool_labels.push_back(train_labels[i]);
     // "All the rest" (per_label_train 0) has nothing to cap; a per-label count from one file
     // may be capped by what the test draw left.
-    const Sample tr = sample_per_label(pool_labels, train_all.label_names, o.per_label_train, o.seeds.sample, o.cap);
+    const Sample tr = sample_per_label(pool_labels, label_names, o.per_label_train, o.seeds.sample, o.cap);
     std::vector<int64_t> chosen;
     for (int64_t k : tr.indices) chosen.push_back(pool[k]);
     pool = std::move(chosen);
     out.capped.insert(out.capped.end(), tr.capped.begin(), tr.capped.end());
   }
-  out.train = select(train_all, pool);
-  if (test_all) out.test = draw_test_sample(*test_all, o.per_label_test, o.seeds.test, o.cap, &out.capped);
+  if (test_labels) {
+    const Sample test = draw_test_indices(*test_labels, label_names, o.per_label_test, o.seeds.test, o.cap);
+    out.test = test.indices;
+    out.capped.insert(out.capped.end(), test.capped.begin(), test.capped.end());
+  }
+  out.train = std::move(pool);
   if (o.per_label_valid > 0) {
-    const Split split = split_per_label(out.train.labels, out.train.label_names, out.train.size(), o.per_label_valid,
+    std::vector<int32_t> labels;
+    for (int64_t i : out.train) labels.push_back(train_labels[i]);
+    const Split split = split_per_label(labels, label_names, static_cast<int64_t>(labels.size()), o.per_label_valid,
                                         mix_key(o.seeds.sample, kValidSplit), true);
     for (const auto& note : split.test.capped) out.capped.push_back("validation " + note);
-    SequenceSet rest = select(out.train, split.train.indices);
-    out.valid = select(out.train, split.test.indices);
+    std::vector<int64_t> rest;
+    for (int64_t k : split.train.indices) rest.push_back(out.train[k]);
+    for (int64_t k : split.test.indices) out.valid.push_back(out.train[k]);
     out.train = std::move(rest);
   }
+  return out;
+}
+
+LabeledSample draw_labeled_sample(const SequenceSet& train_all, const SequenceSet* test_all,
+                                  const LabeledSampleOptions& o) {
+  if (test_all) {
+    TLM_CHECK(test_all->label_names == train_all.label_names, "the training and test data have different label sets");
+  }
+  const LabeledDraw d =
+      draw_labeled_indices(train_all.labels, test_all ? &test_all->labels : nullptr, train_all.label_names, o);
+  LabeledSample out;
+  out.train = select(train_all, d.train);
+  out.valid = select(train_all, d.valid);
+  out.test = select(test_all ? *test_all : train_all, d.test);
+  out.capped = d.capped;
   return out;
 }
 

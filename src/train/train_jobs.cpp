@@ -268,13 +268,8 @@ void prepare_finetuning(const json& c, const Vocab& vocab, const TokenizerOption
     TLM_CHECK(test_all.set.label_names == train_all.set.label_names, "{} and {} have different label sets", train_path,
               test_path);
   }
-  LabeledSampleOptions so;
-  so.per_label_train = c.at("per_label_train");
-  so.per_label_test = c.at("per_label_test");
-  so.per_label_valid = c.at("valid_per_label");
-  so.cap = c.at("cap_per_label");
-  so.seeds = sample_seeds(c);
-  LabeledSample sample = draw_labeled_sample(train_all.set, test_path.empty() ? nullptr : &test_all.set, so);
+  LabeledSample sample =
+      draw_labeled_sample(train_all.set, test_path.empty() ? nullptr : &test_all.set, labeled_sample_options(c));
   for (const auto& note : sample.capped) fmt::print(stderr, "capped: {}\n", note);
   TLM_CHECK(sample.train.size() > 0, "the training set is empty after sampling");
   job.train = std::move(sample.train);

@@ -8,7 +8,9 @@ rate chosen on it, the test accuracies at that rate; the E1 gaps, the E2/E3 tren
 roll-up with Student-t intervals from a t quantile computed here (not a table); E4 per seed: the
 committee's accuracy from its members' own per-item probabilities, the paired difference to the
 deep model, McNemar's exact test from the per-item files; the latency ratios from the timing
-rounds; and every finding's verdict.
+rounds; fastText's arms (the setting chosen on mean validation accuracy, every setting's test
+accuracy from its per-item probabilities), the models against fastText per seed with McNemar's
+test; and every finding's verdict.
 
 Usage: check_results.py OUT"""
 import glob
@@ -162,6 +164,62 @@ def paired(got, a, b, what):
     return d, s
 
 
+# ---- fastText arms, rebuilt from the fastText runs' job files; test accuracies from the per-item files
+
+ft_runs = {}  # training file -> {sample seed: run}
+ft_train_of = {}  # run -> training file
+for path in glob.glob(os.path.join(out, "runs", "fasttext-*", "job.toml")):
+    run = os.path.relpath(os.path.dirname(path), out)
+    job = tomllib.load(open(path, "rb"))
+    ft_runs.setdefault(job["train"], {})[job["sample_seed"]] = run
+    ft_train_of[run] = job["train"]
+
+
+def argmax_rows(probs):
+    return [max(range(len(row)), key=lambda k: (row[k], -k)) for row in probs]
+
+
+def predicted(run_file, name):
+    t, _ = st.load(os.path.join(out, run_file))
+    return argmax_rows(t["probs." + name].tolist()), t["labels"].tolist(), t["items"].tolist()
+
+
+def recompute_fasttext(got, what):
+    """Checks one fastText arm; returns per seed (test accuracy, predicted labels, labels, items)."""
+    by_seed = ft_runs[ft_train_of[got["runs"][0]]]
+    seeds = sorted(by_seed)
+    if got["runs"] != [by_seed[s] for s in seeds]:
+        failures.append("%s: runs %r are not the task's fastText runs %r" % (what, got["runs"], by_seed))
+    ms = [metrics(by_seed[s]) for s in seeds]
+    settings = [row["setting"] for row in ms[0]["grid"]]
+    if got["settings"] != settings:
+        failures.append("%s: settings %r, runs have %r" % (what, got["settings"], settings))
+    for m, s in zip(ms, seeds):
+        if [row["setting"] for row in m["grid"]] != settings:
+            failures.append("%s seed %d: another grid" % (what, s))
+        for row in m["grid"]:  # every setting's test accuracy from its per-item probabilities
+            pred, labels, _ = predicted(by_seed[s] + "/test_predictions.safetensors", row["setting"])
+            close(row["test_accuracy"], sum(p == y for p, y in zip(pred, labels)) / len(labels),
+                  "%s seed %d %s test accuracy" % (what, s, row["setting"]), tol=1e-6)
+    if len(settings) > 1:
+        valid = [sum(m["grid"][g]["valid_accuracy"] for m in ms) / len(ms) for g in range(len(settings))]
+        chosen = max(range(len(settings)), key=lambda g: (valid[g], -g))
+        for g in range(len(settings)):
+            close(got["valid_accuracy_by_setting"][g], valid[g], "%s mean validation accuracy of %s" % (what, settings[g]))
+    else:
+        chosen = 0
+    if got["chosen_setting"] != settings[chosen]:
+        failures.append("%s: chose %r, validation says %r" % (what, got["chosen_setting"], settings[chosen]))
+    out_seeds = []
+    for i, s in enumerate(seeds):
+        pred, labels, items = predicted(by_seed[s] + "/test_predictions.safetensors", settings[chosen])
+        acc = sum(p == y for p, y in zip(pred, labels)) / len(labels)
+        close(got["test_accuracy"][i], acc, "%s seed %d test accuracy" % (what, s), tol=1e-6)
+        out_seeds.append((acc, pred, labels, items))
+    check_summary(got["summary"], summary([a for a, _, _, _ in out_seeds]), what + " accuracy")
+    return out_seeds
+
+
 verdicts = {}
 e1_verdicts = []
 for row in res.get("e1", []):
@@ -170,10 +228,16 @@ for row in res.get("e1", []):
     scr = recompute_arm(row["scratch"], what + " scratch")
     _, s = paired(row["gap"], pre, scr, what + " gap")
     e1_verdicts.append(verdict(s))
+
+
+def rollup(vs):
+    held, failed, n = vs.count("held"), vs.count("did not hold"), len(vs)
+    return ("held" if held == n else "did not hold" if failed == n else "mixed" if held and failed
+            else "held in part" if held else "did not hold in part" if failed else "inconclusive")
+
+
 if e1_verdicts:
-    held, failed, n = e1_verdicts.count("held"), e1_verdicts.count("did not hold"), len(e1_verdicts)
-    verdicts["F1"] = ("held" if held == n else "did not hold" if failed == n else "mixed" if held and failed
-                      else "held in part" if held else "did not hold in part" if failed else "inconclusive")
+    verdicts["F1"] = rollup(e1_verdicts)
 
 
 def trend_of(section, rows, key, what):
@@ -216,15 +280,12 @@ def load_items(path):
     return t, meta
 
 
-def argmax_rows(probs):
-    return [max(range(len(row)), key=lambda k: (row[k], -k)) for row in probs]
-
 
 if "e4" in res:
     e4 = res["e4"]
     members = [recompute_arm(m, "e4 member %d" % (i + 1)) for i, m in enumerate(e4["members"])]
     deep = recompute_arm(e4["deep"], "e4 deep")
-    committee_acc, diffs = [], []
+    committee_acc, diffs, committee_items = [], [], []
     for s, cdir in enumerate(e4["committee"]["runs"]):
         # The committee's probabilities are the mean of its members' own per-item probabilities.
         member_probs = []
@@ -235,6 +296,7 @@ if "e4" in res:
         mean = [[sum(mp[i][k] for mp in member_probs) / len(member_probs) for k in range(len(member_probs[0][0]))]
                 for i in range(len(labels))]
         c_pred = argmax_rows(mean)
+        committee_items.append((c_pred, labels, items))
         acc = sum(p == y for p, y in zip(c_pred, labels)) / len(labels)
         close(e4["committee"]["test_accuracy"][s], acc, "e4 seed %d committee accuracy" % (s + 1), tol=1e-6)
         committee_acc.append(acc)
@@ -283,6 +345,44 @@ if "e4" in res:
     verdicts["F4"] = ("did not hold" if accuracy == "worse" or latency == "slower"
                       else "held" if accuracy == "matches" and latency == "as fast" else "inconclusive")
 
+# ---- fastText against the tiny models: per seed from both sides' per-item predictions
+
+ft_verdicts = []
+for i, row in enumerate(res.get("fasttext", [])):
+    what = "fasttext %s %s" % (row["task"], row["model"])
+    ft = recompute_fasttext(row["fasttext"], what + " (fastText)")
+    if row["model"].startswith("soft committee"):
+        model = [(p, y, it) for p, y, it in committee_items]
+    else:
+        arch = row["model"][len("pre-trained "):]
+        e1row = [r for r in res["e1"] if r["task"] == row["task"] and r["arch"] == arch]
+        if len(e1row) != 1:
+            failures.append("%s: no e1 setting of that task and architecture" % what)
+            continue
+        model = [predicted(run + "/test_predictions.safetensors", "model") for run in e1row[0]["pretrained"]["runs"]]
+    accs = []
+    for s, ((mp, my, mi), (_, fp, fy, fi)) in enumerate(zip(model, ft)):
+        if mi != fi or my != fy:
+            failures.append("%s seed %d: fastText and the model were not scored on the same items" % (what, s + 1))
+        accs.append(sum(p == y for p, y in zip(mp, my)) / len(my))
+        b = sum(p == y and q != y for p, q, y in zip(mp, fp, my))
+        c = sum(q == y and p != y for p, q, y in zip(mp, fp, my))
+        got = row["mcnemar"][s]
+        if (got["model_right_fasttext_wrong"], got["fasttext_right_model_wrong"]) != (b, c):
+            failures.append("%s seed %d McNemar counts %r, recomputed %r" % (what, s + 1, got, (b, c)))
+        close(got["p"], mcnemar_p(b, c), "%s seed %d McNemar p" % (what, s + 1))
+    for s, a in enumerate(accs):
+        close(row["test_accuracy"][s], a, "%s seed %d model accuracy" % (what, s + 1), tol=1e-6)
+    _, sd = paired(row["difference"], accs, [a for a, _, _, _ in ft], what + " difference")
+    ft_verdicts.append(verdict(sd))
+for row in res.get("e1", []):
+    if "fasttext" in row:
+        recompute_fasttext(row["fasttext"], "e1 %s %s fastText" % (row["task"], row["arch"]))
+if "fasttext" in res.get("e4", {}):
+    recompute_fasttext(res["e4"]["fasttext"], "e4 fastText")
+if ft_verdicts:
+    verdicts["F5"] = rollup(ft_verdicts)
+
 # Decontamination: the counts are the cleaning runs' own, and add up.
 clean_runs = {json.load(open(os.path.join(out, r["dir"], "clean.json")))["corpus"]: r["dir"]
               for r in res["runs"] if r["kind"] == "clean"}
@@ -326,4 +426,5 @@ for f in res["findings"]:
 if failures:
     print("\n".join(failures))
     sys.exit(1)
-print("results.json agrees with %d runs, recomputed from their files (%d arms)" % (len(res["runs"]), len(arms)))
+print("results.json agrees with %d runs, recomputed from their files (%d arms, %d fastText arms)"
+      % (len(res["runs"]), len(arms), len(ft_runs)))

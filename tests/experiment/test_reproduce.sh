@@ -2,7 +2,8 @@
 # tlm reproduce end to end on a miniature plan (synthetic data, tiny models, seconds): every
 # experiment runs, results.json equals the runs' own metrics, a rerun skips everything, a runner
 # killed mid-run resumes its runs on the next call with the same results as a straight run, the
-# report renders, and bad plans fail with messages that name the problem.
+# report renders (the fastText comparison first), and bad plans fail with messages that name the
+# problem.
 # Usage: test_reproduce.sh path/to/tlm
 set -euo pipefail
 tlm="$(realpath "$1")"
@@ -63,6 +64,22 @@ for f in results.json report.md report.html plan.json; do [ -s "out/$f" ] || fai
 [ "$(grep -c '<svg' out/report.html)" -eq 6 ] || fail "report.html does not inline 6 plots"
 grep -q 'src=\|href="http' out/report.html && fail "report.html is not self-contained"
 $py "$here/check_results.py" out || fail "results.json disagrees with the runs"
+# fastText: one run per seed of the task, trained on that seed's 8 examples per label (12 drawn, 4
+# held out for validation), as the tiny models' runs; its report table comes first.
+$py - <<'PY' || fail "the fastText runs did not train on the fine-tuning sample"
+import glob, json
+runs = sorted(glob.glob("out/runs/fasttext-*/metrics.json"))
+assert len(runs) == 2, runs
+for r in runs:
+    m = json.load(open(r))
+    labels = len(m["labels"])
+    assert (m["train_examples"], m["valid_examples"], m["test_examples"]) == (8 * labels, 4 * labels, 10 * labels), m
+    assert len(open(r.replace("metrics.json", "train.txt")).read().splitlines()) == 8 * labels
+    assert len(m["grid"]) == 4 and m["program"]["path"].endswith("fasttext"), m["grid"]
+PY
+first_table=$(grep -m1 -n '^| ' out/report.md | cut -d: -f1)
+sed -n "$((first_table - 4)),$((first_table))p" out/report.md | grep -q "## Tiny models against fastText" ||
+  fail "the report's first table is not the fastText comparison"
 # The check can fail: each of these edits of results.json must be caught (the file is restored).
 cp out/results.json pristine.json
 for edit in "r['e1'][0]['pretrained']['chosen_lr'] = r['e1'][0]['pretrained']['lrs'][-1] if r['e1'][0]['pretrained']['chosen_lr'] != r['e1'][0]['pretrained']['lrs'][-1] else r['e1'][0]['pretrained']['lrs'][0]" \
@@ -70,7 +87,11 @@ for edit in "r['e1'][0]['pretrained']['chosen_lr'] = r['e1'][0]['pretrained']['l
             "r['e4']['deep']['runs'][0], r['e4']['deep']['runs'][1] = r['e4']['deep']['runs'][1], r['e4']['deep']['runs'][0]" \
             "r['e4']['latency']['comparison']['round_p50_ms']['reference'][0] *= 1.5" \
             "d = next(iter(r['decontamination'].values())); d['removed'] += 1" \
-            "f = r['findings'][-1]; f['verdict'] = 'held' if f['verdict'] != 'held' else 'inconclusive'"; do
+            "f = r['findings'][-1]; f['verdict'] = 'held' if f['verdict'] != 'held' else 'inconclusive'" \
+            "a = r['fasttext'][0]['fasttext']; a['chosen_setting'] = a['settings'][-1] if a['chosen_setting'] != a['settings'][-1] else a['settings'][0]" \
+            "r['fasttext'][0]['fasttext']['test_accuracy'][0] += 0.01" \
+            "m = r['fasttext'][-1]['mcnemar'][0]; m['model_right_fasttext_wrong'] += 1" \
+            "r['e4']['fasttext']['runs'].reverse()"; do
   $py -c "
 import json
 r = json.load(open('pristine.json'))
@@ -88,14 +109,14 @@ echo "full run: ok ($(grep -c '' stderr.txt) log lines)"
 # --- a rerun skips every run and rebuilds the same results
 cp out/results.json first.json
 "$tlm" reproduce "${run[@]}" --out out >stdout2.txt 2>stderr2.txt || fail "rerun failed"
-grep -q "reproduce: 0 finished, 48 skipped" stderr2.txt || { cat stderr2.txt; fail "rerun did not skip all 48 runs"; }
+grep -q "reproduce: 0 finished, 50 skipped" stderr2.txt || { cat stderr2.txt; fail "rerun did not skip all 50 runs"; }
 $py - <<'PY' || fail "the rerun's results differ"
 import json
 a, b = json.load(open("first.json")), json.load(open("out/results.json"))
-for k in ("e1", "e2", "e3", "pretraining", "findings"):
+for k in ("e1", "e2", "e3", "pretraining", "findings", "fasttext"):
     assert a[k] == b[k], k
 PY
-[ "$("$tlm" reproduce "${run[@]}" --out out --dry-run | grep -c '^done ')" -eq 48 ] || fail "--dry-run: not 48 runs done"
+[ "$("$tlm" reproduce "${run[@]}" --out out --dry-run | grep -c '^done ')" -eq 50 ] || fail "--dry-run: not 50 runs done"
 # tlm report rebuilds the report from results.json alone.
 cp out/report.md first.md
 cp out/report.html first.html
@@ -168,6 +189,9 @@ bad_plan 'cased = true differs from the pre-training (cased = false)' \
   -e '0,/^format = "csv"$/s//format = "csv"\nfinetune = { cased = true }/'
 bad_plan '[architectures.shallow] conv_kernel 3,33 is wider than hidden 32' \
   -e '0,/^heads = 2$/s//heads = 2\nconv_layers = 1\nconv_kernel = "3,33"/'
+bad_plan 'lrs (--lrs): -1 is out of range (must be > 0 and <= 100)' -e 's/^lrs = \[0.5, 1.0\]$/lrs = [0.5, -1]/'
+bad_plan '[fasttext] per_label_train is set by the plan for each run' \
+  -e 's/^word_ngrams = \[1\]$/word_ngrams = [1]\nper_label_train = 5/'
 printf 'seeds = [\n' > bad3.toml
 expect_error "bad3.toml:" "$tlm" reproduce --preset bad3.toml --data-dir data --out bad
 expect_error "neither a preset" "$tlm" reproduce --preset no-such-plan --out bad
