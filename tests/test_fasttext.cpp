@@ -96,9 +96,40 @@ TEST_F(FastTextJob, TrainsOnTheFineTuningSampleAndRepeatsExactly) {
   for (const auto& e : fs::directory_iterator(path("a"))) {
     EXPECT_EQ(e.path().filename().string().find("models.tmp"), std::string::npos) << "the models are removed";
   }
+  // Validation accuracies from their own per-item file.
+  const Predictions pv = load_predictions(path("a/valid_predictions.safetensors"));
+  ASSERT_EQ(pv.size(), 8);
+  for (const auto& row : g) {
+    const auto ok = pv.correct(row["setting"]);
+    EXPECT_DOUBLE_EQ(row["valid_accuracy"].get<double>(), std::count(ok.begin(), ok.end(), 1) / 8.0);
+  }
   // One thread and a seed: the same run again gives the same probabilities.
   run_fasttext_job(config("b"));
   EXPECT_EQ(read_file(path("a/test_predictions.safetensors")), read_file(path("b/test_predictions.safetensors")));
+  // A finished folder: the same work returns it as it is; other work is refused, the folder kept.
+  const std::string before = read_file(path("a/metrics.json"));
+  EXPECT_EQ(run_fasttext_job(config("a")), m);
+  expect_error([&] { run_fasttext_job(config("a", {{"epochs", {7}}})); }, {"a holds a finished fastText run"});
+  write_file_atomic(path("data.csv"), read_file(path("data.csv")) + "animal,One more cat.\n");
+  expect_error([&] { run_fasttext_job(config("a")); }, {"other data"});
+  EXPECT_EQ(read_file(path("a/metrics.json")), before);
+}
+
+TEST_F(FastTextJob, ADivergingSettingIsRecordedAndLeftOut) {
+  // fastText aborts ("Encountered NaN") at a learning rate of 50 on these texts.
+  const json m = run_fasttext_job(config("d", {{"lrs", {0.5, 50}}, {"epochs", {20}}}));
+  ASSERT_EQ(m["grid"].size(), 2u);
+  EXPECT_FALSE(m["grid"][0].contains("failed"));
+  ASSERT_TRUE(m["grid"][1].contains("failed")) << m["grid"][1].dump();
+  EXPECT_TRUE(m["grid"][1]["valid_accuracy"].is_null());
+  EXPECT_EQ(m["chosen"], "lr=0.5 epoch=20 word_ngrams=1");
+  EXPECT_FALSE(load_predictions(path("d/test_predictions.safetensors")).probs.count("lr=50 epoch=20 word_ngrams=1"));
+  expect_error(
+      [&] {
+        run_fasttext_job(config("e", {{"lrs", {50}}, {"epochs", {20, 30}}}));
+      },
+      {"every setting of the grid failed"});
+  EXPECT_FALSE(fs::exists(path("e/metrics.json")));
 }
 
 TEST_F(FastTextJob, RefusesBeforeWritingAnything) {
@@ -112,6 +143,7 @@ TEST_F(FastTextJob, RefusesBeforeWritingAnything) {
   // A grid needs a validation split to choose on.
   expect_error([&] { config("c", {{"valid_per_label", 0}}); }, {"--valid-per-label", "2 settings"});
   expect_error([&] { config("c", {{"lrs", json::array()}}); }, {"lrs", "a list of numbers"});
+  expect_error([&] { config("c", {{"epochs", {5, 20, 5}}}); }, {"--epochs lists 5 twice"});
   ConfigResolver r(job_schema("fasttext"));
   r.apply_text("epochs", "5,25,50", "--epochs");
   EXPECT_EQ(r.partial().config["epochs"], json({5, 25, 50}));
@@ -120,11 +152,12 @@ TEST_F(FastTextJob, RefusesBeforeWritingAnything) {
 
 // Planted runs where fastText and the tiny model disagree: on "easy" the tiny model wins every
 // seed, on "hard" fastText does. fastText's grid has a setting that scores best on the test set
-// but worse on validation: it must not be chosen.
+// but worse on validation, and one that failed in a seed: neither may be chosen.
 class FastTextReport : public testing::TempDirTest {
  protected:
   static constexpr int kItems = 20;
-  const std::string kGood = "lr=0.5 epoch=25 word_ngrams=1", kTestBest = "lr=1 epoch=25 word_ngrams=1";
+  const std::string kGood = "lr=0.5 epoch=25 word_ngrams=1", kTestBest = "lr=1 epoch=25 word_ngrams=1",
+                    kDiverged = "lr=9 epoch=25 word_ngrams=1";
 
   // Per-item probabilities of 2 labels, every item of label 0: the first `right` items correct.
   static std::vector<float> probs_with(int right) {
@@ -162,12 +195,18 @@ class FastTextReport : public testing::TempDirTest {
   }
   int fasttext(const std::string& name, int right, int right_test_best) {
     const int i = job("fasttext", name);
-    const json grid = {
-        {{"setting", kGood}, {"valid_accuracy", 0.7}, {"test_accuracy", right / static_cast<double>(kItems)}},
-        {{"setting", kTestBest},
-         {"valid_accuracy", 0.6},
-         {"test_accuracy", right_test_best / static_cast<double>(kItems)}}};
-    write_file_atomic(path("runs/" + name + "/metrics.json"), json{{"grid", grid}}.dump());
+    auto row = [](const std::string& setting, double lr, json valid, json test) {
+      return json{{"setting", setting}, {"lr", lr}, {"epoch", 25}, {"valid_accuracy", valid}, {"test_accuracy", test}};
+    };
+    json grid = {row(kGood, 0.5, 0.7, right / static_cast<double>(kItems)),
+                 row(kTestBest, 1, 0.6, right_test_best / static_cast<double>(kItems)), row(kDiverged, 9, 0.9, 0.9)};
+    // The best on validation where it ran, but it failed in the second seed: it takes no part.
+    if (name.ends_with("-1")) {
+      grid[2] = row(kDiverged, 9, nullptr, nullptr);
+      grid[2]["failed"] = "signal 6";
+    }
+    write_file_atomic(path("runs/" + name + "/metrics.json"),
+                      json{{"grid", grid}, {"train_examples", 40}, {"valid_examples", 20}}.dump());
     save_predictions(path("runs/" + name + "/test_predictions.safetensors"),
                      items({{kGood, probs_with(right)}, {kTestBest, probs_with(right_test_best)}}));
     return i;
@@ -200,6 +239,7 @@ TEST_F(FastTextReport, TheFirstTableSaysWhoWinsPerTask) {
   const json& easy = r["fasttext"][0];
   EXPECT_EQ(easy["model"], "pre-trained shallow");
   EXPECT_EQ(easy["fasttext"]["chosen_setting"], kGood) << "chosen on validation, not on the test set";
+  EXPECT_TRUE(easy["fasttext"]["valid_accuracy_by_setting"][2].is_null()) << "a setting that failed in a seed";
   EXPECT_EQ(easy["fasttext"]["test_accuracy"], json({0.5, 0.55, 0.45}));
   EXPECT_EQ(easy["difference"]["verdict"], "held");
   EXPECT_EQ(r["fasttext"][1]["difference"]["verdict"], "did not hold");
@@ -215,13 +255,17 @@ TEST_F(FastTextReport, TheFirstTableSaysWhoWinsPerTask) {
   ASSERT_NE(section, std::string::npos);
   EXPECT_LT(section, first_table) << "the comparison with fastText is the report's first table";
   EXPECT_LT(first_table, md.find("## Findings"));
-  EXPECT_NE(md.find("| easy | pre-trained shallow | 90.0 ± 5.0 | 50.0 ± 5.0 | " + kGood + " | +40.0 ["),
+  EXPECT_NE(md.find("| easy | 40 + 20 | pre-trained shallow | 90.0 ± 5.0 | 50.0 ± 5.0 | " + kGood + " | +40.0 ["),
             std::string::npos)
       << md;
   EXPECT_NE(md.find("| **held** |"), std::string::npos);
-  EXPECT_NE(md.find("| hard | pre-trained shallow | 30.0 ± 5.0 | 71.7 ± 2.9 |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| hard | 40 + 20 | pre-trained shallow | 30.0 ± 5.0 | 71.7 ± 2.9 |"), std::string::npos) << md;
   EXPECT_NE(md.find("| **did not hold** |"), std::string::npos);
   EXPECT_NE(md.find("| F5 | a pre-trained tiny model or a soft committee beats a tuned fastText"), std::string::npos);
+  // The chosen learning rate is the grid's lowest: the report says the grid may be too narrow.
+  EXPECT_EQ(easy["fasttext"]["at_grid_edge"], json({"lr=0.5 is the grid's lowest"}));
+  EXPECT_NE(md.find("fastText's chosen setting lies at an end of its grid (easy: lr=0.5 is the grid's lowest; hard: "),
+            std::string::npos);
 }
 
 }  // namespace

@@ -23,8 +23,13 @@ std::vector<nlohmann::json> run_predict_job(const ResolvedConfig& config,
 nlohmann::json run_latency_job(const ResolvedConfig& config);
 // fastText on a fine-tuning run's samples: every setting of the grid trained and scored on the
 // validation and test samples; writes <out>/metrics.json (per setting, and the setting this run's
-// validation chose) and <out>/test_predictions.safetensors (per setting, and "model").
+// validation chose), <out>/test_predictions.safetensors (per setting, and "model") and
+// <out>/valid_predictions.safetensors (per setting).
+// A folder holding a finished run of the same configuration and data is returned as it is; one of
+// another is refused. A setting fastText fails on (training diverged) is recorded as failed.
 nlohmann::json run_fasttext_job(const ResolvedConfig& config);
+// The fastText program: `name` as a path, or found on PATH; an error says how to install it.
+std::string find_fasttext_program(const std::string& name);
 // Token and word overlap of corpora with a dataset (overlap.h).
 nlohmann::json run_overlap_job(const ResolvedConfig& config);
 

@@ -88,6 +88,10 @@ const std::vector<std::string>& architecture_keys();
 // taken: the resolved precision is part of it.
 Precision resolve_precision_key(nlohmann::json& config);
 
+// How to get the fastText program the fasttext schema's `fasttext` key names.
+inline constexpr const char* kFastTextInstall =
+    "install Debian's fastText (apt-get install fasttext, or make deps) or give --fasttext";
+
 // --max-len for max_len.
 std::string flag_of(const std::string& key);
 

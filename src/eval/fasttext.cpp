@@ -1,14 +1,10 @@
 // tlm fasttext: Debian's fastText program trained on exactly the examples a fine-tuning run
 // draws (run_data.h), each setting of a grid tried, scored on the validation and test samples.
-#include <fcntl.h>
-#include <sys/prctl.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
+#include <charconv>
 #include <chrono>
 #include <cmath>
-#include <csignal>
-#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -21,7 +17,9 @@
 #include "tlm/evaluate.h"
 #include "tlm/file_io.h"
 #include "tlm/hash.h"
+#include "tlm/job_config.h"
 #include "tlm/predictions.h"
+#include "tlm/process.h"
 #include "tlm/readers.h"
 #include "tlm/run_data.h"
 #include "tlm/tokenizer.h"
@@ -35,54 +33,11 @@ namespace {
 
 constexpr const char* kLabelPrefix = "__label__";
 
-// The program as given, or found on PATH; an error says how to install it.
-std::string find_program(const std::string& name) {
-  if (name.find('/') != std::string::npos) {
-    TLM_CHECK(fs::is_regular_file(name) && access(name.c_str(), X_OK) == 0, "--fasttext {}: not an executable file",
-              name);
-    return fs::absolute(name).string();
-  }
-  const char* path = std::getenv("PATH");
-  std::stringstream dirs(path ? path : "");
-  for (std::string dir; std::getline(dirs, dir, ':');) {
-    const fs::path p = fs::path(dir.empty() ? "." : dir) / name;
-    if (fs::is_regular_file(p) && access(p.c_str(), X_OK) == 0) return p.string();
-  }
-  throw Error(fmt::format(
-      "{}: not found on PATH; install Debian's fastText (apt-get install fasttext, or make deps) or give --fasttext",
-      name));
-}
+}  // namespace
 
-// Runs the program to its end, its standard output into `stdout_path` (stderr: ours, the log).
-// It dies with this process (a stopped experiment leaves no fastText writing on).
-void run_program(const std::vector<std::string>& args, const std::string& stdout_path) {
-  std::vector<std::string> copy = args;
-  std::vector<char*> argv;
-  for (auto& a : copy) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  const pid_t parent = getpid();
-  const pid_t pid = fork();
-  TLM_CHECK(pid >= 0, "could not start {}: {}", args[0], std::strerror(errno));
-  if (pid == 0) {
-    prctl(PR_SET_PDEATHSIG, SIGTERM);
-    if (getppid() != parent) _exit(130);
-    const int fd = open(stdout_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0 || dup2(fd, 1) < 0) _exit(127);
-    close(fd);
-    execv(argv[0], argv.data());
-    _exit(127);
-  }
-  int status = 0;
-  while (waitpid(pid, &status, 0) < 0) {
-    TLM_CHECK(errno == EINTR, "waiting for {}: {}", args[0], std::strerror(errno));
-  }
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    throw Error(fmt::format("{} failed ({}): {}", args[0],
-                            WIFEXITED(status) ? fmt::format("exit status {}", WEXITSTATUS(status))
-                                              : fmt::format("signal {}", WTERMSIG(status)),
-                            fmt::join(args, " ")));
-  }
-}
+std::string find_fasttext_program(const std::string& name) { return find_program(name, kFastTextInstall); }
+
+namespace {
 
 // fastText's input: BERT's normalised, pre-tokenized words (the tiny models' words before
 // WordPiece), separated by spaces, so both read the same text.
@@ -102,7 +57,8 @@ struct Setting {
 };
 
 // predict-prob's output for `n` texts: per line "__label__<i> <p> ..." with every label the model
-// knows; a label it never saw gets 0. Returns (n, labels) probabilities.
+// knows; a label it never saw gets 0. fastText prints exp(log(p + 1e-5)), so a certain label reads
+// 1.00001. Returns (n, labels) probabilities.
 std::vector<float> read_probabilities(const std::string& path, int64_t n, int labels) {
   std::ifstream in(path);
   TLM_CHECK(in.good(), "{}: cannot read fastText's predictions", path);
@@ -113,12 +69,17 @@ std::vector<float> read_probabilities(const std::string& path, int64_t n, int la
     TLM_CHECK(row < n, "{}: more prediction lines than the {} texts given", path, n);
     std::istringstream words(line);
     std::string label;
-    double p = 0;
-    while (words >> label >> p) {
-      TLM_CHECK(label.rfind(kLabelPrefix, 0) == 0, "{}:{}: \"{}\" is not a label", path, row + 1, label);
-      const int k = std::stoi(label.substr(std::strlen(kLabelPrefix)));
-      TLM_CHECK(k >= 0 && k < labels && std::isfinite(p) && p >= 0, "{}:{}: bad prediction {} {}", path, row + 1, label,
-                p);
+    std::string prob;
+    while (words >> label) {
+      int k = -1;
+      const char* end = label.data() + label.size();
+      const bool is_label = label.rfind(kLabelPrefix, 0) == 0 &&
+                            std::from_chars(label.data() + std::strlen(kLabelPrefix), end, k).ptr == end;
+      double p = -1;
+      const bool has_prob = static_cast<bool>(words >> prob) &&
+                            std::from_chars(prob.data(), prob.data() + prob.size(), p).ptr == prob.data() + prob.size();
+      TLM_CHECK(is_label && k >= 0 && k < labels && has_prob && std::isfinite(p) && p >= 0 && p <= 1.0 + 2e-5,
+                "{}:{}: \"{} {}\" is not a label of the {} and its probability", path, row + 1, label, prob, labels);
       probs[static_cast<size_t>(row) * labels + k] = static_cast<float>(p);
     }
   }
@@ -126,22 +87,24 @@ std::vector<float> read_probabilities(const std::string& path, int64_t n, int la
   return probs;
 }
 
-}  // namespace
+// The examples a fine-tuning run with these keys draws (run_data.h), as text.
+struct Samples {
+  std::vector<Example> train, valid, test;
+  std::vector<std::string> label_names, capped;
+  int64_t skipped_train = 0, skipped_test = 0;
+};
 
-json run_fasttext_job(const ResolvedConfig& rc) {
-  const json& c = rc.config;
-  const std::string out = c.at("out"), train_path = c.at("train"), test_path = c.at("test");
-  const std::string classes = c.at("classes"), vocab_path = c.at("vocab");
-  // Validate everything before anything is written.
-  TLM_CHECK(fs::is_regular_file(train_path), "{}: no such training file", train_path);
-  TLM_CHECK(test_path.empty() || fs::is_regular_file(test_path), "{}: no such test file", test_path);
-  TLM_CHECK(classes.empty() || fs::is_regular_file(classes), "{}: no such classes file", classes);
-  TLM_CHECK(vocab_path.empty() || fs::is_regular_file(vocab_path), "--vocab {}: no such file", vocab_path);
-  const std::string program = find_program(c.at("fasttext"));
-  const Format format = parse_format(c.at("format"));
-  const ReaderOptions ro{.format = format,
+std::vector<int32_t> labels_of(const std::vector<Example>& examples) {
+  std::vector<int32_t> l;
+  for (const auto& ex : examples) l.push_back(ex.label);
+  return l;
+}
+
+Samples draw_samples(const json& c) {
+  const std::string train_path = c.at("train"), test_path = c.at("test");
+  const ReaderOptions ro{.format = parse_format(c.at("format")),
                          .text_field = c.at("text_field"),
-                         .classes_path = classes,
+                         .classes_path = c.at("classes"),
                          .on_bad_row = parse_on_bad_row(c.at("on_bad_row"))};
   const LabeledData train_all = read_labeled(train_path, ro);
   LabeledData test_all;
@@ -150,34 +113,107 @@ json run_fasttext_job(const ResolvedConfig& rc) {
     TLM_CHECK(test_all.label_names == train_all.label_names, "{} and {} have different label sets", train_path,
               test_path);
   }
-  auto labels_of = [](const LabeledData& d) {
-    std::vector<int32_t> l;
-    for (const auto& ex : d.examples) l.push_back(ex.label);
-    return l;
-  };
-  const std::vector<int32_t> train_labels = labels_of(train_all), test_labels = labels_of(test_all);
+  const std::vector<int32_t> train_labels = labels_of(train_all.examples), test_labels = labels_of(test_all.examples);
   const LabeledDraw draw = draw_labeled_indices(train_labels, test_path.empty() ? nullptr : &test_labels,
                                                 train_all.label_names, labeled_sample_options(c));
-  for (const auto& note : draw.capped) fmt::print(stderr, "capped: {}\n", note);
-  TLM_CHECK(!draw.train.empty(), "the training set is empty after sampling");
-  TLM_CHECK(!draw.test.empty(), "the test sample is empty");
-  const LabeledData& test_source = test_path.empty() ? train_all : test_all;
   auto pick = [](const LabeledData& from, const std::vector<int64_t>& idx) {
     std::vector<Example> ex;
     for (int64_t i : idx) ex.push_back(from.examples[i]);
     return ex;
   };
-  const std::vector<Example> train = pick(train_all, draw.train), valid = pick(train_all, draw.valid),
-                             test = pick(test_source, draw.test);
-  const int num_labels = static_cast<int>(train_all.label_names.size());
+  Samples out{pick(train_all, draw.train),
+              pick(train_all, draw.valid),
+              pick(test_path.empty() ? train_all : test_all, draw.test),
+              train_all.label_names,
+              draw.capped,
+              train_all.stats.skipped,
+              test_all.stats.skipped};
+  TLM_CHECK(!out.train.empty(), "the training set is empty after sampling");
+  TLM_CHECK(!out.test.empty(), "the test sample is empty");
+  return out;
+}
 
-  // Words as the tiny models' tokenizer splits them; with --vocab, test items named as theirs.
+// Per-item probabilities of `examples`, the items named by their token ids under --vocab as the
+// tiny models' runs name them (else by a hash of their words).
+Predictions predictions_for(const std::vector<Example>& examples, const std::vector<std::string>& label_names,
+                            const Tokenizer& tok, bool by_token_ids, int max_len,
+                            std::map<std::string, std::vector<float>> probs) {
+  if (by_token_ids) return predictions_of(tokenize_examples(tok, examples, label_names, max_len), std::move(probs));
+  Predictions p;
+  p.label_names = label_names;
+  p.labels = labels_of(examples);
+  for (const auto& ex : examples) {
+    const std::string w = words_of(tok, ex.text);
+    p.items.push_back(static_cast<int64_t>(hash_bytes(w.data(), w.size())));
+  }
+  p.probs = std::move(probs);
+  return p;
+}
+
+// What a run's work is: the schema's identity of its configuration and its data files' hashes.
+json run_identity(const json& c) {
+  json id = {{"config", job_schema("fasttext").identity(c)}, {"data", json::object()}};
+  for (const char* key : {"train", "test", "classes", "vocab"}) {
+    const std::string path = c.at(key);
+    if (!path.empty()) id["data"][path] = hex16(hash_file(path));
+  }
+  return id;
+}
+
+// fastText's training command for one setting of the grid.
+std::vector<std::string> train_command(const std::string& program, const json& c, const Setting& s,
+                                       const std::string& input, const std::string& model) {
+  return {program,       "supervised",
+          "-input",      input,
+          "-output",     model,
+          "-lr",         fmt::format("{}", s.lr),
+          "-epoch",      std::to_string(s.epoch),
+          "-wordNgrams", std::to_string(s.word_ngrams),
+          "-dim",        std::to_string(c.at("dim").get<int64_t>()),
+          "-bucket",     std::to_string(c.at("bucket").get<int64_t>()),
+          "-minCount",   std::to_string(c.at("min_count").get<int64_t>()),
+          "-loss",       "softmax",
+          "-thread",     "1",
+          "-seed",       std::to_string(c.at("seed").get<int64_t>()),
+          "-verbose",    "0"};
+}
+
+}  // namespace
+
+json run_fasttext_job(const ResolvedConfig& rc) {
+  const json& c = rc.config;
+  const std::string out = c.at("out"), vocab_path = c.at("vocab");
+  // Validate everything before anything is written.
+  for (const char* key : {"train", "test", "classes", "vocab"}) {
+    const std::string path = c.at(key);
+    TLM_CHECK(path.empty() || fs::is_regular_file(path), "{} {}: no such file", flag_of(key), path);
+  }
+  const std::string program = find_fasttext_program(c.at("fasttext"));
+  const json identity = run_identity(c);
+  const fs::path metrics_path = fs::path(out) / "metrics.json";
+  if (fs::exists(metrics_path)) {
+    // A finished run: the same work is done already; another run's folder is not overwritten.
+    const json done = read_json_file(metrics_path.string());
+    if (done.value("identity", json()) == identity) {
+      fmt::print(stderr, "fasttext: {} has finished already\n", out);
+      return done;
+    }
+    throw Error(
+        fmt::format("--out {} holds a finished fastText run of another configuration or other data; give "
+                    "another --out, or remove that folder",
+                    out));
+  }
+  const Samples samples = draw_samples(c);
+  for (const auto& note : samples.capped) fmt::print(stderr, "capped: {}\n", note);
+  const Format format = parse_format(c.at("format"));
+  const int num_labels = static_cast<int>(samples.label_names.size());
+
+  // Words as the tiny models' tokenizer splits them; with --vocab, items named as theirs.
   const int max_len = c.at("max_len");
-  const TokenizerOptions tok_options = run_tokenizer_options(c.at("cased"), max_len, format);
+  TokenizerOptions word_options = run_tokenizer_options(c.at("cased"), max_len, format);
   const Vocab vocab = vocab_path.empty()
                           ? Vocab::from_tokens({"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"}, "fastText words")
                           : Vocab::load(vocab_path);
-  TokenizerOptions word_options = tok_options;
   if (vocab_path.empty()) word_options.added_tokens.clear();  // markers are plain words without a vocabulary
   for (const auto& t : word_options.added_tokens) {
     TLM_CHECK(vocab.find(t) >= 0, "--vocab {} has no {} token, which {} data needs", vocab_path, t,
@@ -185,13 +221,10 @@ json run_fasttext_job(const ResolvedConfig& rc) {
   }
   const Tokenizer tok(vocab, word_options);
 
-  const std::vector<Setting> grid = [&] {
-    std::vector<Setting> g;
-    for (const auto& lr : c.at("lrs"))
-      for (const auto& e : c.at("epochs"))
-        for (const auto& n : c.at("word_ngrams")) g.push_back({lr.get<double>(), e.get<int64_t>(), n.get<int64_t>()});
-    return g;
-  }();
+  std::vector<Setting> grid;
+  for (const auto& lr : c.at("lrs"))
+    for (const auto& e : c.at("epochs"))
+      for (const auto& n : c.at("word_ngrams")) grid.push_back({lr.get<double>(), e.get<int64_t>(), n.get<int64_t>()});
 
   fs::create_directories(out);
   auto write_lines = [&](const std::string& file, const std::vector<Example>& examples, bool labeled) {
@@ -202,16 +235,14 @@ json run_fasttext_job(const ResolvedConfig& rc) {
     }
     write_file_atomic((fs::path(out) / file).string(), text);
   };
-  write_lines("train.txt", train, true);
-  std::vector<Example> scored = valid;  // predicted in one call per setting: validation, then test
-  scored.insert(scored.end(), test.begin(), test.end());
+  write_lines("train.txt", samples.train, true);
+  std::vector<Example> scored = samples.valid;  // predicted in one call per setting: validation, then test
+  scored.insert(scored.end(), samples.test.begin(), samples.test.end());
   write_lines("scored.txt", scored, false);
-  fmt::print(stderr, "fasttext: {} train, {} validation, {} test examples, {} labels, {} settings ({})\n", train.size(),
-             valid.size(), test.size(), num_labels, grid.size(), program);
+  fmt::print(stderr, "fasttext: {} train, {} validation, {} test examples, {} labels, {} settings ({})\n",
+             samples.train.size(), samples.valid.size(), samples.test.size(), num_labels, grid.size(), program);
 
-  std::vector<int32_t> valid_labels, test_labels_drawn;
-  for (const auto& ex : valid) valid_labels.push_back(ex.label);
-  for (const auto& ex : test) test_labels_drawn.push_back(ex.label);
+  const std::vector<int32_t> valid_labels = labels_of(samples.valid), test_labels = labels_of(samples.test);
   // The models of one attempt (a stopped attempt's folder is removed by the next).
   for (const auto& e : fs::directory_iterator(out)) {
     if (e.path().filename().string().rfind("models.tmp", 0) == 0) fs::remove_all(e.path());
@@ -219,81 +250,73 @@ json run_fasttext_job(const ResolvedConfig& rc) {
   const fs::path models = fs::path(out) / fmt::format("models.tmp-{}", getpid());
   fs::create_directories(models);
   json rows = json::array();
-  std::map<std::string, std::vector<float>> test_probs;
-  int chosen = 0;
+  std::map<std::string, std::vector<float>> valid_probs, test_probs;
+  int chosen = -1;
   for (size_t g = 0; g < grid.size(); ++g) {
     const Setting& s = grid[g];
     const auto t0 = std::chrono::steady_clock::now();
-    const std::string model = (models / "model").string();
-    run_program({program,       "supervised",
-                 "-input",      (fs::path(out) / "train.txt").string(),
-                 "-output",     model,
-                 "-lr",         fmt::format("{}", s.lr),
-                 "-epoch",      std::to_string(s.epoch),
-                 "-wordNgrams", std::to_string(s.word_ngrams),
-                 "-dim",        std::to_string(c.at("dim").get<int64_t>()),
-                 "-bucket",     std::to_string(c.at("bucket").get<int64_t>()),
-                 "-minCount",   std::to_string(c.at("min_count").get<int64_t>()),
-                 "-loss",       "softmax",
-                 "-thread",     "1",
-                 "-seed",       std::to_string(c.at("seed").get<int64_t>()),
-                 "-verbose",    "0"},
-                (models / "train.out").string());
-    const std::string predicted = (models / "predicted.txt").string();
+    const std::string model = (models / "model").string(), predicted = (models / "predicted.txt").string();
+    json row = {{"setting", s.name()}, {"lr", s.lr}, {"epoch", s.epoch}, {"word_ngrams", s.word_ngrams}};
+    try {
+      run_program(train_command(program, c, s, (fs::path(out) / "train.txt").string(), model),
+                  (models / "train.out").string());
+    } catch (const Error& e) {
+      // fastText aborts when training diverges (a learning rate too high for the data): the
+      // setting is recorded as failed and takes no part in any choice.
+      row["failed"] = e.what();
+      row["valid_accuracy"] = row["test_accuracy"] = nullptr;
+      rows.push_back(row);
+      fmt::print(stderr, "fasttext: {}: FAILED ({})\n", s.name(), e.what());
+      continue;
+    }
     run_program({program, "predict-prob", model + ".bin", (fs::path(out) / "scored.txt").string(), "-1"}, predicted);
     const std::vector<float> probs = read_probabilities(predicted, static_cast<int64_t>(scored.size()), num_labels);
-    const size_t split = valid.size() * num_labels;
-    const std::vector<float> pv(probs.begin(), probs.begin() + split), pt(probs.begin() + split, probs.end());
-    const double va = accuracy_of(pv, valid_labels, num_labels), ta = accuracy_of(pt, test_labels_drawn, num_labels);
-    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    rows.push_back({{"setting", s.name()},
-                    {"lr", s.lr},
-                    {"epoch", s.epoch},
-                    {"word_ngrams", s.word_ngrams},
-                    {"valid_accuracy", valid.empty() ? json(nullptr) : json(va)},
-                    {"test_accuracy", ta},
-                    {"seconds", seconds}});
-    test_probs[s.name()] = pt;
-    if (!valid.empty() && va > rows[chosen]["valid_accuracy"].get<double>()) chosen = static_cast<int>(g);
-    fmt::print(stderr, "fasttext: {}: validation {:.4f}, {:.1f} s\n", s.name(), va, seconds);
+    const size_t split = samples.valid.size() * num_labels;
+    valid_probs[s.name()].assign(probs.begin(), probs.begin() + split);
+    test_probs[s.name()].assign(probs.begin() + split, probs.end());
+    const double va = accuracy_of(valid_probs[s.name()], valid_labels, num_labels);
+    row["valid_accuracy"] = samples.valid.empty() ? json(nullptr) : json(va);
+    row["test_accuracy"] = accuracy_of(test_probs[s.name()], test_labels, num_labels);
+    row["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    // This run's own choice: the best validation accuracy, the first of ties.
+    if (chosen < 0 || (!samples.valid.empty() && va > rows[chosen]["valid_accuracy"].get<double>())) {
+      chosen = static_cast<int>(g);
+    }
+    rows.push_back(row);
+    fmt::print(stderr, "fasttext: {}: validation {:.4f}, {:.1f} s\n", s.name(), va, row["seconds"].get<double>());
   }
   fs::remove_all(models);
+  TLM_CHECK(chosen >= 0, "fasttext: every setting of the grid failed (see above)");
 
-  // Per-item test probabilities of every setting (the experiment chooses over seeds), and the
-  // setting this run's own validation chose as "model".
+  // Per-item probabilities of every setting (the experiment chooses over seeds); the setting this
+  // run's own validation chose is also "model".
   test_probs["model"] = test_probs[rows[chosen]["setting"].get<std::string>()];
-  Predictions p;
-  if (!vocab_path.empty()) {
-    p = predictions_of(tokenize_examples(tok, test, train_all.label_names, max_len), std::move(test_probs));
-  } else {
-    p.label_names = train_all.label_names;
-    p.labels = test_labels_drawn;
-    for (const auto& ex : test) {
-      const std::string w = words_of(tok, ex.text);
-      p.items.push_back(static_cast<int64_t>(hash_bytes(w.data(), w.size())));
-    }
-    p.probs = std::move(test_probs);
+  const bool by_ids = !vocab_path.empty();
+  save_predictions((fs::path(out) / "test_predictions.safetensors").string(),
+                   predictions_for(samples.test, samples.label_names, tok, by_ids, max_len, std::move(test_probs)));
+  if (!samples.valid.empty()) {
+    save_predictions((fs::path(out) / "valid_predictions.safetensors").string(),
+                     predictions_for(samples.valid, samples.label_names, tok, by_ids, max_len, std::move(valid_probs)));
   }
-  save_predictions((fs::path(out) / "test_predictions.safetensors").string(), p);
-  json skipped = {{"train", train_all.stats.skipped}, {"test", test_all.stats.skipped}};
   const json metrics = {
       {"format", "tlm-fasttext-metrics"},
       {"version", 1},
+      {"identity", identity},
       {"program", {{"path", program}, {"xxh64", hex16(hash_file(program))}}},
       {"config", c},
-      {"labels", train_all.label_names},
-      {"train_examples", train.size()},
-      {"valid_examples", valid.size()},
-      {"test_examples", test.size()},
-      {"capped", draw.capped},
-      {"skipped_rows", skipped},
-      {"items", vocab_path.empty() ? "hash of the words" : "hash of the token ids under " + vocab_path},
+      {"labels", samples.label_names},
+      {"train_examples", samples.train.size()},
+      {"valid_examples", samples.valid.size()},
+      {"test_examples", samples.test.size()},
+      {"capped", samples.capped},
+      {"skipped_rows", {{"train", samples.skipped_train}, {"test", samples.skipped_test}}},
+      {"items", by_ids ? "hash of the token ids under " + vocab_path : "hash of the words"},
       {"grid", rows},
       {"chosen", rows[chosen]["setting"]},
       {"final", {{"valid_accuracy", rows[chosen]["valid_accuracy"]}}},
       {"test", {{"accuracy", rows[chosen]["test_accuracy"]}}},
   };
-  write_file_atomic((fs::path(out) / "metrics.json").string(), metrics.dump(2) + "\n");  // last: marks it done
+  write_file_atomic(metrics_path.string(), metrics.dump(2) + "\n");  // last: marks it done
   return metrics;
 }
 

@@ -11,6 +11,7 @@
 #include "tlm/file_io.h"
 #include "tlm/hash.h"
 #include "tlm/job_config.h"
+#include "tlm/process.h"
 #include "tlm/readers.h"
 #include "tlm/run_data.h"
 #include "tlm/toml_json.h"
@@ -518,6 +519,11 @@ class Expander {
       if (plan_sets_key("fasttext", f.key) && ft.contains(f.key)) base[f.key] = ft[f.key];
     }
     base["vocab"] = vocab_path_;  // test items named as the tiny models' runs name them
+    try {                         // the program is needed: found now, before any run starts
+      find_program(base.value("fasttext", std::string("fasttext")), kFastTextInstall);
+    } catch (const Error& e) {
+      throw Error(fmt::format("plan: [fasttext]: {}", e.what()));
+    }
     json runs = json::array();
     for (int s = 1; s <= seeds_; ++s) {
       Job j;

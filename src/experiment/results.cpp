@@ -74,8 +74,8 @@ class Collector {
   }
 
   // fastText's arm: runs[seed]. The grid's setting with the best mean validation accuracy over
-  // seeds (the first of ties, in grid order), as a tiny model's arm chooses its learning rate, and
-  // per seed the test accuracy at that setting.
+  // seeds (the first of ties, in grid order; a setting that failed in any seed takes no part), as a
+  // tiny model's arm chooses its learning rate, and per seed the test accuracy at that setting.
   json fasttext_arm(const json& runs) const {
     std::vector<json> m;
     json dirs = json::array();
@@ -85,24 +85,54 @@ class Collector {
     }
     const json& grid = m.at(0).at("grid");
     json settings = json::array(), valid_by = json::array();
-    std::vector<double> mean_valid(grid.size(), 0);
+    int chosen = -1;
+    double best = 0;
     for (size_t g = 0; g < grid.size(); ++g) {
       settings.push_back(grid[g]["setting"]);
+      double sum = 0;  // summed, then divided, as mean_valid_accuracy
+      bool failed = false;
       for (size_t s = 0; s < m.size(); ++s) {
         const json& row = m[s]["grid"].at(g);
         TLM_CHECK(row["setting"] == grid[g]["setting"], "{}: its grid differs from {}'s", dirs[s].get<std::string>(),
                   dirs[0].get<std::string>());
-        if (grid.size() > 1) mean_valid[g] += row["valid_accuracy"].get<double>() / static_cast<double>(m.size());
+        failed = failed || row.contains("failed");
+        if (!failed && grid.size() > 1) {
+          TLM_CHECK(row["valid_accuracy"].is_number(), "{}: {} has no validation accuracy to choose on",
+                    dirs[s].get<std::string>(), row["setting"].get<std::string>());
+          sum += row["valid_accuracy"].get<double>();
+        }
       }
-      valid_by.push_back(grid.size() > 1 ? json(mean_valid[g]) : json(nullptr));
+      const double mean = sum / static_cast<double>(m.size());
+      valid_by.push_back(failed || grid.size() == 1 ? json(nullptr) : json(mean));
+      if (!failed && (chosen < 0 || mean > best)) {
+        chosen = static_cast<int>(g);
+        best = mean;
+      }
     }
-    const size_t chosen = std::max_element(mean_valid.begin(), mean_valid.end()) - mean_valid.begin();
+    TLM_CHECK(chosen >= 0, "{}: every setting of fastText's grid failed in some seed", dirs[0].get<std::string>());
     std::vector<double> test;
     for (const auto& mi : m) test.push_back(mi["grid"][chosen]["test_accuracy"]);
-    return {{"settings", settings},
+    // A choice at an end of the grid's range says the grid may be too narrow for this data.
+    json edges = json::array();
+    for (const char* key : {"lr", "epoch"}) {
+      double lo = grid[0][key], hi = lo;
+      for (const auto& row : grid) {
+        lo = std::min(lo, row[key].get<double>());
+        hi = std::max(hi, row[key].get<double>());
+      }
+      const double v = grid[chosen][key];
+      if (lo < hi && (v == lo || v == hi)) {
+        edges.push_back(
+            fmt::format("{}={} is the grid's {}", key, grid[chosen][key].dump(), v == lo ? "lowest" : "highest"));
+      }
+    }
+    return {{"at_grid_edge", edges},
+            {"settings", settings},
             {"valid_accuracy_by_setting", valid_by},
             {"chosen_setting", settings[chosen]},
             {"runs", dirs},
+            {"train_examples", m[0]["train_examples"]},
+            {"valid_examples", m[0]["valid_examples"]},
             {"test_accuracy", test},
             {"summary", to_json(summarize(test))}};
   }

@@ -300,7 +300,7 @@ std::map<std::string, JobSchema> make_schemas() {
               string_field("on_bad_row", "stop", "stop or skip (skipped rows are counted)", kOnBadRow),
               list_field("lrs", FieldType::kFloats, json::array({0.1, 0.25, 0.5, 1.0}), 0, 100,
                          "learning rates to try (-lr)", true),
-              list_field("epochs", FieldType::kInts, json::array({25, 50, 100}), 1, 1e6,
+              list_field("epochs", FieldType::kInts, json::array({25, 50, 100, 200}), 1, 1e6,
                          "epochs to try (-epoch; a few hundred examples need many)"),
               list_field("word_ngrams", FieldType::kInts, json::array({1, 2}), 1, 5,
                          "word n-gram lengths to try (-wordNgrams)"),
@@ -316,6 +316,16 @@ std::map<std::string, JobSchema> make_schemas() {
                 "a tuned fastText classifier on a fine-tuning run's samples (the practitioner's baseline)",
                 std::move(ft), [](const json& c, const std::string& where) {
                   test_file_or_per_label(c, where);
+                  for (const char* key : {"lrs", "epochs", "word_ngrams"}) {
+                    const json& list = c.at(key);
+                    for (size_t i = 0; i < list.size(); ++i) {
+                      for (size_t j = 0; j < i; ++j) {
+                        if (list[i] == list[j]) {
+                          throw Error(fmt::format("{}: {} lists {} twice", where, flag_of(key), list[i].dump()));
+                        }
+                      }
+                    }
+                  }
                   const size_t grid = c.at("lrs").size() * c.at("epochs").size() * c.at("word_ngrams").size();
                   if (grid > 1 && c.at("valid_per_label").get<int64_t>() == 0) {
                     throw Error(fmt::format("{}: --valid-per-label must be > 0 to choose among the grid's {} settings",

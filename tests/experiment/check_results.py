@@ -166,13 +166,16 @@ def paired(got, a, b, what):
 
 # ---- fastText arms, rebuilt from the fastText runs' job files; test accuracies from the per-item files
 
-ft_runs = {}  # training file -> {sample seed: run}
-ft_train_of = {}  # run -> training file
+ft_runs = {}  # the arm's configuration (all but seeds and folder) -> {sample seed: run}
+ft_arm_of = {}  # run -> arm key
+ft_jobs = {}  # run -> its job file
 for path in glob.glob(os.path.join(out, "runs", "fasttext-*", "job.toml")):
     run = os.path.relpath(os.path.dirname(path), out)
     job = tomllib.load(open(path, "rb"))
-    ft_runs.setdefault(job["train"], {})[job["sample_seed"]] = run
-    ft_train_of[run] = job["train"]
+    key = json.dumps({k: v for k, v in job.items() if k not in ("seed", "sample_seed", "out")}, sort_keys=True)
+    ft_runs.setdefault(key, {})[job["sample_seed"]] = run
+    ft_arm_of[run] = key
+    ft_jobs[run] = job
 
 
 def argmax_rows(probs):
@@ -184,9 +187,14 @@ def predicted(run_file, name):
     return argmax_rows(t["probs." + name].tolist()), t["labels"].tolist(), t["items"].tolist()
 
 
+def accuracy_of(run_file, name):
+    pred, labels, _ = predicted(run_file, name)
+    return sum(p == y for p, y in zip(pred, labels)) / len(labels)
+
+
 def recompute_fasttext(got, what):
     """Checks one fastText arm; returns per seed (test accuracy, predicted labels, labels, items)."""
-    by_seed = ft_runs[ft_train_of[got["runs"][0]]]
+    by_seed = ft_runs[ft_arm_of[got["runs"][0]]]
     seeds = sorted(by_seed)
     if got["runs"] != [by_seed[s] for s in seeds]:
         failures.append("%s: runs %r are not the task's fastText runs %r" % (what, got["runs"], by_seed))
@@ -194,30 +202,67 @@ def recompute_fasttext(got, what):
     settings = [row["setting"] for row in ms[0]["grid"]]
     if got["settings"] != settings:
         failures.append("%s: settings %r, runs have %r" % (what, got["settings"], settings))
+    valid = {}  # setting -> validation accuracy per seed, from the per-item files
     for m, s in zip(ms, seeds):
         if [row["setting"] for row in m["grid"]] != settings:
             failures.append("%s seed %d: another grid" % (what, s))
-        for row in m["grid"]:  # every setting's test accuracy from its per-item probabilities
-            pred, labels, _ = predicted(by_seed[s] + "/test_predictions.safetensors", row["setting"])
-            close(row["test_accuracy"], sum(p == y for p, y in zip(pred, labels)) / len(labels),
-                  "%s seed %d %s test accuracy" % (what, s, row["setting"]), tol=1e-6)
+        for row in m["grid"]:  # every setting's accuracies from its per-item probabilities
+            if "failed" in row:
+                valid[row["setting"]] = None
+                continue
+            run = by_seed[s]
+            close(row["test_accuracy"], accuracy_of(run + "/test_predictions.safetensors", row["setting"]),
+                  "%s seed %d %s test accuracy" % (what, s, row["setting"]))
+            if len(settings) > 1:
+                va = accuracy_of(run + "/valid_predictions.safetensors", row["setting"])
+                close(row["valid_accuracy"], va, "%s seed %d %s validation accuracy" % (what, s, row["setting"]))
+                if valid.get(row["setting"], []) is not None:
+                    valid.setdefault(row["setting"], []).append(va)
+    ran = [g for g in range(len(settings)) if valid.get(settings[g], []) is not None]
     if len(settings) > 1:
-        valid = [sum(m["grid"][g]["valid_accuracy"] for m in ms) / len(ms) for g in range(len(settings))]
-        chosen = max(range(len(settings)), key=lambda g: (valid[g], -g))
+        mean = {g: sum(valid[settings[g]]) / len(seeds) for g in ran}
+        chosen = max(ran, key=lambda g: (mean[g], -g))  # ties: the first in grid order
         for g in range(len(settings)):
-            close(got["valid_accuracy_by_setting"][g], valid[g], "%s mean validation accuracy of %s" % (what, settings[g]))
+            if g in mean:
+                close(got["valid_accuracy_by_setting"][g], mean[g], "%s mean validation accuracy of %s"
+                      % (what, settings[g]))
+            elif got["valid_accuracy_by_setting"][g] is not None:
+                failures.append("%s: %s failed in a seed but has a mean validation accuracy" % (what, settings[g]))
     else:
         chosen = 0
     if got["chosen_setting"] != settings[chosen]:
         failures.append("%s: chose %r, validation says %r" % (what, got["chosen_setting"], settings[chosen]))
+    edges = []  # a choice at an end of the grid's range of lr or epoch
+    for key in ("lr", "epoch"):
+        values = [row[key] for row in ms[0]["grid"]]
+        if min(values) < max(values) and ms[0]["grid"][chosen][key] in (min(values), max(values)):
+            edges.append(key)
+    if [e.split("=")[0] for e in got["at_grid_edge"]] != edges:
+        failures.append("%s: at the grid's edge in %r, recomputed %r" % (what, got["at_grid_edge"], edges))
     out_seeds = []
     for i, s in enumerate(seeds):
         pred, labels, items = predicted(by_seed[s] + "/test_predictions.safetensors", settings[chosen])
         acc = sum(p == y for p, y in zip(pred, labels)) / len(labels)
-        close(got["test_accuracy"][i], acc, "%s seed %d test accuracy" % (what, s), tol=1e-6)
+        close(got["test_accuracy"][i], acc, "%s seed %d test accuracy" % (what, s))
         out_seeds.append((acc, pred, labels, items))
     check_summary(got["summary"], summary([a for a, _, _, _ in out_seeds]), what + " accuracy")
     return out_seeds
+
+
+# The keys that decide which examples a run draws, with their defaults (the same in both schemas).
+DRAW_KEYS = {"train": None, "test": "", "classes": "", "format": None, "text_field": "text", "on_bad_row": "stop",
+             "per_label_train": 0, "per_label_test": 0, "valid_per_label": 0, "cap_per_label": False,
+             "test_seed": 0, "sample_seed": 0, "max_len": 128, "cased": False}
+
+
+def same_draw(ft_run, model_runs, what):
+    """fastText's run of a seed draws what that seed's fine-tuning runs draw: the same keys."""
+    ft = {k: ft_jobs[ft_run].get(k, d) for k, d in DRAW_KEYS.items()}
+    for run in model_runs:
+        job = tomllib.load(open(os.path.join(out, run, "job.toml"), "rb"))
+        mine = {k: job.get(k, d) for k, d in DRAW_KEYS.items()}
+        if mine != ft:
+            failures.append("%s: %s draws %r, fastText's %s %r" % (what, run, mine, ft_run, ft))
 
 
 verdicts = {}
@@ -353,6 +398,8 @@ for i, row in enumerate(res.get("fasttext", [])):
     ft = recompute_fasttext(row["fasttext"], what + " (fastText)")
     if row["model"].startswith("soft committee"):
         model = [(p, y, it) for p, y, it in committee_items]
+        runs_by_seed = [[m["runs"][s] for m in res["e4"]["members"]] + [res["e4"]["deep"]["runs"][s]]
+                        for s in range(len(model))]
     else:
         arch = row["model"][len("pre-trained "):]
         e1row = [r for r in res["e1"] if r["task"] == row["task"] and r["arch"] == arch]
@@ -360,6 +407,9 @@ for i, row in enumerate(res.get("fasttext", [])):
             failures.append("%s: no e1 setting of that task and architecture" % what)
             continue
         model = [predicted(run + "/test_predictions.safetensors", "model") for run in e1row[0]["pretrained"]["runs"]]
+        runs_by_seed = [[run] for run in e1row[0]["pretrained"]["runs"]]
+    for s, runs in enumerate(runs_by_seed):
+        same_draw(row["fasttext"]["runs"][s], runs, "%s seed %d" % (what, s + 1))
     accs = []
     for s, ((mp, my, mi), (_, fp, fy, fi)) in enumerate(zip(model, ft)):
         if mi != fi or my != fy:
@@ -373,6 +423,7 @@ for i, row in enumerate(res.get("fasttext", [])):
         close(got["p"], mcnemar_p(b, c), "%s seed %d McNemar p" % (what, s + 1))
     for s, a in enumerate(accs):
         close(row["test_accuracy"][s], a, "%s seed %d model accuracy" % (what, s + 1), tol=1e-6)
+    check_summary(row["summary"], summary(accs), what + " model accuracy")
     _, sd = paired(row["difference"], accs, [a for a, _, _, _ in ft], what + " difference")
     ft_verdicts.append(verdict(sd))
 for row in res.get("e1", []):
@@ -420,6 +471,14 @@ for row in res.get("e1", []):
         text = "%+.1f [%+.1f, %+.1f]" % (100 * s["mean"], 100 * s["ci95"][0], 100 * s["ci95"][1])
         if text not in report:
             failures.append("report.md lacks the e1 gap " + text)
+for row in res.get("fasttext", []):
+    s = row["difference"]["summary"]
+    if s["ci95"] is not None:
+        text = "| %s | %+.1f [%+.1f, %+.1f] | **%s** |" % (row["fasttext"]["chosen_setting"], 100 * s["mean"],
+                                                         100 * s["ci95"][0], 100 * s["ci95"][1],
+                                                         row["difference"]["verdict"])
+        if text not in report:
+            failures.append("report.md lacks the fastText comparison " + text)
 for f in res["findings"]:
     if f["verdict"] not in report:
         failures.append("report.md lacks the verdict of " + f["id"])

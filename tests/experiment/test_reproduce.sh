@@ -91,7 +91,8 @@ for edit in "r['e1'][0]['pretrained']['chosen_lr'] = r['e1'][0]['pretrained']['l
             "a = r['fasttext'][0]['fasttext']; a['chosen_setting'] = a['settings'][-1] if a['chosen_setting'] != a['settings'][-1] else a['settings'][0]" \
             "r['fasttext'][0]['fasttext']['test_accuracy'][0] += 0.01" \
             "m = r['fasttext'][-1]['mcnemar'][0]; m['model_right_fasttext_wrong'] += 1" \
-            "r['e4']['fasttext']['runs'].reverse()"; do
+            "r['e4']['fasttext']['runs'].reverse()" \
+            "r['e4']['fasttext']['at_grid_edge'] = []"; do
   $py -c "
 import json
 r = json.load(open('pristine.json'))

@@ -1,0 +1,17 @@
+// Another program run as a child of this one (fastText): found by name, run to its end, and killed
+// with this process, so a stopped experiment leaves nothing running.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace tlm {
+
+// `name` as a path, or found on PATH; an error names it and says `install` (how to get it).
+std::string find_program(const std::string& name, const std::string& install);
+
+// Runs args[0] (a path) with args, its standard output into `stdout_path`, its standard error to
+// ours; an error when it cannot start, or ends by a signal or with a non-zero status.
+void run_program(const std::vector<std::string>& args, const std::string& stdout_path);
+
+}  // namespace tlm
