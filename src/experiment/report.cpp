@@ -73,7 +73,7 @@ class Builder {
     add(Heading{2, "Tiny models against fastText"});
     add(Paragraph{
         "Does a pre-trained tiny model, or a soft committee of them, beat a tuned fastText at this label budget? "
-        "fastText (Debian's `fasttext`, one thread, seeded) trains on exactly each seed's training examples, as "
+        "fastText (Debian's program, one thread, seeded) trains on exactly each seed's training examples, as "
         "BERT's pre-tokenizer splits them into words; its learning rate, epochs and word n-grams are chosen from a "
         "grid on the mean accuracy over seeds on the same validation split, as each tiny model's arm chooses its "
         "learning rate; all are scored on the same test sample. Differences are paired over seeds (95% CI); "

@@ -475,7 +475,7 @@ json f4(const json& e) {
                    cmp["threads"].get<int>(), cv.latency, kLatencyMargin, over_member)}};
 }
 
-// The four findings in words, from the experiments' verdicts.
+// The findings in words (the paper's four, and F5 against fastText), from the experiments' verdicts.
 json findings(const json& r) {
   json f = json::array();
   if (r.contains("e1")) f.push_back(f1(r));
