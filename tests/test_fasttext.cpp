@@ -106,12 +106,21 @@ TEST_F(FastTextJob, TrainsOnTheFineTuningSampleAndRepeatsExactly) {
   // One thread and a seed: the same run again gives the same probabilities.
   run_fasttext_job(config("b"));
   EXPECT_EQ(read_file(path("a/test_predictions.safetensors")), read_file(path("b/test_predictions.safetensors")));
+  // A finished folder missing an output, or with a metrics.json not of a run, is damaged.
+  fs::remove(path("b/test_predictions.safetensors"));
+  expect_error([&] { run_fasttext_job(config("b")); }, {"test_predictions.safetensors"});
+  write_file_atomic(path("b/metrics.json"), "{}");
+  expect_error([&] { run_fasttext_job(config("b")); }, {"metrics.json is not a finished fastText run's"});
   // A finished folder: the same work returns it as it is; other work is refused, the folder kept.
   const std::string before = read_file(path("a/metrics.json"));
   EXPECT_EQ(run_fasttext_job(config("a")), m);
-  expect_error([&] { run_fasttext_job(config("a", {{"epochs", {7}}})); }, {"a holds a finished fastText run"});
+  expect_error(
+      [&] {
+        run_fasttext_job(config("a", {{"epochs", {7}}}));
+      },
+      {"a holds a finished fastText run of other work (--epochs differ)"});
   write_file_atomic(path("data.csv"), read_file(path("data.csv")) + "animal,One more cat.\n");
-  expect_error([&] { run_fasttext_job(config("a")); }, {"other data"});
+  expect_error([&] { run_fasttext_job(config("a")); }, {"(the data files differ)"});
   EXPECT_EQ(read_file(path("a/metrics.json")), before);
 }
 
@@ -140,10 +149,21 @@ TEST_F(FastTextJob, RefusesBeforeWritingAnything) {
       {"no-such-fasttext-program", "not found on PATH", "apt-get install fasttext"});
   expect_error([&] { run_fasttext_job(config("c", {{"train", path("absent.csv")}})); }, {"absent.csv"});
   EXPECT_FALSE(fs::exists(path("c")));
+  write_file_atomic(path("afile"), "x");
+  expect_error([&] { run_fasttext_job(config("afile")); }, {"afile: a file, not a folder"});
+  // A program that fails otherwise than by diverging stops the run: nothing is taken as finished.
+  write_file_atomic(path("fake.sh"), "#!/bin/sh\necho broken >&2\nexit 3\n");
+  fs::permissions(path("fake.sh"), fs::perms::owner_all);
+  expect_error([&] { run_fasttext_job(config("f", {{"fasttext", path("fake.sh")}})); }, {"exit status 3"});
+  EXPECT_FALSE(fs::exists(path("f/metrics.json")));
+  for (const auto& e : fs::directory_iterator(path("f"))) {
+    EXPECT_EQ(e.path().filename().string().find("models.tmp"), std::string::npos) << "removed on failure too";
+  }
   // A grid needs a validation split to choose on.
   expect_error([&] { config("c", {{"valid_per_label", 0}}); }, {"--valid-per-label", "2 settings"});
   expect_error([&] { config("c", {{"lrs", json::array()}}); }, {"lrs", "a list of numbers"});
   expect_error([&] { config("c", {{"epochs", {5, 20, 5}}}); }, {"--epochs lists 5 twice"});
+  expect_error([&] { config("c", {{"bucket", 100000000}, {"dim", 4096}}); }, {"over 8 GiB"});
   ConfigResolver r(job_schema("fasttext"));
   r.apply_text("epochs", "5,25,50", "--epochs");
   EXPECT_EQ(r.partial().config["epochs"], json({5, 25, 50}));

@@ -209,6 +209,25 @@ TEST(RunData, WithoutATestFileTheTestSampleFollowsTheTestSeedAlone) {
   EXPECT_EQ(ids, ids_of(a.test));
 }
 
+// The validation split takes what a short label has, but never all of it: a label would then be
+// scored without ever being trained on. Text and tokens draw the same indices.
+TEST(RunData, ValidationNeverTakesALabelsWholeTrainingSample) {
+  const std::vector<std::string> names = {"a", "b"};
+  const std::vector<int32_t> labels = {0, 0, 0, 0, 0, 1, 1, 1};
+  LabeledSampleOptions o{.per_label_test = 1, .per_label_valid = 1, .cap = true, .seeds = {3, 4}};
+  const LabeledDraw d = draw_labeled_indices(labels, nullptr, names, o);
+  EXPECT_EQ(d.test.size(), 2u);
+  EXPECT_EQ(d.valid.size(), 2u);
+  EXPECT_EQ(d.train.size(), 4u);  // a: 4 left after the test draw, 1 to validation; b: 2 left, 1 to validation
+  o.per_label_valid = 2;          // b's 2 would all go to validation
+  try {
+    draw_labeled_indices(labels, nullptr, names, o);
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("label \"b\": all 2 of its training examples"), std::string::npos) << e.what();
+  }
+}
+
 TEST(RunData, PretrainingSplitHoldsOutValidationFirst) {
   SequenceSet all;
   for (int i = 0; i < 100; ++i) all.add(std::vector<int32_t>{101, i, 102});

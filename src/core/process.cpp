@@ -55,10 +55,11 @@ void run_program(const std::vector<std::string>& args, const std::string& stdout
     TLM_CHECK(errno == EINTR, "waiting for {}: {}", args[0], std::strerror(errno));
   }
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    throw Error(fmt::format("{} failed ({}): {}", args[0],
-                            WIFEXITED(status) ? fmt::format("exit status {}", WEXITSTATUS(status))
-                                              : fmt::format("signal {}", WTERMSIG(status)),
-                            fmt::join(args, " ")));
+    const int code = WIFEXITED(status) ? WEXITSTATUS(status) : 0, signal = WIFEXITED(status) ? 0 : WTERMSIG(status);
+    throw ProgramFailed(fmt::format("{} failed ({}): {}", args[0],
+                                    signal ? fmt::format("signal {}", signal) : fmt::format("exit status {}", code),
+                                    fmt::join(args, " ")),
+                        code, signal);
   }
 }
 

@@ -5,6 +5,7 @@
 #include <charconv>
 #include <chrono>
 #include <cmath>
+#include <csignal>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -16,6 +17,7 @@
 #include "tlm/eval_jobs.h"
 #include "tlm/evaluate.h"
 #include "tlm/file_io.h"
+#include "tlm/folder_lock.h"
 #include "tlm/hash.h"
 #include "tlm/job_config.h"
 #include "tlm/predictions.h"
@@ -150,15 +152,55 @@ Predictions predictions_for(const std::vector<Example>& examples, const std::vec
   return p;
 }
 
-// What a run's work is: the schema's identity of its configuration and its data files' hashes.
-json run_identity(const json& c) {
-  json id = {{"config", job_schema("fasttext").identity(c)}, {"data", json::object()}};
+// What a run's work is: the schema's identity of its configuration, its data files' hashes and
+// the fastText program's.
+json run_identity(const json& c, const std::string& program) {
+  json id = {
+      {"config", job_schema("fasttext").identity(c)}, {"program", hex16(hash_file(program))}, {"data", json::object()}};
   for (const char* key : {"train", "test", "classes", "vocab"}) {
     const std::string path = c.at(key);
     if (!path.empty()) id["data"][path] = hex16(hash_file(path));
   }
   return id;
 }
+
+// A folder that already holds metrics.json: the same work finished returns it (its outputs
+// checked); a folder of other work is refused, naming what differs.
+json finished_run(const std::string& out, const json& identity) {
+  const json done = read_json_file((fs::path(out) / "metrics.json").string());
+  TLM_CHECK(done.contains("identity") && done.contains("grid"),
+            "--out {}: metrics.json is not a finished fastText run's (damaged?); remove the folder", out);
+  const json& was = done["identity"];
+  if (was == identity) {
+    load_predictions((fs::path(out) / "test_predictions.safetensors").string());
+    if (done.value("valid_examples", 0) > 0)
+      load_predictions((fs::path(out) / "valid_predictions.safetensors").string());
+    fmt::print(stderr, "fasttext: {} has finished already\n", out);
+    return done;
+  }
+  std::vector<std::string> differs;
+  for (const auto& [k, v] : identity["config"].items()) {
+    if (was["config"].value(k, json()) != v) differs.push_back(flag_of(k));
+  }
+  for (const auto& [k, v] : was["config"].items()) {
+    if (!identity["config"].contains(k)) differs.push_back(flag_of(k));
+  }
+  if (was["data"] != identity["data"]) differs.push_back("the data files");
+  if (was["program"] != identity["program"]) differs.push_back("the fastText program");
+  throw Error(
+      fmt::format("--out {} holds a finished fastText run of other work ({} differ); give another --out, or "
+                  "remove that folder",
+                  out, fmt::join(differs, ", ")));
+}
+
+// Removes a folder when it goes out of scope, however the scope is left.
+struct RemovedAtExit {
+  fs::path dir;
+  ~RemovedAtExit() {
+    std::error_code ignored;
+    fs::remove_all(dir, ignored);
+  }
+};
 
 // fastText's training command for one setting of the grid.
 std::vector<std::string> train_command(const std::string& program, const json& c, const Setting& s,
@@ -188,21 +230,9 @@ json run_fasttext_job(const ResolvedConfig& rc) {
     const std::string path = c.at(key);
     TLM_CHECK(path.empty() || fs::is_regular_file(path), "{} {}: no such file", flag_of(key), path);
   }
+  TLM_CHECK(!fs::exists(out) || fs::is_directory(out), "--out {}: a file, not a folder", out);
   const std::string program = find_fasttext_program(c.at("fasttext"));
-  const json identity = run_identity(c);
-  const fs::path metrics_path = fs::path(out) / "metrics.json";
-  if (fs::exists(metrics_path)) {
-    // A finished run: the same work is done already; another run's folder is not overwritten.
-    const json done = read_json_file(metrics_path.string());
-    if (done.value("identity", json()) == identity) {
-      fmt::print(stderr, "fasttext: {} has finished already\n", out);
-      return done;
-    }
-    throw Error(
-        fmt::format("--out {} holds a finished fastText run of another configuration or other data; give "
-                    "another --out, or remove that folder",
-                    out));
-  }
+  const json identity = run_identity(c, program);
   const Samples samples = draw_samples(c);
   for (const auto& note : samples.capped) fmt::print(stderr, "capped: {}\n", note);
   const Format format = parse_format(c.at("format"));
@@ -227,6 +257,10 @@ json run_fasttext_job(const ResolvedConfig& rc) {
       for (const auto& n : c.at("word_ngrams")) grid.push_back({lr.get<double>(), e.get<int64_t>(), n.get<int64_t>()});
 
   fs::create_directories(out);
+  const FolderLock lock(out, "fastText run");  // one run in a folder at a time
+  const fs::path metrics_path = fs::path(out) / "metrics.json";
+  if (fs::exists(metrics_path)) return finished_run(out, identity);
+
   auto write_lines = [&](const std::string& file, const std::vector<Example>& examples, bool labeled) {
     std::string text;
     for (const auto& ex : examples) {
@@ -243,12 +277,14 @@ json run_fasttext_job(const ResolvedConfig& rc) {
              samples.train.size(), samples.valid.size(), samples.test.size(), num_labels, grid.size(), program);
 
   const std::vector<int32_t> valid_labels = labels_of(samples.valid), test_labels = labels_of(samples.test);
-  // The models of one attempt (a stopped attempt's folder is removed by the next).
+  // The models of this attempt, removed however it ends (a killed attempt's, by the next: the
+  // lock says no other process is using them).
   for (const auto& e : fs::directory_iterator(out)) {
     if (e.path().filename().string().rfind("models.tmp", 0) == 0) fs::remove_all(e.path());
   }
   const fs::path models = fs::path(out) / fmt::format("models.tmp-{}", getpid());
   fs::create_directories(models);
+  const RemovedAtExit models_guard{models};
   json rows = json::array();
   std::map<std::string, std::vector<float>> valid_probs, test_probs;
   int chosen = -1;
@@ -260,9 +296,11 @@ json run_fasttext_job(const ResolvedConfig& rc) {
     try {
       run_program(train_command(program, c, s, (fs::path(out) / "train.txt").string(), model),
                   (models / "train.out").string());
-    } catch (const Error& e) {
-      // fastText aborts when training diverges (a learning rate too high for the data): the
-      // setting is recorded as failed and takes no part in any choice.
+    } catch (const ProgramFailed& e) {
+      // fastText aborts ("Encountered NaN") when training diverges, a learning rate too high for
+      // the data: that setting is recorded as failed and takes no part in any choice. Any other
+      // failure stops the run.
+      if (e.signal != SIGABRT) throw;
       row["failed"] = e.what();
       row["valid_accuracy"] = row["test_accuracy"] = nullptr;
       rows.push_back(row);
@@ -285,7 +323,6 @@ json run_fasttext_job(const ResolvedConfig& rc) {
     rows.push_back(row);
     fmt::print(stderr, "fasttext: {}: validation {:.4f}, {:.1f} s\n", s.name(), va, row["seconds"].get<double>());
   }
-  fs::remove_all(models);
   TLM_CHECK(chosen >= 0, "fasttext: every setting of the grid failed (see above)");
 
   // Per-item probabilities of every setting (the experiment chooses over seeds); the setting this

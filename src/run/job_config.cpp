@@ -224,12 +224,10 @@ void test_file_or_per_label(const json& c, const std::string& where) {
   }
 }
 
-Field list_field(std::string key, FieldType type, json def, double min, double max, std::string help,
-                 bool min_open = false) {
+Field list_field(std::string key, FieldType type, json def, double min, double max, std::string help) {
   Field f{std::move(key), type, std::move(def), std::move(help)};
   f.min = min;
   f.max = max;
-  f.min_open = min_open;
   return f;
 }
 
@@ -290,7 +288,7 @@ std::map<std::string, JobSchema> make_schemas() {
   std::vector<Field> ft = labeled_sample_fields(
       "hold out this many training examples per label as validation; the grid's setting is chosen on them");
   add(ft, {
-              int_field("seed", 1, 0, 9e18, "fastText's seed (-seed; one thread, so a run repeats exactly)"),
+              int_field("seed", 1, 0, 2147483647, "fastText's seed (-seed; one thread, so a run repeats exactly)"),
               string_field("vocab", "",
                            "vocab.txt of the tiny models this baseline is compared with: test items are named by "
                            "their token ids as those runs name them, so predictions pair item by item (default: "
@@ -298,8 +296,8 @@ std::map<std::string, JobSchema> make_schemas() {
               int_field("max_len", 128, 3, 8192, "with --vocab: the tiny models' tokens per sequence"),
               bool_field("cased", "keep case and accents (fastText's words are BERT's pre-tokenized words)"),
               string_field("on_bad_row", "stop", "stop or skip (skipped rows are counted)", kOnBadRow),
-              list_field("lrs", FieldType::kFloats, json::array({0.1, 0.25, 0.5, 1.0}), 0, 100,
-                         "learning rates to try (-lr)", true),
+              list_field("lrs", FieldType::kFloats, json::array({0.1, 0.25, 0.5, 1.0}), 1e-6, 100,
+                         "learning rates to try (-lr)"),
               list_field("epochs", FieldType::kInts, json::array({25, 50, 100, 200}), 1, 1e6,
                          "epochs to try (-epoch; a few hundred examples need many)"),
               list_field("word_ngrams", FieldType::kInts, json::array({1, 2}), 1, 5,
@@ -325,6 +323,11 @@ std::map<std::string, JobSchema> make_schemas() {
                         }
                       }
                     }
+                  }
+                  // fastText holds (words + bucket) x dim floats per model.
+                  if (c.at("bucket").get<double>() * c.at("dim").get<double>() > (1ull << 31)) {
+                    throw Error(fmt::format("{}: --bucket {} x --dim {} floats is over 8 GiB per model", where,
+                                            c.at("bucket").get<int64_t>(), c.at("dim").get<int64_t>()));
                   }
                   const size_t grid = c.at("lrs").size() * c.at("epochs").size() * c.at("word_ngrams").size();
                   if (grid > 1 && c.at("valid_per_label").get<int64_t>() == 0) {

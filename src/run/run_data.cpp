@@ -105,6 +105,17 @@ LabeledDraw draw_labeled_indices(const std::vector<int32_t>& train_labels, const
     std::vector<int64_t> rest;
     for (int64_t k : split.train.indices) rest.push_back(out.train[k]);
     for (int64_t k : split.test.indices) out.valid.push_back(out.train[k]);
+    // The validation split takes what a short label has: never all of it, or that label would
+    // be scored without ever being trained on.
+    std::vector<int64_t> before(label_names.size(), 0), after(label_names.size(), 0);
+    for (int32_t l : labels) ++before[l];
+    for (int64_t i : rest) ++after[train_labels[i]];
+    for (size_t l = 0; l < label_names.size(); ++l) {
+      TLM_CHECK(before[l] == 0 || after[l] > 0,
+                "label \"{}\": all {} of its training examples would be held out for validation (valid_per_label "
+                "{}); it needs more examples, or a smaller valid_per_label",
+                label_names[l], before[l], o.per_label_valid);
+    }
     out.train = std::move(rest);
   }
   return out;

@@ -190,7 +190,7 @@ bad_plan 'cased = true differs from the pre-training (cased = false)' \
   -e '0,/^format = "csv"$/s//format = "csv"\nfinetune = { cased = true }/'
 bad_plan '[architectures.shallow] conv_kernel 3,33 is wider than hidden 32' \
   -e '0,/^heads = 2$/s//heads = 2\nconv_layers = 1\nconv_kernel = "3,33"/'
-bad_plan 'lrs (--lrs): -1 is out of range (must be > 0 and <= 100)' -e 's/^lrs = \[0.5, 1.0\]$/lrs = [0.5, -1]/'
+bad_plan 'lrs (--lrs): -1 is out of range (must be >= 1e-06 and <= 100)' -e 's/^lrs = \[0.5, 1.0\]$/lrs = [0.5, -1]/'
 bad_plan '[fasttext] per_label_train is set by the plan for each run' \
   -e 's/^word_ngrams = \[1\]$/word_ngrams = [1]\nper_label_train = 5/'
 printf 'seeds = [\n' > bad3.toml
