@@ -6,6 +6,7 @@
 #include <set>
 
 #include "experiment/plan.h"
+#include "experiment/plan_check.h"
 #include "experiment/svg.h"
 #include "experiment/verdict.h"
 #include "temp_dir.h"
@@ -169,6 +170,43 @@ TEST(Plan, DemoExpandsIntoSharedRuns) {
     EXPECT_TRUE(j.dir == "data" || j.dir == "runs/" + j.id) << j.dir;
     EXPECT_EQ(j.id.rfind(j.kind + "-", 0), 0u) << j.id;
     for (int d : j.deps) EXPECT_LT(d, static_cast<int>(i)) << j.title;
+  }
+}
+
+// [[e2]] gives one curve per task; a size's epochs take its pre-training past the sequences the
+// corpus holds. A size at [pretrain]'s own epochs is the run every experiment shares.
+TEST(Plan, SeveralE2CurvesAndSizesInEpochs) {
+  json plan = load_plan("demo");
+  json curve = plan["e2"];
+  curve["sequences"] = {15000, 60000, 60000};
+  curve["epochs"] = {4, 4, 8};
+  json other = curve;
+  other["task"] = "fortunes";
+  plan["e2"] = {curve, other};
+  const PlanRuns runs = expand_plan(plan, {});
+  ASSERT_TRUE(runs.roles["e2"].is_array());
+  ASSERT_EQ(runs.roles["e2"].size(), 2u);
+  const json& w = runs.roles["e2"][0]["sizes"];
+  EXPECT_EQ(w[1]["pretrain"], runs.roles["e1"][0]["pretrain"]) << "60k x 4 epochs is the demo's own run";
+  const Job& longer = runs.graph.at(w[2]["pretrain"].get<int>());
+  EXPECT_EQ(longer.config["epochs"], 8);
+  EXPECT_EQ(longer.config["sequences"], 60000);
+  EXPECT_NE(w[2]["pretrain"], w[1]["pretrain"]);
+  EXPECT_EQ(w[2]["epochs"], 8);
+  // Both tasks share the pre-trained runs; each has its own scratch arm.
+  EXPECT_EQ(runs.roles["e2"][1]["sizes"][2]["pretrain"], w[2]["pretrain"]);
+  EXPECT_NE(runs.roles["e2"][1]["scratch"], runs.roles["e2"][0]["scratch"]);
+  // --scale shrinks every curve's sequences and epochs.
+  scale_plan(plan, 0.5);
+  EXPECT_EQ(plan["e2"][1]["sequences"], json({7500, 30000, 30000}));
+  EXPECT_EQ(plan["e2"][1]["epochs"], json({2, 2, 4}));
+  // An epochs list must match the sizes.
+  plan["e2"][0]["epochs"] = {4};
+  try {
+    check_plan(plan, "test");
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("[e2] epochs: 1 values for 3 sequences"), std::string::npos) << e.what();
   }
 }
 

@@ -180,7 +180,16 @@ class Expander {
         for (auto& row : expand_e1(part)) roles["e1"].push_back(row);
       }
     }
-    if (plan_.contains("e2")) roles["e2"] = expand_e2(plan_["e2"]);
+    if (plan_.contains("e2")) {
+      // [e2] is one task's curve; [[e2]] tables give several, each with its own results.
+      const json& e2 = plan_["e2"];
+      if (e2.is_array()) {
+        roles["e2"] = json::array();
+        for (const json& part : e2) roles["e2"].push_back(expand_e2(part));
+      } else {
+        roles["e2"] = expand_e2(e2);
+      }
+    }
     if (plan_.contains("e3")) roles["e3"] = expand_e3(plan_["e3"]);
     if (plan_.contains("e4")) roles["e4"] = expand_e4(plan_["e4"]);
     for (size_t i = 0; i < out_.graph.jobs().size(); ++i) {
@@ -328,7 +337,10 @@ class Expander {
     return d;
   }
 
-  int pretrain(const std::string& arch_name, const std::string& corpus_name, int64_t sequences, int seed) {
+  // epochs > 0: this many pre-training epochs instead of [pretrain]'s (more tokens than the corpus
+  // holds sequences for).
+  int pretrain(const std::string& arch_name, const std::string& corpus_name, int64_t sequences, int seed,
+               int64_t epochs = 0) {
     const int clean = clean_corpus(corpus_name);
     json cfg = merged(need(plan_, "pretrain", "top level"), arch(arch_name));
     cfg.erase("corpus");
@@ -338,10 +350,15 @@ class Expander {
     cfg["cache_dir"] = kSharedCache;
     cfg["sequences"] = sequences;
     cfg["seed"] = seed;
-    return add_trainer(
-        "pretrain", fmt::format("pre-train {} on {} ({} sequences, seed {})", arch_name, corpus_name, sequences, seed),
-        cfg, with(vocab_deps(), clean),
-        {{"arch", arch_name}, {"corpus", corpus_name}, {"sequences", sequences}, {"seed", seed}});
+    json tags = {{"arch", arch_name}, {"corpus", corpus_name}, {"sequences", sequences}, {"seed", seed}};
+    std::string size = fmt::format("{} sequences", sequences);
+    if (epochs > 0) {
+      cfg["epochs"] = epochs;
+      tags["epochs"] = epochs;
+      size += fmt::format(" x {} epochs", epochs);
+    }
+    return add_trainer("pretrain", fmt::format("pre-train {} on {} ({}, seed {})", arch_name, corpus_name, size, seed),
+                       cfg, with(vocab_deps(), clean), tags);
   }
 
   static std::vector<int> with(std::vector<int> deps, int more) {
@@ -546,10 +563,11 @@ class Expander {
   std::string default_corpus() const { return need_string(need(plan_, "pretrain", "top level"), "corpus", "pretrain"); }
 
   // The pre-trained runs of one setting: one shared by all seeds, or one per seed.
-  std::function<int(int)> pretrained(const std::string& arch_name, const std::string& corpus_name, int64_t sequences) {
+  std::function<int(int)> pretrained(const std::string& arch_name, const std::string& corpus_name, int64_t sequences,
+                                     int64_t epochs = 0) {
     std::vector<int> ids;
     for (int s = 1; s <= (per_seed_pretrain_ ? seeds_ : 1); ++s)
-      ids.push_back(pretrain(arch_name, corpus_name, sequences, seed_of(s)));
+      ids.push_back(pretrain(arch_name, corpus_name, sequences, seed_of(s), epochs));
     return [ids](int seed) { return ids.size() == 1 ? ids[0] : ids[seed - 1]; };
   }
 
@@ -575,9 +593,14 @@ class Expander {
     const std::string task_name = need_string(e, "task", "e2"), arch_name = need_string(e, "architecture", "e2");
     json out = {{"task", task_name}, {"arch", arch_name}, {"sizes", json::array()}};
     out["scratch"] = arm(task_name, arch_name, [](int) { return -1; });
-    for (const auto& n : need(e, "sequences", "e2")) {
-      const auto init = pretrained(arch_name, default_corpus(), n.get<int64_t>());
-      out["sizes"].push_back({{"sequences", n}, {"pretrain", init(1)}, {"runs", arm(task_name, arch_name, init)}});
+    const json& sequences = need(e, "sequences", "e2");
+    for (size_t i = 0; i < sequences.size(); ++i) {
+      // Optional epochs per size: a curve past the sequences the corpus holds.
+      const int64_t epochs = e.contains("epochs") ? e["epochs"][i].get<int64_t>() : 0;
+      const auto init = pretrained(arch_name, default_corpus(), sequences[i].get<int64_t>(), epochs);
+      json size = {{"sequences", sequences[i]}, {"pretrain", init(1)}, {"runs", arm(task_name, arch_name, init)}};
+      if (epochs > 0) size["epochs"] = epochs;
+      out["sizes"].push_back(size);
     }
     return out;
   }
@@ -782,7 +805,17 @@ void scale_plan(json& plan, double scale) {
     }
   }
   if (plan.contains("e2")) {
-    for (auto& n : plan["e2"]["sequences"]) shrink(n, 64);
+    auto shrink_e2 = [&](json& part) {
+      for (auto& n : part["sequences"]) shrink(n, 64);
+      if (part.contains("epochs")) {
+        for (auto& n : part["epochs"]) shrink(n, 1);
+      }
+    };
+    if (plan["e2"].is_array()) {
+      for (auto& part : plan["e2"]) shrink_e2(part);
+    } else {
+      shrink_e2(plan["e2"]);
+    }
   }
   if (plan.contains("e3")) shrink(plan["e3"]["sequences"], 64);
   plan["scale"] = scale;

@@ -187,8 +187,8 @@ void check_plan(const json& plan, const std::string& source) {
     if (it == top.end()) {
       fail(source, "top level", fmt::format("unknown table or key \"{}\"{}", k, suggestion(k, names_of(top))));
     }
-    if (k == "e1" && v.is_array()) continue;  // [[e1]]: checked below
-    if (k == "scale") {                       // written by --scale
+    if ((k == "e1" || k == "e2") && v.is_array()) continue;  // [[e1]], [[e2]]: checked below
+    if (k == "scale") {                                      // written by --scale
       if (!v.is_number() || !(v.get<double>() > 0 && v.get<double>() <= 1)) {
         fail(source, "top level", fmt::format("scale: expected a number in (0, 1], got {}", v.dump()));
       }
@@ -289,8 +289,21 @@ void check_plan(const json& plan, const std::string& source) {
     }
   }
   if (plan.contains("e2")) {
-    check_table(source, "e2", plan["e2"],
-                {{"task", task}, {"architecture", arch}, {"sequences", {Kind::kPositiveInts, true}}}, plan);
+    const json parts = plan["e2"].is_array() ? plan["e2"] : json::array({plan["e2"]});
+    if (parts.empty()) fail(source, "e2", "is empty");
+    for (const auto& part : parts) {
+      check_table(source, "e2", part,
+                  {{"task", task},
+                   {"architecture", arch},
+                   {"sequences", {Kind::kPositiveInts, true}},
+                   {"epochs", {Kind::kPositiveInts}}},
+                  plan);
+      if (part.contains("epochs") && part["epochs"].size() != part["sequences"].size()) {
+        fail(source, "e2",
+             fmt::format("epochs: {} values for {} sequences (one pre-training epoch count per size)",
+                         part["epochs"].size(), part["sequences"].size()));
+      }
+    }
   }
   if (plan.contains("e3")) {
     check_table(source, "e3", plan["e3"],

@@ -287,22 +287,33 @@ class Builder {
   }
 
   void e2() {
-    const json& e = r_["e2"];
     add(Heading{2, "E2: gap against pre-training size"});
-    Table t{{"sequences", "tokens", "MLM loss", "unigram", "pre-trained (%)", "gap, points [95% CI]", "verdict"}, {}};
-    for (const auto& s : e["sizes"]) {
-      t.rows.push_back({std::to_string(s["sequences"].get<int64_t>()), si(s["pretrain_tokens"].get<double>()),
-                        num(s["valid_mlm_loss"]), num(s["unigram_loss"]), mean_std(s["pretrained"]["summary"]),
-                        interval(s["gap"]["summary"]), s["gap"]["verdict"]});
+    const bool several = r_["e2"].is_array();
+    for (const json& e : several ? r_["e2"] : json::array({r_["e2"]})) {
+      const std::string task = e["task"].get<std::string>();
+      if (several) add(Heading{3, fmt::format("{} ({})", task, e["arch"].get<std::string>())});
+      Table t{{"sequences", "epochs", "tokens", "MLM loss", "unigram", "pre-trained (%)", "lr", "gap, points [95% CI]",
+               "verdict"},
+              {}};
+      const int64_t default_epochs = r_["plan"]["pretrain"].value("epochs", int64_t{1});
+      for (const auto& z : e["sizes"]) {
+        t.rows.push_back({std::to_string(z["sequences"].get<int64_t>()),
+                          std::to_string(z.value("epochs", default_epochs)), si(z["pretrain_tokens"].get<double>()),
+                          num(z["valid_mlm_loss"]), num(z["unigram_loss"]), mean_std(z["pretrained"]["summary"]),
+                          arm_lr(z["pretrained"]), interval(z["gap"]["summary"]), z["gap"]["verdict"]});
+      }
+      add(t);
+      add(Paragraph{fmt::format("From scratch: {}% ({} {}, lr {}).", mean_std(e["scratch"]["summary"]), task,
+                                e["arch"].get<std::string>(), arm_lr(e["scratch"]))});
+      trend_paragraph(e, "Gap at the largest size minus gap at the smallest");
+      // Tokens on the axis: sizes may differ in sequences, in epochs, or both.
+      std::vector<double> xs;
+      for (const auto& z : e["sizes"]) xs.push_back(z["pretrain_tokens"].get<double>());
+      add(gap_plot(several ? "e2-gap-vs-size-" + task : "e2-gap-vs-size",
+                   several ? "gap against pre-training size: " + task : "gap against pre-training size",
+                   "pre-training tokens", true, xs, e["sizes"],
+                   "mean gap over seeds with its 95% confidence interval"));
     }
-    add(t);
-    add(Paragraph{fmt::format("From scratch: {}% ({} {}).", mean_std(e["scratch"]["summary"]),
-                              e["task"].get<std::string>(), e["arch"].get<std::string>())});
-    trend_paragraph(e, "Gap at the largest size minus gap at the smallest");
-    std::vector<double> xs;
-    for (const auto& z : e["sizes"]) xs.push_back(z["sequences"].get<double>());
-    add(gap_plot("e2-gap-vs-size", "gap against pre-training size", "pre-training sequences", true, xs, e["sizes"],
-                 "mean gap over seeds with its 95% confidence interval"));
   }
 
   void e3() {

@@ -236,13 +236,14 @@ class Collector {
             {"gap", gap(pre, scratch)}};
   }
 
-  json e2() const {
-    const json& r = runs_.roles["e2"];
+  // One E2 curve ([e2], or one table of [[e2]]).
+  json e2(const json& r) const {
     const json scr = arm(r["scratch"]);
     json sizes = json::array();
     for (const auto& s : r["sizes"]) {
       json row = setting(s["pretrain"], s["runs"], scr);
       row["sequences"] = s["sequences"];
+      if (s.contains("epochs")) row["epochs"] = s["epochs"];
       sizes.push_back(row);
     }
     json out = {{"task", r["task"]}, {"arch", r["arch"]}, {"scratch", scr}, {"sizes", sizes}};
@@ -368,6 +369,20 @@ class Collector {
   std::string out_;
 };
 
+// The E2 curves of a results object: [e2] gives one, [[e2]] several.
+std::vector<json> e2_parts(const json& r) {
+  if (!r.contains("e2")) return {};
+  if (r["e2"].is_array()) return r["e2"].get<std::vector<json>>();
+  return {r["e2"]};
+}
+
+// A count in words for evidence: 6.7M, 53.4M.
+std::string si_count(double v) {
+  return v >= 1e6   ? fmt::format("{:.1f}M", v / 1e6)
+         : v >= 1e3 ? fmt::format("{:.1f}k", v / 1e3)
+                    : fmt::format("{:.0f}", v);
+}
+
 // What the intervals of a finding cover when the seeds share their pre-trained models.
 std::string pretraining_caveat(const json& plan) {
   return plan.value("pretrain_per_seed", false)
@@ -479,16 +494,29 @@ json f4(const json& e) {
 json findings(const json& r) {
   json f = json::array();
   if (r.contains("e1")) f.push_back(f1(r));
-  if (r.contains("e2") && r["e2"].contains("trend")) {
-    const auto& e = r["e2"];
-    f.push_back({{"id", "F2"},
-                 {"claim", "the gap grows with the size of the pre-training set"},
-                 {"verdict", e["trend"]["verdict"]},
-                 {"evidence", fmt::format("gap at {} sequences minus gap at {} sequences, paired over seeds: {} "
-                                          "points{}",
-                                          e["sizes"].back()["sequences"].get<int64_t>(),
-                                          e["sizes"].front()["sequences"].get<int64_t>(),
-                                          interval(e["trend"]["summary"]), pretraining_caveat(r["plan"]))}});
+  if (r.contains("e2")) {
+    // One curve, or several ([[e2]]) rolled up as F1's settings.
+    int held = 0, failed = 0, n = 0;
+    std::string detail;
+    for (const auto& e : e2_parts(r)) {
+      if (!e.contains("trend")) continue;
+      const std::string v = e["trend"]["verdict"];
+      held += v == "held";
+      failed += v == "did not hold";
+      ++n;
+      detail += fmt::format("{}{}gap at {} tokens minus gap at {} tokens, paired over seeds: {} points{}",
+                            detail.empty() ? "" : "; ", r["e2"].is_array() ? e["task"].get<std::string>() + ": " : "",
+                            si_count(e["sizes"].back()["pretrain_tokens"].get<double>()),
+                            si_count(e["sizes"].front()["pretrain_tokens"].get<double>()),
+                            interval(e["trend"]["summary"]), r["e2"].is_array() ? " (" + v + ")" : "");
+    }
+    if (n > 0) {
+      f.push_back({{"id", "F2"},
+                   {"claim", "the gap grows with the size of the pre-training set"},
+                   {"verdict", r["e2"].is_array() ? rollup(held, failed, n)
+                                                  : e2_parts(r)[0]["trend"]["verdict"].get<std::string>()},
+                   {"evidence", detail + pretraining_caveat(r["plan"])}});
+    }
   }
   if (r.contains("e3") && r["e3"].contains("trend")) {
     const auto& e = r["e3"];
@@ -518,7 +546,15 @@ json collect(const PlanRuns& runs, const json& plan, const std::string& out, con
   r["lrs"] = runs.roles["lrs"];
   r["pretraining"] = c.pretraining();
   if (runs.roles.contains("e1")) r["e1"] = c.e1();
-  if (runs.roles.contains("e2")) r["e2"] = c.e2();
+  if (runs.roles.contains("e2")) {
+    const json& e2 = runs.roles["e2"];
+    if (e2.is_array()) {
+      r["e2"] = json::array();
+      for (const auto& part : e2) r["e2"].push_back(c.e2(part));
+    } else {
+      r["e2"] = c.e2(e2);
+    }
+  }
   if (runs.roles.contains("e3")) r["e3"] = c.e3();
   if (runs.roles.contains("e4")) r["e4"] = c.e4();
   if (json rows = c.fasttext_comparison(r); !rows.empty()) r["fasttext"] = rows;

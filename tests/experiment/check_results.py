@@ -300,7 +300,11 @@ def trend_of(section, rows, key, what):
 
 
 if "e2" in res:
-    verdicts["F2"] = trend_of(res["e2"], res["e2"]["sizes"], "sequences", "e2")
+    if isinstance(res["e2"], list):  # [[e2]]: one curve per table, F2 rolled up as F1
+        parts = [trend_of(e, e["sizes"], "sequences", "e2 " + e["task"]) for e in res["e2"]]
+        verdicts["F2"] = rollup([v for v in parts if v is not None])
+    else:
+        verdicts["F2"] = trend_of(res["e2"], res["e2"]["sizes"], "sequences", "e2")
 if "e3" in res:
     rows = res["e3"]["corpora"]
     for a, b in zip(rows, rows[1:]):  # ordered by overlap

@@ -31,7 +31,7 @@ grep -q "FAILED pre-train" fault.txt || { tail -20 fault.txt; fail "no pre-train
 compgen -G "out/runs/pretrain-*/checkpoints/step-*.tmp-*/trainer_state.json" >/dev/null ||
   fail "the kill left no partial checkpoint to trip over"
 
-# --- a full run: every experiment, results equal to the runs' metrics, a report with 6 plots
+# --- a full run: every experiment, results equal to the runs' metrics, a report with 7 plots (two E2 curves)
 "$tlm" reproduce "${run[@]}" --out out >stdout.txt 2>stderr.txt || { tail -30 stderr.txt; fail "reproduce failed"; }
 grep -q "removed 1 partial checkpoint" out/runs/pretrain-*/log.txt || fail "partial checkpoints were not cleaned up"
 $py - <<'PY' || fail "the planted test text was not removed and counted"
@@ -60,8 +60,8 @@ print("decontamination: near lost %d of %d documents" % (near["removed"], near["
 PY
 grep -q "^report: .*/out/report.html" stdout.txt || fail "no report path printed"
 for f in results.json report.md report.html plan.json; do [ -s "out/$f" ] || fail "out/$f missing"; done
-[ "$(ls out/plots/*.svg | wc -l)" -eq 6 ] || fail "expected 6 plots, got $(ls out/plots)"
-[ "$(grep -c '<svg' out/report.html)" -eq 6 ] || fail "report.html does not inline 6 plots"
+[ "$(ls out/plots/*.svg | wc -l)" -eq 7 ] || fail "expected 7 plots, got $(ls out/plots)"
+[ "$(grep -c '<svg' out/report.html)" -eq 7 ] || fail "report.html does not inline 7 plots"
 grep -q 'src=\|href="http' out/report.html && fail "report.html is not self-contained"
 $py "$here/check_results.py" out || fail "results.json disagrees with the runs"
 # fastText: one run per seed of the task, trained on that seed's 8 examples per label (12 drawn, 4
@@ -103,21 +103,21 @@ done
 cp pristine.json out/results.json
 # The report in headless Chromium (scripts/install-deps.sh installs it): a screenshot with the 6
 # plots drawn. A missing Chromium is a failure, not a skip.
-$py "$here/../../scripts/report_screenshot.py" out/report.html --png shot.png --height 6000 ||
+$py "$here/../../scripts/report_screenshot.py" out/report.html --png shot.png --height 6000 --plots 7 ||
   fail "the report does not render its plots in Chromium (or Chromium is missing)"
 echo "full run: ok ($(grep -c '' stderr.txt) log lines)"
 
 # --- a rerun skips every run and rebuilds the same results
 cp out/results.json first.json
 "$tlm" reproduce "${run[@]}" --out out >stdout2.txt 2>stderr2.txt || fail "rerun failed"
-grep -q "reproduce: 0 finished, 50 skipped" stderr2.txt || { cat stderr2.txt; fail "rerun did not skip all 50 runs"; }
+grep -q "reproduce: 0 finished, 63 skipped" stderr2.txt || { cat stderr2.txt; fail "rerun did not skip all 63 runs"; }
 $py - <<'PY' || fail "the rerun's results differ"
 import json
 a, b = json.load(open("first.json")), json.load(open("out/results.json"))
 for k in ("e1", "e2", "e3", "pretraining", "findings", "fasttext"):
     assert a[k] == b[k], k
 PY
-[ "$("$tlm" reproduce "${run[@]}" --out out --dry-run | grep -c '^done ')" -eq 50 ] || fail "--dry-run: not 50 runs done"
+[ "$("$tlm" reproduce "${run[@]}" --out out --dry-run | grep -c '^done ')" -eq 63 ] || fail "--dry-run: not 63 runs done"
 # tlm report rebuilds the report from results.json alone.
 cp out/report.md first.md
 cp out/report.html first.html
@@ -176,8 +176,9 @@ bad_plan() {  # bad_plan "expected message" sed-expression...
 printf 'name = "x"\nseeds = 2\n[vocab]\nsize = 10\n' > bad1.toml
 expect_error 'plan: [top level] needs the key "architectures"' "$tlm" reproduce --preset bad1.toml --data-dir data --out bad
 bad_plan 'plan: [e1] tasks: "nope" is not in [tasks]' -e 's/^tasks = \["topics"\]$/tasks = ["nope"]/'
-bad_plan 'unknown table or key "e22" (did you mean "e2"?)' -e 's/^\[e2\]$/[e22]/'
+bad_plan 'unknown table or key "e3x" (did you mean "e3"?)' -e 's/^\[e3\]$/[e3x]/'
 bad_plan '[e2] sequences: expected a non-empty list of positive integers' -e 's/^sequences = \[400, 800\]$/sequences = []/'
+bad_plan '[e2] epochs: 1 values for 2 sequences' -e 's/^epochs = \[1, 2\]$/epochs = [2]/'
 bad_plan '[finetune] lrs: expected a non-empty list of positive numbers' -e 's/^lrs = .*/lrs = [-1e-3]/'
 bad_plan '[finetune] unknown key "epochz" (did you mean "epochs"?)' -e 's/^epochs = 10$/epochz = 10/'
 bad_plan 'layers (--layers): expected an integer, got "one"' -e '0,/^layers = 1$/s//layers = "one"/'
