@@ -62,5 +62,7 @@ const std::vector<std::string>& fewrel_markers();
 ReadStats read_corpus(const std::string& path, const ReaderOptions& options, const std::function<void(Example&&)>& fn);
 // Reads a whole classification file (kAgNews, kDbpedia, kCsv, kFewRel).
 LabeledData read_labeled(const std::string& path, const ReaderOptions& options);
+// The label of each example, in order (what the sample draws of run_data.h work on).
+std::vector<int32_t> labels_of(const std::vector<Example>& examples);
 
 }  // namespace tlm

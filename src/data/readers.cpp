@@ -346,6 +346,12 @@ ReadStats read_corpus(const std::string& path, const ReaderOptions& o, const std
   return stats;
 }
 
+std::vector<int32_t> labels_of(const std::vector<Example>& examples) {
+  std::vector<int32_t> labels;
+  for (const auto& ex : examples) labels.push_back(ex.label);
+  return labels;
+}
+
 LabeledData read_labeled(const std::string& path, const ReaderOptions& o) {
   switch (o.format) {
     case Format::kAgNews:

@@ -96,12 +96,6 @@ struct Samples {
   int64_t skipped_train = 0, skipped_test = 0;
 };
 
-std::vector<int32_t> labels_of(const std::vector<Example>& examples) {
-  std::vector<int32_t> l;
-  for (const auto& ex : examples) l.push_back(ex.label);
-  return l;
-}
-
 Samples draw_samples(const json& c) {
   const std::string train_path = c.at("train"), test_path = c.at("test");
   const ReaderOptions ro{.format = parse_format(c.at("format")),

@@ -125,8 +125,7 @@ struct TaskTexts {
   }
   // Which examples of the one file form the test sample (run_data's rule, as fine-tuning draws it).
   std::vector<char> test_rows(const LabeledData& d) const {
-    std::vector<int32_t> labels;
-    for (const auto& ex : d.examples) labels.push_back(ex.label);
+    const std::vector<int32_t> labels = labels_of(d.examples);
     std::vector<char> in_test(labels.size(), 0);
     for (int64_t i : draw_test_indices(labels, d.label_names, per_label_test, test_seed, cap).indices) in_test[i] = 1;
     return in_test;
