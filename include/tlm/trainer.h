@@ -56,8 +56,9 @@ struct TrainJob {
   // Pre-training: sequences held out for the validation MLM loss. Fine-tuning: examples held out
   // from the training data; when given, the best epoch is chosen on them, never on the test set.
   SequenceSet valid;
-  SequenceSet test;      // fine-tuning: evaluated after every epoch (may be empty)
-  std::string init_dir;  // fine-tuning from a pre-trained run: its encoder is loaded
+  SequenceSet test;              // fine-tuning: evaluated after every epoch, or only at the end (may be empty)
+  bool test_every_epoch = true;  // false: the test set is scored once, on the final weights
+  std::string init_dir;          // fine-tuning from a pre-trained run: its encoder is loaded
   bool allow_nonfinite_init = false;
   TrainOptions options;
   std::string out_dir;

@@ -27,8 +27,11 @@ int print_finetune(const JobRun& r) {
   fmt::print("finetune: {} steps; test accuracy {:.4f}, macro-F1 {:.4f}", r.result.steps,
              m["test"]["accuracy"].get<double>(), m["test"]["macro_f1"].get<double>());
   if (m.contains("best")) {
-    fmt::print(" (best epoch by {}: {}, test accuracy {:.4f})", m["best"]["chosen_by"].get<std::string>(),
-               m["best"]["epoch"].get<int>(), m["best"].value("test_accuracy", 0.0));
+    fmt::print(" (best epoch by {}: {}", m["best"]["chosen_by"].get<std::string>(), m["best"]["epoch"].get<int>());
+    if (m["best"].contains("test_accuracy")) {  // absent with --test-every end, unless the best is the last
+      fmt::print(", test accuracy {:.4f}", m["best"]["test_accuracy"].get<double>());
+    }
+    fmt::print(")");
   }
   fmt::print(" -> {}\n", r.out);
   return 0;

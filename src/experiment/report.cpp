@@ -265,18 +265,26 @@ class Builder {
     for (const auto& row : r_["e1"]) {
       LinePlot p;
       p.id = fmt::format("e1-{}-{}", row["task"].get<std::string>(), row["arch"].get<std::string>());
-      p.title = fmt::format("{} ({}): test accuracy per epoch", row["task"].get<std::string>(),
-                            row["arch"].get<std::string>());
+      // Test accuracy per epoch, or validation accuracy where the runs scored the test set only
+      // at the end (test_every = "end"); both arms' curves are of the same set.
+      const bool test_curve = row["pretrained"]["curve"].contains("test_accuracy_mean") &&
+                              row["scratch"]["curve"].contains("test_accuracy_mean");
+      const std::string of = test_curve ? "test_accuracy" : "valid_accuracy";
+      const std::string set = test_curve ? "test" : "validation";
+      p.title = fmt::format("{} ({}): {} accuracy per epoch", row["task"].get<std::string>(),
+                            row["arch"].get<std::string>(), set);
       p.x_label = "epoch";
-      p.y_label = "test accuracy (%)";
+      p.y_label = set + " accuracy (%)";
       for (const char* arm : {"pretrained", "scratch"}) {
         Series s;
         s.name = std::string(arm == std::string("pretrained") ? "pre-trained" : "scratch");
         const auto& c = row[arm]["curve"];
-        for (size_t e = 0; e < c["test_accuracy_mean"].size(); ++e) {
+        const json none = json::array();
+        const json& mean = c.contains(of + "_mean") ? c[of + "_mean"] : none;
+        for (size_t e = 0; e < mean.size(); ++e) {
           s.x.push_back(static_cast<double>(e + 1));
-          s.y.push_back(100 * c["test_accuracy_mean"][e].get<double>());
-          s.err.push_back(100 * c["test_accuracy_std"][e].get<double>());
+          s.y.push_back(100 * mean[e].get<double>());
+          s.err.push_back(100 * c[of + "_std"][e].get<double>());
         }
         s.dashed = s.name == "scratch";
         p.series.push_back(s);

@@ -48,12 +48,20 @@ class Collector {
                 {"runs", dirs[chosen]}};
     std::vector<double> test;
     std::vector<std::vector<double>> curves;
+    // The per-epoch curve is of test accuracy when every epoch scored the test set, else (runs
+    // with test_every = "end") of validation accuracy.
+    bool test_each_epoch = true;
+    for (const auto& i : runs[chosen]) {
+      const json m = metrics(i);
+      for (const auto& h : m["history"]) test_each_epoch = test_each_epoch && h.contains("test_accuracy");
+    }
+    const std::string curve_of = test_each_epoch ? "test_accuracy" : "valid_accuracy";
     for (const auto& i : runs[chosen]) {
       const json m = metrics(i);
       test.push_back(m["test"]["accuracy"]);
       std::vector<double> curve;
       for (const auto& h : m["history"]) {
-        if (h.contains("test_accuracy")) curve.push_back(h["test_accuracy"]);
+        if (h.contains(curve_of)) curve.push_back(h[curve_of]);
       }
       curves.push_back(curve);
     }
@@ -69,7 +77,7 @@ class Collector {
       curve_mean.push_back(s.mean);
       curve_std.push_back(s.std);
     }
-    out["curve"] = {{"test_accuracy_mean", curve_mean}, {"test_accuracy_std", curve_std}};
+    out["curve"] = {{curve_of + "_mean", curve_mean}, {curve_of + "_std", curve_std}};
     return out;
   }
 

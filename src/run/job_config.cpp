@@ -264,6 +264,10 @@ std::map<std::string, JobSchema> make_schemas() {
           bool_field("scratch", "train the same architecture from random initialisation"),
           string_field("vocab", "", "vocab.txt (default: the --init run's; with --init it must be that vocabulary)"),
           never(bool_field("allow_nonfinite", "load an --init model holding NaN or infinity")),
+          string_field("test_every", "epoch",
+                       "score the test set after every epoch (epoch), or once, on the final weights (end: the "
+                       "per-epoch log then has validation accuracy only)",
+                       {"epoch", "end"}),
       });
   add(fine, model_fields());
   add(fine, train_fields(5e-5, 3));

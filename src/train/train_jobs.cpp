@@ -395,6 +395,7 @@ JobRun run_finetune_job(const ResolvedConfig& rc, const std::vector<std::string>
   job.vocab = vocab.get();
   job.init_dir = init;
   job.allow_nonfinite_init = c.at("allow_nonfinite");
+  job.test_every_epoch = c.at("test_every") == "epoch";
   job.options = train_options(c);
   job.out_dir = out;
   job.command_line = command_line;

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <csignal>
 #include <filesystem>
+#include <optional>
 
 #include "tlm/check.h"
 #include "tlm/checkpoint.h"
@@ -149,8 +150,9 @@ class Training {
   }
 
   // Evaluates the current weights: validation MLM loss (pre-training), or accuracy on the
-  // validation and test sets (fine-tuning); logs the record and keeps it in the history.
-  void evaluate(int epoch) {
+  // validation and test sets (fine-tuning; the test set at every epoch, or only at the last
+  // evaluation with test_every_epoch off); logs the record and keeps it in the history.
+  void evaluate(int epoch, bool last) {
     const int64_t step = loop_.step();
     json record = {{"epoch", epoch}, {"step", step}};
     BertModel& model = loop_.model();
@@ -165,7 +167,11 @@ class Training {
       const int labels = job_.model.num_labels();
       for (auto [set, name] : {std::pair{&job_.valid, "valid"}, std::pair{&job_.test, "test"}}) {
         if (set->size() == 0) continue;
-        const EvalMetrics m = evaluate_probs(predict_probs(model, *set, job_.options.batch), set->labels, labels);
+        const bool is_test = set == &job_.test;
+        if (is_test && !last && !job_.test_every_epoch) continue;
+        std::vector<float> probs = predict_probs(model, *set, job_.options.batch);
+        const EvalMetrics m = evaluate_probs(probs, set->labels, labels);
+        if (is_test && last) final_test_probs_ = std::move(probs);  // saved per item at the end
         state_.last_eval[name] = m.to_json(job_.model.labels);
         record[std::string(name) + "_accuracy"] = m.accuracy;
         record[std::string(name) + "_macro_f1"] = m.macro_f1;
@@ -224,7 +230,7 @@ class Training {
       progress.show(s.epoch, step, last, s.loss, s.lr, tok_s, log_now);
       // Every epoch ends with an evaluation, and so does the run (also mid-epoch, at max_steps),
       // before the checkpoint of that step, so a run resumed there has it already.
-      if (step % per_epoch == 0 || step == last) evaluate(s.epoch);
+      if (step % per_epoch == 0 || step == last) evaluate(s.epoch, step == last);
       const bool stop = signals.received() != 0;
       const bool periodic = job_.options.checkpoint_every > 0 && step % job_.options.checkpoint_every == 0;
       if (stop || periodic || step == last) save_checkpoint();
@@ -253,9 +259,10 @@ class Training {
     for (const auto& [name, m] : state_.last_eval.items()) metrics[name] = m;  // of the final weights
     files_.save_final(loop_.model(), metrics);
     if (!mlm_ && job_.test.size() > 0) {  // per item, for paired tests and error analysis
-      save_predictions(
-          (fs::path(job_.out_dir) / "test_predictions.safetensors").string(),
-          predictions_of(job_.test, {{"model", predict_probs(loop_.model(), job_.test, job_.options.batch)}}));
+      // The final evaluation's probabilities, unless this session resumed after it.
+      if (!final_test_probs_) final_test_probs_ = predict_probs(loop_.model(), job_.test, job_.options.batch);
+      save_predictions((fs::path(job_.out_dir) / "test_predictions.safetensors").string(),
+                       predictions_of(job_.test, {{"model", std::move(*final_test_probs_)}}));
     }
     files_.write_manifest(loop_.model(), "finished");
     result.steps = step;
@@ -272,6 +279,7 @@ class Training {
   int64_t saved_step_ = -1;
   int64_t tokens_done_ = 0;
   double flops_done_ = 0;
+  std::optional<std::vector<float>> final_test_probs_;  // [test items x labels], of the last evaluation
   std::chrono::steady_clock::time_point t_start_ = std::chrono::steady_clock::now();
 };
 

@@ -72,6 +72,23 @@ assert m["best"]["valid_accuracy"] == max(e["valid_accuracy"] for e in epochs)
 print("validation split: best epoch", m["best"]["epoch"], "by validation accuracy")
 PY
 
+# --- --test-every end scores the test set once, on the final weights: the same training (scoring
+# draws nothing), the same final metrics and per-item predictions, no test accuracy before the end
+"$tlm" finetune "${ft[@]}" "${common[@]}" --init pre --valid-per-label 20 --epochs 3 --test-every end \
+  --out ft-valid-end >/dev/null 2>&1
+cmp -s ft-valid/model.safetensors ft-valid-end/model.safetensors || fail "--test-every end changed the training"
+cmp -s ft-valid/test_predictions.safetensors ft-valid-end/test_predictions.safetensors ||
+  fail "--test-every end changed the test predictions"
+$py - <<'PY' || fail "--test-every end"
+import json
+a, b = (json.load(open(f + "/metrics.json")) for f in ("ft-valid", "ft-valid-end"))
+assert a["test"] == b["test"] and a["final"] == b["final"], (a["test"], b["test"])
+epochs = [json.loads(l) for l in open("ft-valid-end/log.jsonl") if '"valid_accuracy"' in l]
+assert len(epochs) == 3 and ["test_accuracy" in e for e in epochs] == [False, False, True], epochs
+assert [e["valid_accuracy"] for e in epochs] == [e["valid_accuracy"] for e in a["history"]]
+print("--test-every end: the test set scored once, final metrics and predictions unchanged")
+PY
+
 # --- a committee of 3: its probabilities are the mean of the members'
 "$tlm" finetune "${ft[@]}" "${common[@]}" --init pre --seed 7 --out ft-pre2 >/dev/null 2>&1
 $py -c "

@@ -150,6 +150,17 @@ def recompute_arm(got, what):
     if got["runs"] != [grid[chosen][s] for s in seeds]:
         failures.append("%s: runs %r are not the chosen rate's" % (what, got["runs"]))
     check_summary(got["summary"], summary(test), what + " accuracy")
+    if "curve" in got:  # per epoch: test accuracy where every epoch scored it, else validation accuracy
+        hist = [metrics(grid[chosen][s])["history"] for s in seeds]
+        of = "test_accuracy" if all("test_accuracy" in h for hs in hist for h in hs) else "valid_accuracy"
+        mean = [sum(hs[e][of] for hs in hist) / len(hist) for e in range(min(map(len, hist)))]
+        if sorted(got["curve"]) != [of + "_mean", of + "_std"]:
+            failures.append("%s: the curve is %r, the runs give %s" % (what, sorted(got["curve"]), of))
+        elif len(got["curve"][of + "_mean"]) != len(mean):
+            failures.append("%s: the curve has %d epochs, the runs %d" % (what, len(got["curve"][of + "_mean"]), len(mean)))
+        else:
+            for e, m in enumerate(mean):
+                close(got["curve"][of + "_mean"][e], m, "%s %s at epoch %d" % (what, of, e + 1))
     return test
 
 
