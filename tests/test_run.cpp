@@ -89,6 +89,13 @@ TEST_F(JobConfig, IdentityLeavesOutWhatDoesNotChangeResults) {
   other_lr["lr"] = 1e-3;
   EXPECT_NE(s.identity(c), s.identity(other_lr));
   EXPECT_FALSE(s.identity(c).contains("threads"));
+  // Keys added after runs were named keep the old names at their defaults (the demo's runs, docs/curve).
+  for (const char* key : {"test_every", "schedule", "precision", "conv_layers"}) {
+    EXPECT_FALSE(s.identity(c).contains(key)) << key;
+  }
+  json at_end = c;
+  at_end["test_every"] = "end";
+  EXPECT_EQ(s.identity(at_end)["test_every"], "end");
   // A key added later enters a name only when it is set away from its default.
   const JobSchema later("k", {"k"}, "test",
                         {Field{"a", FieldType::kInt, 1, "a"},

@@ -266,11 +266,13 @@ class Builder {
       LinePlot p;
       p.id = fmt::format("e1-{}-{}", row["task"].get<std::string>(), row["arch"].get<std::string>());
       // Test accuracy per epoch, or validation accuracy where the runs scored the test set only
-      // at the end (test_every = "end"); both arms' curves are of the same set.
-      const bool test_curve = row["pretrained"]["curve"].contains("test_accuracy_mean") &&
-                              row["scratch"]["curve"].contains("test_accuracy_mean");
-      const std::string of = test_curve ? "test_accuracy" : "valid_accuracy";
-      const std::string set = test_curve ? "test" : "validation";
+      // at the end (test_every = "end"): a set both arms have a curve of.
+      const auto both_have = [&](const std::string& of) {
+        return row["pretrained"]["curve"].contains(of + "_mean") && row["scratch"]["curve"].contains(of + "_mean");
+      };
+      if (!both_have("test_accuracy") && !both_have("valid_accuracy")) continue;  // nothing per epoch to draw
+      const std::string of = both_have("test_accuracy") ? "test_accuracy" : "valid_accuracy";
+      const std::string set = of == "test_accuracy" ? "test" : "validation";
       p.title = fmt::format("{} ({}): {} accuracy per epoch", row["task"].get<std::string>(),
                             row["arch"].get<std::string>(), set);
       p.x_label = "epoch";
@@ -279,11 +281,9 @@ class Builder {
         Series s;
         s.name = std::string(arm == std::string("pretrained") ? "pre-trained" : "scratch");
         const auto& c = row[arm]["curve"];
-        const json none = json::array();
-        const json& mean = c.contains(of + "_mean") ? c[of + "_mean"] : none;
-        for (size_t e = 0; e < mean.size(); ++e) {
+        for (size_t e = 0; e < c[of + "_mean"].size(); ++e) {
           s.x.push_back(static_cast<double>(e + 1));
-          s.y.push_back(100 * mean[e].get<double>());
+          s.y.push_back(100 * c[of + "_mean"][e].get<double>());
           s.err.push_back(100 * c[of + "_std"][e].get<double>());
         }
         s.dashed = s.name == "scratch";

@@ -47,38 +47,42 @@ class Collector {
                 {"chosen_lr", runs_.roles["lrs"][chosen]},
                 {"runs", dirs[chosen]}};
     std::vector<double> test;
-    std::vector<std::vector<double>> curves;
-    // The per-epoch curve is of test accuracy when every epoch scored the test set, else (runs
-    // with test_every = "end") of validation accuracy.
-    bool test_each_epoch = true;
-    for (const auto& i : runs[chosen]) {
-      const json m = metrics(i);
-      for (const auto& h : m["history"]) test_each_epoch = test_each_epoch && h.contains("test_accuracy");
-    }
-    const std::string curve_of = test_each_epoch ? "test_accuracy" : "valid_accuracy";
+    std::vector<json> histories;
     for (const auto& i : runs[chosen]) {
       const json m = metrics(i);
       test.push_back(m["test"]["accuracy"]);
-      std::vector<double> curve;
-      for (const auto& h : m["history"]) {
-        if (h.contains(curve_of)) curve.push_back(h[curve_of]);
-      }
-      curves.push_back(curve);
+      histories.push_back(m["history"]);
     }
     out["test_accuracy"] = test;
     out["summary"] = to_json(summarize(test));
-    json curve_mean = json::array(), curve_std = json::array();
-    for (size_t e = 0; !curves.empty() && e < curves[0].size(); ++e) {
-      std::vector<double> at;
-      for (const auto& c : curves) {
-        if (e < c.size()) at.push_back(c[e]);
-      }
-      const Summary s = summarize(at);
-      curve_mean.push_back(s.mean);
-      curve_std.push_back(s.std);
-    }
-    out["curve"] = {{curve_of + "_mean", curve_mean}, {curve_of + "_std", curve_std}};
+    out["curve"] = epoch_curves(histories);
     return out;
+  }
+
+  // Per epoch, mean and standard deviation over seeds of the validation accuracy and of the test
+  // accuracy, each where every epoch of every seed has it (runs with test_every = "end" score the
+  // test set only at the end) and the seeds have as many epochs.
+  static json epoch_curves(const std::vector<json>& histories) {
+    json curves = json::object();
+    for (const std::string of : {"test_accuracy", "valid_accuracy"}) {
+      bool whole = !histories.empty();
+      for (const json& h : histories) {
+        whole = whole && h.size() == histories[0].size();
+        for (const json& record : h) whole = whole && record.contains(of);
+      }
+      if (!whole) continue;
+      json mean = json::array(), sd = json::array();
+      for (size_t e = 0; e < histories[0].size(); ++e) {
+        std::vector<double> at;
+        for (const json& h : histories) at.push_back(h[e][of]);
+        const Summary s = summarize(at);
+        mean.push_back(s.mean);
+        sd.push_back(s.std);
+      }
+      curves[of + "_mean"] = mean;
+      curves[of + "_std"] = sd;
+    }
+    return curves;
   }
 
   // fastText's arm: runs[seed]. The grid's setting with the best mean validation accuracy over

@@ -52,6 +52,11 @@ Field never(Field f) {
   f.identity = Identity::kNever;
   return f;
 }
+// A key added after runs were named: in a run's name only when set away from its default.
+Field when_set(Field f) {
+  f.identity = Identity::kWhenSet;
+  return f;
+}
 
 const std::vector<std::string> kCorpusFormats = {"text", "paragraphs", "jsonl", "wikiextractor"};
 const std::vector<std::string> kLabeledFormats = {"agnews", "dbpedia", "fewrel", "csv"};
@@ -112,12 +117,10 @@ std::vector<Field> threads_field() {
 
 // In a run's name only when set (runs named before the key existed keep their names).
 Field schedule_field() {
-  Field f = string_field("schedule", "per-step",
-                         "per-step (Hugging Face's linear warmup and decay, stepped every optimizer step) or "
-                         "per-epoch (the paper's code: the same schedule stepped once per epoch)",
-                         {"per-step", "per-epoch"});
-  f.identity = Identity::kWhenSet;
-  return f;
+  return when_set(string_field("schedule", "per-step",
+                               "per-step (Hugging Face's linear warmup and decay, stepped every optimizer step) or "
+                               "per-epoch (the paper's code: the same schedule stepped once per epoch)",
+                               {"per-step", "per-epoch"}));
 }
 
 std::vector<Field> train_fields(double lr, int epochs) {
@@ -264,10 +267,10 @@ std::map<std::string, JobSchema> make_schemas() {
           bool_field("scratch", "train the same architecture from random initialisation"),
           string_field("vocab", "", "vocab.txt (default: the --init run's; with --init it must be that vocabulary)"),
           never(bool_field("allow_nonfinite", "load an --init model holding NaN or infinity")),
-          string_field("test_every", "epoch",
-                       "score the test set after every epoch (epoch), or once, on the final weights (end: the "
-                       "per-epoch log then has validation accuracy only)",
-                       {"epoch", "end"}),
+          when_set(string_field("test_every", "epoch",
+                                "score the test set after every epoch (epoch), or once, on the final weights (end: "
+                                "the per-epoch log then has validation accuracy only; needs --valid-per-label)",
+                                {"epoch", "end"})),
       });
   add(fine, model_fields());
   add(fine, train_fields(5e-5, 3));
@@ -282,6 +285,12 @@ std::map<std::string, JobSchema> make_schemas() {
                     throw Error(fmt::format("{}: --vocab is required with --scratch", where));
                   }
                   test_file_or_per_label(c, where);
+                  if (c.at("test_every") == "end" && c.at("valid_per_label").get<int64_t>() == 0) {
+                    throw Error(fmt::format(
+                        "{}: --test-every end leaves the epochs without an accuracy to follow or choose the best "
+                        "epoch by: give --valid-per-label N too",
+                        where));
+                  }
                   hidden_divides_heads(c, where);
                   if (scratch) conv_needs_layers(c, where);  // with --init the front-end is the run's (checked there)
                   out_or_resume(c, where);

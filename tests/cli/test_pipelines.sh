@@ -267,6 +267,8 @@ expect_error "exactly one of --init DIR" "$tlm" finetune --train $W/train.csv --
   --vocab vocab.txt --out x3
 expect_error "examples left for" "$tlm" finetune "${ft[@]/--cap-per-label/}" --per-label-train 100000 --scratch \
   --vocab vocab.txt --out x4
+expect_error "give --valid-per-label N too" "$tlm" finetune "${ft[@]}" --test-every end --scratch --vocab vocab.txt --out x5
+[ ! -e x5 ] || fail "a refused --test-every end made its folder"
 printf 'x,"a"\ny,"b"\n' >bad.csv
 expect_error "unknown label" "$tlm" finetune --train bad.csv --test bad.csv --format csv --classes $W/classes.txt \
   --scratch --vocab vocab.txt --out x5

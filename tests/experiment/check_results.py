@@ -150,17 +150,24 @@ def recompute_arm(got, what):
     if got["runs"] != [grid[chosen][s] for s in seeds]:
         failures.append("%s: runs %r are not the chosen rate's" % (what, got["runs"]))
     check_summary(got["summary"], summary(test), what + " accuracy")
-    if "curve" in got:  # per epoch: test accuracy where every epoch scored it, else validation accuracy
-        hist = [metrics(grid[chosen][s])["history"] for s in seeds]
-        of = "test_accuracy" if all("test_accuracy" in h for hs in hist for h in hs) else "valid_accuracy"
-        mean = [sum(hs[e][of] for hs in hist) / len(hist) for e in range(min(map(len, hist)))]
-        if sorted(got["curve"]) != [of + "_mean", of + "_std"]:
-            failures.append("%s: the curve is %r, the runs give %s" % (what, sorted(got["curve"]), of))
-        elif len(got["curve"][of + "_mean"]) != len(mean):
-            failures.append("%s: the curve has %d epochs, the runs %d" % (what, len(got["curve"][of + "_mean"]), len(mean)))
-        else:
-            for e, m in enumerate(mean):
-                close(got["curve"][of + "_mean"][e], m, "%s %s at epoch %d" % (what, of, e + 1))
+    # Per epoch, over seeds: validation and test accuracy, each where every epoch of every seed
+    # has it and the seeds have as many epochs (test_every = "end" scores the test set only at the end).
+    hist = [metrics(grid[chosen][s])["history"] for s in seeds]
+    want = {}
+    for of in ("test_accuracy", "valid_accuracy"):
+        if hist and all(len(h) == len(hist[0]) for h in hist) and all(of in r for h in hist for r in h):
+            at = [summary([h[e][of] for h in hist]) for e in range(len(hist[0]))]
+            want[of + "_mean"], want[of + "_std"] = [a["mean"] for a in at], [a["std"] for a in at]
+    curve = got.get("curve")
+    if curve is None or sorted(curve) != sorted(want):
+        failures.append("%s: the per-epoch curves are %r, the runs give %r" % (what, curve and sorted(curve), sorted(want)))
+    else:
+        for key, values in want.items():
+            if len(curve[key]) != len(values):
+                failures.append("%s: %s has %d epochs, the runs %d" % (what, key, len(curve[key]), len(values)))
+                continue
+            for e, v in enumerate(values):
+                close(curve[key][e], v, "%s %s at epoch %d" % (what, key, e + 1))
     return test
 
 
