@@ -39,3 +39,11 @@ tlm_system_library(utf8proc utf8proc.h utf8proc libutf8proc-dev)
 tlm_system_library(xxhash xxhash.h xxhash libxxhash-dev)
 # oneDNN: bf16 GEMMs (AVX512_BF16 / AMX) and an fp32 GEMM that picks its kernels by CPU feature.
 tlm_system_library(dnnl oneapi/dnnl/dnnl.hpp dnnl libdnnl-dev)
+
+# Open MPI (libopenmpi-dev): data-parallel training under mpirun. Optional: a build without it is
+# the same program, which refuses to run as several ranks.
+option(TLM_WITH_MPI "data-parallel training with MPI, where MPI is installed" ON)
+if(TLM_WITH_MPI)
+  set(MPI_CXX_SKIP_MPICXX ON)  # MPI's C interface only, called from C++ (no deprecated C++ bindings)
+  find_package(MPI COMPONENTS CXX)
+endif()

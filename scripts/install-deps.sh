@@ -17,6 +17,7 @@ packages=(
   libgtest-dev libgmock-dev # unit tests
   clang libclang-rt-14-dev  # libFuzzer targets (scripts/fuzz.sh)
   python3-torch python3-numpy # the PyTorch mirror (golden fixtures, benchmarks)
+  libopenmpi-dev openmpi-bin # MPI: data-parallel training under mpirun (optional at build time)
   fasttext                  # the practitioner's baseline beside the tiny models (tlm fasttext, [fasttext] in plans)
   chromium python3-pil      # the report rendered and screenshotted in a test (scripts/report_screenshot.py)
   # the embedded default data (tlm data embedded)

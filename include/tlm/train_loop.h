@@ -60,7 +60,8 @@ class TrainLoop {
   BertModel model_;
   AdamW adam_;
   int64_t step_ = 0;
-  Batch batch_;
+  Batch batch_;                 // the step's whole batch
+  Batch shard_;                 // this rank's share of it (data-parallel)
   std::vector<int64_t> order_;  // the shuffle of order_epoch_
   int order_epoch_ = -1;
 };

@@ -11,9 +11,11 @@
 
 namespace tlm {
 
+// Under data parallelism every rank holds the same run, and only the leader (rank 0) writes it:
+// on the other ranks these calls do nothing.
 class RunFiles {
  public:
-  explicit RunFiles(const TrainJob& job) : job_(job), dir_(job.out_dir) {}
+  explicit RunFiles(const TrainJob& job);
 
   void start_log();
   void log(const nlohmann::json& record);
@@ -29,6 +31,7 @@ class RunFiles {
  private:
   const TrainJob& job_;
   std::string dir_;
+  bool writes_;  // this process is the run's leader
 };
 
 // Saves config.json (Hugging Face's, with the resolved tlm configuration under "tlm_run") and

@@ -6,6 +6,7 @@
 #include "backend/backend.h"
 #include "tlm/check.h"
 #include "tlm/checkpoint.h"
+#include "tlm/comm.h"
 #include "tlm/file_io.h"
 #include "tlm/folder_lock.h"
 #include "tlm/hash.h"
@@ -123,10 +124,30 @@ OpenedRun open_run_folder(const std::string& out, ResumeMode mode, const RunIden
   return opened;
 }
 
+// Data-parallel: the leader (rank 0) opens and locks the folder and decides how the run starts;
+// the other ranks take its decision. An error on the leader ends every rank (main aborts them).
+OpenedRun open_run_on_ranks(const std::string& out, ResumeMode mode, const RunIdentity& id, const char* kind) {
+  const Comm& comm = Comm::world();
+  OpenedRun opened;
+  if (comm.leader()) opened = open_run_folder(out, mode, id, kind);
+  int64_t decided[2] = {opened.start == StartMode::kResume, opened.finished};
+  comm.broadcast(decided, 2);
+  opened.start = decided[0] != 0 ? StartMode::kResume : StartMode::kFresh;
+  opened.finished = decided[1] != 0;
+  return opened;
+}
+
 // Runs `prepare` (the data checks that need the locked folder); if it refuses the job, a folder
-// this job made is removed again, so a refused job leaves no trace.
+// this job made is removed again, so a refused job leaves no trace. Data-parallel, the leader
+// prepares first (filling the token cache) and the other ranks then read what it wrote.
 template <typename Prepare>
 void prepare_or_clean_up(const std::string& out, OpenedRun& opened, Prepare prepare) {
+  const Comm& comm = Comm::world();
+  if (!comm.leader()) {
+    comm.barrier();
+    prepare();
+    return;
+  }
   try {
     prepare();
   } catch (...) {
@@ -136,6 +157,7 @@ void prepare_or_clean_up(const std::string& out, OpenedRun& opened, Prepare prep
     }
     throw;
   }
+  comm.barrier();
 }
 
 ResumeMode resume_mode(json& c) {
@@ -211,17 +233,21 @@ JobRun finished_run(const std::string& out) {
   r.already_finished = true;
   r.result.metrics = read_json_file((fs::path(out) / "metrics.json").string());
   r.result.steps = r.result.metrics.value("steps", int64_t{0});
-  fmt::print(stderr, "{}: the run has finished; nothing to do\n", out);
+  if (Comm::world().leader()) fmt::print(stderr, "{}: the run has finished; nothing to do\n", out);
   return r;
 }
 
 // Act: stale partial checkpoints go, the run's tokenizer is written (a new run), then training.
 JobRun train_in_folder(TrainJob& job, const OpenedRun& opened, const TokenizerOptions& tok) {
   job.start = opened.start;
-  if (const int n = remove_partial_checkpoints(job.out_dir); n > 0) {
-    fmt::print(stderr, "{}: removed {} partial checkpoint folder(s) a kill left behind\n", job.out_dir, n);
+  const Comm& comm = Comm::world();
+  if (comm.leader()) {
+    if (const int n = remove_partial_checkpoints(job.out_dir); n > 0) {
+      fmt::print(stderr, "{}: removed {} partial checkpoint folder(s) a kill left behind\n", job.out_dir, n);
+    }
+    if (job.start == StartMode::kFresh) save_run_tokenizer(job.out_dir, *job.vocab, tok);
   }
-  if (job.start == StartMode::kFresh) save_run_tokenizer(job.out_dir, *job.vocab, tok);
+  comm.barrier();
   JobRun r;
   r.out = job.out_dir;
   r.result = train_model(job);
@@ -294,11 +320,12 @@ JobRun run_pretrain_job(const ResolvedConfig& rc, const std::vector<std::string>
   job.model = model_config(c, vocab);
   job.run_config = run_identity("pretrain", c);
   for (const auto& p : corpora) job.data_hashes[p] = hex16(hash_file(p));
-  OpenedRun opened = open_run_folder(out, mode, {job.run_config, hex16(vocab.hash()), job.data_hashes}, "pretrain");
+  OpenedRun opened = open_run_on_ranks(out, mode, {job.run_config, hex16(vocab.hash()), job.data_hashes}, "pretrain");
   if (opened.finished) return finished_run(out);
   prepare_or_clean_up(out, opened, [&] { prepare_pretraining(c, corpora, vocab, tok_options, format, job); });
-  fmt::print(stderr, "pretrain: {} sequences ({} tokens), {} for validation; model {} x {}\n", job.train.size(),
-             job.train.num_tokens(), job.valid.size(), job.model.num_hidden_layers, job.model.hidden_size);
+  if (Comm::world().leader())
+    fmt::print(stderr, "pretrain: {} sequences ({} tokens), {} for validation; model {} x {}\n", job.train.size(),
+               job.train.num_tokens(), job.valid.size(), job.model.num_hidden_layers, job.model.hidden_size);
   job.vocab = &vocab;
   job.options = train_options(c);
   job.options.masking.mask_prob = c.at("mask_prob");
@@ -385,7 +412,7 @@ JobRun run_finetune_job(const ResolvedConfig& rc, const std::vector<std::string>
     const std::string path = c.at(key);
     if (!path.empty()) job.data_hashes[path] = hex16(hash_file(path));
   }
-  OpenedRun opened = open_run_folder(out, mode, {job.run_config, hex16(vocab->hash()), job.data_hashes}, "finetune");
+  OpenedRun opened = open_run_on_ranks(out, mode, {job.run_config, hex16(vocab->hash()), job.data_hashes}, "finetune");
   if (opened.finished) return finished_run(out);
   prepare_or_clean_up(out, opened, [&] { prepare_finetuning(c, *vocab, tok_options, format, job); });
   model.head = Head::kClassification;
@@ -399,8 +426,9 @@ JobRun run_finetune_job(const ResolvedConfig& rc, const std::vector<std::string>
   job.options = train_options(c);
   job.out_dir = out;
   job.command_line = command_line;
-  fmt::print(stderr, "finetune: {} train, {} validation, {} test examples, {} labels, {}\n", job.train.size(),
-             job.valid.size(), job.test.size(), model.num_labels(), init.empty() ? "from scratch" : "from " + init);
+  if (Comm::world().leader())
+    fmt::print(stderr, "finetune: {} train, {} validation, {} test examples, {} labels, {}\n", job.train.size(),
+               job.valid.size(), job.test.size(), model.num_labels(), init.empty() ? "from scratch" : "from " + init);
   return train_in_folder(job, opened, tok_options);
 }
 

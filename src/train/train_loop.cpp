@@ -6,6 +6,7 @@
 
 #include "backend/backend.h"
 #include "tlm/check.h"
+#include "tlm/comm.h"
 #include "tlm/evaluate.h"
 #include "tlm/model_io.h"
 
@@ -60,6 +61,13 @@ TrainLoop::TrainLoop(const TrainJob& job)
       model_(job.model, job_limits(job), job.backend ? job.backend : default_backend()),
       adam_(model_.table(), job.options.optimizer, model_.shared_backend()) {
   TLM_CHECK(job.train.size() > 0, "the training set is empty");
+  // BatchNorm's statistics are over a batch: a shard's differ from the whole batch's.
+  TLM_CHECK(!(Comm::world().distributed() && job.model.conv.enabled()),
+            "the convolutional front-end does not train data-parallel yet (its BatchNorm statistics would "
+            "be a rank's shard's, not the batch's): run it as one process");
+  // Gradients are summed in host memory: a device's would need its own collectives (NCCL).
+  TLM_CHECK(!(Comm::world().distributed() && model_.backend().device().kind != DeviceKind::kCpu),
+            "data-parallel training runs on the CPU only for now ({} given)", model_.backend().device().name());
   TLM_CHECK(job.options.batch >= 1 && job.options.epochs >= 1, "batch and epochs must be positive");
   masking_ = job.options.masking;
   masking_.max_targets = model_.limits().max_targets;
@@ -113,12 +121,32 @@ TrainLoop::StepResult TrainLoop::run_step() {
     make_classification_batch(job_.train, which, batch_);
   }
   const int64_t global_targets = mlm_ ? static_cast<int64_t>(batch_.mlm_positions.size()) : batch_.num_seqs();
-  // (2) One process: its shard is the whole batch. (3) Forward and backward, scaled by the global count.
+  // (2) This process's shard: a contiguous share of the batch's sequences (every rank builds the
+  // whole batch, so masks, the target cap and the count above are the one process's). A short
+  // last batch may leave a rank no sequence, or a shard no masked token: it adds nothing.
+  const Comm& comm = Comm::world();
+  const Batch* mine = &batch_;
+  if (comm.distributed()) {
+    const int64_t b = batch_.num_seqs();
+    shard_of_batch(batch_, static_cast<int>(b * comm.rank() / comm.size()),
+                   static_cast<int>(b * (comm.rank() + 1) / comm.size()), shard_);
+    mine = &shard_;
+  }
+  // (3) Forward and backward, scaled by the global count.
   model_.zero_grad();
-  const ForwardResult f = model_.forward(batch_, true, stream_key(o.seed, Stream::kDropout, step_));
-  model_.backward(static_cast<float>(1.0 / static_cast<double>(global_targets)));
-  // (4) Nothing to reduce for one process. (5) Clip and update, unless something is not finite.
-  r.loss = f.loss_sum / static_cast<double>(global_targets);
+  double loss_sum = 0;
+  if (mine->num_seqs() > 0 && (!mlm_ || !mine->mlm_positions.empty())) {
+    loss_sum = model_.forward(*mine, true, stream_key(o.seed, Stream::kDropout, step_)).loss_sum;
+    model_.backward(static_cast<float>(1.0 / static_cast<double>(global_targets)));
+  }
+  // (4) Sum gradients and losses over processes: every rank then holds the same bits, so clipping
+  // and AdamW below run identically everywhere. (5) Clip and update, unless something is not finite.
+  if (comm.distributed()) {
+    model_.backend().synchronize();
+    comm.sum(model_.grads(), model_.num_params());
+    comm.sum(&loss_sum, 1);
+  }
+  r.loss = loss_sum / static_cast<double>(global_targets);
   r.grad_norm = clip_grad_norm(model_.backend(), model_.grads(), model_.num_params(), o.clip);
   r.lr = o.optimizer.lr * (o.per_epoch_schedule ? linear_schedule(r.epoch, warmup_, o.epochs)
                                                 : linear_schedule(step_, warmup_, total_steps_));

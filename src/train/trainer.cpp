@@ -11,6 +11,7 @@
 
 #include "tlm/check.h"
 #include "tlm/checkpoint.h"
+#include "tlm/comm.h"
 #include "tlm/evaluate.h"
 #include "tlm/file_io.h"
 #include "tlm/predictions.h"
@@ -147,6 +148,7 @@ class Training {
   void save_checkpoint() {
     files_.save_checkpoint(loop_, loop_.model(), state_.to_json(loop_.step(), job_.run_config, session_totals()));
     saved_step_ = loop_.step();
+    Comm::world().barrier();  // no rank goes on (or exits) before the leader has written it
   }
 
   // Evaluates the current weights: validation MLM loss (pre-training), or accuracy on the
@@ -227,23 +229,25 @@ class Training {
                     {"grad_norm", s.grad_norm},
                     {"tokens_per_s", tok_s}});
       }
-      progress.show(s.epoch, step, last, s.loss, s.lr, tok_s, log_now);
+      if (leader_) progress.show(s.epoch, step, last, s.loss, s.lr, tok_s, log_now);
       // Every epoch ends with an evaluation, and so does the run (also mid-epoch, at max_steps),
       // before the checkpoint of that step, so a run resumed there has it already.
       if (step % per_epoch == 0 || step == last) evaluate(s.epoch, step == last);
-      const bool stop = signals.received() != 0;
+      // A signal to any rank stops every rank at this same step (the largest signal number wins).
+      const int stop_signal = static_cast<int>(Comm::world().max(signals.received()));
+      const bool stop = stop_signal != 0;
       const bool periodic = job_.options.checkpoint_every > 0 && step % job_.options.checkpoint_every == 0;
       if (stop || periodic || step == last) save_checkpoint();
       if (stop) {
-        progress.done();
-        fmt::print(stderr, "stopped by signal {} at step {}; continue with --resume\n", signals.received(), step);
+        if (leader_) progress.done();
+        if (leader_) fmt::print(stderr, "stopped by signal {} at step {}; continue with --resume\n", stop_signal, step);
         files_.write_manifest(loop_.model(), "interrupted");
         result.interrupted = true;
         result.steps = step;
         return result;
       }
     }
-    progress.done();
+    if (leader_) progress.done();
     const int64_t step = loop_.step();
     const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start_).count();
     json metrics = {{"steps", step},
@@ -258,13 +262,14 @@ class Training {
     if (!state_.best.is_null()) metrics["best"] = state_.best;
     for (const auto& [name, m] : state_.last_eval.items()) metrics[name] = m;  // of the final weights
     files_.save_final(loop_.model(), metrics);
-    if (!mlm_ && job_.test.size() > 0) {  // per item, for paired tests and error analysis
+    if (!mlm_ && job_.test.size() > 0 && leader_) {  // per item, for paired tests and error analysis
       // The final evaluation's probabilities, unless this session resumed after it.
       if (!final_test_probs_) final_test_probs_ = predict_probs(loop_.model(), job_.test, job_.options.batch);
       save_predictions((fs::path(job_.out_dir) / "test_predictions.safetensors").string(),
                        predictions_of(job_.test, {{"model", std::move(*final_test_probs_)}}));
     }
     files_.write_manifest(loop_.model(), "finished");
+    Comm::world().barrier();  // the run is whole on disk when any rank reports it done
     result.steps = step;
     result.final_loss = state_.last_loss;
     result.metrics = metrics;
@@ -275,6 +280,7 @@ class Training {
   TrainLoop loop_;
   RunFiles files_;
   const bool mlm_;
+  const bool leader_ = Comm::world().leader();  // prints progress and writes the run's files
   RunState state_;
   int64_t saved_step_ = -1;
   int64_t tokens_done_ = 0;

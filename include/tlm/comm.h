@@ -1,0 +1,47 @@
+// The processes that train one model together (MPI ranks under mpirun or srun), or this one
+// process alone. MPI is started only when a launcher started tlm (its environment says so), so a
+// plain `tlm` never touches MPI; a build without MPI refuses to run under a launcher with more than
+// one rank, instead of silently training N independent copies.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace tlm {
+
+class Comm {
+ public:
+  // The world of this program's processes: initialised on first use.
+  static Comm& world();
+  // Ends MPI (if started) at a normal exit; after an error on one rank, abort() ends every rank.
+  static void finalize();
+
+  int rank() const { return rank_; }
+  int size() const { return size_; }
+  bool leader() const { return rank_ == 0; }  // the rank that alone writes a run's files
+  bool distributed() const { return size_ > 1; }
+
+  // Sums x (n values) over the ranks in place. Every rank receives the same bits: a reduction to
+  // rank 0, then rank 0's result broadcast, so replicas of a model never drift apart.
+  void sum(float* x, int64_t n) const;
+  void sum(double* x, int64_t n) const;
+  void sum(int64_t* x, int64_t n) const;
+  int64_t max(int64_t v) const;
+  // Rank 0's n values to every rank.
+  void broadcast(int64_t* x, int64_t n) const;
+  void barrier() const;
+  // Ends every rank of the job with `code` (the launcher's abort); returns only without MPI.
+  void abort(int code) const;
+  // "Open MPI v4.1.4, 2 ranks"-like, for manifests; empty for one process without MPI.
+  std::string describe() const;
+
+ private:
+  Comm() = default;
+  int rank_ = 0, size_ = 1;
+  bool mpi_ = false;
+};
+
+// Whether this build has MPI (a CMake option, on where Open MPI's development package is found).
+bool mpi_built();
+
+}  // namespace tlm

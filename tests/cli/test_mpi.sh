@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# Data-parallel training under mpirun (two ranks on this machine, oversubscribed if need be):
+# two 2-rank runs give bit-identical weights; a 2-rank run follows the 1-process run (the loss of
+# its first step equal, the ranks holding different numbers of masked tokens); a global batch that
+# does not divide evenly, and one that leaves a rank nothing, fine-tune; SIGTERM to one rank stops
+# both at the same step, and --resume under mpirun finishes bit-identical to a straight run;
+# kill -9 of one rank ends the job and --resume continues it; what does not run data-parallel is
+# refused. Without mpirun (package openmpi-bin) it skips (exit 77); a build without MPI must
+# refuse to run as several ranks.
+# Usage: test_mpi.sh path/to/tlm
+set -euo pipefail
+tlm="$(realpath "$1")"
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+py=/usr/bin/python3
+command -v mpirun >/dev/null || { echo "SKIP: mpirun is not installed (package openmpi-bin)"; exit 77; }
+work=$(mktemp -d)
+trap 'pkill -P $$ 2>/dev/null || true; rm -rf "$work"' EXIT
+cd "$work"
+source "$root/tests/shell_helpers.sh"
+
+# Open MPI refuses root unless told (CI runs as root); two ranks may exceed the cores; no
+# cross-process memory mapping in containers.
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl_vader_single_copy_mechanism=none
+mpi2=(mpirun -n 2 --oversubscribe --bind-to none)
+
+$py "$root/tests/experiment/make_mini_data.py" data >/dev/null
+cat data/corpora/near.txt data/corpora/far.txt > corpus.txt
+"$tlm" vocab train --corpus corpus.txt --size 300 --out vocab.txt >/dev/null
+pre=(pretrain --corpus corpus.txt --vocab vocab.txt --layers 2 --hidden 32 --heads 2 --max-len 24 --sequences 600
+     --valid-sequences 40 --batch 16 --epochs 1 --lr 3e-3 --warmup 0.1 --log-every 1 --threads 1)
+
+if ! "${mpi2[@]}" "$tlm" "${pre[@]}" --max-steps 2 --out probe >probe.txt 2>&1; then
+  grep -q "built without MPI" probe.txt || { cat probe.txt; fail "a 2-rank run failed"; }
+  [ ! -e probe/model.safetensors ] || fail "a build without MPI trained under mpirun"
+  echo "this tlm is built without MPI and refuses to run as 2 ranks: the data-parallel checks need libopenmpi-dev"
+  exit 0
+fi
+[ "$(json probe/manifest.json "d['processes']")" = 2 ] || fail "the manifest does not say 2 processes"
+json probe/manifest.json "d['mpi']" | grep -q "MPI" || fail "the manifest does not name the MPI library"
+
+# --- pre-training: 2 ranks twice, bit for bit; against one process
+"${mpi2[@]}" "$tlm" "${pre[@]}" --max-steps 30 --out p2a >/dev/null 2>&1 || fail "2-rank pre-training failed"
+"${mpi2[@]}" "$tlm" "${pre[@]}" --max-steps 30 --out p2b >/dev/null 2>&1 || fail "2-rank pre-training failed"
+"$tlm" "${pre[@]}" --max-steps 30 --out p1 >/dev/null 2>&1 || fail "1-process pre-training failed"
+cmp -s p2a/model.safetensors p2b/model.safetensors || fail "two 2-rank runs differ"
+cmp -s p2a/model.safetensors p1/model.safetensors && echo "note: 2 ranks and 1 process agree bit for bit"
+$py - "$root/ref" <<'PY' || fail "2 ranks do not follow 1 process"
+import json, sys
+sys.path.insert(0, sys.argv[1])
+import torch, st
+# Step 1 starts from the same weights: its loss is the mean over the global batch's masked tokens
+# whichever rank holds them, so it agrees to float rounding (the sums are grouped by rank).
+logs = {r: [json.loads(l) for l in open(r + "/log.jsonl") if '"loss"' in l] for r in ("p1", "p2a")}
+a, b = logs["p1"][0], logs["p2a"][0]
+assert a["step"] == b["step"] == 1 and abs(a["loss"] - b["loss"]) <= 1e-6 * a["loss"], (a, b)
+assert abs(a["grad_norm"] - b["grad_norm"]) <= 1e-5 * a["grad_norm"], (a, b)
+# After 30 steps only the summation order differs (per step a relative 1e-7 in each gradient),
+# which AdamW carries on: the weights agree to 1e-4 normwise and the loss curve to 1e-3.
+w1, _ = st.load("p1/model.safetensors")
+w2, _ = st.load("p2a/model.safetensors")
+num = sum(float((w1[k].double() - w2[k].double()).pow(2).sum()) for k in w1)
+den = sum(float(w1[k].double().pow(2).sum()) for k in w1)
+rel = (num / den) ** 0.5
+print(f"2 ranks against 1 process after 30 steps: weights differ by {rel:.2e} normwise")
+assert rel <= 1e-4, rel
+for x, y in zip(logs["p1"], logs["p2a"]):
+    assert abs(x["loss"] - y["loss"]) <= 1e-3 * x["loss"], (x, y)
+# ... and the check can fail: 30 steps moved the weights far more than that.
+w0, _ = st.load("probe/model.safetensors")
+moved = sum(float((w1[k].double() - w0[k].double()).pow(2).sum()) for k in w1 if k in w0) ** 0.5 / den ** 0.5
+assert moved > 100 * rel, (moved, rel)
+PY
+
+# --- fine-tuning: a global batch of 7 (shards of 3 and 4, a short last batch); a batch of 1
+# leaves rank 1 nothing at every step, so its sum is the one process's gradient exactly
+ft=(finetune --train data/task/train.csv --test data/task/test.csv --format csv --classes data/task/classes.txt
+    --init p1 --per-label-train 30 --valid-per-label 5 --epochs 2 --lr 2e-3 --max-len 24 --threads 1)
+"${mpi2[@]}" "$tlm" "${ft[@]}" --batch 7 --out f2 >/dev/null 2>&1 || fail "2-rank fine-tuning (batch 7) failed"
+"$tlm" "${ft[@]}" --batch 7 --out f1 >/dev/null 2>&1 || fail "1-process fine-tuning failed"
+$py - <<'PY' || fail "2-rank fine-tuning does not follow 1 process"
+import json
+m1, m2 = (json.load(open(r + "/metrics.json")) for r in ("f1", "f2"))
+assert m1["steps"] == m2["steps"] > 0, (m1["steps"], m2["steps"])
+assert abs(m1["final_train_loss"] - m2["final_train_loss"]) <= 1e-3 * m1["final_train_loss"]
+assert abs(m1["test"]["accuracy"] - m2["test"]["accuracy"]) <= 0.02, (m1["test"], m2["test"])
+PY
+[ -s f2/test_predictions.safetensors ] || fail "the 2-rank run saved no test predictions"
+"${mpi2[@]}" "$tlm" "${ft[@]}" --batch 1 --max-steps 12 --out b2 >/dev/null 2>&1 || fail "2-rank batch-1 run failed"
+"$tlm" "${ft[@]}" --batch 1 --max-steps 12 --out b1 >/dev/null 2>&1 || fail "1-process batch-1 run failed"
+cmp -s b1/model.safetensors b2/model.safetensors || fail "a rank without data changed the step"
+
+# --- SIGTERM to one rank: both stop at the same step with a checkpoint; --resume under mpirun
+# finishes bit-identical to a straight 2-rank run
+long=("${pre[@]}" --epochs 3 --checkpoint-every 5)
+"${mpi2[@]}" "$tlm" "${long[@]}" --out straight >/dev/null 2>&1 || fail "straight 2-rank run failed"
+"${mpi2[@]}" "$tlm" "${long[@]}" --out sig >sig.txt 2>&1 &
+launcher=$!
+for _ in $(seq 100); do [ -s sig/log.jsonl ] && [ "$(grep -c '"loss"' sig/log.jsonl)" -ge 12 ] && break; sleep 0.1; done
+ranks=($(pgrep -P "$launcher" -f "tlm pretrain" || true))
+[ ${#ranks[@]} -eq 2 ] || fail "expected 2 ranks under mpirun, found ${#ranks[@]}"
+kill -TERM "${ranks[1]}"
+wait "$launcher" && fail "the stopped job exited 0"
+grep -q "stopped by signal 15" sig.txt || { cat sig.txt; fail "no stop reported"; }
+[ "$(json sig/manifest.json "d['status']")" = interrupted ] || fail "the stopped run is not marked interrupted"
+"${mpi2[@]}" "$tlm" "${long[@]}" --resume sig >/dev/null 2>&1 || fail "--resume under mpirun failed"
+cmp -s straight/model.safetensors sig/model.safetensors || fail "the resumed run differs from the straight one"
+
+# --- kill -9 of one rank: the job ends (no hang), and --resume continues it
+"${mpi2[@]}" "$tlm" "${long[@]}" --out k9 >k9.txt 2>&1 &
+launcher=$!
+for _ in $(seq 100); do compgen -G "k9/checkpoints/step-*" >/dev/null && break; sleep 0.1; done
+ranks=($(pgrep -P "$launcher" -f "tlm pretrain" || true))
+[ ${#ranks[@]} -eq 2 ] || fail "expected 2 ranks under mpirun, found ${#ranks[@]}"
+kill -KILL "${ranks[1]}"
+timeout 60 tail --pid="$launcher" -f /dev/null || fail "the job hung after one rank was killed"
+wait "$launcher" && fail "the killed job exited 0"
+"${mpi2[@]}" "$tlm" "${long[@]}" --resume k9 >/dev/null 2>&1 || fail "--resume after kill -9 failed"
+cmp -s straight/model.safetensors k9/model.safetensors || fail "the run resumed after kill -9 differs"
+
+# --- what does not run data-parallel is refused, naming why
+expect_mpi_error() {  # expect_mpi_error "message" args...
+  local msg=$1
+  shift
+  if "${mpi2[@]}" "$@" >err.txt 2>&1; then fail "not refused: $*"; fi
+  grep -qF "$msg" err.txt || { cat err.txt; fail "expected \"$msg\" for: $*"; }
+}
+expect_mpi_error "only \`tlm pretrain\` and \`tlm finetune\`" "$tlm" reproduce --preset demo --out x --dry-run
+expect_mpi_error "convolutional front-end does not train data-parallel" "$tlm" "${pre[@]}" --layers 1 \
+  --conv-layers 1 --conv-kernel 3 --conv-channels 4 --max-steps 2 --out conv
+[ ! -e x ] || fail "a refused reproduce made its folder"
+echo "data-parallel training under mpirun: all checks passed"
