@@ -2,6 +2,7 @@
 #include "cli/commands.h"
 #include "cli/job_options.h"
 #include "tlm/check.h"
+#include "tlm/comm.h"
 #include "tlm/train_jobs.h"
 
 namespace tlm::cli {
@@ -10,6 +11,7 @@ namespace {
 
 int print_pretrain(const JobRun& r) {
   if (r.result.interrupted) return 130;
+  if (!Comm::world().leader()) return 0;  // data-parallel: the leader says it once
   const auto& m = r.result.metrics;
   if (m.contains("final") && m["final"].contains("valid_mlm_loss")) {
     fmt::print("pretrain: {} steps, validation MLM loss {:.4f} (unigram baseline {:.4f}) -> {}\n", r.result.steps,
@@ -23,6 +25,7 @@ int print_pretrain(const JobRun& r) {
 
 int print_finetune(const JobRun& r) {
   if (r.result.interrupted) return 130;
+  if (!Comm::world().leader()) return 0;
   const auto& m = r.result.metrics;
   fmt::print("finetune: {} steps; test accuracy {:.4f}, macro-F1 {:.4f}", r.result.steps,
              m["test"]["accuracy"].get<double>(), m["test"]["macro_f1"].get<double>());

@@ -93,6 +93,15 @@ Comm& Comm::world() {
     c->mpi_ = true;
     MPI_Comm_rank(MPI_COMM_WORLD, &c->rank_);
     MPI_Comm_size(MPI_COMM_WORLD, &c->size_);
+    // Another MPI's launcher (MPICH's mpiexec, srun --mpi=pmi2 for this Open MPI), or variables
+    // inherited from a parent MPI program, leave each process a world of its own: it would train
+    // alone, so refuse.
+    if (launched > 0 && c->size_ != launched) {
+      throw Error(fmt::format(
+          "the launcher started {} ranks but MPI sees a world of {}: start tlm with Open MPI's mpirun (or srun "
+          "--mpi=pmix), or unset {} when tlm is not meant to run as one of several ranks",
+          launched, c->size_, std::getenv("OMPI_COMM_WORLD_SIZE") ? "OMPI_COMM_WORLD_SIZE" : "PMI_SIZE"));
+    }
 #else
     throw Error(fmt::format(
         "started as one of {} MPI ranks, but this tlm was built without MPI: each rank would train alone. "

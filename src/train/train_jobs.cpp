@@ -124,6 +124,18 @@ OpenedRun open_run_folder(const std::string& out, ResumeMode mode, const RunIden
   return opened;
 }
 
+// What does not train data-parallel yet is refused before anything is written: BatchNorm's
+// statistics (the convolutional front-end) would be a shard's, and a device's gradients would need
+// its own collectives.
+void check_data_parallel(const BertConfig& model, const Backend& backend) {
+  if (!Comm::world().distributed()) return;
+  TLM_CHECK(!model.conv.enabled(),
+            "the convolutional front-end does not train data-parallel yet (its BatchNorm statistics would "
+            "be a rank's shard's, not the batch's): run it as one process");
+  TLM_CHECK(backend.device().kind == DeviceKind::kCpu, "data-parallel training runs on the CPU only for now ({} given)",
+            backend.device().name());
+}
+
 // Data-parallel: the leader (rank 0) opens and locks the folder and decides how the run starts;
 // the other ranks take its decision. An error on the leader ends every rank (main aborts them).
 OpenedRun open_run_on_ranks(const std::string& out, ResumeMode mode, const RunIdentity& id, const char* kind) {
@@ -320,6 +332,7 @@ JobRun run_pretrain_job(const ResolvedConfig& rc, const std::vector<std::string>
   job.model = model_config(c, vocab);
   job.run_config = run_identity("pretrain", c);
   for (const auto& p : corpora) job.data_hashes[p] = hex16(hash_file(p));
+  check_data_parallel(job.model, *job.backend);
   OpenedRun opened = open_run_on_ranks(out, mode, {job.run_config, hex16(vocab.hash()), job.data_hashes}, "pretrain");
   if (opened.finished) return finished_run(out);
   prepare_or_clean_up(out, opened, [&] { prepare_pretraining(c, corpora, vocab, tok_options, format, job); });
@@ -412,6 +425,7 @@ JobRun run_finetune_job(const ResolvedConfig& rc, const std::vector<std::string>
     const std::string path = c.at(key);
     if (!path.empty()) job.data_hashes[path] = hex16(hash_file(path));
   }
+  check_data_parallel(model, *job.backend);
   OpenedRun opened = open_run_on_ranks(out, mode, {job.run_config, hex16(vocab->hash()), job.data_hashes}, "finetune");
   if (opened.finished) return finished_run(out);
   prepare_or_clean_up(out, opened, [&] { prepare_finetuning(c, *vocab, tok_options, format, job); });

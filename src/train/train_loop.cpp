@@ -42,7 +42,7 @@ int64_t warmup_length(const TrainOptions& o, int64_t total_steps) {
   const int64_t epochs = o.epochs;
   const int64_t w =
       warmup < 1.0 ? static_cast<int64_t>(std::floor(warmup * static_cast<double>(epochs))) : std::llround(warmup);
-  if (w > epochs - 1) {
+  if (w > epochs - 1 && Comm::world().leader()) {
     fmt::print(stderr, "note: a per-epoch warmup of {} epochs is cut to {} so that some epoch trains above rate 0\n", w,
                epochs - 1);
   }

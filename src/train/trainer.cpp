@@ -128,9 +128,17 @@ class Training {
       state_.totals = st.at("totals");
       state_.last_eval = st.at("last_eval");
       state_.last_loss = st.at("last_loss");
+      // Every rank continues from the leader's checkpoint (a shared file system may show another
+      // rank an older listing): different steps would misalign every collective after this.
+      int64_t leader_step = loop_.step();
+      Comm::world().broadcast(&leader_step, 1);
+      TLM_CHECK(leader_step == loop_.step(),
+                "{}: rank {} found checkpoint step {} but the leader resumes at step {} (is the run folder on a "
+                "file system every rank sees alike?)",
+                job_.out_dir, Comm::world().rank(), loop_.step(), leader_step);
       files_.truncate_log_after(loop_.step());
       saved_step_ = loop_.step();
-      fmt::print(stderr, "resuming {} at step {}\n", job_.out_dir, loop_.step());
+      if (leader_) fmt::print(stderr, "resuming {} at step {}\n", job_.out_dir, loop_.step());
     } else {
       loop_.init_weights();
       files_.start_log();
@@ -201,10 +209,14 @@ class Training {
     } else {
       kept = "the weights are not finite either, so no checkpoint was written";
     }
-    throw Error(
-        fmt::format("training diverged at step {}: loss {}, gradient norm {}; {} (try a lower --lr or "
-                    "--clip)",
-                    loop_.step() + 1, s.loss, s.grad_norm, kept));
+    const std::string what =
+        fmt::format("training diverged at step {}: loss {}, gradient norm {}; {} (try a lower --lr or --clip)",
+                    loop_.step() + 1, s.loss, s.grad_norm, kept);
+    // Every rank diverges at the same step (they hold the same numbers): the leader records it
+    // before any rank's error ends the job.
+    files_.write_manifest(loop_.model(), fmt::format("failed: {}", what));
+    Comm::world().barrier();
+    throw Error(what);
   }
 
   TrainResult train() {
