@@ -193,7 +193,7 @@ std::string cache_dir(const json& c) {
 }
 
 void report_skips(const ReadStats& s, const std::string& what) {
-  if (s.skipped == 0) return;
+  if (s.skipped == 0 || !Comm::world().leader()) return;  // data-parallel: the leader reports it
   fmt::print(stderr, "{}: skipped {} bad rows:", what, s.skipped);
   for (const auto& [reason, n] : s.skip_reasons) fmt::print(stderr, " {} {};", reason, n);
   fmt::print(stderr, "\n");
@@ -308,7 +308,9 @@ void prepare_finetuning(const json& c, const Vocab& vocab, const TokenizerOption
   }
   LabeledSample sample =
       draw_labeled_sample(train_all.set, test_path.empty() ? nullptr : &test_all.set, labeled_sample_options(c));
-  for (const auto& note : sample.capped) fmt::print(stderr, "capped: {}\n", note);
+  if (Comm::world().leader()) {
+    for (const auto& note : sample.capped) fmt::print(stderr, "capped: {}\n", note);
+  }
   TLM_CHECK(sample.train.size() > 0, "the training set is empty after sampling");
   job.train = std::move(sample.train);
   job.valid = std::move(sample.valid);
