@@ -128,6 +128,13 @@ TEST(Plan, ScaleShrinksSizesAndEpochsWithFloors) {
   EXPECT_EQ(plan["pretrain"]["lr"], 5e-5);                              // rates are not sizes
   EXPECT_THROW(scale_plan(plan, 1.5), Error);
   EXPECT_THROW(scale_plan(plan, 0), Error);
+  // fastText's epochs shrink as training epochs do; values that meet are tried once.
+  json demo = load_plan("demo");
+  ASSERT_EQ(demo["fasttext"]["epochs"], json({100, 200}));
+  scale_plan(demo, 0.5);
+  EXPECT_EQ(demo["fasttext"]["epochs"], json({50, 100}));
+  scale_plan(demo, 0.001);
+  EXPECT_EQ(demo["fasttext"]["epochs"], json({1}));
 }
 
 // The first job of a kind.

@@ -817,6 +817,16 @@ void scale_plan(json& plan, double scale) {
     }
   }
   if (plan.contains("e3")) shrink(plan["e3"]["sequences"], 64);
+  // fastText's epochs too (its examples shrink with [finetune]'s); values that meet after
+  // rounding are tried once.
+  if (plan.contains("fasttext") && plan["fasttext"].contains("epochs")) {
+    json kept = json::array();
+    for (json n : plan["fasttext"]["epochs"]) {
+      shrink(n, 1);
+      if (std::find(kept.begin(), kept.end(), n) == kept.end()) kept.push_back(n);
+    }
+    plan["fasttext"]["epochs"] = kept;
+  }
   plan["scale"] = scale;
 }
 
