@@ -118,12 +118,19 @@ def mcnemar_p(b, c):
 
 # ---- arms, rebuilt from the job files of the fine-tuning runs
 
+# An arm is every setting of a job but its rate and seeds; only the plan's seeds count, so a folder
+# that also holds another plan's runs (a copy reused for other seeds) is still read right.
+plan = json.load(open(os.path.join(out, "plan.json")))
+first_seed = plan.get("first_seed", 1)
+plan_seeds = range(first_seed, first_seed + plan.get("seeds", 1))
 arms = {}  # arm key -> {lr: {seed: run}}
 arm_of = {}  # run -> arm key
 for path in glob.glob(os.path.join(out, "runs", "finetune-*", "job.toml")):
     run = os.path.relpath(os.path.dirname(path), out)
     job = tomllib.load(open(path, "rb"))
-    key = (job["train"], job.get("init", "scratch"), job.get("layers"), job.get("hidden"), job.get("heads"))
+    if job["sample_seed"] not in plan_seeds:
+        continue
+    key = json.dumps({k: v for k, v in job.items() if k not in ("lr", "seed", "sample_seed", "out")}, sort_keys=True)
     arms.setdefault(key, {}).setdefault(job["lr"], {})[job["sample_seed"]] = run
     arm_of[run] = key
 
@@ -190,6 +197,8 @@ ft_jobs = {}  # run -> its job file
 for path in glob.glob(os.path.join(out, "runs", "fasttext-*", "job.toml")):
     run = os.path.relpath(os.path.dirname(path), out)
     job = tomllib.load(open(path, "rb"))
+    if job["sample_seed"] not in plan_seeds:
+        continue
     key = json.dumps({k: v for k, v in job.items() if k not in ("seed", "sample_seed", "out")}, sort_keys=True)
     ft_runs.setdefault(key, {})[job["sample_seed"]] = run
     ft_arm_of[run] = key
