@@ -14,6 +14,7 @@
 #include "tlm/run_data.h"
 #include "tlm/run_folder.h"
 #include "tlm/sequences_cache.h"
+#include "tlm/train_loop.h"
 
 namespace tlm {
 
@@ -122,18 +123,6 @@ OpenedRun open_run_folder(const std::string& out, ResumeMode mode, const RunIden
     fmt::print(stderr, "{}: the run stopped before its first checkpoint; starting it again\n", out);
   }
   return opened;
-}
-
-// What does not train data-parallel yet is refused before anything is written: BatchNorm's
-// statistics (the convolutional front-end) would be a shard's, and a device's gradients would need
-// its own collectives.
-void check_data_parallel(const BertConfig& model, const Backend& backend) {
-  if (!Comm::world().distributed()) return;
-  TLM_CHECK(!model.conv.enabled(),
-            "the convolutional front-end does not train data-parallel yet (its BatchNorm statistics would "
-            "be a rank's shard's, not the batch's): run it as one process");
-  TLM_CHECK(backend.device().kind == DeviceKind::kCpu, "data-parallel training runs on the CPU only for now ({} given)",
-            backend.device().name());
 }
 
 // Data-parallel: the leader (rank 0) opens and locks the folder and decides how the run starts;

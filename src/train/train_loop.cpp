@@ -51,6 +51,17 @@ int64_t warmup_length(const TrainOptions& o, int64_t total_steps) {
 
 }  // namespace
 
+void check_data_parallel(const BertConfig& model, const Backend& backend) {
+  if (!Comm::world().distributed()) return;
+  // BatchNorm's statistics are over a batch: a shard's differ from the whole batch's.
+  TLM_CHECK(!model.conv.enabled(),
+            "the convolutional front-end does not train data-parallel yet (its BatchNorm statistics would "
+            "be a rank's shard's, not the batch's): run it as one process");
+  // Gradients are summed in host memory: a device's would need its own collectives (NCCL).
+  TLM_CHECK(backend.device().kind == DeviceKind::kCpu, "data-parallel training runs on the CPU only for now ({} given)",
+            backend.device().name());
+}
+
 TrainLoop::TrainLoop(const TrainJob& job)
     : job_(job),
       mlm_(job.model.head == Head::kMaskedLM),
@@ -61,13 +72,7 @@ TrainLoop::TrainLoop(const TrainJob& job)
       model_(job.model, job_limits(job), job.backend ? job.backend : default_backend()),
       adam_(model_.table(), job.options.optimizer, model_.shared_backend()) {
   TLM_CHECK(job.train.size() > 0, "the training set is empty");
-  // BatchNorm's statistics are over a batch: a shard's differ from the whole batch's.
-  TLM_CHECK(!(Comm::world().distributed() && job.model.conv.enabled()),
-            "the convolutional front-end does not train data-parallel yet (its BatchNorm statistics would "
-            "be a rank's shard's, not the batch's): run it as one process");
-  // Gradients are summed in host memory: a device's would need its own collectives (NCCL).
-  TLM_CHECK(!(Comm::world().distributed() && model_.backend().device().kind != DeviceKind::kCpu),
-            "data-parallel training runs on the CPU only for now ({} given)", model_.backend().device().name());
+  check_data_parallel(job.model, model_.backend());
   TLM_CHECK(job.options.batch >= 1 && job.options.epochs >= 1, "batch and epochs must be positive");
   masking_ = job.options.masking;
   masking_.max_targets = model_.limits().max_targets;

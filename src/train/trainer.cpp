@@ -49,10 +49,12 @@ class StopSignals {
 
 // The console line: the loss averaged over this session's steps, and an ETA from this session's
 // pace (a resumed run has not done its earlier steps in this session).
+// Data-parallel, only the leader shows it (`shown` false: every call does nothing).
 class Progress {
  public:
-  explicit Progress(int64_t first_step) : first_step_(first_step) {}
+  Progress(int64_t first_step, bool shown) : shown_(shown), first_step_(first_step) {}
   void show(int epoch, int64_t step, int64_t total, double loss, double lr, double tok_s, bool log_line) {
+    if (!shown_) return;
     loss_ema_ = step == first_step_ + 1 ? loss : 0.95 * loss_ema_ + 0.05 * loss;
     const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
     const int64_t done = step - first_step_;
@@ -66,10 +68,11 @@ class Progress {
     }
   }
   void done() {
-    if (tty_) fmt::print(stderr, "\n");
+    if (shown_ && tty_) fmt::print(stderr, "\n");
   }
 
  private:
+  bool shown_;
   bool tty_ = ::isatty(2) != 0;
   int64_t first_step_;
   double loss_ema_ = 0;
@@ -222,7 +225,7 @@ class Training {
   TrainResult train() {
     const int64_t last = loop_.last_step(), per_epoch = loop_.steps_per_epoch();
     StopSignals signals;
-    Progress progress(loop_.step());
+    Progress progress(loop_.step(), leader_);
     TrainResult result;
     while (loop_.step() < last) {
       const TrainLoop::StepResult s = loop_.run_step();
@@ -241,7 +244,7 @@ class Training {
                     {"grad_norm", s.grad_norm},
                     {"tokens_per_s", tok_s}});
       }
-      if (leader_) progress.show(s.epoch, step, last, s.loss, s.lr, tok_s, log_now);
+      progress.show(s.epoch, step, last, s.loss, s.lr, tok_s, log_now);
       // Every epoch ends with an evaluation, and so does the run (also mid-epoch, at max_steps),
       // before the checkpoint of that step, so a run resumed there has it already.
       if (step % per_epoch == 0 || step == last) evaluate(s.epoch, step == last);
@@ -251,7 +254,7 @@ class Training {
       const bool periodic = job_.options.checkpoint_every > 0 && step % job_.options.checkpoint_every == 0;
       if (stop || periodic || step == last) save_checkpoint();
       if (stop) {
-        if (leader_) progress.done();
+        progress.done();
         if (leader_) fmt::print(stderr, "stopped by signal {} at step {}; continue with --resume\n", stop_signal, step);
         files_.write_manifest(loop_.model(), "interrupted");
         result.interrupted = true;
@@ -259,7 +262,7 @@ class Training {
         return result;
       }
     }
-    if (leader_) progress.done();
+    progress.done();
     const int64_t step = loop_.step();
     const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start_).count();
     json metrics = {{"steps", step},
