@@ -26,10 +26,21 @@ class Comm {
   void sum(float* x, int64_t n) const;
   void sum(double* x, int64_t n) const;
   void sum(int64_t* x, int64_t n) const;
+  // MPI_Allreduce with the library's own algorithm: ranks are not promised the same bits. Only for
+  // measuring what the guarantee of sum() costs (tlm bench allreduce).
+  void sum_by_library(float* x, int64_t n) const;
   int64_t max(int64_t v) const;
   // Rank 0's n values to every rank.
   void broadcast(int64_t* x, int64_t n) const;
   void barrier() const;
+  // Point to point, for the experiment scheduler's short messages (a few integers): send blocks
+  // until the message is buffered; try_receive takes one waiting message of exactly n values from
+  // any rank (its source in *from) or returns false at once when none is waiting.
+  void send(int to, const int64_t* x, int n) const;
+  bool try_receive(int64_t* x, int n, int* from) const;
+  // Which machine this rank runs on: TLM_NODE_NAME when set (tests give each rank a node of its
+  // own; containers whose host names collide can name theirs), else MPI's processor name.
+  std::string node_name() const;
   // Ends every rank of the job with `code` (the launcher's abort); returns only without MPI.
   void abort(int code) const;
   // "Open MPI v4.1.4, 2 ranks"-like, for manifests; empty for one process without MPI.

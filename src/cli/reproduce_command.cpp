@@ -1,6 +1,7 @@
 // tlm reproduce (an experiment plan, run to a report) and tlm report (the report, rebuilt).
 #include <chrono>
 #include <filesystem>
+#include <memory>
 #include <thread>
 
 #include "cli/commands.h"
@@ -9,6 +10,7 @@
 #include "experiment/results.h"
 #include "experiment/runner.h"
 #include "tlm/check.h"
+#include "tlm/comm.h"
 #include "tlm/device.h"
 #include "tlm/file_io.h"
 #include "tlm/folder_lock.h"
@@ -24,8 +26,8 @@ namespace {
 struct ReproduceArgs {
   std::string preset, out, data_dir, device, precision;
   int jobs = 0, threads = 0;
-  double scale = 1;
-  bool dump_plan = false, dry_run = false;
+  double scale = 1, grow_after = 10;
+  bool dump_plan = false, dry_run = false, fixed_threads = false;
 };
 
 std::string self_exe() {
@@ -37,8 +39,11 @@ std::string self_exe() {
 
 int run_reproduce(const ReproduceArgs& a) {
   const auto t0 = std::chrono::steady_clock::now();
+  // Under mpirun every rank expands the same plan; rank 0 alone prints, writes and schedules.
+  const Comm& comm = Comm::world();
   json plan = experiment::load_plan(a.preset);
   experiment::scale_plan(plan, a.scale);
+  if ((a.dump_plan || a.dry_run) && !comm.leader()) return 0;
   if (a.dump_plan) {
     fmt::print("{}\n", plan.dump(2));
     return 0;
@@ -69,18 +74,25 @@ int run_reproduce(const ReproduceArgs& a) {
     }
     return 0;
   }
-  fs::create_directories(out);
-  const FolderLock lock(out, "experiment folder");
-  write_file_atomic((fs::path(out) / "plan.json").string(), plan.dump(2) + "\n");
+  std::unique_ptr<FolderLock> lock;
+  if (comm.leader()) {
+    fs::create_directories(out);
+    lock = std::make_unique<FolderLock>(out, "experiment folder");
+    write_file_atomic((fs::path(out) / "plan.json").string(), plan.dump(2) + "\n");
+  }
   experiment::RunnerOptions ro;
   ro.out = out;
   ro.tlm_exe = self_exe();
   ro.threads = a.threads > 0 ? a.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   ro.jobs = a.jobs > 0 ? a.jobs : ro.threads;
   ro.device = device;
+  ro.grow_threads = !a.fixed_threads;
+  ro.grow_after_seconds = a.grow_after;
   const experiment::RunSummary s = experiment::run_jobs(runs.graph, ro);
-  fmt::print(stderr, "reproduce: {} finished, {} skipped (done before), {} failed, {} not started\n", s.finished,
-             s.skipped, s.failed, s.blocked);
+  if (!comm.leader()) return s.interrupted ? 130 : 0;  // rank 0 reports (and fails the job if a run failed)
+  fmt::print(stderr, "reproduce: {} finished, {} skipped (done before), {} failed, {} not started{}\n", s.finished,
+             s.skipped, s.failed, s.blocked,
+             s.regrown > 0 ? fmt::format("; {} continued with more threads", s.regrown) : "");
   if (s.interrupted) {
     fmt::print(stderr, "reproduce: stopped; run the same command again to continue\n");
     return 130;
@@ -98,6 +110,10 @@ int run_reproduce(const ReproduceArgs& a) {
                    {"vocab", runs.roles["vocab"]},
                    {"threads", ro.threads},
                    {"jobs", ro.jobs},
+                   {"ranks", comm.size()},
+                   {"mpi", comm.describe()},
+                   {"grow_threads", ro.grow_threads},
+                   {"runs_continued_with_more_threads_this_session", s.regrown},
                    {"device", ro.device},
                    {"precision", eo.precision},
                    {"finished_at", now_utc()},
@@ -124,8 +140,10 @@ void add_reproduce_commands(CLI::App& app, int* exit_code) {
   auto* cmd = app.add_subcommand("reproduce", "run an experiment plan (the paper's four findings) to a report");
   cmd->add_option("--preset", a->preset, "a preset (" + presets + ") or a plan file (TOML)")->required();
   cmd->add_option("--out", a->out, "experiment folder (runs, results.json, report)")->required();
-  cmd->add_option("--jobs", a->jobs, "runs at a time (0: one per thread)")->check(CLI::NonNegativeNumber);
-  cmd->add_option("--threads", a->threads, "threads to use in all (0: all cores)")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--jobs", a->jobs, "runs at a time on each machine (0: one per thread)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--threads", a->threads, "threads to use on each machine (0: all its cores)")
+      ->check(CLI::NonNegativeNumber);
   cmd->add_option("--precision", a->precision,
                   "precision every run computes in: fp32, bf16 or auto (default: the plan's, else fp32); "
                   "a resolved bf16 is part of every run's name")
@@ -134,6 +152,13 @@ void add_reproduce_commands(CLI::App& app, int* exit_code) {
                   "device every run computes on: cpu, cuda or cuda:N (default: the plan's, else cpu)");
   cmd->add_option("--data-dir", a->data_dir, "data folder the plan's files are relative to (default: the plan's)");
   cmd->add_option("--scale", a->scale, "shrink sizes and epochs by this factor, in (0, 1]")->capture_default_str();
+  cmd->add_flag("--fixed-threads", a->fixed_threads,
+                "keep every run at the threads it started with (a run's bits depend on its thread count); by "
+                "default threads left idle with nothing to start go to a running trainer, continued from its "
+                "checkpoint");
+  cmd->add_option("--grow-after", a->grow_after, "seconds a trainer runs before it may be given idle threads")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   cmd->add_flag("--dump-plan", a->dump_plan, "print the resolved plan as JSON and exit");
   cmd->add_flag("--dry-run", a->dry_run, "list the runs (done or pending) without running them");
   cmd->callback([a, exit_code] { *exit_code = run_reproduce(*a); });

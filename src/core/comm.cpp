@@ -1,6 +1,7 @@
 #include "tlm/comm.h"
 
 #include <fmt/format.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstdlib>
@@ -30,6 +31,8 @@ int launched_ranks() {
 }
 
 #ifdef TLM_HAVE_MPI
+// The tag of point-to-point messages (collectives do not use tags).
+constexpr int kMessageTag = 7;
 // MPI counts are ints: longer buffers go in pieces.
 constexpr int64_t kPiece = int64_t{1} << 30;
 
@@ -139,6 +142,20 @@ void Comm::sum(float* x, int64_t n) const { sum_over_ranks(x, n, rank_, size_); 
 void Comm::sum(double* x, int64_t n) const { sum_over_ranks(x, n, rank_, size_); }
 void Comm::sum(int64_t* x, int64_t n) const { sum_over_ranks(x, n, rank_, size_); }
 
+void Comm::sum_by_library(float* x, int64_t n) const {
+#ifdef TLM_HAVE_MPI
+  if (size_ > 1) {
+    for (int64_t at = 0; at < n; at += kPiece) {
+      check_mpi(MPI_Allreduce(MPI_IN_PLACE, x + at, static_cast<int>(std::min(kPiece, n - at)), MPI_FLOAT, MPI_SUM,
+                              MPI_COMM_WORLD),
+                "allreduce");
+    }
+  }
+#else
+  (void)x, (void)n;
+#endif
+}
+
 int64_t Comm::max(int64_t v) const {
 #ifdef TLM_HAVE_MPI
   if (size_ > 1) check_mpi(MPI_Allreduce(MPI_IN_PLACE, &v, 1, MPI_INT64_T, MPI_MAX, MPI_COMM_WORLD), "maximum");
@@ -163,6 +180,52 @@ void Comm::barrier() const {
 #ifdef TLM_HAVE_MPI
   if (size_ > 1) check_mpi(MPI_Barrier(MPI_COMM_WORLD), "barrier");
 #endif
+}
+
+void Comm::send(int to, const int64_t* x, int n) const {
+#ifdef TLM_HAVE_MPI
+  if (mpi_) {
+    check_mpi(MPI_Send(x, n, MPI_INT64_T, to, kMessageTag, MPI_COMM_WORLD), "send");
+    return;
+  }
+#endif
+  (void)x, (void)n;
+  throw Error(fmt::format("no rank {} to send to: this process runs alone", to));
+}
+
+bool Comm::try_receive(int64_t* x, int n, int* from) const {
+#ifdef TLM_HAVE_MPI
+  if (mpi_) {
+    int waiting = 0;
+    MPI_Status status;
+    check_mpi(MPI_Iprobe(MPI_ANY_SOURCE, kMessageTag, MPI_COMM_WORLD, &waiting, &status), "probe");
+    if (!waiting) return false;
+    int count = 0;
+    MPI_Get_count(&status, MPI_INT64_T, &count);
+    TLM_CHECK(count == n, "rank {} sent a message of {} values, expected {}", status.MPI_SOURCE, count, n);
+    check_mpi(MPI_Recv(x, n, MPI_INT64_T, status.MPI_SOURCE, kMessageTag, MPI_COMM_WORLD, MPI_STATUS_IGNORE),
+              "receive");
+    *from = status.MPI_SOURCE;
+    return true;
+  }
+#endif
+  (void)x, (void)n, (void)from;
+  return false;
+}
+
+std::string Comm::node_name() const {
+  if (const char* name = std::getenv("TLM_NODE_NAME"); name && *name) return name;
+#ifdef TLM_HAVE_MPI
+  if (mpi_) {
+    char name[MPI_MAX_PROCESSOR_NAME];
+    int len = 0;
+    check_mpi(MPI_Get_processor_name(name, &len), "processor name");
+    return std::string(name, static_cast<size_t>(len));
+  }
+#endif
+  char host[256] = {};
+  gethostname(host, sizeof(host) - 1);
+  return host;
 }
 
 void Comm::abort(int code) const {

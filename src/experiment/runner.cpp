@@ -1,11 +1,9 @@
 #include "experiment/runner.h"
 
-#include <fcntl.h>
-#include <sys/prctl.h>
-#include <sys/wait.h>
-#include <unistd.h>
+#include <sched.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <csignal>
@@ -13,29 +11,62 @@
 #include <map>
 #include <thread>
 
+#include "experiment/job_processes.h"
 #include "tlm/check.h"
 #include "tlm/checkpoint.h"
+#include "tlm/comm.h"
 #include "tlm/file_io.h"
 #include "tlm/folder_lock.h"
-#include "tlm/job_config.h"
+#include "tlm/hash.h"
 
 namespace tlm::experiment {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
+using Clock = std::chrono::steady_clock;
 
 namespace {
 
 std::atomic<int> g_stop{0};
 extern "C" void on_runner_signal(int sig) { g_stop = sig; }
 
-enum class State { kPending, kRunning, kDone, kFailed, kBlocked };
+// The runner's own SIGINT/SIGTERM handlers for its lifetime: a stop is passed on to the runs.
+class StopSignals {
+ public:
+  StopSignals() {
+    g_stop = 0;
+    struct sigaction sa = {};
+    sa.sa_handler = on_runner_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, &old_int_);
+    sigaction(SIGTERM, &sa, &old_term_);
+  }
+  ~StopSignals() {
+    sigaction(SIGINT, &old_int_, nullptr);
+    sigaction(SIGTERM, &old_term_, nullptr);
+  }
+  StopSignals(const StopSignals&) = delete;
+  StopSignals& operator=(const StopSignals&) = delete;
 
-json read_record(const fs::path& dir) {
-  const fs::path p = dir / "runner.json";
-  if (!fs::exists(p)) return json::object();
-  return read_json_file(p.string());  // written atomically: a damaged one is foreign, and said so
-}
+ private:
+  struct sigaction old_int_ = {}, old_term_ = {};
+};
+
+// Messages between the scheduler (rank 0) and the ranks that execute runs: kind, then values.
+enum Message : int64_t {
+  kHello = 1,    // rank -> scheduler: node hash, threads, jobs
+  kStart,        // scheduler -> rank: job, threads
+  kEnded,        // rank -> scheduler: job, exit code, done, wall milliseconds
+  kStop,         // scheduler -> rank: job (SIGTERM it)
+  kInterrupted,  // rank -> scheduler: this rank was told to stop
+  kQuit,         // scheduler -> rank: all ended; exit code
+};
+constexpr int kMessageSize = 5;
+using Packet = std::array<int64_t, kMessageSize>;
+
+void pause_briefly() { std::this_thread::sleep_for(std::chrono::milliseconds(20)); }
+
+enum class State { kPending, kRunning, kDone, kFailed, kBlocked };
 
 // A trainer still running from an earlier, killed runner (its children get SIGTERM when the
 // runner dies and checkpoint first) holds its run folder's lock: wait for it before starting.
@@ -56,24 +87,55 @@ std::string tail_of(const fs::path& log, size_t bytes) {
   return text.size() > bytes ? "..." + text.substr(text.size() - bytes) : text;
 }
 
-class Runner {
+int64_t node_hash(const Comm& comm) { return static_cast<int64_t>(hash_string(comm.node_name()) >> 1); }
+
+// A rank bound to fewer cores than its runs are given (mpirun binds 2 ranks to a core each by
+// default) would crowd every run onto them.
+void warn_if_bound(const RunnerOptions& o) {
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) != 0) return;
+  const int cores = CPU_COUNT(&set);
+  if (cores < o.threads) {
+    fmt::print(stderr,
+               "reproduce: warning: this rank may use {} core(s) but gives its runs {} threads in all; the launcher "
+               "bound it (mpirun --bind-to none, srun --cpu-bind=none lift that)\n",
+               cores, o.threads);
+  }
+}
+
+// One machine: its threads and runs at a time, its ranks, and what runs on it now.
+struct Node {
+  int threads = 1, jobs = 1;
+  std::vector<int> ranks;
+  int used = 0, running = 0;
+  int reserved_for = -1;  // a timed job waiting for the machine to empty: nothing else starts here
+  int share() const { return std::max(1, threads / jobs); }
+  int free() const { return threads - used; }
+};
+
+struct Placement {
+  int node = 0, rank = 0, threads = 1;
+  Clock::time_point started;
+  bool regrowing = false;  // stopped to be continued with more threads
+};
+
+class Scheduler {
  public:
-  Runner(const JobGraph& g, const RunnerOptions& o)
-      : g_(g), o_(o), state_(g.jobs().size(), State::kPending), order_(launch_order()) {}
+  Scheduler(const JobGraph& g, const RunnerOptions& o, const Comm& comm)
+      : g_(g),
+        o_(o),
+        comm_(comm),
+        local_(g, o, comm.node_name()),
+        state_(g.jobs().size(), State::kPending),
+        order_(launch_order()) {}
 
   RunSummary run() {
-    g_stop = 0;
-    // The runner's own handlers: a stop is passed on to the running commands.
-    struct sigaction sa = {}, old_int = {}, old_term = {};
-    sa.sa_handler = on_runner_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, &old_int);
-    sigaction(SIGTERM, &sa, &old_term);
+    const StopSignals signals;
+    meet_ranks();
     for (size_t i = 0; i < g_.jobs().size(); ++i) {
       const Job& j = g_.at(static_cast<int>(i));
-      const fs::path dir = fs::path(o_.out) / j.dir;
-      wait_for_previous(dir);
-      if (fs::exists(dir / j.done)) {
+      wait_for_previous(fs::path(o_.out) / j.dir);
+      if (fs::exists(fs::path(o_.out) / j.dir / j.done)) {
         state_[i] = State::kDone;
         ++summary_.skipped;
       }
@@ -83,32 +145,53 @@ class Runner {
       if (g_stop != 0 && !forwarded_) {
         forwarded_ = true;
         summary_.interrupted = true;
-        for (const auto& [pid, i] : running_) kill(pid, SIGTERM);
+        for (const auto& [i, p] : placed_) stop_on(p.rank, i);
       }
-      if (!forwarded_) start_ready();
-      if (running_.empty()) break;
-      // Polled, so a signal that lands just before the wait is still seen within 50 ms.
-      int status = 0;
-      const pid_t pid = waitpid(-1, &status, WNOHANG);
-      if (pid <= 0) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(50));
-        continue;
+      if (!forwarded_) {
+        start_ready();
+        grow_if_idle();
       }
-      finish(pid, status);
+      if (placed_.empty()) break;
+      if (!poll()) pause_briefly();
     }
     for (size_t i = 0; i < state_.size(); ++i) {
       if (state_[i] == State::kBlocked) ++summary_.blocked;
     }
-    sigaction(SIGINT, &old_int, nullptr);
-    sigaction(SIGTERM, &old_term, nullptr);
+    const Packet quit = {kQuit, summary_.interrupted ? 130 : summary_.failed > 0 ? 1 : 0};
+    for (int r = 1; r < comm_.size(); ++r) comm_.send(r, quit.data(), kMessageSize);
     return summary_;
   }
 
  private:
-  int slots_used() const {
-    int n = 0;
-    for (const auto& [pid, i] : running_) n += g_.at(i).exclusive ? o_.jobs : 1;
-    return n;
+  // Every rank says which machine it is on and what that machine gives runs.
+  void meet_ranks() {
+    std::map<int64_t, int> node_of_hash;
+    auto add = [&](int rank, const Packet& hello) {
+      auto [it, fresh] = node_of_hash.try_emplace(hello[1], static_cast<int>(nodes_.size()));
+      if (fresh) nodes_.push_back({static_cast<int>(hello[2]), static_cast<int>(hello[3])});
+      nodes_[it->second].ranks.push_back(rank);
+      rank_node_[rank] = it->second;
+    };
+    add(0, {kHello, node_hash(comm_), o_.threads, o_.jobs});
+    for (int heard = 1; heard < comm_.size();) {
+      Packet m;
+      int from = 0;
+      if (!comm_.try_receive(m.data(), kMessageSize, &from)) {
+        pause_briefly();
+        continue;
+      }
+      TLM_CHECK(m[0] == kHello, "rank {} spoke before saying hello", from);
+      add(from, m);
+      ++heard;
+    }
+    if (comm_.distributed()) {
+      std::string list;
+      for (size_t n = 0; n < nodes_.size(); ++n) {
+        list += fmt::format("{}machine {}: ranks {}, {} threads, {} runs at a time", n ? "; " : "", n + 1,
+                            fmt::join(nodes_[n].ranks, ","), nodes_[n].threads, nodes_[n].jobs);
+      }
+      fmt::print(stderr, "reproduce: {} ranks on {} machine(s) ({})\n", comm_.size(), nodes_.size(), list);
+    }
   }
 
   // Pre-training runs first (the long ones that fine-tuning waits for), then the rest in plan order.
@@ -121,168 +204,263 @@ class Runner {
     return order;
   }
 
-  void start_ready() {
-    for (size_t i : order_) {
-      if (state_[i] != State::kPending) continue;
-      bool ready = true, blocked = false;
-      for (int d : g_.at(static_cast<int>(i)).deps) {
-        if (state_[d] == State::kFailed || state_[d] == State::kBlocked) blocked = true;
-        if (state_[d] != State::kDone) ready = false;
-      }
-      if (blocked) {
+  // Whether job i's dependencies have finished; marks it blocked when one failed.
+  bool ready(size_t i) {
+    bool all_done = true;
+    for (int d : g_.at(static_cast<int>(i)).deps) {
+      if (state_[d] == State::kFailed || state_[d] == State::kBlocked) {
         state_[i] = State::kBlocked;
-        continue;
+        return false;
       }
-      if (!ready) continue;
+      if (state_[d] != State::kDone) all_done = false;
+    }
+    return all_done;
+  }
+
+  void start_ready() {
+    // A trainer stopped to grow goes back first, on its machine, with every free thread there.
+    for (auto it = regrow_on_.begin(); it != regrow_on_.end();) {
+      const auto [i, n] = *it;
+      it = regrow_on_.erase(it);
+      launch(i, n, std::max(1, nodes_[n].free()));
+    }
+    for (size_t i : order_) {
+      if (state_[i] != State::kPending || !ready(i)) continue;
       const Job& j = g_.at(static_cast<int>(i));
-      const int used = slots_used();
-      if (j.exclusive ? used > 0 : used >= o_.jobs) {
-        if (j.exclusive) return;  // keep order: nothing later may overtake a waiting timed job
-        continue;
+      if (j.exclusive) {
+        // A timed run has its machine to itself: it holds one (the least busy) until it is empty.
+        int n = reserved_node(static_cast<int>(i));
+        if (n < 0) n = least_busy_unreserved();
+        if (n < 0) continue;
+        nodes_[n].reserved_for = static_cast<int>(i);
+        if (nodes_[n].running > 0) continue;
+        nodes_[n].reserved_for = -1;
+        launch(static_cast<int>(i), n, nodes_[n].threads);
+      } else {
+        int best = -1;
+        for (size_t n = 0; n < nodes_.size(); ++n) {
+          const Node& node = nodes_[n];
+          if (node.reserved_for >= 0 || node.running >= node.jobs || node.free() < node.share()) continue;
+          if (best < 0 || node.free() > nodes_[best].free()) best = static_cast<int>(n);
+        }
+        if (best < 0) continue;
+        launch(static_cast<int>(i), best, nodes_[best].share());
       }
-      start(static_cast<int>(i));
       if (g_stop != 0) return;
     }
   }
 
-  void record(const Job& j, const json& fields) {
-    const fs::path dir = fs::path(o_.out) / j.dir;
-    json r = read_record(dir);
-    for (const auto& [k, v] : fields.items()) r[k] = v;
-    r["id"] = j.id;
-    r["kind"] = j.kind;
-    r["title"] = j.title;
-    write_file_atomic((dir / "runner.json").string(), r.dump(2) + "\n");
+  int reserved_node(int i) const {
+    for (size_t n = 0; n < nodes_.size(); ++n) {
+      if (nodes_[n].reserved_for == i) return static_cast<int>(n);
+    }
+    return -1;
   }
 
-  void start(int i) {
+  int least_busy_unreserved() const {
+    int best = -1;
+    for (size_t n = 0; n < nodes_.size(); ++n) {
+      if (nodes_[n].reserved_for >= 0) continue;
+      if (best < 0 || nodes_[n].used < nodes_[best].used) best = static_cast<int>(n);
+    }
+    return best;
+  }
+
+  // Threads that would sit idle (nothing but a timed run that waits for its machine to empty is
+  // ready to start) go to a trainer of their machine that has run a while: it is stopped at its
+  // next step (it checkpoints) and continued with them. A timed run waiting for the machine then
+  // starts sooner.
+  void grow_if_idle() {
+    if (!o_.grow_threads || g_stop != 0) return;
+    for (size_t i = 0; i < state_.size(); ++i) {
+      if (state_[i] == State::kPending && !g_.at(static_cast<int>(i)).exclusive && ready(i)) return;
+    }
+    const auto now = Clock::now();
+    for (size_t n = 0; n < nodes_.size(); ++n) {
+      if (nodes_[n].free() <= 0) continue;
+      int pick = -1;
+      for (const auto& [i, p] : placed_) {
+        const Job& j = g_.at(i);
+        if (p.node != static_cast<int>(n) || !j.trainer || j.exclusive || p.regrowing) continue;
+        if (std::chrono::duration<double>(now - p.started).count() < o_.grow_after_seconds) continue;
+        // Pre-training first (fine-tuning waits on it), then the one that started first.
+        if (pick < 0 || (j.kind == "pretrain" && g_.at(pick).kind != "pretrain") ||
+            (j.kind == g_.at(pick).kind && p.started < placed_.at(pick).started)) {
+          pick = i;
+        }
+      }
+      if (pick < 0) continue;
+      Placement& p = placed_.at(pick);
+      p.regrowing = true;
+      fmt::print(stderr, "reproduce: {} threads idle: continuing {} with {} threads (from its checkpoint)\n",
+                 nodes_[n].free(), g_.at(pick).title, p.threads + nodes_[n].free());
+      stop_on(p.rank, pick);
+    }
+  }
+
+  void launch(int i, int n, int threads) {
+    Node& node = nodes_[n];
+    // The rank of the machine with the fewest runs (internal work runs inside a rank).
+    int rank = node.ranks[0];
+    for (int r : node.ranks) {
+      if (runs_of_rank(r) < runs_of_rank(rank)) rank = r;
+    }
     const Job& j = g_.at(i);
-    const fs::path dir = fs::path(o_.out) / j.dir;
-    fs::create_directories(dir);
-    const json prev = read_record(dir);
-    const int attempt = prev.value("attempts", 0) + 1;
-    json config = j.config;
-    if (j.late_config) {
-      try {
-        config = j.late_config(o_.out);
-      } catch (const std::exception& e) {  // e.g. a dependency's metrics unreadable: this job fails, not the runner
-        started_[i] = std::chrono::steady_clock::now();
-        write_file_atomic((dir / "log.txt").string(), std::string(e.what()) + "\n");
-        finish_job(i, false, 1);
-        return;
+    const bool resume = j.trainer && !latest_checkpoint((fs::path(o_.out) / j.dir).string()).empty();
+    ++launched_;
+    fmt::print(stderr, "reproduce: [{}] {}{} ({}){}\n", launched_, resume ? "resume " : "", j.title, j.dir,
+               comm_.distributed() ? fmt::format(" on rank {}", rank) : "");
+    node.used += threads;
+    ++node.running;
+    placed_[i] = {n, rank, threads, Clock::now()};
+    state_[i] = State::kRunning;
+    if (rank == 0) {
+      local_.start(i, threads);
+    } else {
+      const Packet m = {kStart, i, threads};
+      comm_.send(rank, m.data(), kMessageSize);
+    }
+  }
+
+  int runs_of_rank(int rank) const {
+    int k = 0;
+    for (const auto& [i, p] : placed_) k += p.rank == rank;
+    return k;
+  }
+
+  void stop_on(int rank, int i) {
+    if (rank == 0) {
+      local_.stop(i);
+    } else {
+      const Packet m = {kStop, i};
+      comm_.send(rank, m.data(), kMessageSize);
+    }
+  }
+
+  // Takes what has ended here and what the ranks say; whether anything happened.
+  bool poll() {
+    bool heard = false;
+    for (const EndedJob& e : local_.reap()) {
+      ended(e);
+      heard = true;
+    }
+    Packet m;
+    int from = 0;
+    while (comm_.try_receive(m.data(), kMessageSize, &from)) {
+      heard = true;
+      if (m[0] == kEnded) {
+        ended({static_cast<int>(m[1]), static_cast<int>(m[2]), m[3] != 0, static_cast<double>(m[4]) / 1000});
+      } else if (m[0] == kInterrupted) {
+        fmt::print(stderr, "reproduce: rank {} was told to stop: stopping every run\n", from);
+        if (g_stop == 0) g_stop = SIGTERM;
       }
     }
-    const bool resume = j.trainer && !latest_checkpoint(dir.string()).empty();
-    started_[i] = std::chrono::steady_clock::now();
-    ++launched_;
-    fmt::print(stderr, "reproduce: [{}] {}{} ({})\n", launched_, resume ? "resume " : "", j.title, j.dir);
-    if (j.internal) {
-      record(j, {{"status", "running"}, {"attempts", attempt}});
-      try {
-        j.internal(o_.out, dir.string());
-        finish_job(i, true, 0);
-      } catch (const std::exception& e) {
-        fmt::print(stderr, "reproduce: {} failed: {}\n", j.title, e.what());
-        write_file_atomic((dir / "log.txt").string(), std::string(e.what()) + "\n");
-        finish_job(i, false, 1);
-      }
+    return heard;
+  }
+
+  void ended(const EndedJob& e) {
+    const auto it = placed_.find(e.job);
+    if (it == placed_.end()) return;
+    const Placement p = it->second;
+    placed_.erase(it);
+    nodes_[p.node].used -= p.threads;
+    --nodes_[p.node].running;
+    const Job& j = g_.at(e.job);
+    const double wall = read_run_record_json(o_.out, j).value("wall_seconds", 0.0) + e.wall_seconds;
+    const double ended_at = unix_seconds();
+    const bool stopped = !e.done && (e.code == 130 || e.code == 128 + SIGTERM || e.code == 128 + SIGINT);
+    if (p.regrowing && stopped && g_stop == 0) {
+      update_run_record(
+          o_.out, j,
+          {{"status", "stopped to continue with more threads"}, {"wall_seconds", wall}, {"ended_at", ended_at}});
+      state_[e.job] = State::kPending;
+      regrow_on_[e.job] = p.node;
+      ++summary_.regrown;
       return;
     }
-    const int threads = j.exclusive ? o_.threads : std::max(1, o_.threads / o_.jobs);
-    const JobSchema& schema = job_schema(j.schema);
-    if (schema.find("threads")) config["threads"] = threads;
-    if (schema.find("device")) config["device"] = o_.device;
-    // The job file: what the command runs, readable and rerunnable by hand from <out>.
-    const std::string job_file = j.dir + "/job.toml";
-    write_file_atomic((fs::path(o_.out) / job_file).string(),
-                      config_to_toml(config,
-                                     fmt::format("{}\nrun from {}: tlm {} --config {}", j.title, o_.out,
-                                                 fmt::join(schema.command(), " "), job_file),
-                                     &schema));
-    std::vector<std::string> argv_s = {o_.tlm_exe};
-    argv_s.insert(argv_s.end(), schema.command().begin(), schema.command().end());
-    argv_s.push_back("--config");
-    argv_s.push_back(job_file);
-    const std::string log = (dir / "log.txt").string();
-    const pid_t parent = getpid();
-    const pid_t pid = fork();
-    TLM_CHECK(pid >= 0, "fork failed for {}", j.title);
-    if (pid == 0) {
-      // The child: dies with the runner (SIGTERM lets a trainer checkpoint first).
-      prctl(PR_SET_PDEATHSIG, SIGTERM);
-      if (getppid() != parent) _exit(130);
-      std::signal(SIGINT, SIG_DFL);
-      std::signal(SIGTERM, SIG_DFL);
-      if (chdir(o_.out.c_str()) != 0) _exit(127);
-      const int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-      if (fd < 0) _exit(127);
-      dup2(fd, 1);
-      dup2(fd, 2);
-      close(fd);
-      std::vector<char*> argv;
-      for (auto& s : argv_s) argv.push_back(s.data());
-      argv.push_back(nullptr);
-      execv(argv[0], argv.data());
-      _exit(127);
-    }
-    running_[pid] = i;
-    state_[i] = State::kRunning;
-    record(j, {{"status", "running"}, {"pid", pid}, {"attempts", attempt}, {"command", argv_s}, {"threads", threads}});
-  }
-
-  void finish(pid_t pid, int status) {
-    const auto it = running_.find(pid);
-    if (it == running_.end()) return;
-    const int i = it->second;
-    running_.erase(it);
-    const int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    const Job& j = g_.at(i);
-    const bool done = code == 0 && fs::exists(fs::path(o_.out) / j.dir / j.done);
-    if (code == 0 && !done) fmt::print(stderr, "reproduce: {} exited 0 without writing {}\n", j.title, j.done);
-    finish_job(i, done, code);
-  }
-
-  void finish_job(int i, bool ok, int code) {
-    const Job& j = g_.at(i);
-    const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_[i]).count();
-    const fs::path dir = fs::path(o_.out) / j.dir;
-    const json prev = read_record(dir);
-    const bool stopped = !ok && (code == 130 || code == 128 + SIGTERM || code == 128 + SIGINT) && g_stop != 0;
-    const std::string status = ok ? "finished" : stopped ? "interrupted" : "failed";
-    json fields = {{"status", status}, {"exit_code", code}, {"wall_seconds", prev.value("wall_seconds", 0.0) + wall}};
-    record(j, fields);
-    if (ok) {
-      state_[i] = State::kDone;
+    const bool interrupted = stopped && g_stop != 0;
+    const std::string status = e.done ? "finished" : interrupted ? "interrupted" : "failed";
+    update_run_record(o_.out, j,
+                      {{"status", status}, {"exit_code", e.code}, {"wall_seconds", wall}, {"ended_at", ended_at}});
+    if (e.done) {
+      state_[e.job] = State::kDone;
       ++summary_.finished;
-      fmt::print(stderr, "reproduce: finished {} in {:.1f} s\n", j.title, wall);
-    } else if (stopped) {
-      state_[i] = State::kPending;
+      fmt::print(stderr, "reproduce: finished {} in {:.1f} s\n", j.title, e.wall_seconds);
+    } else if (interrupted) {
+      state_[e.job] = State::kPending;
     } else {
-      state_[i] = State::kFailed;
+      state_[e.job] = State::kFailed;
       ++summary_.failed;
-      const std::string log = (dir / "log.txt").string();
+      const std::string log = (fs::path(o_.out) / j.dir / "log.txt").string();
       summary_.failures.push_back(j.title + ": " + log);
-      fmt::print(stderr, "reproduce: FAILED {} (exit {}), see {}:\n{}\n", j.title, code, log, tail_of(log, 1500));
+      fmt::print(stderr, "reproduce: FAILED {} (exit {}), see {}:\n{}\n", j.title, e.code, log, tail_of(log, 1500));
     }
   }
 
   const JobGraph& g_;
   RunnerOptions o_;
+  const Comm& comm_;
+  JobProcesses local_;
   std::vector<State> state_;
   std::vector<size_t> order_;
-  std::map<pid_t, int> running_;
-  std::map<int, std::chrono::steady_clock::time_point> started_;
+  std::vector<Node> nodes_;
+  std::map<int, int> rank_node_;
+  std::map<int, Placement> placed_;  // running job -> where
+  std::map<int, int> regrow_on_;     // job stopped to grow -> its machine
   RunSummary summary_;
   bool forwarded_ = false;
   int launched_ = 0;
 };
 
+// A rank other than 0: executes the runs the scheduler sends until it says quit.
+RunSummary execute_for_scheduler(const JobGraph& g, const RunnerOptions& o, const Comm& comm) {
+  const StopSignals signals;
+  JobProcesses local(g, o, comm.node_name());
+  const Packet hello = {kHello, node_hash(comm), o.threads, o.jobs};
+  comm.send(0, hello.data(), kMessageSize);
+  bool told = false;
+  while (true) {
+    if (g_stop != 0 && !told) {
+      told = true;
+      local.stop_all();
+      const Packet m = {kInterrupted};
+      comm.send(0, m.data(), kMessageSize);
+    }
+    bool heard = false;
+    for (const EndedJob& e : local.reap()) {
+      const Packet m = {kEnded, e.job, e.code, e.done, static_cast<int64_t>(e.wall_seconds * 1000)};
+      comm.send(0, m.data(), kMessageSize);
+      heard = true;
+    }
+    Packet m;
+    int from = 0;
+    if (comm.try_receive(m.data(), kMessageSize, &from)) {
+      heard = true;
+      if (m[0] == kStart) {
+        local.start(static_cast<int>(m[1]), static_cast<int>(m[2]));
+      } else if (m[0] == kStop) {
+        local.stop(static_cast<int>(m[1]));
+      } else if (m[0] == kQuit) {
+        RunSummary s;
+        s.interrupted = m[1] == 130;
+        return s;
+      }
+    }
+    if (!heard) pause_briefly();
+  }
+}
+
 }  // namespace
 
-RunSummary run_jobs(const JobGraph& graph, const RunnerOptions& options) { return Runner(graph, options).run(); }
+RunSummary run_jobs(const JobGraph& graph, const RunnerOptions& options) {
+  const Comm& comm = Comm::world();
+  if (comm.distributed()) warn_if_bound(options);
+  if (!comm.leader()) return execute_for_scheduler(graph, options, comm);
+  return Scheduler(graph, options, comm).run();
+}
 
 RunRecord read_run_record(const std::string& out, const Job& job) {
-  const json r = read_record(fs::path(out) / job.dir);
+  const json r = read_run_record_json(out, job);
   return {r.value("wall_seconds", 0.0), r.value("attempts", 0)};
 }
 

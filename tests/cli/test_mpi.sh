@@ -9,18 +9,9 @@
 # refuse to run as several ranks.
 # Usage: test_mpi.sh path/to/tlm
 set -euo pipefail
-tlm="$(realpath "$1")"
-root="$(cd "$(dirname "$0")/../.." && pwd)"
-py=/usr/bin/python3
-command -v mpirun >/dev/null || { echo "SKIP: mpirun is not installed (package openmpi-bin)"; exit 77; }
-work=$(mktemp -d)
-trap 'pkill -P $$ 2>/dev/null || true; rm -rf "$work"' EXIT
-cd "$work"
-source "$root/tests/shell_helpers.sh"
-
-# Open MPI refuses root unless told (CI runs as root); two ranks may exceed the cores; no
-# cross-process memory mapping in containers.
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl_vader_single_copy_mechanism=none
+source "$(dirname "$0")/../shell_helpers.sh"
+start_test "$1"
+use_mpirun
 mpi2=(mpirun -n 2 --oversubscribe --bind-to none)
 
 $py "$root/tests/experiment/make_mini_data.py" data >/dev/null
@@ -126,8 +117,7 @@ cmp -s straight/model.safetensors sig/model.safetensors || fail "the resumed run
 "${mpi2[@]}" "$tlm" "${long[@]}" --out k9 >k9.txt 2>&1 &
 launcher=$!
 # a complete checkpoint (step-NNNNNNNNN with its trainer state; a .tmp folder is one being written)
-for _ in $(seq 1200); do compgen -G "k9/checkpoints/step-?????????/trainer_state.json" >/dev/null && break; sleep 0.1; done
-compgen -G "k9/checkpoints/step-?????????/trainer_state.json" >/dev/null || fail "no checkpoint in 2 minutes"
+wait_for_file "k9/checkpoints/step-?????????/trainer_state.json" 120 "no checkpoint in 2 minutes"
 ranks=($(pgrep -P "$launcher" -f "tlm pretrain" || true))
 [ ${#ranks[@]} -eq 2 ] || fail "expected 2 ranks under mpirun, found ${#ranks[@]}"
 kill -KILL "${ranks[1]}"
@@ -144,7 +134,7 @@ expect_mpi_error() {  # expect_mpi_error "message" args...
   if "${mpi2[@]}" "$@" >err.txt 2>&1; then fail "not refused: $*"; fi
   grep -qF "$msg" err.txt || { cat err.txt; fail "expected \"$msg\" for: $*"; }
 }
-expect_mpi_error "only \`tlm pretrain\` and \`tlm finetune\`" "$tlm" reproduce --preset demo --out x --dry-run
+expect_mpi_error "only \`tlm pretrain\` and \`tlm finetune\`" "$tlm" vocab train --corpus corpus.txt --size 300 --out x
 expect_mpi_error "convolutional front-end does not train data-parallel" "$tlm" "${pre[@]}" --layers 1 \
   --conv-layers 1 --conv-kernel 3 --conv-channels 4 --max-steps 2 --out conv
 [ ! -e x ] || fail "a refused reproduce made its folder"

@@ -145,14 +145,11 @@ echo "rerun and tlm report: ok"
 # --- a runner killed mid-run: its trainers checkpoint (SIGTERM from the dying parent), the next
 # call resumes them, and a resumed run ends exactly where a straight run does.
 sed -e 's/^epochs = 1$/epochs = 60/' "$plan" > long_plan.toml
-long=(--preset long_plan.toml --data-dir data --jobs 2 --threads 2 --out killed)
+# (--fixed-threads: the straight run below has the threads of the resumed run's last attempt)
+long=(--preset long_plan.toml --data-dir data --jobs 2 --threads 2 --fixed-threads --out killed)
 "$tlm" reproduce "${long[@]}" >/dev/null 2>killed1.txt &
 runner=$!
-for _ in $(seq 1 300); do
-  compgen -G "killed/runs/pretrain-*/checkpoints/step-*/trainer_state.json" >/dev/null && break
-  sleep 0.1
-done
-compgen -G "killed/runs/pretrain-*/checkpoints/step-*/trainer_state.json" >/dev/null || fail "no checkpoint to kill at"
+wait_for_file "killed/runs/pretrain-*/checkpoints/step-*/trainer_state.json" 60 "no checkpoint to kill at"
 kill -9 $runner
 wait $runner 2>/dev/null || true
 "$tlm" reproduce "${long[@]}" >/dev/null 2>killed2.txt || { tail -20 killed2.txt; fail "resume after kill failed"; }
@@ -166,6 +163,34 @@ sed -e 's|^out = .*|out = "straight"|' "$dir/job.toml" > killed/straight.toml
 (cd killed && "$tlm" pretrain --config straight.toml >/dev/null 2>&1) || fail "straight run failed"
 cmp "$dir/model.safetensors" killed/straight/model.safetensors || fail "resumed model differs from a straight run"
 echo "kill and resume: ok ($(basename "$dir") bit-identical to a straight run)"
+
+# --- idle threads: a long pre-training left alone (its curve's other end and every fine-tuning done)
+# is stopped at a step and continued from its checkpoint with both threads; with --fixed-threads
+# it keeps its one thread
+$py - "$plan" <<'PY'
+import sys
+plan = open(sys.argv[1]).read()
+head = plan[:plan.index("[fasttext]")].replace("seeds = 2", "seeds = 1")
+open("grow_plan.toml", "w").write(head + """[[e2]]
+task = "onefile"
+architecture = "shallow"
+sequences = [400, 400]
+epochs = [1, 100]
+""")
+PY
+"$tlm" reproduce --preset grow_plan.toml --data-dir data --jobs 2 --threads 2 --grow-after 0.5 --out grow \
+  >/dev/null 2>grow.txt || { tail -20 grow.txt; fail "reproduce with idle threads failed"; }
+grep -q "1 threads idle: continuing pre-train shallow on near (400 sequences x 100 epochs" grow.txt ||
+  { cat grow.txt; fail "the idle thread was not given to the long pre-training"; }
+grep -q "1 continued with more threads" grow.txt || fail "the summary does not count the continued run"
+long_run=$(dirname "$(grep -l "x 100 epochs" grow/runs/pretrain-*/runner.json)")
+[ "$(json "$long_run/runner.json" "d['threads_by_attempt']")" = "[1, 2]" ] || fail "threads by attempt not [1, 2]"
+grep -q "resuming .* at step" "$long_run/log.txt" || fail "the continued run did not resume from its checkpoint"
+$py "$here/check_results.py" grow || fail "results with a continued run disagree with the runs"
+"$tlm" reproduce --preset grow_plan.toml --data-dir data --jobs 2 --threads 2 --grow-after 0.5 --fixed-threads \
+  --out fixed >/dev/null 2>fixed.txt || fail "reproduce --fixed-threads failed"
+! grep -q "threads idle" fixed.txt || fail "--fixed-threads gave a run more threads"
+echo "idle threads: ok"
 
 # --- bad plans: every mistake is caught when the plan is loaded, before any run starts (the
 # experiment folder is not even made), with a message that names the table and key

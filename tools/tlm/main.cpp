@@ -9,13 +9,17 @@
 
 namespace {
 
-// Started by mpirun/srun as one of several ranks: only the trainers run data-parallel.
-void check_data_parallel_command(const tlm::Comm& comm, int argc, char** argv) {
+// Started by mpirun/srun as one of several ranks: the trainers run data-parallel, reproduce
+// spreads its runs over the ranks; nothing else runs as several ranks.
+void check_distributed_command(const tlm::Comm& comm, int argc, char** argv) {
   if (!comm.distributed()) return;
   const std::string command = argc > 1 ? argv[1] : "";
-  if (command != "pretrain" && command != "finetune") {
-    throw tlm::Error("under mpirun only `tlm pretrain` and `tlm finetune` run (data-parallel: " +
-                     std::to_string(comm.size()) + " ranks train one model); run `tlm " + command + "` as one process");
+  const std::string sub = argc > 2 ? argv[2] : "";
+  if (command != "pretrain" && command != "finetune" && command != "reproduce" &&
+      !(command == "bench" && (sub == "train" || sub == "allreduce"))) {
+    throw tlm::Error("under mpirun only `tlm pretrain` and `tlm finetune` (data-parallel: " +
+                     std::to_string(comm.size()) + " ranks train one model), `tlm reproduce` (its runs spread " +
+                     "over the ranks) and `tlm bench train|allreduce` run; run `tlm " + command + "` as one process");
   }
 }
 
@@ -41,7 +45,7 @@ int main(int argc, char** argv) {
   const tlm::Comm* comm = nullptr;  // null: MPI could not start (or this build has none)
   try {
     comm = &tlm::Comm::world();
-    check_data_parallel_command(*comm, argc, argv);
+    check_distributed_command(*comm, argc, argv);
   } catch (const tlm::Error& e) {
     std::fprintf(stderr, "tlm: error: %s\n", e.what());
     if (comm != nullptr) comm->abort(1);

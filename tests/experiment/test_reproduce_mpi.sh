@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# tlm reproduce spread over MPI ranks (two ranks on this machine, each told it is a machine of its
+# own with TLM_NODE_NAME, one thread each): every run runs once, on both machines, the timed run
+# alone on its machine, and everything but timings equals a one-process reproduce of the same plan
+# (one thread per run in both: the same bits); kill -9 of one rank mid-way ends the job (no hang),
+# and the same command continues it to the same kind of finish. Without mpirun (openmpi-bin) or
+# with a tlm built without MPI it skips (exit 77).
+# Usage: test_reproduce_mpi.sh path/to/tlm
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+source "$here/../shell_helpers.sh"
+start_test "$1"
+use_mpirun
+$py "$here/make_mini_data.py" data >/dev/null
+plan="$here/mini_plan.toml"
+common=(--data-dir data --jobs 1 --threads 1)
+# Two "machines" a and b, one rank each.
+two_machines() {  # two_machines args-of-reproduce...
+  timeout 300 mpirun --oversubscribe --bind-to none -n 1 env TLM_NODE_NAME=a "$tlm" reproduce "$@" : \
+    -n 1 env TLM_NODE_NAME=b "$tlm" reproduce "$@"
+}
+
+if ! two_machines --preset "$plan" "${common[@]}" --out two >two.txt 2>&1; then
+  if grep -q "built without MPI" two.txt; then
+    [ ! -e two ] || fail "a build without MPI made the experiment folder under mpirun"
+    echo "SKIP: this tlm is built without MPI (it refuses to run as 2 ranks, as it must)"
+    exit 77
+  fi
+  tail -30 two.txt
+  fail "reproduce on 2 ranks failed"
+fi
+grep -q "2 ranks on 2 machine(s)" two.txt || { cat two.txt; fail "the ranks did not meet as two machines"; }
+"$tlm" reproduce --preset "$plan" "${common[@]}" --out one >one.txt 2>&1 || { tail -30 one.txt; fail "reproduce failed"; }
+$py "$here/check_results.py" two || fail "results of the 2-rank reproduce disagree with its runs"
+$py - <<'PY' || fail "the 2-rank reproduce differs from the 1-process one"
+import glob, json, os
+def runs(top):
+    return {os.path.basename(os.path.dirname(p)): json.load(open(p)) for p in glob.glob(top + "/runs/*/runner.json")}
+one, two = runs("one"), runs("two")
+assert set(one) == set(two) and len(two) > 20, (len(one), len(two))
+# Every run ran once, on one of the two machines, and both machines ran trainers.
+assert all(r["attempts"] == 1 and r["status"] == "finished" for r in two.values()), \
+    [(k, r["attempts"], r["status"]) for k, r in two.items() if r["attempts"] != 1 or r["status"] != "finished"]
+machines = {r["node"] for r in two.values()}
+assert machines == {"a", "b"}, machines
+trained = {r["node"] for r in two.values() if r["kind"] in ("pretrain", "finetune")}
+assert trained == {"a", "b"}, trained
+# The timed run had its machine to itself: no other run of that machine overlapped it.
+(lat,) = [r for r in two.values() if r["kind"] == "latency"]
+for k, r in two.items():
+    if r is not lat and r["node"] == lat["node"]:
+        assert r["ended_at"] <= lat["started_at"] or r["started_at"] >= lat["ended_at"], (k, r, lat)
+# The same work: every model, every prediction file and every metric but timings, bit for bit.
+def timing(key):
+    return any(t in key for t in ("seconds", "per_s", "_ms", "_at"))
+def strip(x):
+    if isinstance(x, dict):
+        return {k: strip(v) for k, v in x.items() if not timing(k)}
+    if isinstance(x, list):
+        return [strip(v) for v in x]
+    return x
+compared = 0
+for name in one:
+    for f in sorted(glob.glob(f"one/runs/{name}/*")):
+        base = os.path.basename(f)
+        if os.path.isdir(f) or base in ("runner.json", "log.txt", "log.jsonl", "job.toml", "manifest.json", "tlm.lock"):
+            continue
+        if one[name]["kind"] == "latency":
+            continue  # its measurements are timings
+        g = f.replace("one/", "two/", 1)
+        if base.endswith(".json"):
+            assert strip(json.load(open(f))) == strip(json.load(open(g))), (f, g)
+        else:
+            assert open(f, "rb").read() == open(g, "rb").read(), (f, g)
+        compared += 1
+a, b = json.load(open("one/results.json")), json.load(open("two/results.json"))
+for r in (a, b):  # what is measured in time, and where and how it ran
+    del r["e4"]["latency"], r["manifest"]
+    r["findings"] = [f for f in r["findings"] if f["id"] != "F4"]  # its verdict weighs latency
+assert strip(a) == strip(b), [k for k in a if strip(a[k]) != strip(b[k])]
+print(f"2 ranks on 2 machines: {len(two)} runs, each once; {compared} result files equal to one process's")
+PY
+[ "$(json two/results.json "d['manifest']['ranks']")" = 2 ] || fail "the results do not say 2 ranks"
+
+# --- kill -9 of one rank once a trainer has checkpointed: the job ends (no hang), the same command
+# continues it: interrupted trainers resume, nothing finished runs again, and it all adds up.
+sed -e 's/^epochs = 1$/epochs = 20/' "$plan" > long_plan.toml
+two_machines --preset long_plan.toml "${common[@]}" --out killed >killed1.txt 2>&1 &
+job=$!
+wait_for_file "killed/runs/pretrain-*/checkpoints/step-*/trainer_state.json" 60 "no checkpoint to kill at"
+rank1=""
+for pid in $(pgrep -f "tlm reproduce --preset long_plan.toml"); do
+  tr '\0' '\n' </proc/$pid/environ 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=1" && rank1=$pid
+done
+[ -n "$rank1" ] || fail "rank 1 not found"
+kill -9 "$rank1"
+if wait $job; then fail "the job went on after a rank died"; fi
+finished_before=$(grep -l '"status": "finished"' killed/runs/*/runner.json | wc -l)
+two_machines --preset long_plan.toml "${common[@]}" --out killed >killed2.txt 2>&1 ||
+  { tail -30 killed2.txt; fail "the rerun after kill -9 failed"; }
+grep -q "reproduce: \[[0-9]*\] resume pre-train" killed2.txt || { cat killed2.txt; fail "nothing was resumed"; }
+grep -q "already finished" killed2.txt || fail "no summary of finished runs"
+$py "$here/check_results.py" killed || fail "results after the rerun disagree with the runs"
+$py - "$finished_before" <<'PY' || fail "a run finished before the kill ran again"
+import glob, json, sys
+attempts = [json.load(open(p))["attempts"] for p in glob.glob("killed/runs/*/runner.json")]
+finished_before = int(sys.argv[1])
+# Runs finished before the kill were skipped: at most the interrupted ones ran twice.
+assert sum(a > 1 for a in attempts) <= len(attempts) - finished_before, (attempts, finished_before)
+print(f"kill -9 of a rank: {finished_before} runs had finished, {sum(a > 1 for a in attempts)} resumed or rerun")
+PY
+echo "PASS"
