@@ -1,6 +1,6 @@
 // Training-step benchmark: random tokens through a full step (forward, backward, clipping,
-// AdamW) of a named or given config, with model-FLOPs utilisation against the GEMM ceiling its
-// back end measures (same library, same precision, same threads).
+// AdamW; under mpirun the data-parallel step, its gradient sums timed) of a named or given config, with model-FLOPs
+// utilisation against the GEMM ceiling its back end measures (same library, same precision, same threads).
 #pragma once
 
 #include <string>
@@ -26,6 +26,8 @@ struct TrainBenchOptions {
 struct TrainBenchResult {
   double ms_per_step = 0, tokens_per_s = 0, gflops = 0, ceiling_gflops = 0, mfu = 0;
   double flops_per_step = 0;
+  double comm_ms_per_step = 0;  // of ms_per_step, summing gradients over ranks (0 for one process)
+  int ranks = 1;                // processes computing the step (mpirun)
   int64_t params = 0;
   int threads = 0;
   double first_loss = 0, last_loss = 0;

@@ -26,6 +26,13 @@ uint64_t stream_key(uint64_t seed, Stream stream, uint64_t index = 0);
 // first, before it writes anything.
 void check_data_parallel(const BertConfig& model, const Backend& backend);
 
+// (2)-(4) of a step: this process's contiguous share of `batch` (all of it for one process)
+// forward and backward with the loss scale of the whole batch's `global_targets`, then gradients
+// and the loss summed over the processes, so every rank holds the same bits. `shard` is scratch.
+// Returns the whole batch's loss sum; *comm_seconds gets the time spent summing (0 alone).
+double data_parallel_gradients(BertModel& model, const Batch& batch, int64_t global_targets, bool mlm,
+                               uint64_t dropout_key, Batch& shard, double* comm_seconds);
+
 class TrainLoop {
  public:
   // Sizes the model for the job's training and evaluation sets. `job` must outlive the loop.
@@ -51,6 +58,7 @@ class TrainLoop {
     bool finite = true;  // false: loss or gradient norm not finite, and no update was made
     double loss = 0;     // mean over the step's targets
     double grad_norm = 0, lr = 0, seconds = 0, flops = 0;
+    double comm_seconds = 0;  // of `seconds`, summing over processes
     int epoch = 0, tokens = 0;
   };
   // One optimizer step (the step counter advances only when the result is finite).

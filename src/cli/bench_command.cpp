@@ -8,6 +8,7 @@
 #include "cli/threads.h"
 #include "tlm/bench.h"
 #include "tlm/check.h"
+#include "tlm/comm.h"
 #include "tlm/device.h"
 #include "tlm/file_io.h"
 #include "tlm/readers.h"
@@ -45,13 +46,20 @@ void run_bench_train(const BenchArgs& a) {
   o.precision = resolve_precision(parse_precision(a.precision), o.device, &note);
   if (!note.empty()) fmt::print(stderr, "{}\n", note);
   const TrainBenchResult r = run_train_bench(o);
-  fmt::print("tlm bench train: config {} ({} layers x {}, {} heads, vocab {}), task {}, batch {} x {}, {} threads\n",
+  if (!Comm::world().leader()) return;  // under mpirun, rank 0 reports
+  fmt::print("tlm bench train: config {} ({} layers x {}, {} heads, vocab {}), task {}, batch {} x {}, {} threads{}\n",
              a.config, o.config.num_hidden_layers, o.config.hidden_size, o.config.num_attention_heads,
-             o.config.vocab_size, a.task, a.batch, a.seq, r.threads);
+             o.config.vocab_size, a.task, a.batch, a.seq, r.threads,
+             r.ranks > 1 ? fmt::format(" on each of {} ranks ({})", r.ranks, Comm::world().describe()) : "");
   fmt::print("  params {:.2f}M  loss {:.4f} -> {:.4f}\n", r.params / 1e6, r.first_loss, r.last_loss);
   fmt::print("  back end: {}\n", r.backend);
-  fmt::print("  {:.1f} ms/step  {:.0f} tokens/s  {:.1f} GFLOP/s  MFU {:.1f}% of a measured {:.1f} GFLOP/s {} GEMM\n",
-             r.ms_per_step, r.tokens_per_s, r.gflops, 100 * r.mfu, r.ceiling_gflops, precision_name(o.precision));
+  fmt::print("  {:.1f} ms/step  {:.0f} tokens/s  {:.1f} GFLOP/s  MFU {:.1f}% of a measured {:.1f} GFLOP/s {} GEMM{}\n",
+             r.ms_per_step, r.tokens_per_s, r.gflops, 100 * r.mfu, r.ceiling_gflops, precision_name(o.precision),
+             r.ranks > 1 ? " per rank" : "");
+  if (r.ranks > 1) {
+    fmt::print("  of which {:.1f} ms/step summing gradients over the ranks ({:.1f}%)\n", r.comm_ms_per_step,
+               100 * r.comm_ms_per_step / r.ms_per_step);
+  }
   if (!a.json_out.empty()) {
     nlohmann::json j = {{"engine", "tlm"},
                         {"config", a.config},
@@ -59,6 +67,8 @@ void run_bench_train(const BenchArgs& a) {
                         {"batch", a.batch},
                         {"seq_len", a.seq},
                         {"threads", r.threads},
+                        {"ranks", r.ranks},
+                        {"comm_ms_per_step", r.comm_ms_per_step},
                         {"precision", precision_name(o.precision)},
                         {"backend", r.backend},
                         {"params", r.params},
@@ -152,6 +162,7 @@ void add_bench_command(CLI::App& app, int argc, char** argv, int* exit_code) {
   tokenize->add_option("--repeat", targs->repeat, "timed passes (best is reported)")->capture_default_str();
   tokenize->callback([targs] { run_bench_tokenize(*targs); });
   add_latency_command(*bench, argc, argv, exit_code);
+  add_allreduce_bench_command(*bench);
 }
 
 }  // namespace tlm::cli

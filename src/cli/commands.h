@@ -9,6 +9,7 @@ namespace tlm::cli {
 
 void add_bench_command(CLI::App& app, int argc, char** argv, int* exit_code);
 void add_latency_command(CLI::App& bench, int argc, char** argv, int* exit_code);  // bench latency
+void add_allreduce_bench_command(CLI::App& bench);                                 // bench allreduce
 void add_tokenize_command(CLI::App& app);
 void add_vocab_command(CLI::App& app, int argc, char** argv, int* exit_code);
 void add_data_command(CLI::App& app, int argc, char** argv, int* exit_code);

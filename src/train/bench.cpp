@@ -9,9 +9,11 @@
 
 #include "backend/backend.h"
 #include "tlm/check.h"
+#include "tlm/comm.h"
 #include "tlm/model.h"
 #include "tlm/optim.h"
 #include "tlm/rng.h"
+#include "tlm/train_loop.h"
 
 namespace tlm {
 
@@ -72,27 +74,40 @@ TrainBenchResult run_train_bench(const TrainBenchOptions& opt) {
   r.params = model.num_params();
   r.threads = omp_get_max_threads();
   r.flops_per_step = model.train_flops(batch);
-  double total = 0;
+  // Under mpirun the step is the data-parallel one (--batch is the global batch, each rank
+  // computes its share, the gradients are summed), and the time spent summing is measured.
+  const Comm& comm = Comm::world();
+  r.ranks = comm.size();
+  const int64_t targets = opt.mlm ? static_cast<int64_t>(batch.mlm_positions.size()) : batch.num_seqs();
+  Batch shard;
+  double total = 0, comm_total = 0;
   for (int step = 0; step < opt.warmup_steps + opt.steps; ++step) {
+    comm.barrier();  // every rank's step starts together
     const auto t0 = std::chrono::steady_clock::now();
-    model.zero_grad();
-    const ForwardResult f = model.forward(batch, true, opt.seed + step);
-    model.backward(static_cast<float>(1.0 / f.count));
+    double comm_seconds = 0;
+    const double loss_sum =
+        data_parallel_gradients(model, batch, targets, opt.mlm, opt.seed + step, shard, &comm_seconds);
     clip_grad_norm(model.backend(), model.grads(), model.num_params(), 1.0);
     adam.step(model.params(), model.grads(), 5e-5);
     model.backend().synchronize();  // the step's ops are done, not only issued
     const double dt = seconds_since(t0);
-    if (step == 0) r.first_loss = f.mean_loss();
-    r.last_loss = f.mean_loss();
-    if (step >= opt.warmup_steps) total += dt;
+    const double loss = loss_sum / static_cast<double>(targets);
+    if (step == 0) r.first_loss = loss;
+    r.last_loss = loss;
+    if (step >= opt.warmup_steps) {
+      total += dt;
+      comm_total += comm_seconds;
+    }
   }
   const double per_step = total / opt.steps;
+  r.comm_ms_per_step = comm_total / opt.steps * 1e3;
   r.ms_per_step = per_step * 1e3;
   r.tokens_per_s = batch.num_tokens() / per_step;
   r.gflops = r.flops_per_step / per_step / 1e9;
   r.ceiling_gflops = model.backend().gemm_ceiling_gflops();
   r.backend = model.backend().describe();
-  r.mfu = r.gflops / r.ceiling_gflops;
+  // Every rank measures its own ceiling at the same moment (each with its share of the machine).
+  r.mfu = r.gflops / (r.ceiling_gflops * r.ranks);
   return r;
 }
 

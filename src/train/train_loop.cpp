@@ -106,6 +106,38 @@ bool TrainLoop::weights_finite() const {
   return model_.backend().first_nonfinite(model_.params(), model_.num_params()) < 0;
 }
 
+double data_parallel_gradients(BertModel& model, const Batch& batch, int64_t global_targets, bool mlm,
+                               uint64_t dropout_key, Batch& shard, double* comm_seconds) {
+  // (2) This process's shard: every rank builds the whole batch, so masks, the target cap and the
+  // global count are the one process's. A short last batch may leave a rank no sequence, or a
+  // shard no masked token: it adds nothing, and still joins the sums.
+  const Comm& comm = Comm::world();
+  const Batch* mine = &batch;
+  if (comm.distributed()) {
+    const int64_t b = batch.num_seqs();
+    shard_of_batch(batch, static_cast<int>(b * comm.rank() / comm.size()),
+                   static_cast<int>(b * (comm.rank() + 1) / comm.size()), shard);
+    mine = &shard;
+  }
+  // (3) Forward and backward, scaled by the global count.
+  model.zero_grad();
+  double loss_sum = 0;
+  if (mine->num_seqs() > 0 && (!mlm || !mine->mlm_positions.empty())) {
+    loss_sum = model.forward(*mine, true, dropout_key).loss_sum;
+    model.backward(static_cast<float>(1.0 / static_cast<double>(global_targets)));
+  }
+  // (4) Gradients and losses summed over processes.
+  *comm_seconds = 0;
+  if (comm.distributed()) {
+    model.backend().synchronize();
+    const auto t0 = std::chrono::steady_clock::now();
+    comm.sum(model.grads(), model.num_params());
+    comm.sum(&loss_sum, 1);
+    *comm_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
+  return loss_sum;
+}
+
 TrainLoop::StepResult TrainLoop::run_step() {
   const auto t0 = std::chrono::steady_clock::now();
   const TrainOptions& o = job_.options;
@@ -126,31 +158,10 @@ TrainLoop::StepResult TrainLoop::run_step() {
     make_classification_batch(job_.train, which, batch_);
   }
   const int64_t global_targets = mlm_ ? static_cast<int64_t>(batch_.mlm_positions.size()) : batch_.num_seqs();
-  // (2) This process's shard: a contiguous share of the batch's sequences (every rank builds the
-  // whole batch, so masks, the target cap and the count above are the one process's). A short
-  // last batch may leave a rank no sequence, or a shard no masked token: it adds nothing.
-  const Comm& comm = Comm::world();
-  const Batch* mine = &batch_;
-  if (comm.distributed()) {
-    const int64_t b = batch_.num_seqs();
-    shard_of_batch(batch_, static_cast<int>(b * comm.rank() / comm.size()),
-                   static_cast<int>(b * (comm.rank() + 1) / comm.size()), shard_);
-    mine = &shard_;
-  }
-  // (3) Forward and backward, scaled by the global count.
-  model_.zero_grad();
-  double loss_sum = 0;
-  if (mine->num_seqs() > 0 && (!mlm_ || !mine->mlm_positions.empty())) {
-    loss_sum = model_.forward(*mine, true, stream_key(o.seed, Stream::kDropout, step_)).loss_sum;
-    model_.backward(static_cast<float>(1.0 / static_cast<double>(global_targets)));
-  }
-  // (4) Sum gradients and losses over processes: every rank then holds the same bits, so clipping
-  // and AdamW below run identically everywhere. (5) Clip and update, unless something is not finite.
-  if (comm.distributed()) {
-    model_.backend().synchronize();
-    comm.sum(model_.grads(), model_.num_params());
-    comm.sum(&loss_sum, 1);
-  }
+  const double loss_sum = data_parallel_gradients(model_, batch_, global_targets, mlm_,
+                                                  stream_key(o.seed, Stream::kDropout, step_), shard_, &r.comm_seconds);
+  // (5) Clip and update, unless something is not finite (every rank holds the same bits, so
+  // clipping and AdamW run identically everywhere).
   r.loss = loss_sum / static_cast<double>(global_targets);
   r.grad_norm = clip_grad_norm(model_.backend(), model_.grads(), model_.num_params(), o.clip);
   r.lr = o.optimizer.lr * (o.per_epoch_schedule ? linear_schedule(r.epoch, warmup_, o.epochs)

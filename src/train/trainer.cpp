@@ -237,12 +237,10 @@ class Training {
       const double tok_s = s.tokens / std::max(s.seconds, 1e-9);
       const bool log_now = step % job_.options.log_every == 0 || step == last;
       if (log_now) {
-        files_.log({{"step", step},
-                    {"epoch", s.epoch},
-                    {"loss", s.loss},
-                    {"lr", s.lr},
-                    {"grad_norm", s.grad_norm},
-                    {"tokens_per_s", tok_s}});
+        json line = {{"step", step}, {"epoch", s.epoch},         {"loss", s.loss},
+                     {"lr", s.lr},   {"grad_norm", s.grad_norm}, {"tokens_per_s", tok_s}};
+        if (Comm::world().distributed()) line["comm_fraction"] = s.comm_seconds / std::max(s.seconds, 1e-9);
+        files_.log(line);
       }
       progress.show(s.epoch, step, last, s.loss, s.lr, tok_s, log_now);
       // Every epoch ends with an evaluation, and so does the run (also mid-epoch, at max_steps),

@@ -4,9 +4,9 @@
 # its first step equal, the ranks holding different numbers of masked tokens); a global batch that
 # does not divide evenly, and one that leaves a rank nothing, fine-tune; SIGTERM to one rank stops
 # both at the same step, and --resume under mpirun finishes bit-identical to a straight run;
-# kill -9 of one rank ends the job and --resume continues it; what does not run data-parallel is
-# refused. Without mpirun (package openmpi-bin) it skips (exit 77); a build without MPI must
-# refuse to run as several ranks.
+# kill -9 of one rank ends the job and --resume continues it; bench allreduce and the data-parallel
+# bench train run and report; what does not run under mpirun is refused. Without mpirun (package
+# openmpi-bin) it skips (exit 77); a build without MPI must refuse to run as several ranks.
 # Usage: test_mpi.sh path/to/tlm
 set -euo pipefail
 source "$(dirname "$0")/../shell_helpers.sh"
@@ -127,6 +127,24 @@ wait "$launcher" && fail "the killed job exited 0"
 grep -q "resuming k9 at step" resume9.txt || fail "the killed run did not resume from a checkpoint"
 cmp -s straight/model.safetensors k9/model.safetensors || fail "the run resumed after kill -9 differs"
 
+# --- the benchmarks of part 3: bench allreduce checks its sums are exact before it times them;
+# bench train's data-parallel step starts from the loss of one process's and times its sums
+"${mpi2[@]}" "$tlm" bench allreduce --configs tiny --repeat 1 --json ar.json >ar.txt 2>&1 || { cat ar.txt; fail "bench allreduce failed"; }
+bench=(bench train --config tiny --batch 5 --seq 32 --steps 2 --warmup 0 --threads 1)
+"${mpi2[@]}" "$tlm" "${bench[@]}" --json bt2.json >bt2.txt 2>&1 || { cat bt2.txt; fail "bench train on 2 ranks failed"; }
+"$tlm" "${bench[@]}" --json bt1.json >/dev/null || fail "bench train failed"
+grep -q "summing gradients over the ranks" bt2.txt || fail "bench train does not report the time summing"
+[ "$(grep -c "tlm bench train" bt2.txt)" = 1 ] || fail "more than one rank reported"
+$py - <<'PY' || fail "the benchmarks under mpirun disagree"
+import json
+ar, b1, b2 = (json.load(open(f)) for f in ("ar.json", "bt1.json", "bt2.json"))
+assert ar["ranks"] == 2 and ar["sizes"][0]["values"] == b1["params"], (ar, b1["params"])
+assert ar["sizes"][0]["tlm_sum_ms"] > 0 and ar["sizes"][0]["mpi_allreduce_ms"] > 0
+assert b2["ranks"] == 2 and b1["ranks"] == 1 and b2["comm_ms_per_step"] > 0 and b1["comm_ms_per_step"] == 0
+assert abs(b1["first_loss"] - b2["first_loss"]) <= 1e-6 * b1["first_loss"], (b1["first_loss"], b2["first_loss"])
+PY
+expect_error "start it with mpirun" "$tlm" bench allreduce --configs tiny
+
 # --- what does not run data-parallel is refused, naming why
 expect_mpi_error() {  # expect_mpi_error "message" args...
   local msg=$1
@@ -135,6 +153,7 @@ expect_mpi_error() {  # expect_mpi_error "message" args...
   grep -qF "$msg" err.txt || { cat err.txt; fail "expected \"$msg\" for: $*"; }
 }
 expect_mpi_error "only \`tlm pretrain\` and \`tlm finetune\`" "$tlm" vocab train --corpus corpus.txt --size 300 --out x
+expect_mpi_error "run \`tlm bench\` as one process" "$tlm" bench latency --help
 expect_mpi_error "convolutional front-end does not train data-parallel" "$tlm" "${pre[@]}" --layers 1 \
   --conv-layers 1 --conv-kernel 3 --conv-channels 4 --max-steps 2 --out conv
 [ ! -e x ] || fail "a refused reproduce made its folder"
