@@ -53,7 +53,9 @@ FolderLock::~FolderLock() {
 bool FolderLock::is_held(const std::string& dir) {
   const int fd = ::open(lock_path(dir).c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return false;
-  const bool held = ::flock(fd, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+  // A shared probe: it conflicts with the holder's exclusive lock, and needs no write access
+  // (NFS emulates flock with fcntl locks, whose exclusive kind a read-only descriptor cannot take).
+  const bool held = ::flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK;
   ::close(fd);  // releases the probe's lock if it got one
   return held;
 }

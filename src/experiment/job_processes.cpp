@@ -23,11 +23,6 @@ using nlohmann::json;
 
 namespace {
 
-json merged(json a, const json& b) {
-  a.update(b);
-  return a;
-}
-
 // A launcher's variables would make each run believe it is one of the launcher's ranks (and
 // start MPI): the runs are single processes, so they do not inherit them.
 bool launcher_variable(const std::string& entry) {
@@ -72,35 +67,32 @@ void JobProcesses::start(int i, int threads) {
   const json before = read_run_record_json(o_.out, j);
   json threads_by_attempt = before.value("threads_by_attempt", json::array());
   threads_by_attempt.push_back(threads);
-  const json where = {{"attempts", before.value("attempts", 0) + 1},
-                      {"threads_by_attempt", threads_by_attempt},
-                      {"node", node_},
-                      {"rank", Comm::world().rank()},
-                      {"started_at", unix_seconds()}};
+  json record = {{"status", "running"},
+                 {"attempts", before.value("attempts", 0) + 1},
+                 {"threads_by_attempt", threads_by_attempt},
+                 {"node", node_},
+                 {"rank", Comm::world().rank()},
+                 {"started_at", unix_seconds()}};
   started_[i] = std::chrono::steady_clock::now();
-  auto ended_here = [&](bool done, int code) {
-    const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_[i]).count();
-    ended_.push_back({i, code, done, wall});
-  };
+  update_run_record(o_.out, j, record);
   json config = j.config;
   if (j.late_config) {
     try {
       config = j.late_config(o_.out);
     } catch (const std::exception& e) {  // e.g. a dependency's metrics unreadable: this job fails, not the runner
       write_file_atomic((dir / "log.txt").string(), std::string(e.what()) + "\n");
-      ended_here(false, 1);
+      end(i, 1, false);
       return;
     }
   }
   if (j.internal) {
-    update_run_record(o_.out, j, merged(where, {{"status", "running"}}));
     try {
       j.internal(o_.out, dir.string());
-      ended_here(true, 0);
+      end(i, 0, true);
     } catch (const std::exception& e) {
       fmt::print(stderr, "reproduce: {} failed: {}\n", j.title, e.what());
       write_file_atomic((dir / "log.txt").string(), std::string(e.what()) + "\n");
-      ended_here(false, 1);
+      end(i, 1, false);
     }
     return;
   }
@@ -130,9 +122,14 @@ void JobProcesses::start(int i, int threads) {
   const pid_t pid = fork();
   TLM_CHECK(pid >= 0, "fork failed for {}", j.title);
   if (pid == 0) {
-    // The child: dies with its parent (SIGTERM lets a trainer checkpoint first).
+    // The child: dies with its parent (SIGTERM lets a trainer checkpoint first). A process group
+    // of its own, so a signal to the runner's group (a launcher's kill, a terminal's Ctrl-C)
+    // reaches it only as the runner's SIGTERM, or its parent's death; no descriptor of the
+    // parent's (MPI's sockets) is kept.
     prctl(PR_SET_PDEATHSIG, SIGTERM);
     if (getppid() != parent) _exit(130);
+    setpgid(0, 0);
+    close_range(3, ~0U, 0);
     std::signal(SIGINT, SIG_DFL);
     std::signal(SIGTERM, SIG_DFL);
     if (chdir(o_.out.c_str()) != 0) _exit(127);
@@ -145,28 +142,42 @@ void JobProcesses::start(int i, int threads) {
     _exit(127);
   }
   running_[pid] = i;
+  record.update({{"pid", pid}, {"command", argv_s}, {"threads", threads}});
+  update_run_record(o_.out, j, record);
+}
+
+void JobProcesses::end(int i, int code, bool done) {
+  const Job& j = g_.at(i);
+  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_[i]).count();
+  const bool stopped = code == 130 || code == 128 + SIGTERM || code == 128 + SIGINT;
+  const json before = read_run_record_json(o_.out, j);
   update_run_record(o_.out, j,
-                    merged(where, {{"status", "running"}, {"pid", pid}, {"command", argv_s}, {"threads", threads}}));
+                    {{"status", done      ? "finished"
+                                : stopped ? "stopped"
+                                          : "failed"},
+                     {"exit_code", code},
+                     {"wall_seconds", before.value("wall_seconds", 0.0) + wall},
+                     {"ended_at", unix_seconds()}});
+  ended_.push_back({i, code, done, wall});
 }
 
 std::vector<EndedJob> JobProcesses::reap() {
-  std::vector<EndedJob> out;
-  out.swap(ended_);
-  while (!running_.empty()) {
+  for (auto it = running_.begin(); it != running_.end();) {
     int status = 0;
-    const pid_t pid = waitpid(-1, &status, WNOHANG);
-    if (pid <= 0) break;
-    const auto it = running_.find(pid);
-    if (it == running_.end()) continue;
+    if (waitpid(it->first, &status, WNOHANG) != it->first) {
+      ++it;
+      continue;
+    }
     const int i = it->second;
-    running_.erase(it);
+    it = running_.erase(it);
     const Job& j = g_.at(i);
     const int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
     const bool done = code == 0 && fs::exists(fs::path(o_.out) / j.dir / j.done);
     if (code == 0 && !done) fmt::print(stderr, "reproduce: {} exited 0 without writing {}\n", j.title, j.done);
-    const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_[i]).count();
-    out.push_back({i, code, done, wall});
+    end(i, code, done);
   }
+  std::vector<EndedJob> out;
+  out.swap(ended_);
   return out;
 }
 

@@ -18,8 +18,8 @@ namespace tlm::experiment {
 
 struct RunnerOptions;
 
-// A job that has ended here: its exit code (128 + signal when killed), whether it wrote its done
-// file, and the wall seconds of this attempt.
+// A job that has ended here (its runner.json already says so): its exit code (128 + signal when
+// killed), whether it wrote its done file, and the wall seconds of this attempt.
 struct EndedJob {
   int job = -1;
   int code = 0;
@@ -32,7 +32,8 @@ class JobProcesses {
   JobProcesses(const JobGraph& graph, const RunnerOptions& options, std::string node);
 
   // Starts job i with `threads` threads: its late configuration, its job file and command (or its
-  // internal work, done before this returns), and a "running" record in <dir>/runner.json.
+  // internal work, done before this returns), and a "running" record in <dir>/runner.json. The
+  // rank that runs a job writes all of its record (the file system may be another host's).
   void start(int i, int threads);
   // The jobs that ended since the last call (never waits).
   std::vector<EndedJob> reap();
@@ -42,6 +43,9 @@ class JobProcesses {
   bool empty() const { return running_.empty() && ended_.empty(); }
 
  private:
+  // Records job i's end in its runner.json (finished, stopped by a signal, or failed) and queues it.
+  void end(int i, int code, bool done);
+
   const JobGraph& g_;
   const RunnerOptions& o_;
   std::string node_;

@@ -54,7 +54,7 @@ class StopSignals {
 
 // Messages between the scheduler (rank 0) and the ranks that execute runs: kind, then values.
 enum Message : int64_t {
-  kHello = 1,    // rank -> scheduler: node hash, threads, jobs
+  kHello = 1,    // rank -> scheduler: node hash, threads, jobs, hash of the job graph
   kStart,        // scheduler -> rank: job, threads
   kEnded,        // rank -> scheduler: job, exit code, done, wall milliseconds
   kStop,         // scheduler -> rank: job (SIGTERM it)
@@ -89,6 +89,18 @@ std::string tail_of(const fs::path& log, size_t bytes) {
 
 int64_t node_hash(const Comm& comm) { return static_cast<int64_t>(hash_string(comm.node_name()) >> 1); }
 
+// Every rank expands the plan itself and is sent job indices: their runs must be the same (a
+// precision "auto" resolved differently, another binary or data folder would name others).
+int64_t graph_hash(const JobGraph& g) {
+  uint64_t h = hash_string("jobs");
+  for (const Job& j : g.jobs()) h = hash_combine(h, hash_string(j.id));
+  return static_cast<int64_t>(h >> 1);
+}
+
+Packet hello_of(const JobGraph& g, const RunnerOptions& o, const Comm& comm) {
+  return {kHello, node_hash(comm), o.threads, o.jobs, graph_hash(g)};
+}
+
 // A rank bound to fewer cores than its runs are given (mpirun binds 2 ranks to a core each by
 // default) would crowd every run onto them.
 void warn_if_bound(const RunnerOptions& o) {
@@ -116,8 +128,15 @@ struct Node {
 struct Placement {
   int node = 0, rank = 0, threads = 1;
   Clock::time_point started;
-  bool regrowing = false;  // stopped to be continued with more threads
+  uintmax_t log_bytes = 0;  // of the run's log.jsonl at its start: a trainer that logged has begun stepping
+  int grow_to = 0;          // > 0: stopped to be continued with this many threads
 };
+
+uintmax_t size_or_zero(const fs::path& p) {
+  std::error_code ec;
+  const uintmax_t n = fs::file_size(p, ec);
+  return ec ? 0 : n;
+}
 
 class Scheduler {
  public:
@@ -172,7 +191,8 @@ class Scheduler {
       nodes_[it->second].ranks.push_back(rank);
       rank_node_[rank] = it->second;
     };
-    add(0, {kHello, node_hash(comm_), o_.threads, o_.jobs});
+    const Packet mine = hello_of(g_, o_, comm_);
+    add(0, mine);
     for (int heard = 1; heard < comm_.size();) {
       Packet m;
       int from = 0;
@@ -181,6 +201,10 @@ class Scheduler {
         continue;
       }
       TLM_CHECK(m[0] == kHello, "rank {} spoke before saying hello", from);
+      TLM_CHECK(m[4] == mine[4],
+                "rank {} expanded the plan into other runs than rank 0 (another tlm binary, data folder or "
+                "precision resolved on its machine): every rank must see the same plan, data and tlm",
+                from);
       add(from, m);
       ++heard;
     }
@@ -220,21 +244,30 @@ class Scheduler {
   void start_ready() {
     // A trainer stopped to grow goes back first, on its machine, with every free thread there.
     for (auto it = regrow_on_.begin(); it != regrow_on_.end();) {
-      const auto [i, n] = *it;
+      const auto [i, to] = *it;
       it = regrow_on_.erase(it);
-      launch(i, n, std::max(1, nodes_[n].free()));
+      launch(i, to.first, std::max(1, std::min(to.second, nodes_[to.first].free())));
     }
     for (size_t i : order_) {
       if (state_[i] != State::kPending || !ready(i)) continue;
       const Job& j = g_.at(static_cast<int>(i));
       if (j.exclusive) {
-        // A timed run has its machine to itself: it holds one (the least busy) until it is empty.
-        int n = reserved_node(static_cast<int>(i));
-        if (n < 0) n = least_busy_unreserved();
-        if (n < 0) continue;
-        nodes_[n].reserved_for = static_cast<int>(i);
-        if (nodes_[n].running > 0) continue;
-        nodes_[n].reserved_for = -1;
+        // A timed run has its machine to itself: it starts on any empty one (not held for another
+        // timed run), else holds the least busy until it is empty.
+        const int held = reserved_node(static_cast<int>(i));
+        int n = -1;
+        for (size_t k = 0; k < nodes_.size() && n < 0; ++k) {
+          const int r = nodes_[k].reserved_for;
+          if (nodes_[k].running == 0 && (r < 0 || r == static_cast<int>(i))) n = static_cast<int>(k);
+        }
+        if (n < 0) {
+          if (held < 0) {
+            const int least = least_busy_unreserved();
+            if (least >= 0) nodes_[least].reserved_for = static_cast<int>(i);
+          }
+          continue;
+        }
+        if (held >= 0) nodes_[held].reserved_for = -1;
         launch(static_cast<int>(i), n, nodes_[n].threads);
       } else {
         int best = -1;
@@ -267,22 +300,23 @@ class Scheduler {
   }
 
   // Threads that would sit idle (nothing but a timed run that waits for its machine to empty is
-  // ready to start) go to a trainer of their machine that has run a while: it is stopped at its
-  // next step (it checkpoints) and continued with them. A timed run waiting for the machine then
-  // starts sooner.
+  // ready to start) go to a CPU trainer of their machine that has run a while and logged a step
+  // (so it checkpoints on SIGTERM): it is stopped at its next step and continued with them. One
+  // machine grows one trainer at a time. A timed run waiting for the machine then starts sooner.
   void grow_if_idle() {
-    if (!o_.grow_threads || g_stop != 0) return;
+    if (!o_.grow_threads || g_stop != 0 || o_.device.rfind("cpu", 0) != 0) return;
     for (size_t i = 0; i < state_.size(); ++i) {
       if (state_[i] == State::kPending && !g_.at(static_cast<int>(i)).exclusive && ready(i)) return;
     }
     const auto now = Clock::now();
     for (size_t n = 0; n < nodes_.size(); ++n) {
-      if (nodes_[n].free() <= 0) continue;
+      if (nodes_[n].free() <= 0 || growing_on(static_cast<int>(n))) continue;
       int pick = -1;
       for (const auto& [i, p] : placed_) {
         const Job& j = g_.at(i);
-        if (p.node != static_cast<int>(n) || !j.trainer || j.exclusive || p.regrowing) continue;
+        if (p.node != static_cast<int>(n) || !j.trainer || j.exclusive) continue;
         if (std::chrono::duration<double>(now - p.started).count() < o_.grow_after_seconds) continue;
+        if (size_or_zero(fs::path(o_.out) / j.dir / "log.jsonl") <= p.log_bytes) continue;
         // Pre-training first (fine-tuning waits on it), then the one that started first.
         if (pick < 0 || (j.kind == "pretrain" && g_.at(pick).kind != "pretrain") ||
             (j.kind == g_.at(pick).kind && p.started < placed_.at(pick).started)) {
@@ -291,11 +325,21 @@ class Scheduler {
       }
       if (pick < 0) continue;
       Placement& p = placed_.at(pick);
-      p.regrowing = true;
+      p.grow_to = p.threads + nodes_[n].free();
       fmt::print(stderr, "reproduce: {} threads idle: continuing {} with {} threads (from its checkpoint)\n",
-                 nodes_[n].free(), g_.at(pick).title, p.threads + nodes_[n].free());
+                 nodes_[n].free(), g_.at(pick).title, p.grow_to);
       stop_on(p.rank, pick);
     }
+  }
+
+  bool growing_on(int n) const {
+    for (const auto& [i, p] : placed_) {
+      if (p.node == n && p.grow_to > 0) return true;
+    }
+    for (const auto& [i, to] : regrow_on_) {
+      if (to.first == n) return true;
+    }
+    return false;
   }
 
   void launch(int i, int n, int threads) {
@@ -312,7 +356,7 @@ class Scheduler {
                comm_.distributed() ? fmt::format(" on rank {}", rank) : "");
     node.used += threads;
     ++node.running;
-    placed_[i] = {n, rank, threads, Clock::now()};
+    placed_[i] = {n, rank, threads, Clock::now(), size_or_zero(fs::path(o_.out) / j.dir / "log.jsonl")};
     state_[i] = State::kRunning;
     if (rank == 0) {
       local_.start(i, threads);
@@ -366,22 +410,15 @@ class Scheduler {
     nodes_[p.node].used -= p.threads;
     --nodes_[p.node].running;
     const Job& j = g_.at(e.job);
-    const double wall = read_run_record_json(o_.out, j).value("wall_seconds", 0.0) + e.wall_seconds;
-    const double ended_at = unix_seconds();
+    // The rank that ran it has recorded its end in runner.json; here it is scheduled.
     const bool stopped = !e.done && (e.code == 130 || e.code == 128 + SIGTERM || e.code == 128 + SIGINT);
-    if (p.regrowing && stopped && g_stop == 0) {
-      update_run_record(
-          o_.out, j,
-          {{"status", "stopped to continue with more threads"}, {"wall_seconds", wall}, {"ended_at", ended_at}});
+    if (p.grow_to > 0 && stopped && g_stop == 0) {
       state_[e.job] = State::kPending;
-      regrow_on_[e.job] = p.node;
+      regrow_on_[e.job] = {p.node, p.grow_to};
       ++summary_.regrown;
       return;
     }
     const bool interrupted = stopped && g_stop != 0;
-    const std::string status = e.done ? "finished" : interrupted ? "interrupted" : "failed";
-    update_run_record(o_.out, j,
-                      {{"status", status}, {"exit_code", e.code}, {"wall_seconds", wall}, {"ended_at", ended_at}});
     if (e.done) {
       state_[e.job] = State::kDone;
       ++summary_.finished;
@@ -405,8 +442,8 @@ class Scheduler {
   std::vector<size_t> order_;
   std::vector<Node> nodes_;
   std::map<int, int> rank_node_;
-  std::map<int, Placement> placed_;  // running job -> where
-  std::map<int, int> regrow_on_;     // job stopped to grow -> its machine
+  std::map<int, Placement> placed_;               // running job -> where
+  std::map<int, std::pair<int, int>> regrow_on_;  // job stopped to grow -> its machine and threads
   RunSummary summary_;
   bool forwarded_ = false;
   int launched_ = 0;
@@ -416,7 +453,7 @@ class Scheduler {
 RunSummary execute_for_scheduler(const JobGraph& g, const RunnerOptions& o, const Comm& comm) {
   const StopSignals signals;
   JobProcesses local(g, o, comm.node_name());
-  const Packet hello = {kHello, node_hash(comm), o.threads, o.jobs};
+  const Packet hello = hello_of(g, o, comm);
   comm.send(0, hello.data(), kMessageSize);
   bool told = false;
   while (true) {

@@ -156,6 +156,6 @@ expect_mpi_error "only \`tlm pretrain\` and \`tlm finetune\`" "$tlm" vocab train
 expect_mpi_error "run \`tlm bench\` as one process" "$tlm" bench latency --help
 expect_mpi_error "convolutional front-end does not train data-parallel" "$tlm" "${pre[@]}" --layers 1 \
   --conv-layers 1 --conv-kernel 3 --conv-channels 4 --max-steps 2 --out conv
-[ ! -e x ] || fail "a refused reproduce made its folder"
+[ ! -e x ] || fail "a refused vocab train wrote its output"
 [ ! -e conv ] || fail "a refused data-parallel run made its folder"
 echo "data-parallel training under mpirun: all checks passed"

@@ -2,8 +2,9 @@
 # tlm reproduce spread over MPI ranks (two ranks on this machine, each told it is a machine of its
 # own with TLM_NODE_NAME, one thread each): every run runs once, on both machines, the timed run
 # alone on its machine, and everything but timings equals a one-process reproduce of the same plan
-# (one thread per run in both: the same bits); kill -9 of one rank mid-way ends the job (no hang),
-# and the same command continues it to the same kind of finish. Without mpirun (openmpi-bin) or
+# (one thread per run in both: the same bits); two ranks on one machine share its threads and
+# runs at a time as one process would, with the same results; kill -9 of one rank mid-way ends the
+# job (no hang), and the same command continues it to the same kind of finish. Without mpirun (openmpi-bin) or
 # with a tlm built without MPI it skips (exit 77).
 # Usage: test_reproduce_mpi.sh path/to/tlm
 set -euo pipefail
@@ -32,19 +33,22 @@ fi
 grep -q "2 ranks on 2 machine(s)" two.txt || { cat two.txt; fail "the ranks did not meet as two machines"; }
 "$tlm" reproduce --preset "$plan" "${common[@]}" --out one >one.txt 2>&1 || { tail -30 one.txt; fail "reproduce failed"; }
 $py "$here/check_results.py" two || fail "results of the 2-rank reproduce disagree with its runs"
-$py - <<'PY' || fail "the 2-rank reproduce differs from the 1-process one"
-import glob, json, os
+# same_as ONE TWO WHERE: the runs of TWO (2 ranks) ran once each, spread as WHERE says ("node":
+# both machines a and b ran trainers; "rank": both ranks of one machine ran runs), the timed run
+# alone on its machine, and everything but timings equals ONE's (1 process).
+same_as() {
+  $py - "$@" <<'PY'
+import glob, json, os, sys
+ONE, TWO, WHERE = sys.argv[1:4]
 def runs(top):
     return {os.path.basename(os.path.dirname(p)): json.load(open(p)) for p in glob.glob(top + "/runs/*/runner.json")}
-one, two = runs("one"), runs("two")
+one, two = runs(ONE), runs(TWO)
 assert set(one) == set(two) and len(two) > 20, (len(one), len(two))
-# Every run ran once, on one of the two machines, and both machines ran trainers.
 assert all(r["attempts"] == 1 and r["status"] == "finished" for r in two.values()), \
     [(k, r["attempts"], r["status"]) for k, r in two.items() if r["attempts"] != 1 or r["status"] != "finished"]
-machines = {r["node"] for r in two.values()}
-assert machines == {"a", "b"}, machines
-trained = {r["node"] for r in two.values() if r["kind"] in ("pretrain", "finetune")}
-assert trained == {"a", "b"}, trained
+want = {"a", "b"} if WHERE == "node" else {0, 1}
+assert {r[WHERE] for r in two.values()} == want
+assert {r[WHERE] for r in two.values() if r["kind"] in ("pretrain", "finetune")} == want
 # The timed run had its machine to itself: no other run of that machine overlapped it.
 (lat,) = [r for r in two.values() if r["kind"] == "latency"]
 for k, r in two.items():
@@ -61,25 +65,35 @@ def strip(x):
     return x
 compared = 0
 for name in one:
-    for f in sorted(glob.glob(f"one/runs/{name}/*")):
+    for f in sorted(glob.glob(f"{ONE}/runs/{name}/*")):
         base = os.path.basename(f)
         if os.path.isdir(f) or base in ("runner.json", "log.txt", "log.jsonl", "job.toml", "manifest.json", "tlm.lock"):
             continue
         if one[name]["kind"] == "latency":
             continue  # its measurements are timings
-        g = f.replace("one/", "two/", 1)
+        g = TWO + f[len(ONE):]
         if base.endswith(".json"):
             assert strip(json.load(open(f))) == strip(json.load(open(g))), (f, g)
         else:
             assert open(f, "rb").read() == open(g, "rb").read(), (f, g)
         compared += 1
-a, b = json.load(open("one/results.json")), json.load(open("two/results.json"))
+a, b = json.load(open(ONE + "/results.json")), json.load(open(TWO + "/results.json"))
 for r in (a, b):  # what is measured in time, and where and how it ran
     del r["e4"]["latency"], r["manifest"]
     r["findings"] = [f for f in r["findings"] if f["id"] != "F4"]  # its verdict weighs latency
 assert strip(a) == strip(b), [k for k in a if strip(a[k]) != strip(b[k])]
-print(f"2 ranks on 2 machines: {len(two)} runs, each once; {compared} result files equal to one process's")
+print(f"{TWO}: 2 ranks by {WHERE}: {len(two)} runs, each once; {compared} result files equal to one process's")
 PY
+}
+same_as one two node || fail "the 2-rank reproduce differs from the 1-process one"
+# Two ranks on one machine share its 2 threads and 2 runs at a time, as one process does.
+shared=(--data-dir data --jobs 2 --threads 2 --fixed-threads)
+timeout 300 mpirun --oversubscribe --bind-to none -n 2 "$tlm" reproduce --preset "$plan" "${shared[@]}" \
+  --out shared2 >shared2.txt 2>&1 || { tail -30 shared2.txt; fail "2 ranks on one machine failed"; }
+grep -q "2 ranks on 1 machine(s) (machine 1: ranks 0,1, 2 threads, 2 runs at a time)" shared2.txt ||
+  { head shared2.txt; fail "the ranks did not meet as one machine"; }
+"$tlm" reproduce --preset "$plan" "${shared[@]}" --out shared1 >/dev/null 2>&1 || fail "reproduce --jobs 2 failed"
+same_as shared1 shared2 rank || fail "2 ranks on one machine differ from one process"
 [ "$(json two/results.json "d['manifest']['ranks']")" = 2 ] || fail "the results do not say 2 ranks"
 
 # --- kill -9 of one rank once a trainer has checkpointed: the job ends (no hang), the same command
