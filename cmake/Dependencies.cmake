@@ -47,3 +47,11 @@ if(TLM_WITH_MPI)
   set(MPI_CXX_SKIP_MPICXX ON)  # MPI's C interface only, called from C++ (no deprecated C++ bindings)
   find_package(MPI COMPONENTS CXX)
 endif()
+
+# cpp-httplib (libcpp-httplib-dev): the HTTP server of tlm serve. Debian ships it compiled, with
+# TLS and compression on: its pkg-config flags declare the same classes the library was built with.
+find_package(PkgConfig REQUIRED)
+pkg_check_modules(HTTPLIB IMPORTED_TARGET cpp-httplib)
+if(NOT HTTPLIB_FOUND)
+  message(FATAL_ERROR "cpp-httplib not found: run scripts/install-deps.sh (package libcpp-httplib-dev)")
+endif()

@@ -14,6 +14,7 @@ packages=(
   libutf8proc-dev           # Unicode normalisation for the tokenizer
   libxxhash-dev             # content hashes of sources (token-shard cache keys)
   libtomlplusplus-dev       # TOML run configuration files
+  libcpp-httplib-dev        # HTTP server (tlm serve)
   libgtest-dev libgmock-dev # unit tests
   clang libclang-rt-14-dev  # libFuzzer targets (scripts/fuzz.sh)
   python3-torch python3-numpy # the PyTorch mirror (golden fixtures, benchmarks)

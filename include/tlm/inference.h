@@ -42,6 +42,8 @@ class Committee {
   // Member i sized for batches of `batch` sequences of `set`, on a back end of its own (members
   // may run side by side).
   std::unique_ptr<BertModel> load_member(size_t i, const SequenceSet& set, int batch) const;
+  // ... or sized for batches within `limits` (a server's: any texts up to its batch size).
+  std::unique_ptr<BertModel> load_member(size_t i, const ModelLimits& limits) const;
   // Each member's class probabilities (n, labels) on `set`.
   std::vector<std::vector<float>> member_probabilities(const SequenceSet& set, int batch) const;
 

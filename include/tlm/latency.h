@@ -6,12 +6,11 @@
 #include <nlohmann/json.hpp>
 #include <vector>
 
+#include "tlm/committee_runner.h"
 #include "tlm/dataset.h"
 #include "tlm/model.h"
 
 namespace tlm {
-
-enum class CommitteeMode { kSequential, kConcurrent };
 
 struct LatencyOptions {
   int texts = 200;  // single-text measurements (the first `texts` of the set)

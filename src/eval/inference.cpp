@@ -81,8 +81,11 @@ SequenceSet Committee::text_set(const std::vector<std::string>& texts) const {
 }
 
 std::unique_ptr<BertModel> Committee::load_member(size_t i, const SequenceSet& set, int batch) const {
-  auto model = std::make_unique<BertModel>(load_config(dirs_.at(i)), limits_for_set(set, batch, false, 0),
-                                           make_backend(device_, precision_));
+  return load_member(i, limits_for_set(set, batch, false, 0));
+}
+
+std::unique_ptr<BertModel> Committee::load_member(size_t i, const ModelLimits& limits) const {
+  auto model = std::make_unique<BertModel>(load_config(dirs_.at(i)), limits, make_backend(device_, precision_));
   load_model_weights(*model, dirs_[i], {LoadMode::kExact, allow_nonfinite_});
   return model;
 }

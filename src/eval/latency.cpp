@@ -10,6 +10,7 @@
 
 #include "tlm/check.h"
 #include "tlm/committee.h"
+#include "tlm/committee_runner.h"
 #include "tlm/stats.h"
 
 namespace tlm {
@@ -17,37 +18,6 @@ namespace tlm {
 using nlohmann::json;
 
 namespace {
-
-// Runs every member on set[which] and writes the committee's mean probabilities (b, labels).
-class CommitteeRunner {
- public:
-  CommitteeRunner(const std::vector<BertModel*>& members, const LatencyOptions& opt)
-      : members_(members), opt_(opt), probs_(members.size()) {}
-
-  void predict(const SequenceSet& set, const std::vector<int64_t>& which, std::vector<float>& out) {
-    const int labels = members_[0]->config().num_labels();
-    const int k = static_cast<int>(members_.size());
-    make_batch(set, which, batch_);  // one batch, read by every member
-    auto run_member = [&](int m) {
-      probs_[m].resize(which.size() * labels);
-      members_[m]->probabilities(batch_, probs_[m].data());
-    };
-    if (opt_.mode == CommitteeMode::kConcurrent && k > 1) {
-      // One member per thread; inside the team each member's kernels and BLAS run single-threaded.
-#pragma omp parallel for num_threads(std::min(k, opt_.threads)) schedule(static, 1)
-      for (int m = 0; m < k; ++m) run_member(m);
-    } else {
-      for (int m = 0; m < k; ++m) run_member(m);
-    }
-    out = soft_committee(probs_);
-  }
-
- private:
-  const std::vector<BertModel*>& members_;
-  const LatencyOptions& opt_;
-  Batch batch_;
-  std::vector<std::vector<float>> probs_;
-};
 
 double percentile(std::vector<double> v, double q) {
   std::sort(v.begin(), v.end());
@@ -80,11 +50,8 @@ json measure_latency(const std::vector<BertModel*>& members, const SequenceSet& 
   TLM_CHECK(!members.empty(), "no models to time");
   const int n = static_cast<int>(std::min<int64_t>(opt.texts, set.size()));
   TLM_CHECK(n > 0, "no texts to time");
-  const int labels = members[0]->config().num_labels();
-  for (const BertModel* m : members) {
-    TLM_CHECK(m->config().num_labels() == labels, "committee members have different label counts");
-  }
-  CommitteeRunner runner(members, opt);
+  CommitteeRunner runner(members, opt.mode, opt.threads);  // checks the members share their labels
+  const int labels = runner.labels();
 
   // Validate, then time: one text at a time must give what the batched pass gives.
   std::vector<float> batched(static_cast<size_t>(n) * labels), one;
@@ -162,7 +129,7 @@ json compare_latency(BertModel* reference, const std::vector<BertModel*>& member
   for (size_t c = 0; c < configs.size(); ++c) {
     options[c].mode = configs[c].mode;
     out["measured"][configs[c].name] = measure_latency(configs[c].models, set, options[c]);
-    runners.push_back(std::make_unique<CommitteeRunner>(configs[c].models, options[c]));
+    runners.push_back(std::make_unique<CommitteeRunner>(configs[c].models, options[c].mode, options[c].threads));
   }
   // ...then timed in interleaved rounds (each round in another order), so drift of the machine
   // reaches every configuration alike; a round's figure is its median single-text latency.

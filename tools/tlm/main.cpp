@@ -58,6 +58,7 @@ int main(int argc, char** argv) {
   tlm::cli::add_eval_commands(app, argc, argv, &exit_code);
   tlm::cli::add_train_commands(app, argc, argv, &exit_code);
   tlm::cli::add_reproduce_commands(app, &exit_code);
+  tlm::cli::add_serve_command(app, &exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
