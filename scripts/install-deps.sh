@@ -50,3 +50,9 @@ if [ ! -d "$root/ref/hf-oracle/node_modules/tokenizers" ]; then
   echo "install-deps: installing the npm test oracle (ref/hf-oracle)"
   (cd "$root/ref/hf-oracle" && npm ci --no-audit --no-fund --loglevel=error)
 fi
+# Browser checks: puppeteer-core drives Debian's chromium (no browser download; --ignore-scripts),
+# pinned by tests/web/package-lock.json.
+if [ ! -d "$root/tests/web/node_modules/puppeteer-core" ]; then
+  echo "install-deps: installing the browser test driver (tests/web)"
+  (cd "$root/tests/web" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
+fi

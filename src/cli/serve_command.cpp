@@ -2,11 +2,13 @@
 // (tlm/serving.h), strict request checks, a bounded queue (503 with Retry-After), Prometheus
 // metrics, a small page, and a drain on SIGTERM/SIGINT.
 #include <httplib.h>
+#include <omp.h>
 
 #include <atomic>
 #include <chrono>
 #include <csignal>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <thread>
 
 #include "cli/commands.h"
@@ -136,7 +138,8 @@ int run_serve(const ServeArgs& a) {
   so.max_wait_ms = a.max_wait_ms;
   so.max_queue = a.max_queue;
   so.mode = a.members == "side-by-side" ? CommitteeMode::kConcurrent : CommitteeMode::kSequential;
-  so.threads = a.threads > 0 ? a.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  so.threads = omp_get_max_threads();  // --threads, else what OpenMP may use here (affinity, OMP_NUM_THREADS)
+  TLM_CHECK(a.max_wait_ms <= 60000, "--max-wait-ms {} is over a minute", a.max_wait_ms);
   TLM_CHECK(a.max_texts <= a.max_queue, "--max-texts {} exceeds --max-queue {}: such a request could never be queued",
             a.max_texts, a.max_queue);
   ClassifierService service(a.models, flags, so);
@@ -153,8 +156,29 @@ int run_serve(const ServeArgs& a) {
   });
   const int http_threads = a.http_threads;
   server.new_task_queue = [http_threads] { return new httplib::ThreadPool(static_cast<size_t>(http_threads)); };
-  server.set_logger(
-      [&](const httplib::Request& req, const httplib::Response& res) { metrics.count(req.path, res.status); });
+  server.set_tcp_nodelay(true);  // a response's header and body writes must not wait on a delayed ACK
+  server.set_keep_alive_timeout(2);
+  server.set_read_timeout(5);
+  // Counted by route, never by the raw path: a client's path would be an unbounded label set.
+  server.set_logger([&](const httplib::Request& req, const httplib::Response& res) {
+    static const std::set<std::string> routes = {"/v1/classify", "/v1/models", "/health", "/metrics", "/"};
+    metrics.count(routes.count(req.path) ? req.path : "other", res.status);
+  });
+  // Before a body is read: only JSON, sent whole with its length, uncompressed, so the size limit
+  // holds (a chunked, length-less or compressed body would be read or inflated past it).
+  server.set_pre_routing_handler([&](const httplib::Request& req, httplib::Response& res) {
+    if (req.method != "POST") return httplib::Server::HandlerResponse::Unhandled;
+    if (req.has_header("Transfer-Encoding") || !req.has_header("Content-Length")) {
+      send_json(res, 411, {{"error", "send the body with a Content-Length (no chunked transfer)"}});
+    } else if (req.has_header("Content-Encoding")) {
+      send_json(res, 415, {{"error", "compressed bodies are not accepted"}});
+    } else if (req.get_header_value("Content-Type").rfind("application/json", 0) != 0) {
+      send_json(res, 415, {{"error", "Content-Type must be application/json"}});
+    } else {
+      return httplib::Server::HandlerResponse::Unhandled;
+    }
+    return httplib::Server::HandlerResponse::Handled;
+  });
   // Every error answer is JSON: routes set their own message, the rest (404, 413 of the body
   // limit, ...) get one here.
   server.set_error_handler([](const httplib::Request& req, httplib::Response& res) {

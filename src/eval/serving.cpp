@@ -94,10 +94,11 @@ void ClassifierService::answer(std::vector<Request>& requests) {
   for (const Request& r : requests) texts.insert(texts.end(), r.texts.begin(), r.texts.end());
   const int labels = runner_->labels();
   const size_t k = members_.size();
-  std::vector<TextAnswer> answers(texts.size());
+  std::vector<TextAnswer> answers;
   std::vector<int64_t> passes;  // texts per forward pass
   const auto t0 = Clock::now();
   try {
+    answers.resize(texts.size());
     const SequenceSet set = committee_.text_set(texts);
     std::vector<float> mean;
     std::vector<int64_t> which;
