@@ -179,10 +179,10 @@ PY
 kill -0 $server || fail "the server died under the mixed load"
 kill -TERM $server && wait $server || fail "the server did not exit 0 on SIGTERM"
 
-# --- (c) overload: a queue of 64 texts waiting up to 5 s for a batch of 64: three requests of 20
+# --- (c) overload: a queue of 64 texts waiting up to 2 s for a batch of 64: three requests of 20
 # texts wait in it; a fourth would overflow it and gets 503 with Retry-After at once; the three are
 # answered, and the server goes on
-start_server s-over.txt --model m1 --model m2 --model m3 --max-queue 64 --max-batch 64 --max-texts 20 --max-wait-ms 5000
+start_server s-over.txt --model m1 --model m2 --model m3 --max-queue 64 --max-batch 64 --max-texts 20 --max-wait-ms 2000
 $py - "$url" <<'PY' || fail "overload was not answered with a 503"
 import concurrent.futures, json, sys, time, urllib.error, urllib.request
 url = sys.argv[1]
@@ -233,8 +233,8 @@ PY
 kill -TERM $server && wait $server || fail "the server did not exit 0 on SIGTERM"
 
 # --- (d) SIGTERM with requests in flight: 16 requests of 32 texts wait in the queue for a batch of
-# 1,024 (up to 5 s); SIGTERM then: every one is answered, and the server exits 0
-start_server s-drain.txt --model m1 --model m2 --model m3 --max-wait-ms 5000 --max-batch 1024 --max-queue 4096
+# 1,024 (up to 2 s); SIGTERM then: every one is answered, and the server exits 0
+start_server s-drain.txt --model m1 --model m2 --model m3 --max-wait-ms 2000 --max-batch 1024 --max-queue 4096
 $py - "$url" $server <<'PY' || fail "requests in flight at SIGTERM were not all answered"
 import concurrent.futures, json, os, signal, sys, time, urllib.request
 url, pid = sys.argv[1], int(sys.argv[2])
