@@ -189,7 +189,6 @@ class Scheduler {
       auto [it, fresh] = node_of_hash.try_emplace(hello[1], static_cast<int>(nodes_.size()));
       if (fresh) nodes_.push_back({static_cast<int>(hello[2]), static_cast<int>(hello[3])});
       nodes_[it->second].ranks.push_back(rank);
-      rank_node_[rank] = it->second;
     };
     const Packet mine = hello_of(g_, o_, comm_);
     add(0, mine);
@@ -242,7 +241,8 @@ class Scheduler {
   }
 
   void start_ready() {
-    // A trainer stopped to grow goes back first, on its machine, with every free thread there.
+    // A trainer stopped to grow goes back first, on its machine, with the threads counted when it
+    // was stopped (fewer if others have started there since).
     for (auto it = regrow_on_.begin(); it != regrow_on_.end();) {
       const auto [i, to] = *it;
       it = regrow_on_.erase(it);
@@ -441,7 +441,6 @@ class Scheduler {
   std::vector<State> state_;
   std::vector<size_t> order_;
   std::vector<Node> nodes_;
-  std::map<int, int> rank_node_;
   std::map<int, Placement> placed_;               // running job -> where
   std::map<int, std::pair<int, int>> regrow_on_;  // job stopped to grow -> its machine and threads
   RunSummary summary_;
