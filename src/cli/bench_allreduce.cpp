@@ -63,9 +63,8 @@ double time_sum(std::vector<float>& x, const Comm& comm, int repeat, Sum&& sum) 
   }
   std::sort(t.begin(), t.end());
   // Every rank's median, the slowest counted: a sum is over when its last rank has it.
-  int64_t micro = static_cast<int64_t>(t[t.size() / 2] * 1e9);
-  micro = comm.max(micro);
-  return static_cast<double>(micro) / 1e9;
+  const int64_t nanoseconds = comm.max(static_cast<int64_t>(t[t.size() / 2] * 1e9));
+  return static_cast<double>(nanoseconds) / 1e9;
 }
 
 void run_bench_allreduce(const AllreduceArgs& a) {

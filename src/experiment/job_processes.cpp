@@ -23,6 +23,11 @@ using nlohmann::json;
 
 namespace {
 
+// Now, in seconds since the epoch, as the records write times.
+double unix_seconds() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
 // A launcher's variables would make each run believe it is one of the launcher's ranks (and
 // start MPI): the runs are single processes, so they do not inherit them.
 bool launcher_variable(const std::string& entry) {
@@ -32,25 +37,19 @@ bool launcher_variable(const std::string& entry) {
   return false;
 }
 
-}  // namespace
-
-double unix_seconds() {
-  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+void save_run_record(const std::string& out, const Job& job, json r) {
+  r["id"] = job.id;
+  r["kind"] = job.kind;
+  r["title"] = job.title;
+  write_file_atomic((fs::path(out) / job.dir / "runner.json").string(), r.dump(2) + "\n");
 }
+
+}  // namespace
 
 json read_run_record_json(const std::string& out, const Job& job) {
   const fs::path p = fs::path(out) / job.dir / "runner.json";
   if (!fs::exists(p)) return json::object();
   return read_json_file(p.string());  // written atomically: a damaged one is foreign, and said so
-}
-
-void update_run_record(const std::string& out, const Job& job, const json& fields) {
-  json r = read_run_record_json(out, job);
-  for (const auto& [k, v] : fields.items()) r[k] = v;
-  r["id"] = job.id;
-  r["kind"] = job.kind;
-  r["title"] = job.title;
-  write_file_atomic((fs::path(out) / job.dir / "runner.json").string(), r.dump(2) + "\n");
 }
 
 JobProcesses::JobProcesses(const JobGraph& graph, const RunnerOptions& options, std::string node)
@@ -64,17 +63,16 @@ void JobProcesses::start(int i, int threads) {
   const Job& j = g_.at(i);
   const fs::path dir = fs::path(o_.out) / j.dir;
   fs::create_directories(dir);
-  const json before = read_run_record_json(o_.out, j);
-  json threads_by_attempt = before.value("threads_by_attempt", json::array());
-  threads_by_attempt.push_back(threads);
-  json record = {{"status", "running"},
-                 {"attempts", before.value("attempts", 0) + 1},
-                 {"threads_by_attempt", threads_by_attempt},
+  // The record, read once: this attempt's fields over the earlier attempts'.
+  json record = read_run_record_json(o_.out, j);
+  record["threads_by_attempt"].push_back(threads);
+  record.update({{"status", "running"},
+                 {"attempts", record.value("attempts", 0) + 1},
                  {"node", node_},
                  {"rank", Comm::world().rank()},
-                 {"started_at", unix_seconds()}};
+                 {"started_at", unix_seconds()}});
   started_[i] = std::chrono::steady_clock::now();
-  update_run_record(o_.out, j, record);
+  save_run_record(o_.out, j, record);
   json config = j.config;
   if (j.late_config) {
     try {
@@ -143,21 +141,21 @@ void JobProcesses::start(int i, int threads) {
   }
   running_[pid] = i;
   record.update({{"pid", pid}, {"command", argv_s}, {"threads", threads}});
-  update_run_record(o_.out, j, record);
+  save_run_record(o_.out, j, record);
 }
 
 void JobProcesses::end(int i, int code, bool done) {
   const Job& j = g_.at(i);
   const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_[i]).count();
   const bool stopped = code == 130 || code == 128 + SIGTERM || code == 128 + SIGINT;
-  const json before = read_run_record_json(o_.out, j);
-  update_run_record(o_.out, j,
-                    {{"status", done      ? "finished"
-                                : stopped ? "stopped"
-                                          : "failed"},
-                     {"exit_code", code},
-                     {"wall_seconds", before.value("wall_seconds", 0.0) + wall},
-                     {"ended_at", unix_seconds()}});
+  json record = read_run_record_json(o_.out, j);
+  record.update({{"status", done      ? "finished"
+                            : stopped ? "stopped"
+                                      : "failed"},
+                 {"exit_code", code},
+                 {"wall_seconds", record.value("wall_seconds", 0.0) + wall},
+                 {"ended_at", unix_seconds()}});
+  save_run_record(o_.out, j, record);
   ended_.push_back({i, code, done, wall});
 }
 

@@ -57,9 +57,7 @@ class JobProcesses {
 
 // A job's record in <out>/<dir>/runner.json (status, attempts, wall seconds, threads by attempt,
 // the machine and rank it ran on, when its last attempt started and ended, in seconds since the
-// epoch): `fields` are merged into what is there, written atomically.
-void update_run_record(const std::string& out, const Job& job, const nlohmann::json& fields);
+// epoch), written atomically by the rank that runs the job; an empty object before its first run.
 nlohmann::json read_run_record_json(const std::string& out, const Job& job);
-double unix_seconds();  // now, as the records write times
 
 }  // namespace tlm::experiment
