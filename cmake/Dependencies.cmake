@@ -55,3 +55,11 @@ pkg_check_modules(HTTPLIB IMPORTED_TARGET cpp-httplib)
 if(NOT HTTPLIB_FOUND)
   message(FATAL_ERROR "cpp-httplib not found: run scripts/install-deps.sh (package libcpp-httplib-dev)")
 endif()
+
+# ONNX's protobuf schema and checker (libonnx-dev, libprotobuf-dev): tlm export --format onnx writes
+# the graph through ONNX's own message classes and validates it with ONNX's checker.
+find_package(Protobuf QUIET)
+find_package(ONNX QUIET)
+if(NOT Protobuf_FOUND OR NOT ONNX_FOUND)
+  message(FATAL_ERROR "ONNX or protobuf not found: run scripts/install-deps.sh (packages libonnx-dev, libprotobuf-dev)")
+endif()

@@ -15,6 +15,7 @@ packages=(
   libxxhash-dev             # content hashes of sources (token-shard cache keys)
   libtomlplusplus-dev       # TOML run configuration files
   libcpp-httplib-dev        # HTTP server (tlm serve)
+  libonnx-dev libprotobuf-dev # ONNX's schema and checker (tlm export --format onnx)
   libgtest-dev libgmock-dev # unit tests
   clang libclang-rt-14-dev  # libFuzzer targets (scripts/fuzz.sh)
   python3-torch python3-numpy # the PyTorch mirror (golden fixtures, benchmarks)
@@ -55,4 +56,11 @@ fi
 if [ ! -d "$root/tests/web/node_modules/puppeteer-core" ]; then
   echo "install-deps: installing the browser test driver (tests/web)"
   (cd "$root/tests/web" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
+fi
+# Export checks: Hugging Face's transformers.js and onnxruntime-node (CPU binaries inside the
+# package; its install script reaches outside the registries, hence --ignore-scripts), pinned by
+# tests/onnx/package-lock.json.
+if [ ! -d "$root/tests/onnx/node_modules/@huggingface/transformers" ]; then
+  echo "install-deps: installing the ONNX consumers (tests/onnx)"
+  (cd "$root/tests/onnx" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
 fi

@@ -17,5 +17,6 @@ void add_eval_commands(CLI::App& app, int argc, char** argv, int* exit_code);   
 void add_train_commands(CLI::App& app, int argc, char** argv, int* exit_code);  // pretrain, finetune
 void add_reproduce_commands(CLI::App& app, int* exit_code);                     // reproduce, report
 void add_serve_command(CLI::App& app, int* exit_code);                          // serve
+void add_export_command(CLI::App& app);                                         // export
 
 }  // namespace tlm::cli

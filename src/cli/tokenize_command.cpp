@@ -1,9 +1,11 @@
 #include <cstdio>
 #include <iostream>
+#include <memory>
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
 #include "tlm/check.h"
+#include "tlm/run_folder.h"
 #include "tlm/tokenizer.h"
 
 namespace tlm::cli {
@@ -12,6 +14,7 @@ namespace {
 
 struct TokenizeArgs {
   std::string vocab;
+  std::string model;  // a run folder: its vocabulary and tokenizer settings
   bool cased = false;
   int max_len = 0;
   bool json_input = false;
@@ -19,10 +22,18 @@ struct TokenizeArgs {
 };
 
 void run_tokenize(const TokenizeArgs& a) {
-  TokenizerOptions o;
-  o.lowercase = !a.cased;
-  o.max_len = a.max_len;
-  const Tokenizer tok(Vocab::load(a.vocab), o);
+  if (a.vocab.empty() && a.model.empty()) throw Error("tokenize needs --vocab or --model");
+  std::unique_ptr<Tokenizer> made;
+  if (!a.model.empty()) {
+    RunTokenizer run = load_run_tokenizer(a.model);
+    made = std::make_unique<Tokenizer>(std::move(run.vocab), run.options);
+  } else {
+    TokenizerOptions o;
+    o.lowercase = !a.cased;
+    o.max_len = a.max_len;
+    made = std::make_unique<Tokenizer>(Vocab::load(a.vocab), o);
+  }
+  const Tokenizer& tok = *made;
   std::ios::sync_with_stdio(false);
   std::string line;
   int64_t line_no = 0;
@@ -67,10 +78,15 @@ void run_tokenize(const TokenizeArgs& a) {
 void add_tokenize_command(CLI::App& app) {
   auto args = std::make_shared<TokenizeArgs>();
   auto* cmd = app.add_subcommand("tokenize", "texts on stdin (one per line) -> JSON lines with ids and tokens");
-  cmd->add_option("--vocab", args->vocab, "Hugging Face vocab.txt")->required();
-  cmd->add_flag("--cased", args->cased, "keep case and accents (bert-base-cased style)");
+  auto* vocab = cmd->add_option("--vocab", args->vocab, "Hugging Face vocab.txt");
+  auto* model = cmd->add_option("--model", args->model,
+                                "a run folder: tokenize as the run does (its vocabulary, case, sequence length and "
+                                "added tokens)");
+  vocab->excludes(model);
+  cmd->add_flag("--cased", args->cased, "keep case and accents (bert-base-cased style)")->excludes(model);
   cmd->add_option("--max-len", args->max_len, "truncate to this many ids, [CLS] and [SEP] included (0: no limit)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(CLI::NonNegativeNumber)
+      ->excludes(model);
   cmd->add_flag("--json-input", args->json_input, "each input line is a JSON string or {\"text\": ...}");
   cmd->add_flag("--ids-only", args->ids_only, "omit the token strings");
   cmd->callback([args] { run_tokenize(*args); });

@@ -38,6 +38,7 @@ ConvStageNames conv_stage_names(const ConvConfig& config, int stage);
 
 // The stages' geometry: the convolutions, then the pointwise projection to one channel.
 struct ConvFrontShape {
+  static constexpr float kBnEps = 1e-5f, kBnMomentum = 0.1f;  // torch's BatchNorm2d defaults, as their code uses
   ConvConfig config;
   explicit ConvFrontShape(const ConvConfig& c) : config(c) {}
   int stages() const { return config.layers + 1; }
@@ -67,7 +68,6 @@ class ConvFrontEnd : public ConvFrontShape {
     DeviceBuffer<float> mean, rstd;             // (out_ch)
   };
   Backend& backend_;
-  static constexpr float kBnEps = 1e-5f, kBnMomentum = 0.1f;  // torch's BatchNorm2d defaults, as their code uses
   int width_, max_tokens_;
   std::vector<Stage> stages_;
   DeviceBuffer<float> scratch_, grad_a_, grad_b_;  // im2col blocks; two gradients of the widest stage

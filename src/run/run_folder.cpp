@@ -6,6 +6,7 @@
 #include "tlm/checkpoint.h"
 #include "tlm/file_io.h"
 #include "tlm/hash.h"
+#include "tlm/hf_tokenizer_json.h"
 
 namespace tlm {
 
@@ -23,18 +24,8 @@ void save_run_tokenizer(const std::string& dir, const Vocab& vocab, const Tokeni
   std::string text;
   for (const auto& t : vocab.tokens()) text += t + "\n";
   write_file_atomic(path_in(dir, "vocab.txt"), text);
-  const json cfg = {{"tokenizer_class", "BertTokenizer"},
-                    {"do_lower_case", o.lowercase},
-                    {"strip_accents", o.strip_accents < 0 ? json(nullptr) : json(o.strip_accents == 1)},
-                    {"tokenize_chinese_chars", true},
-                    {"model_max_length", o.max_len},
-                    {"additional_special_tokens", o.added_tokens},
-                    {"unk_token", "[UNK]"},
-                    {"sep_token", "[SEP]"},
-                    {"pad_token", "[PAD]"},
-                    {"cls_token", "[CLS]"},
-                    {"mask_token", "[MASK]"},
-                    {"tlm_max_chars_per_word", o.max_chars_per_word}};
+  json cfg = hf_tokenizer_config(o);
+  cfg["tlm_max_chars_per_word"] = o.max_chars_per_word;
   write_file_atomic(path_in(dir, "tokenizer_config.json"), cfg.dump(2) + "\n");
 }
 

@@ -59,6 +59,7 @@ int main(int argc, char** argv) {
   tlm::cli::add_train_commands(app, argc, argv, &exit_code);
   tlm::cli::add_reproduce_commands(app, &exit_code);
   tlm::cli::add_serve_command(app, &exit_code);
+  tlm::cli::add_export_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,0 +1,38 @@
+// `tlm export --format onnx`: a fine-tuned classifier, a soft committee of classifiers or a
+// pre-trained masked-LM as one ONNX graph (opset 17, dynamic batch and sequence axes:
+// input_ids, attention_mask, token_type_ids (int64, (batch, sequence)) -> logits), with what a
+// Hugging Face consumer reads beside it: config.json (id2label/label2id), tokenizer.json,
+// tokenizer_config.json, special_tokens_map.json, vocab.txt; the graph at onnx/model.onnx, where
+// transformers.js looks for it.
+//
+// A committee's logits are log(mean of the members' softmax), so a consumer's softmax gives the
+// committee's probabilities. The graph puts [SEP] at each row's last attended position: rows that
+// end in [SEP] (every correctly tokenized row) are unchanged, and a row whose [SEP] was cut off by
+// a consumer that truncates after adding special tokens (transformers.js does) reads as tlm's own
+// truncation, [CLS] + pieces + [SEP].
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace tlm {
+
+struct OnnxExportOptions {
+  std::vector<std::string> models;  // run folders: one classifier or masked-LM, or several classifiers
+  std::string out;                  // the folder written; an existing one must be empty or an earlier export
+  bool allow_nonfinite = false;     // export weights holding NaN or infinity
+};
+
+struct OnnxExportSummary {
+  std::string architecture;  // BertForSequenceClassification or BertForMaskedLM
+  int members = 0;
+  int64_t parameters = 0;   // summed over members
+  int64_t model_bytes = 0;  // onnx/model.onnx
+};
+
+// Validates every input first (a refused export leaves `out` as it was), then writes the folder
+// whole: built beside it and renamed into place. Throws tlm::Error saying what is wrong.
+OnnxExportSummary export_onnx(const OnnxExportOptions& options);
+
+}  // namespace tlm

@@ -1,0 +1,95 @@
+#include "tlm/hf_tokenizer_json.h"
+
+#include "tlm/check.h"
+
+namespace tlm {
+
+using nlohmann::json;
+
+namespace {
+
+json strip_accents_value(const TokenizerOptions& o) {
+  return o.strip_accents < 0 ? json(nullptr) : json(o.strip_accents == 1);
+}
+
+json added_token(int32_t id, const std::string& content) {
+  // normalized false: matched in the raw text before normalisation, as tlm's literal tokens are
+  return {{"id", id},        {"content", content},  {"single_word", false}, {"lstrip", false},
+          {"rstrip", false}, {"normalized", false}, {"special", true}};
+}
+
+json special(const std::string& token, int type_id) {
+  return {{"SpecialToken", {{"id", token}, {"type_id", type_id}}}};
+}
+
+json sequence(const char* id, int type_id) { return {{"Sequence", {{"id", id}, {"type_id", type_id}}}}; }
+
+}  // namespace
+
+json hf_tokenizer_json(const Vocab& vocab, const TokenizerOptions& o) {
+  json model_vocab = json::object();
+  // a repeated token keeps its last id, as tlm's Vocab and Hugging Face's vocab.txt loader do
+  for (int32_t id = 0; id < vocab.size(); ++id) model_vocab[vocab.token(id)] = id;
+  const std::string cls = vocab.token(vocab.cls_id()), sep = vocab.token(vocab.sep_id());
+  json added = json::array();
+  for (int32_t id : {vocab.pad_id(), vocab.unk_id(), vocab.cls_id(), vocab.sep_id(), vocab.mask_id()}) {
+    added.push_back(added_token(id, vocab.token(id)));
+  }
+  for (const std::string& t : o.added_tokens) {
+    const int32_t id = vocab.find(t);
+    if (id < 0) throw Error(fmt::format("{}: the vocabulary has no token \"{}\"", vocab.source(), t));
+    added.push_back(added_token(id, t));
+  }
+  // HF counts the template's special tokens against max_length and truncates the text before
+  // adding them, as tlm does: [CLS] + max_len - 2 pieces + [SEP].
+  const json truncation =
+      o.max_len > 0
+          ? json{{"direction", "Right"}, {"max_length", o.max_len}, {"strategy", "LongestFirst"}, {"stride", 0}}
+          : json(nullptr);
+  return {
+      {"version", "1.0"},
+      {"truncation", truncation},
+      {"padding", nullptr},
+      {"added_tokens", added},
+      {"normalizer",
+       {{"type", "BertNormalizer"},
+        {"clean_text", true},
+        {"handle_chinese_chars", true},
+        {"strip_accents", strip_accents_value(o)},
+        {"lowercase", o.lowercase}}},
+      {"pre_tokenizer", {{"type", "BertPreTokenizer"}}},
+      {"post_processor",
+       {{"type", "TemplateProcessing"},
+        {"single", {special(cls, 0), sequence("A", 0), special(sep, 0)}},
+        {"pair", {special(cls, 0), sequence("A", 0), special(sep, 0), sequence("B", 1), special(sep, 1)}},
+        {"special_tokens",
+         {{cls, {{"id", cls}, {"ids", {vocab.cls_id()}}, {"tokens", {cls}}}},
+          {sep, {{"id", sep}, {"ids", {vocab.sep_id()}}, {"tokens", {sep}}}}}}}},
+      {"decoder", {{"type", "WordPiece"}, {"prefix", "##"}, {"cleanup", true}}},
+      {"model",
+       {{"type", "WordPiece"},
+        {"unk_token", vocab.token(vocab.unk_id())},
+        {"continuing_subword_prefix", "##"},
+        {"max_input_chars_per_word", o.max_chars_per_word},
+        {"vocab", model_vocab}}},
+  };
+}
+
+json hf_tokenizer_config(const TokenizerOptions& o) {
+  return {{"tokenizer_class", "BertTokenizer"},
+          {"do_lower_case", o.lowercase},
+          {"strip_accents", strip_accents_value(o)},
+          {"tokenize_chinese_chars", true},
+          {"model_max_length", o.max_len},
+          {"additional_special_tokens", o.added_tokens},
+          {"unk_token", "[UNK]"},
+          {"sep_token", "[SEP]"},
+          {"pad_token", "[PAD]"},
+          {"cls_token", "[CLS]"},
+          {"mask_token", "[MASK]"},
+          {"clean_up_tokenization_spaces", true},
+          {"padding_side", "right"},
+          {"truncation_side", "right"}};
+}
+
+}  // namespace tlm
