@@ -6,10 +6,10 @@
 // transformers.js looks for it.
 //
 // A committee's logits are log(mean of the members' softmax), so a consumer's softmax gives the
-// committee's probabilities. The graph puts [SEP] at each row's last attended position: rows that
-// end in [SEP] (every correctly tokenized row) are unchanged, and a row whose [SEP] was cut off by
-// a consumer that truncates after adding special tokens (transformers.js does) reads as tlm's own
-// truncation, [CLS] + pieces + [SEP].
+// committee's probabilities. In a row attended up to the run's max length the graph writes [SEP] at
+// the last position: a correctly tokenized row ends in [SEP] already, and a row whose [SEP] was cut
+// off by a consumer that truncates after adding special tokens (transformers.js does) reads as
+// tlm's own truncation, [CLS] + pieces + [SEP].
 #pragma once
 
 #include <cstdint>
@@ -20,8 +20,8 @@ namespace tlm {
 
 struct OnnxExportOptions {
   std::vector<std::string> models;  // run folders: one classifier or masked-LM, or several classifiers
-  std::string out;                  // the folder written; an existing one must be empty or an earlier export
-  bool allow_nonfinite = false;     // export weights holding NaN or infinity
+  std::string out;  // the folder written: absent, empty or an earlier export; never a run, nor holding or inside one
+  bool allow_nonfinite = false;  // export weights holding NaN or infinity
 };
 
 struct OnnxExportSummary {
@@ -32,7 +32,7 @@ struct OnnxExportSummary {
 };
 
 // Validates every input first (a refused export leaves `out` as it was), then writes the folder
-// whole: built beside it and renamed into place. Throws tlm::Error saying what is wrong.
+// whole: built beside it and swapped into place. Throws tlm::Error saying what is wrong.
 OnnxExportSummary export_onnx(const OnnxExportOptions& options);
 
 }  // namespace tlm

@@ -1,16 +1,17 @@
 #include "tlm/onnx_export.h"
 
-#include <onnx/checker.h>
-#include <onnx/shape_inference/implementation.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
 #include <unistd.h>
 
-#include <cmath>
+#include <algorithm>
+#include <cerrno>
 #include <filesystem>
 #include <limits>
 #include <optional>
 
-#include "eval/onnx_graph.h"
-#include "model/conv_front.h"
+#include "eval/bert_onnx.h"
 #include "tlm/check.h"
 #include "tlm/file_io.h"
 #include "tlm/hf_tokenizer_json.h"
@@ -25,19 +26,14 @@ using nlohmann::json;
 
 namespace {
 
-constexpr int kOpset = 17;  // LayerNormalization; ONNX 1.12 (Debian) checks up to 17
 constexpr const char* kModelFile = "onnx/model.onnx";
+// What an export folder holds: a folder holding nothing else may be replaced by a new export.
+constexpr const char* kExportEntries[] = {
+    "onnx", "config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"};
 
-// A run's weights on the host, with the table that names them.
-struct Member {
-  std::string dir;
-  BertConfig config;
-  std::vector<float> params;
-  std::vector<float> buffers;  // a convolutional front-end's BatchNorm running statistics
-};
-
-Member load_member(const std::string& dir, bool allow_nonfinite) {
-  Member m{dir, load_config(dir), {}};
+// A run's weights on the host, checked.
+OnnxMember load_member(const std::string& dir, bool allow_nonfinite) {
+  OnnxMember m{dir, load_config(dir), {}, {}};
   // The smallest activation buffers: the model is only a holder for the checked weights.
   BertModel model(m.config, ModelLimits{.max_tokens = 1, .max_seqs = 1, .max_seq_len = 1, .max_targets = 1});
   load_model_weights(model, dir, {LoadMode::kExact, allow_nonfinite});
@@ -46,185 +42,8 @@ Member load_member(const std::string& dir, bool allow_nonfinite) {
   return m;
 }
 
-// The graph's shared inputs, computed once for every member.
-struct Inputs {
-  std::string ids;        // (batch, sequence) int64, [SEP] restored at each row's last attended position
-  std::string type_ids;   // (batch, sequence) int64
-  std::string positions;  // (sequence) int64: 0 .. sequence-1
-  std::string mask_bias;  // (batch, 1, 1, sequence) float: 0 where attended, float's lowest where padded
-  std::string mask_rows;  // (batch, 1, sequence, 1) float: 1 where attended, 0 where padded
-  std::string attended;   // (batch, sequence) bool
-  std::string length;     // (1) int64: the sequence axis's size
-};
-
-Inputs declare_inputs(OnnxGraph& g, int64_t sep_id) {
-  using onnx::TensorProto;
-  for (const char* name : {"input_ids", "attention_mask", "token_type_ids"}) {
-    g.input(name, TensorProto::INT64, {std::string("batch"), std::string("sequence")});
-  }
-  Inputs in;
-  in.type_ids = "token_type_ids";
-  const std::string shape = g.op("Shape", {"input_ids"});
-  in.length = g.op("Gather", {shape, g.ints({1})});
-  in.positions = g.op("Range", {g.int_scalar(0), g.op("Gather", {shape, g.int_scalar(1)}), g.int_scalar(1)});
-  in.attended = g.op("Cast", {"attention_mask"}, {{"to", int64_t{TensorProto::BOOL}}});
-  const std::string row_positions = g.op("Unsqueeze", {in.positions, g.ints({0})});  // (1, sequence)
-  const std::string last = g.op("ReduceMax", {g.op("Mul", {"attention_mask", row_positions})},
-                                {{"axes", std::vector<int64_t>{1}}, {"keepdims", int64_t{1}}});  // (batch, 1)
-  in.ids = g.op("Where", {g.op("Equal", {row_positions, last}), g.int_scalar(sep_id), "input_ids"});
-  // Hugging Face's extended mask: (1 - mask) * finfo(float32).min, added to the scores.
-  const std::string mask = g.op("Cast", {"attention_mask"}, {{"to", int64_t{TensorProto::FLOAT}}});
-  const std::string bias =
-      g.op("Mul", {g.op("Sub", {g.float_scalar(1.0f), mask}), g.float_scalar(std::numeric_limits<float>::lowest())});
-  in.mask_bias = g.op("Unsqueeze", {bias, g.ints({1, 2})});
-  in.mask_rows = g.op("Unsqueeze", {mask, g.ints({1, 3})});
-  return in;
-}
-
-// One member's encoder and head, value names prefixed so members never collide.
-class BertGraph {
- public:
-  BertGraph(OnnxGraph& g, const Member& m, std::string prefix)
-      : g_(g), m_(m), table_(m.config), prefix_(std::move(prefix)) {}
-
-  // (batch, labels) for a classifier, (batch, sequence, vocab) for a masked-LM.
-  std::string logits(const Inputs& in) {
-    const BertConfig& c = m_.config;
-    std::string x;
-    if (!c.conv.enabled()) {
-      x = embed(in.ids, in.type_ids, in.positions);
-    } else if (c.conv.pad_to == 0) {
-      // packed: each sequence its own image, zero beyond its length at every stage
-      x = conv_front(embed(in.ids, in.type_ids, in.positions), in.mask_rows);
-    } else {
-      // the paper's padded batches: every row [PAD]-padded to pad_to (padding: the [PAD] id, type 0,
-      // its position) through the front-end, then the real length on to the transformer layers
-      const int64_t pad = c.pad_token_id, pad_to = c.conv.pad_to;
-      const std::string pads =
-          g_.op("Concat", {g_.ints({0, 0, 0}), g_.op("Sub", {g_.ints({pad_to}), in.length})}, {{"axis", int64_t{0}}});
-      auto padded = [&](const std::string& values, int64_t fill) {
-        const std::string kept = g_.op("Where", {in.attended, values, g_.int_scalar(fill)});
-        return g_.op("Pad", {kept, pads, g_.int_scalar(fill)});
-      };
-      std::vector<int64_t> positions(static_cast<size_t>(pad_to));
-      for (int64_t t = 0; t < pad_to; ++t) positions[static_cast<size_t>(t)] = t;
-      const std::string front = conv_front(embed(padded(in.ids, pad), padded(in.type_ids, 0), g_.ints(positions)), "");
-      x = g_.op("Slice", {front, g_.ints({0}), in.length, g_.ints({1})});
-    }
-    for (int l = 0; l < c.num_hidden_layers; ++l) x = layer(x, encoder_layer_prefix(c, l), in.mask_bias);
-    if (c.head == Head::kClassification) {
-      const std::string first = g_.op("Gather", {x, g_.int_scalar(0)}, {{"axis", int64_t{1}}});  // (batch, hidden)
-      const std::string pooled = g_.op("Tanh", {linear(first, "bert.pooler.dense")});
-      return linear(pooled, "classifier");
-    }
-    const std::string t =
-        layer_norm(gelu(linear(x, "cls.predictions.transform.dense")), "cls.predictions.transform.LayerNorm");
-    // the decoder is tied to the word embeddings: (hidden, vocab) by a Transpose of the one copy
-    const std::string decoder =
-        g_.op("Transpose", {weight("bert.embeddings.word_embeddings.weight")}, {{"perm", std::vector<int64_t>{1, 0}}});
-    return g_.op("Add", {g_.op("MatMul", {t, decoder}), weight("cls.predictions.bias")});
-  }
-
- private:
-  const float* data(const std::string& name) const { return m_.params.data() + table_.at(name).offset; }
-
-  // (batch, rows, hidden): LayerNorm((word + type) + position), as Hugging Face sums them.
-  std::string embed(const std::string& ids, const std::string& types, const std::string& positions) {
-    const std::string word = g_.op("Gather", {weight("bert.embeddings.word_embeddings.weight"), ids});
-    const std::string type = g_.op("Gather", {weight("bert.embeddings.token_type_embeddings.weight"), types});
-    const std::string pos = g_.op("Gather", {weight("bert.embeddings.position_embeddings.weight"), positions});
-    return layer_norm(g_.op("Add", {g_.op("Add", {word, type}), pos}), "bert.embeddings.LayerNorm");
-  }
-
-  // The convolutional front-end on x (batch, rows, hidden) seen as (batch, 1, rows, hidden): per
-  // stage Conv2d (padding "same", torch's split: the odd pixel after) -> BatchNorm2d on the running
-  // statistics -> GELU. With mask_rows (batch, 1, rows, 1), rows beyond each length are zeroed before
-  // every convolution (the packed semantics); with "", every row takes part (the padded one).
-  std::string conv_front(const std::string& x, const std::string& mask_rows) {
-    const ConvFrontShape front(m_.config.conv);
-    std::string h = g_.op("Unsqueeze", {x, g_.ints({1})});
-    for (int s = 0; s < front.stages(); ++s) {
-      const ConvStageNames n = conv_stage_names(front.config, s);
-      const int64_t ks = front.kernel_seq(s), kh = front.kernel_hidden(s);
-      if (!mask_rows.empty()) h = g_.op("Mul", {h, mask_rows});
-      h = g_.op(
-          "Conv", {h, weight(kConvPrefix + n.conv_weight), weight(kConvPrefix + n.conv_bias)},
-          {{"kernel_shape", std::vector<int64_t>{ks, kh}},
-           {"pads", std::vector<int64_t>{(ks - 1) / 2, (kh - 1) / 2, ks - 1 - (ks - 1) / 2, kh - 1 - (kh - 1) / 2}}});
-      h = g_.op("BatchNormalization",
-                {h, weight(kConvPrefix + n.bn_weight), weight(kConvPrefix + n.bn_bias),
-                 buffer(kConvPrefix + n.running_mean), buffer(kConvPrefix + n.running_var)},
-                {{"epsilon", ConvFrontShape::kBnEps}});
-      h = gelu(h);
-    }
-    return g_.op("Squeeze", {h, g_.ints({1})});
-  }
-
-  std::string buffer(const std::string& name) {
-    const ParamInfo& b = table_.buffer(name);
-    return g_.weight(prefix_ + name, b.shape, m_.buffers.data() + b.offset);
-  }
-
-  // Each tensor becomes an initializer once, however often it is read.
-  std::string weight(const std::string& name) {
-    const std::string full = prefix_ + name;
-    if (std::find(added_.begin(), added_.end(), full) == added_.end()) {
-      g_.weight(full, table_.at(name).shape, data(name));
-      added_.push_back(full);
-    }
-    return full;
-  }
-
-  // torch Linear: x @ W^T + b, W (out, in) stored transposed as (in, out).
-  std::string linear(const std::string& x, const std::string& module) {
-    const ParamInfo& w = table_.at(module + ".weight");
-    const std::string wt = g_.weight_transposed(prefix_ + module + ".weight", w.shape[0], w.shape[1], data(w.name));
-    return g_.op("Add", {g_.op("MatMul", {x, wt}), weight(module + ".bias")});
-  }
-
-  std::string layer_norm(const std::string& x, const std::string& module) {
-    return g_.op("LayerNormalization", {x, weight(module + ".weight"), weight(module + ".bias")},
-                 {{"axis", int64_t{-1}}, {"epsilon", m_.config.layer_norm_eps}});
-  }
-
-  // erf GELU as transformers writes it: x * 0.5 * (1 + erf(x / sqrt(2)))
-  std::string gelu(const std::string& x) {
-    const std::string erf = g_.op("Erf", {g_.op("Div", {x, g_.float_scalar(std::sqrt(2.0f))})});
-    return g_.op("Mul", {g_.op("Mul", {x, g_.float_scalar(0.5f)}), g_.op("Add", {g_.float_scalar(1.0f), erf})});
-  }
-
-  // One post-LayerNorm encoder layer on x (batch, sequence, hidden).
-  std::string layer(const std::string& x, const std::string& p, const std::string& mask_bias) {
-    const BertConfig& c = m_.config;
-    const std::string heads = g_.ints({0, 0, c.num_attention_heads, c.head_dim()});
-    auto split = [&](const std::string& module, std::vector<int64_t> perm) {
-      return g_.op("Transpose", {g_.op("Reshape", {linear(x, p + module), heads})}, {{"perm", std::move(perm)}});
-    };
-    const std::string q = split("attention.self.query", {0, 2, 1, 3});  // (batch, heads, sequence, d)
-    const std::string k = split("attention.self.key", {0, 2, 3, 1});    // (batch, heads, d, sequence)
-    const std::string v = split("attention.self.value", {0, 2, 1, 3});
-    const std::string scores =
-        g_.op("Div", {g_.op("MatMul", {q, k}), g_.float_scalar(std::sqrt(static_cast<float>(c.head_dim())))});
-    const std::string probs = g_.op("Softmax", {g_.op("Add", {scores, mask_bias})}, {{"axis", int64_t{-1}}});
-    const std::string context = g_.op(
-        "Reshape", {g_.op("Transpose", {g_.op("MatMul", {probs, v})}, {{"perm", std::vector<int64_t>{0, 2, 1, 3}}}),
-                    g_.ints({0, 0, c.hidden_size})});
-    const std::string attended =
-        layer_norm(g_.op("Add", {linear(context, p + "attention.output.dense"), x}), p + "attention.output.LayerNorm");
-    const std::string inner = gelu(linear(attended, p + "intermediate.dense"));
-    return layer_norm(g_.op("Add", {linear(inner, p + "output.dense"), attended}), p + "output.LayerNorm");
-  }
-
-  OnnxGraph& g_;
-  const Member& m_;
-  ParamTable table_;
-  std::string prefix_;
-  std::vector<std::string> added_;
-};
-
-// The members' configurations and tokenizer, checked: everything an export needs, before any write.
 struct Plan {
-  std::vector<Member> members;
+  std::vector<OnnxMember> members;
   std::vector<std::string> labels;  // classifiers
   std::optional<Vocab> vocab;       // set by plan_export
   TokenizerOptions tokenizer;
@@ -253,7 +72,7 @@ Plan plan_export(const OnnxExportOptions& o) {
     plan.tokenizer = committee.tokenizer().options();
   }
   for (const auto& dir : o.models) {
-    Member m = load_member(dir, o.allow_nonfinite);
+    OnnxMember m = load_member(dir, o.allow_nonfinite);
     if (m.config.vocab_size != plan.vocab->size()) {
       throw Error(fmt::format("{}: config.json has vocab_size {} but vocab.txt holds {} tokens", dir,
                               m.config.vocab_size, plan.vocab->size()));
@@ -265,57 +84,6 @@ Plan plan_export(const OnnxExportOptions& o) {
     plan.members.push_back(std::move(m));
   }
   return plan;
-}
-
-onnx::ModelProto build_model(const Plan& plan) {
-  onnx::ModelProto model;
-  model.set_ir_version(onnx::IR_VERSION);
-  model.set_producer_name("tlm");
-  model.set_producer_version(TLM_VERSION);
-  model.add_opset_import()->set_version(kOpset);
-  onnx::GraphProto* graph = model.mutable_graph();
-  graph->set_name(plan.masked_lm ? "tlm_bert_masked_lm" : "tlm_bert_classifier");
-  OnnxGraph g(graph);
-  const Inputs in = declare_inputs(g, plan.vocab->sep_id());
-  std::vector<std::string> member_logits;
-  for (size_t i = 0; i < plan.members.size(); ++i) {
-    const std::string prefix = plan.members.size() > 1 ? fmt::format("member{}/", i) : "";
-    member_logits.push_back(BertGraph(g, plan.members[i], prefix).logits(in));
-  }
-  std::string logits = member_logits[0];
-  if (member_logits.size() > 1) {
-    // log of the mean of the members' softmax: a consumer's softmax returns the mean exactly
-    std::vector<std::string> probs;
-    for (const auto& l : member_logits) probs.push_back(g.op("Softmax", {l}, {{"axis", int64_t{-1}}}));
-    const std::string mean =
-        g.op("Div", {g.op("Sum", probs), g.float_scalar(static_cast<float>(member_logits.size()))});
-    logits = g.op("Log", {mean});
-  }
-  g.rename_output(logits, "logits");
-  using Dim = OnnxGraph::Dim;
-  if (plan.masked_lm) {
-    g.output("logits", onnx::TensorProto::FLOAT,
-             {Dim{std::string("batch")}, Dim{std::string("sequence")}, Dim{int64_t{plan.vocab->size()}}});
-  } else {
-    g.output("logits", onnx::TensorProto::FLOAT,
-             {Dim{std::string("batch")}, Dim{static_cast<int64_t>(plan.labels.size())}});
-  }
-  auto* meta = model.add_metadata_props();
-  meta->set_key("tlm_members");
-  meta->set_value(std::to_string(plan.members.size()));
-  return model;
-}
-
-// ONNX's own checker and strict shape inference: a graph that fails them is a bug here, never shipped.
-void check_model(const onnx::ModelProto& model) {
-  try {
-    onnx::checker::check_model(model);
-    onnx::ModelProto copy = model;
-    onnx::shape_inference::InferShapes(copy, onnx::OpSchemaRegistry::Instance(),
-                                       onnx::ShapeInferenceOptions(true, 1, false));
-  } catch (const std::exception& e) {
-    TLM_FAIL("the exported ONNX graph is invalid: {}", e.what());
-  }
 }
 
 json config_json(const Plan& plan) {
@@ -330,12 +98,13 @@ json config_json(const Plan& plan) {
                        {"parameters", static_cast<int64_t>(m.params.size())}});
     params += static_cast<int64_t>(m.params.size());
   }
+  const int max_len = plan.tokenizer.max_len;
   cfg["tlm_export"] = {{"format", "onnx"},
-                       {"opset", kOpset},
+                       {"opset", kOnnxOpset},
                        {"file", kModelFile},
                        {"committee", plan.members.size() > 1},
                        {"logits", plan.members.size() > 1 ? "log of the mean of the members' softmax" : "the model's"},
-                       {"sep_restored_at_last_attended_position", true},
+                       {"sep_restored_at_position", max_len > 0 ? json(max_len - 1) : json(nullptr)},
                        {"parameters", params},
                        {"members", members}};
   return cfg;
@@ -346,31 +115,114 @@ json special_tokens_map(const TokenizerOptions& o) {
           {"cls_token", "[CLS]"}, {"mask_token", "[MASK]"}, {"additional_special_tokens", o.added_tokens}};
 }
 
-// `out` may be replaced when it is absent, an empty folder or an earlier export; never a run or anything else.
-void check_replaceable(const fs::path& out) {
+// --out as a folder path with a name ("e1/" and "." name their folder).
+fs::path out_folder(const std::string& out) {
+  TLM_CHECK(!out.empty(), "no --out given");
+  fs::path p = fs::absolute(out).lexically_normal();
+  if (!p.has_filename()) p = p.parent_path();
+  return p;
+}
+
+// Whether `inner` is `outer` or lies below it, links resolved.
+bool within(const fs::path& inner, const fs::path& outer) {
+  const fs::path i = fs::weakly_canonical(inner), o = fs::weakly_canonical(outer);
+  return std::mismatch(o.begin(), o.end(), i.begin(), i.end()).first == o.end();
+}
+
+// `out` may be replaced when it is absent, an empty folder or an earlier export holding nothing
+// else; never a run, a folder holding one, or a folder inside one.
+void check_out(const fs::path& out, const std::vector<std::string>& models) {
+  for (const auto& m : models) {
+    if (within(m, out)) throw Error(fmt::format("--out {}: holds the run {}; choose another folder", out.string(), m));
+    if (within(out, m))
+      throw Error(fmt::format("--out {}: lies inside the run {}; choose a folder outside it", out.string(), m));
+  }
   if (!fs::exists(out)) return;
   if (!fs::is_directory(out)) throw Error(fmt::format("--out {}: exists and is not a folder", out.string()));
-  if (fs::is_empty(out)) return;
-  const fs::path cfg = out / "config.json";
-  if (fs::exists(cfg)) {
-    try {
-      if (read_json_file(cfg.string()).contains("tlm_export")) return;
-    } catch (const Error&) {
+  bool earlier_export = false;
+  for (const auto& entry : fs::directory_iterator(out)) {
+    const std::string name = entry.path().filename().string();
+    if (std::find(std::begin(kExportEntries), std::end(kExportEntries), name) == std::end(kExportEntries)) {
+      throw Error(
+          fmt::format("--out {}: holds {}, which an export does not write: only an empty folder or an "
+                      "earlier export is replaced; choose another",
+                      out.string(), name));
+    }
+    if (name == "config.json") {
+      try {
+        earlier_export = read_json_file(entry.path().string()).contains("tlm_export");
+      } catch (const Error&) {
+      }
     }
   }
-  throw Error(fmt::format("--out {}: a folder that holds something other than an earlier tlm export; choose another",
-                          out.string()));
+  if (!fs::is_empty(out) && !earlier_export) {
+    throw Error(fmt::format("--out {}: not an earlier tlm export (its config.json has no tlm_export); choose another",
+                            out.string()));
+  }
+}
+
+// Folders an interrupted export left beside `out` (NAME.partial-PID, NAME.old-PID) whose process is gone.
+void remove_leftovers(const fs::path& out) {
+  if (!fs::is_directory(out.parent_path())) return;
+  const std::string name = out.filename().string();
+  for (const auto& entry : fs::directory_iterator(out.parent_path())) {
+    const std::string n = entry.path().filename().string();
+    for (const std::string& stem : {name + ".partial-", name + ".old-"}) {
+      if (n.rfind(stem, 0) != 0) continue;
+      const std::string digits = n.substr(stem.size());
+      if (digits.empty() || digits.find_first_not_of("0123456789") != std::string::npos) continue;
+      const pid_t pid = static_cast<pid_t>(std::stol(digits));
+      if (pid != getpid() && kill(pid, 0) != 0 && errno == ESRCH) fs::remove_all(entry.path());
+    }
+  }
+}
+
+// Puts the finished folder `staging` at `out`: swapped in one step where the file system can
+// (renameat2's exchange), so `out` never goes missing; the earlier export is then removed.
+void move_into_place(const fs::path& staging, const fs::path& out) {
+  if (!fs::exists(out)) {
+    fs::rename(staging, out);
+    return;
+  }
+  if (renameat2(AT_FDCWD, staging.c_str(), AT_FDCWD, out.c_str(), RENAME_EXCHANGE) == 0) {
+    fs::remove_all(staging);  // now the earlier export
+    return;
+  }
+  const fs::path old = out.string() + ".old-" + std::to_string(getpid());
+  fs::rename(out, old);
+  try {
+    fs::rename(staging, out);
+  } catch (...) {
+    fs::rename(old, out);
+    throw;
+  }
+  fs::remove_all(old);
+}
+
+void write_folder(const fs::path& staging, const Plan& plan, const std::string& serialized) {
+  fs::create_directories(staging / "onnx");
+  write_file_atomic((staging / kModelFile).string(), serialized);
+  write_file_atomic((staging / "config.json").string(), config_json(plan).dump(2) + "\n");
+  write_file_atomic((staging / "tokenizer.json").string(),
+                    hf_tokenizer_json(*plan.vocab, plan.tokenizer).dump() + "\n");
+  write_file_atomic((staging / "tokenizer_config.json").string(), hf_tokenizer_config(plan.tokenizer).dump(2) + "\n");
+  write_file_atomic((staging / "special_tokens_map.json").string(), special_tokens_map(plan.tokenizer).dump(2) + "\n");
+  fs::copy_file(fs::path(plan.members[0].dir) / "vocab.txt", staging / "vocab.txt");
 }
 
 }  // namespace
 
 OnnxExportSummary export_onnx(const OnnxExportOptions& o) {
-  TLM_CHECK(!o.out.empty(), "no --out given");
-  const fs::path out = fs::absolute(o.out).lexically_normal();
-  check_replaceable(out);
+  const fs::path out = out_folder(o.out);
+  check_out(out, o.models);
   const Plan plan = plan_export(o);
-  onnx::ModelProto model = build_model(plan);
-  check_model(model);
+  const OnnxGraphSpec spec{.masked_lm = plan.masked_lm,
+                           .sep_id = plan.vocab->sep_id(),
+                           .max_len = plan.tokenizer.max_len,
+                           .vocab_size = plan.vocab->size(),
+                           .num_labels = static_cast<int64_t>(plan.labels.size())};
+  const onnx::ModelProto model = build_bert_onnx(plan.members, spec);
+  check_onnx_model(model);
   const size_t bytes = model.ByteSizeLong();
   if (bytes > static_cast<size_t>(std::numeric_limits<int32_t>::max())) {
     throw Error(fmt::format("the graph is {} bytes: protobuf files stop at 2 GiB (ONNX's external data is not written)",
@@ -379,36 +231,21 @@ OnnxExportSummary export_onnx(const OnnxExportOptions& o) {
   std::string serialized;
   TLM_CHECK(model.SerializeToString(&serialized), "could not serialise the ONNX model");
 
-  // Built beside `out`, then renamed into place: a failure leaves `out` as it was.
+  // Built beside `out`, then moved into place: a failure leaves `out` as it was.
   const fs::path staging = out.string() + ".partial-" + std::to_string(getpid());
-  fs::remove_all(staging);
-  fs::create_directories(staging / "onnx");
   try {
-    write_file_atomic((staging / kModelFile).string(), serialized);
-    write_file_atomic((staging / "config.json").string(), config_json(plan).dump(2) + "\n");
-    write_file_atomic((staging / "tokenizer.json").string(),
-                      hf_tokenizer_json(*plan.vocab, plan.tokenizer).dump() + "\n");
-    write_file_atomic((staging / "tokenizer_config.json").string(), hf_tokenizer_config(plan.tokenizer).dump(2) + "\n");
-    write_file_atomic((staging / "special_tokens_map.json").string(),
-                      special_tokens_map(plan.tokenizer).dump(2) + "\n");
-    fs::copy_file(fs::path(plan.members[0].dir) / "vocab.txt", staging / "vocab.txt");
-    if (fs::exists(out)) {
-      const fs::path old = out.string() + ".old-" + std::to_string(getpid());
-      fs::rename(out, old);
-      try {
-        fs::rename(staging, out);
-      } catch (...) {
-        fs::rename(old, out);
-        throw;
-      }
-      fs::remove_all(old);
-    } else {
-      fs::rename(staging, out);
+    remove_leftovers(out);
+    fs::remove_all(staging);
+    try {
+      write_folder(staging, plan, serialized);
+      move_into_place(staging, out);
+    } catch (...) {
+      std::error_code ignored;
+      fs::remove_all(staging, ignored);
+      throw;
     }
-  } catch (...) {
-    std::error_code ignored;
-    fs::remove_all(staging, ignored);
-    throw;
+  } catch (const fs::filesystem_error& e) {
+    throw Error(fmt::format("--out {}: {}", out.string(), e.what()));
   }
   OnnxExportSummary s;
   s.architecture = plan.masked_lm ? "BertForMaskedLM" : "BertForSequenceClassification";

@@ -24,6 +24,34 @@ json special(const std::string& token, int type_id) {
 
 json sequence(const char* id, int type_id) { return {{"Sequence", {{"id", id}, {"type_id", type_id}}}}; }
 
+// BertNormalizer, after (uncased) a Replace of capital sigma by small sigma: the Rust library
+// lowercases character by character (Σ -> σ, as tlm), while transformers.js's toLowerCase turns a
+// word-final Σ into ς. The Replace changes nothing in Rust and makes JavaScript agree.
+json normalizer(const TokenizerOptions& o) {
+  const json bert = {{"type", "BertNormalizer"},
+                     {"clean_text", true},
+                     {"handle_chinese_chars", true},
+                     {"strip_accents", strip_accents_value(o)},
+                     {"lowercase", o.lowercase}};
+  if (!o.lowercase) return bert;
+  const json sigma = {{"type", "Replace"}, {"pattern", {{"String", "\u03A3"}}}, {"content", "\u03C3"}};
+  return {{"type", "Sequence"}, {"normalizers", {sigma, bert}}};
+}
+
+// BertPreTokenizer, after a Split isolating the CJK ideographs beyond U+FFFF (tlm's is_cjk ranges):
+// the Rust BertNormalizer has already spaced them out (so the Split changes nothing there), while
+// transformers.js's walks UTF-16 units and misses them.
+json pre_tokenizer() {
+  const json split = {{"type", "Split"},
+                      {"pattern",
+                       {{"Regex",
+                         "[\U00020000-\U0002A6DF\U0002A700-\U0002B73F\U0002B740-\U0002B81F\U0002B820-"
+                         "\U0002CEAF\U0002F800-\U0002FA1F]"}}},
+                      {"behavior", "Isolated"},
+                      {"invert", false}};
+  return {{"type", "Sequence"}, {"pretokenizers", {split, {{"type", "BertPreTokenizer"}}}}};
+}
+
 }  // namespace
 
 json hf_tokenizer_json(const Vocab& vocab, const TokenizerOptions& o) {
@@ -51,13 +79,8 @@ json hf_tokenizer_json(const Vocab& vocab, const TokenizerOptions& o) {
       {"truncation", truncation},
       {"padding", nullptr},
       {"added_tokens", added},
-      {"normalizer",
-       {{"type", "BertNormalizer"},
-        {"clean_text", true},
-        {"handle_chinese_chars", true},
-        {"strip_accents", strip_accents_value(o)},
-        {"lowercase", o.lowercase}}},
-      {"pre_tokenizer", {{"type", "BertPreTokenizer"}}},
+      {"normalizer", normalizer(o)},
+      {"pre_tokenizer", pre_tokenizer()},
       {"post_processor",
        {{"type", "TemplateProcessing"},
         {"single", {special(cls, 0), sequence("A", 0), special(sep, 0)}},

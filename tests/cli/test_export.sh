@@ -41,7 +41,8 @@ $py - <<'PY'
 import csv, json
 rows = [r[1] for r in csv.reader(open("data/task/test.csv"))] + [r[1] for r in csv.reader(open("data/task/train.csv"))]
 extra = ["Café déjà vu naïve façade", "東京 大学 の 研究", "ünïcödé " * 40, "a " * 500, "Ωμέγα and ALPHA",
-         "Ünïcödé CAFÉ Straße " * 12, "中文 文本 " * 30, "the quick brown fox " * 20, "Résumé, naïve; coöperate! " * 9]
+         "Ünïcödé CAFÉ Straße " * 12, "中文 文本 " * 30, "the quick brown fox " * 20, "Résumé, naïve; coöperate! " * 9,
+         "a\U00020000b \U00020001c", "ΟΔΟΣ ΚΑΙ ΛΟΓΟΣ"]
 texts = (extra + [r.replace("\n", " ") for r in rows])[:200]
 assert len(texts) == 200
 open("texts.txt", "w").write("".join(t + "\n" for t in texts))
@@ -58,11 +59,21 @@ for i, text in enumerate(rows[:120]):
     w[t] = "[unused2] " + w[t] + " [unused3]"
     rel_texts.append(" ".join(w))
 json.dump(rel, open("fewrel.json", "w"))
-rel_texts += ["[unused0] Café [unused1] déjà [unused2] 東京 [unused3]", "[UNUSED0] upper case is not a marker"]
+# CJK beyond U+FFFF and a word-final capital sigma, with pieces for them in this run's vocabulary
+rel_texts += ["[unused0] Café [unused1] déjà [unused2] 東京 [unused3]", "[UNUSED0] upper case is not a marker",
+              "x\U00020000y \U00020001 z", "ΟΔΟΣ [unused0] ΛΟΓΟΣ [unused1]"]
+# masked-LM texts: task rows with a word among the first five masked (never truncated away)
+with open("masked.jsonl", "w") as f:
+    for i, text in enumerate(rows[:60]):
+        words = text.split()
+        if len(words) < 3: continue
+        words[1 + i % min(len(words) - 2, 4)] = "[MASK]"
+        f.write(json.dumps(" ".join(words)) + "\n")
 open("rel-texts.txt", "w").write("".join(t + "\n" for t in rel_texts))
 open("rel-texts.jsonl", "w").write("".join(json.dumps(t) + "\n" for t in rel_texts))
 PY
-printf '[unused0]\n[unused1]\n[unused2]\n[unused3]\n' | cat vocab.txt - >vocab-fewrel.txt
+printf '[unused0]\n[unused1]\n[unused2]\n[unused3]\n\U00020000\n\U00020001\nο\nλ\n##δ\n##ο\n##γ\n##σ\n##ς\n' |
+  cat vocab.txt - >vocab-fewrel.txt
 
 # --- classifiers: one model, a committee of 3, a cased two-layer model
 "$tlm" export --format onnx --model m1 --out e1 >/dev/null || fail "export of one model failed"
@@ -84,6 +95,19 @@ check_classifier() {  # check_classifier EXPORT_DIR TEXTS MODEL...: consumers vs
     fail "$dir: Hugging Face tokenizers could not load tokenizer.json"
   "$tlm" tokenize --model "$1" --json-input --ids-only <$texts.jsonl >"$dir.ids.jsonl"
   cmp -s "$dir.hf-ids.jsonl" "$dir.ids.jsonl" || fail "$dir: tokenizer.json encodes differently from tlm's tokenizer"
+  # ... and in transformers.js's JavaScript port, but for the [SEP] it cuts off rows over the max length
+  node "$consumers/consume.js" tokenize "$dir" <$texts.jsonl >"$dir.js-ids.jsonl" 2>"$dir.js-ids.err" ||
+    { cat "$dir.js-ids.err"; fail "$dir: transformers.js's tokenizer failed"; }
+  $py - "$dir" <<'PY' || fail "$dir: transformers.js tokenizes differently from tlm"
+import json, sys
+d = sys.argv[1]
+tlm = [json.loads(l)["ids"] for l in open(d + ".ids.jsonl")]
+js = [json.loads(l)["ids"] for l in open(d + ".js-ids.jsonl")]
+assert len(tlm) == len(js)
+for i, (t, j) in enumerate(zip(tlm, js)):
+    assert len(t) == len(j) and t[:-1] == j[:-1], (i, t, j)
+    assert t[-1] == j[-1] or len(t) == 24, (i, t, j)  # only a row cut at the max length lacks [SEP]
+PY
   node "$consumers/consume.js" pipeline "$dir" <$texts.jsonl >"$dir.pipeline.jsonl" 2>"$dir.pipeline.err" ||
     { cat "$dir.pipeline.err"; fail "$dir: transformers.js failed"; }
   node "$consumers/consume.js" ort "$dir" <"$dir.ids.jsonl" >"$dir.ort.jsonl" 2>"$dir.ort.err" ||
@@ -124,6 +148,14 @@ with open("long-tlm.jsonl", "w") as a, open("long-cut.jsonl", "w") as b:
 node "$consumers/consume.js" ort e1 <long-tlm.jsonl >long-tlm.out
 node "$consumers/consume.js" ort e1 <long-cut.jsonl >long-cut.out
 cmp -s long-tlm.out long-cut.out || fail "rows cut as transformers.js cuts them do not read as tlm's truncation"
+# ... and only rows cut at the max length: a shorter row without [SEP] is read as it is
+head -1 long-tlm.jsonl | $py -c '
+import json, sys
+ids = json.loads(sys.stdin.readline())["ids"]
+print(json.dumps({"ids": ids[:6]}))
+print(json.dumps({"ids": ids[:5] + [ids[-1]]}))' >short.jsonl
+node "$consumers/consume.js" ort e1 <short.jsonl >short.out
+[ "$(sed -n 1p short.out)" != "$(sed -n 2p short.out)" ] || fail "a short row without [SEP] was changed"
 check_classifier e3 texts m1 m2 m3
 check_classifier ec texts cased
 "$tlm" export --format onnx --model conv --out econv >/dev/null || fail "export of the convolutional model failed"
@@ -140,13 +172,6 @@ grep -q '"lowercase":false' ec/tokenizer.json || fail "the cased export's normal
 # --- a pre-trained run: the masked-LM head against the PyTorch mirror, and fill-mask
 "$tlm" export --format onnx --model pre --out ep >/dev/null || fail "export of a pre-trained run failed"
 [ "$(json ep/config.json 'd["architectures"][0]')" = BertForMaskedLM ] || fail "the masked-LM export's architecture"
-sed -n 10,69p texts.jsonl | $py -c '
-import json, sys
-for i, line in enumerate(sys.stdin):  # the task texts, a word among the first five masked (never truncated away)
-    words = json.loads(line).split()
-    if len(words) < 3: continue
-    words[1 + i % min(len(words) - 2, 4)] = "[MASK]"
-    print(json.dumps(" ".join(words)))' >masked.jsonl
 "$tlm" tokenize --vocab ep/vocab.txt --max-len 24 --json-input --ids-only <masked.jsonl >masked-ids.jsonl
 node "$consumers/consume.js" ort ep <masked-ids.jsonl >ep.ort.jsonl 2>ep.ort.err || { cat ep.ort.err; fail "onnxruntime-node failed on the masked-LM"; }
 node "$consumers/consume.js" fill-mask ep <masked.jsonl >ep.fill.jsonl 2>ep.fill.err || { cat ep.fill.err; fail "transformers.js fill-mask failed"; }
@@ -186,17 +211,30 @@ print(f"masked-LM: onnxruntime-node within {worst:.1e} of the mirror at {positio
 assert positions >= 40 and worst <= 1e-5 and fill_worst <= 1e-5
 PY
 
-# --- replacing an earlier export; refusals leave every file as it was
-"$tlm" export --format onnx --model m2 --out e1 >/dev/null || fail "an earlier export was not replaced"
+# --- replacing an earlier export (named with a trailing slash); refusals leave every file as it was
+"$tlm" export --format onnx --model m2 --out e1/ >/dev/null || fail "an earlier export was not replaced"
 grep -q "/m2\"" e1/config.json || fail "the replaced export does not name its new model"
 compgen -G "e1.partial-*" >/dev/null || compgen -G "e1.old-*" >/dev/null && fail "the export left a staging folder behind"
-snapshot() { find m1 e3 -type f -exec md5sum {} + | sort; }
-snapshot >before.txt
+# a folder an interrupted export left behind (its process gone) is swept by the next one
+mkdir -p e1.partial-999999999/onnx
+"$tlm" export --format onnx --model m1 --out e1 >/dev/null || fail "export over a leftover failed"
+[ ! -e e1.partial-999999999 ] || fail "a dead export's staging folder was left in place"
+mkdir holder && cp -r m1 holder/run && cp -r e3/. holder/
+snapshot() {  # every file here but expect_error's o.txt and e.txt and the snapshots
+  find . \( -path ./o.txt -o -path ./e.txt -o -path ./snapshots \) -prune -o -type f -print0 | sort -z | xargs -0 md5sum
+}
+mkdir snapshots
+snapshot >snapshots/before.txt
 expect_error "missing/config.json" "$tlm" export --format onnx --model m1 --model missing --out e3
-expect_error "something other than an earlier tlm export" "$tlm" export --format onnx --model m2 --out m1
+expect_error "holds the run m1" "$tlm" export --format onnx --model m1 --out .
+expect_error "holds the run holder/run" "$tlm" export --format onnx --model holder/run --out holder
+expect_error "lies inside the run m1" "$tlm" export --format onnx --model m1 --out m1/export
+expect_error "which an export does not write" "$tlm" export --format onnx --model m2 --out data
 expect_error "export a pre-trained (masked-LM) run on its own" "$tlm" export --format onnx --model m1 --model pre --out e3
 expect_error "onnx" "$tlm" export --format torchscript --model m1 --out e3
 expect_error "data/config.json" "$tlm" export --format onnx --model data --out e3
-snapshot >after.txt
-cmp -s before.txt after.txt || fail "a refused export changed files"
+expect_error "exists and is not a folder" "$tlm" export --format onnx --model m1 --out texts.txt
+snapshot >snapshots/after.txt
+cmp -s snapshots/before.txt snapshots/after.txt || { diff snapshots/*.txt | head; fail "a refused export changed files"; }
+[ ! -e m1/export ] || fail "a refused export created a folder"
 echo "export: all checks passed"

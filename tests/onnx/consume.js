@@ -6,6 +6,8 @@
 //     label's probability -> {"label": ..., "probs": {label: p}} per text (one JSON string per line).
 //   node consume.js fill-mask DIR < texts.jsonl > top.jsonl
 //     transformers.js's fill-mask pipeline -> {"top": [[token id, score], ...]} (5 best) per text with one [MASK].
+//   node consume.js tokenize DIR < texts.jsonl > ids.jsonl
+//     transformers.js's tokenizer of DIR, truncating as its pipelines do -> {"ids": [...]} per text.
 //   node consume.js ort DIR < ids.jsonl > out.jsonl
 //     onnxruntime-node on the token ids given ({"ids": [...]} per line), in right-padded batches of
 //     up to 16 with an attention mask: a classifier's {"probs": [...]} (softmax of the logits), or a
@@ -52,6 +54,17 @@ async function fillMask(dir) {
   }
 }
 
+async function tokenize(dir) {
+  const { AutoTokenizer, env } = await import("@huggingface/transformers");
+  env.allowRemoteModels = false;
+  env.localModelPath = path.dirname(path.resolve(dir)) + "/";
+  const tokenizer = await AutoTokenizer.from_pretrained(path.basename(path.resolve(dir)));
+  for (const text of await readLines()) {
+    const { input_ids } = tokenizer(text, { truncation: true, return_tensor: false });
+    process.stdout.write(JSON.stringify({ ids: input_ids }) + "\n");
+  }
+}
+
 async function runtime(dir) {
   const ort = require("onnxruntime-node");
   const config = JSON.parse(fs.readFileSync(path.join(dir, "config.json"), "utf8"));
@@ -94,9 +107,9 @@ async function runtime(dir) {
 }
 
 const [mode, dir] = process.argv.slice(2);
-const run = { pipeline: classify, "fill-mask": fillMask, ort: runtime }[mode];
+const run = { pipeline: classify, "fill-mask": fillMask, tokenize, ort: runtime }[mode];
 if (!run || !dir) {
-  console.error("usage: node consume.js pipeline|fill-mask|ort DIR < input.jsonl");
+  console.error("usage: node consume.js pipeline|fill-mask|tokenize|ort DIR < input.jsonl");
   process.exit(2);
 }
 run(dir).catch((e) => { console.error(e); process.exit(1); });
