@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "cli/commands.h"
+#include "cli/connection_queue.h"
 #include "cli/serve_metrics.h"
 #include "cli/serve_page.h"
 #include "cli/threads.h"
@@ -32,7 +33,7 @@ extern "C" void on_serve_signal(int sig) { g_serve_stop = sig; }
 struct ServeArgs {
   std::vector<std::string> models;
   std::string host = "127.0.0.1", precision = "fp32", device = "cpu", members = "sequential";
-  int port = 8080, threads = 0, max_batch = 32, http_threads = 32;
+  int port = 8080, threads = 0, max_batch = 32, http_threads = 32, max_waiting_connections = 256;
   double max_wait_ms = 2;
   int64_t max_queue = 256, max_texts = 64, max_text_bytes = 20000, max_body_bytes = 1 << 20;
 };
@@ -154,8 +155,14 @@ int run_serve(const ServeArgs& a) {
     int yes = 1;
     setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
   });
-  const int http_threads = a.http_threads;
-  server.new_task_queue = [http_threads] { return new httplib::ThreadPool(static_cast<size_t>(http_threads)); };
+  // Connections beyond the HTTP threads wait in a bounded queue, then in the kernel's listen backlog.
+  std::atomic<ConnectionQueue*> connections{nullptr};  // owned by the server while it listens
+  server.new_task_queue = [&connections, &a] {
+    auto* queue =
+        new ConnectionQueue(static_cast<size_t>(a.http_threads), static_cast<size_t>(a.max_waiting_connections));
+    connections = queue;
+    return queue;
+  };
   server.set_tcp_nodelay(true);  // a response's header and body writes must not wait on a delayed ACK
   server.set_keep_alive_timeout(2);
   server.set_read_timeout(5);
@@ -232,7 +239,8 @@ int run_serve(const ServeArgs& a) {
     send_json(res, 200, {{"status", "ok"}, {"queued_texts", service.stats().queued_texts}});
   });
   server.Get("/metrics", [&](const httplib::Request&, httplib::Response& res) {
-    res.set_content(metrics.render(service.stats()), "text/plain; version=0.0.4");
+    res.set_content(metrics.render(service.stats(), connections.load() ? connections.load()->waiting() : 0),
+                    "text/plain; version=0.0.4");
   });
   server.Get("/", [&](const httplib::Request&, httplib::Response& res) {
     res.set_content(serve_page_html(), "text/html; charset=utf-8");
@@ -294,6 +302,10 @@ void add_serve_command(CLI::App& app, int* exit_code) {
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
   cmd->add_option("--http-threads", a->http_threads, "connections served at once")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--max-waiting-connections", a->max_waiting_connections,
+                  "accepted connections waiting for an HTTP thread at most (beyond: the listen backlog)")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
   cmd->add_option("--members", a->members, "committee members one after another (sequential) or side-by-side")

@@ -42,7 +42,7 @@ void ServeMetrics::observe_classify(double seconds) {
   ++latency_count_;
 }
 
-std::string ServeMetrics::render(const ServingStats& service) const {
+std::string ServeMetrics::render(const ServingStats& service, size_t waiting_connections) const {
   std::lock_guard lock(mutex_);
   std::string out;
   out += "# HELP tlm_requests_total HTTP requests answered, by path and status.\n";
@@ -65,8 +65,11 @@ std::string ServeMetrics::render(const ServingStats& service) const {
       "# HELP tlm_texts_per_second Texts classified per second since the start.\n"
       "# TYPE tlm_texts_per_second gauge\ntlm_texts_per_second {}\n"
       "# HELP tlm_busy_seconds_total Seconds spent in forward passes.\n"
-      "# TYPE tlm_busy_seconds_total counter\ntlm_busy_seconds_total {}\n",
-      service.queued_texts, service.answered_texts, up > 0 ? service.answered_texts / up : 0.0, service.busy_seconds);
+      "# TYPE tlm_busy_seconds_total counter\ntlm_busy_seconds_total {}\n"
+      "# HELP tlm_connections_waiting Accepted connections waiting for an HTTP thread.\n"
+      "# TYPE tlm_connections_waiting gauge\ntlm_connections_waiting {}\n",
+      service.queued_texts, service.answered_texts, up > 0 ? service.answered_texts / up : 0.0, service.busy_seconds,
+      waiting_connections);
   return out;
 }
 

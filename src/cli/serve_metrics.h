@@ -1,6 +1,6 @@
 // The counters of tlm serve, rendered in Prometheus' text format (version 0.0.4): requests by
 // path and status, the latency of classification requests, and the service's own counters
-// (queue depth, batch sizes, texts answered).
+// (queue depth, batch sizes, texts answered) and the connections waiting for an HTTP thread.
 #pragma once
 
 #include <chrono>
@@ -20,7 +20,8 @@ class ServeMetrics {
   ServeMetrics();
   void count(const std::string& path, int status);  // every answered request
   void observe_classify(double seconds);            // a classification answered 200
-  std::string render(const ServingStats& service) const;
+  // `waiting_connections`: accepted connections no HTTP thread has taken yet.
+  std::string render(const ServingStats& service, size_t waiting_connections) const;
 
  private:
   mutable std::mutex mutex_;

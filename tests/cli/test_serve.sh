@@ -194,6 +194,7 @@ assert value("tlm_classify_seconds_count") == ok
 assert value('tlm_batch_size_bucket{le="+Inf"}') == value("tlm_batch_size_count") > 0
 assert value("tlm_texts_total") == 3600 + 200
 assert value("tlm_queue_texts") == 0
+assert value("tlm_connections_waiting") == 0
 assert value('tlm_requests_total{path="other",status="404"}') >= 1 and '%22' not in m and 'x"' not in m
 assert value('tlm_requests_total{path="/v1/classify",status="411"}') == 1
 assert value('tlm_requests_total{path="/v1/classify",status="415"}') == 2
