@@ -2,9 +2,9 @@
 // (clean text, CJK padding, the run's case and accent handling), BertPreTokenizer, WordPiece with
 // "##" continuations and the run's longest word, the [CLS] $A [SEP] template, the special and
 // added tokens matched literally, and truncation to the run's sequence length with [SEP] kept.
-// Two steps that change nothing in the Rust library make transformers.js's JavaScript port agree
-// with it too: a Replace of Σ by σ before lowercasing, and a Split isolating CJK ideographs
-// beyond U+FFFF (see the .cpp).
+// Two further steps make Hugging Face's libraries agree with it where they differ from Python's
+// BertTokenizer: a Replace of Σ by σ before lowercasing (transformers.js), and a Split isolating
+// the CJK ideographs beyond U+FFFF (transformers.js, and the Rust library for U+2B820..U+2B91F).
 #pragma once
 
 #include <nlohmann/json.hpp>

@@ -27,12 +27,13 @@ struct OnnxExportOptions {
 struct OnnxExportSummary {
   std::string architecture;  // BertForSequenceClassification or BertForMaskedLM
   int members = 0;
-  int64_t parameters = 0;   // summed over members
-  int64_t model_bytes = 0;  // onnx/model.onnx
+  int64_t parameters = 0;             // summed over members
+  int64_t model_bytes = 0;            // onnx/model.onnx
+  std::vector<std::string> warnings;  // e.g. the earlier export could not be removed after the swap
 };
 
 // Validates every input first (a refused export leaves `out` as it was), then writes the folder
-// whole: built beside it and swapped into place. Throws tlm::Error saying what is wrong.
+// whole (replace_folder: built beside it, swapped into place). Throws tlm::Error saying what is wrong.
 OnnxExportSummary export_onnx(const OnnxExportOptions& options);
 
 }  // namespace tlm

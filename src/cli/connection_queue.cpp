@@ -14,21 +14,34 @@ ConnectionQueue::~ConnectionQueue() { shutdown(); }
 void ConnectionQueue::enqueue(std::function<void()> fn) {
   std::unique_lock<std::mutex> lock(mutex_);
   space_free_.wait(lock, [&] { return jobs_.size() < capacity_ || shutdown_; });
-  jobs_.push_back(std::move(fn));  // after shutdown too: a worker still drains it
+  if (joined_) {  // no worker is left to take it
+    lock.unlock();
+    fn();
+    return;
+  }
+  jobs_.push_back(std::move(fn));  // after shutdown began too: the workers drain the queue before they end
   lock.unlock();
   job_ready_.notify_one();
 }
 
 void ConnectionQueue::shutdown() {
+  std::lock_guard<std::mutex> joining(join_mutex_);
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    if (shutdown_ && workers_.empty()) return;
+    if (joined_) return;
     shutdown_ = true;
   }
   job_ready_.notify_all();
   space_free_.notify_all();
   for (auto& w : workers_) w.join();
   workers_.clear();
+  std::deque<std::function<void()>> left;  // given between the workers' end and now
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    joined_ = true;
+    left.swap(jobs_);
+  }
+  for (auto& job : left) job();
 }
 
 size_t ConnectionQueue::waiting() const {

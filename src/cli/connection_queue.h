@@ -24,10 +24,11 @@ class ConnectionQueue : public httplib::TaskQueue {
   ConnectionQueue(const ConnectionQueue&) = delete;
   ConnectionQueue& operator=(const ConnectionQueue&) = delete;
 
-  // Blocks while `capacity` connections wait (until a worker takes one, or shutdown).
+  // Blocks while `capacity` connections wait (until a worker takes one, or shutdown). httplib
+  // shuts the queue down after its accept loop; a connection given after that is served inline.
   void enqueue(std::function<void()> fn) override;
-  void shutdown() override;
-  size_t waiting() const;  // connections accepted and not yet taken by a worker
+  void shutdown() override;  // serves what waits, then joins the workers; callable more than once
+  size_t waiting() const;    // connections accepted and not yet taken by a worker
 
  private:
   void work();
@@ -35,7 +36,8 @@ class ConnectionQueue : public httplib::TaskQueue {
   std::condition_variable job_ready_, space_free_;
   std::deque<std::function<void()>> jobs_;
   size_t capacity_;
-  bool shutdown_ = false;
+  bool shutdown_ = false, joined_ = false;
+  std::mutex join_mutex_;  // one shutdown joins the workers; a concurrent one waits for it
   std::vector<std::thread> workers_;
 };
 

@@ -3,6 +3,7 @@
 // metrics, a small page, and a drain on SIGTERM/SIGINT.
 #include <httplib.h>
 #include <omp.h>
+#include <sys/socket.h>
 
 #include <atomic>
 #include <chrono>
@@ -151,9 +152,12 @@ int run_serve(const ServeArgs& a) {
   server.set_payload_max_length(static_cast<size_t>(a.max_body_bytes));
   // SO_REUSEADDR only: the library's default adds SO_REUSEPORT, with which a second server on the
   // same port starts and silently takes half the traffic instead of being refused.
-  server.set_socket_options([](socket_t sock) {
+  // The listening socket, kept to stop taking connections on a signal (see the watcher below).
+  std::atomic<int> listener{-1};
+  server.set_socket_options([&listener](socket_t sock) {
     int yes = 1;
     setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+    listener = sock;  // the last socket tried is the one bound
   });
   // Connections beyond the HTTP threads wait in a bounded queue, then in the kernel's listen backlog.
   std::atomic<ConnectionQueue*> connections{nullptr};  // owned by the server while it listens
@@ -248,15 +252,21 @@ int run_serve(const ServeArgs& a) {
 
   const int port = a.port == 0 ? server.bind_to_any_port(a.host) : (server.bind_to_port(a.host, a.port) ? a.port : -1);
   TLM_CHECK(port > 0, "cannot listen on {}:{} (in use, or not an address of this machine)", a.host, a.port);
-  // SIGTERM/SIGINT: stop taking connections, answer what was accepted, exit 0.
+  // SIGTERM/SIGINT: stop taking connections, answer what was accepted, exit 0. The listening socket
+  // is shut for reading (accept then fails and the listener loop ends) rather than server.stop():
+  // stop() marks the server closed, and httplib then closes every connection still waiting for a
+  // thread without reading it. Shut once: afterwards httplib closes the descriptor, and its number
+  // may be reused.
   g_serve_stop = 0;
   std::signal(SIGTERM, on_serve_signal);
   std::signal(SIGINT, on_serve_signal);
   std::atomic<bool> listened_out{false};
   std::thread watcher([&] {
-    // Repeated until listen returns: a stop that lands before listen has started is lost.
     while (!listened_out) {
-      if (g_serve_stop != 0) server.stop();
+      if (g_serve_stop != 0) {
+        ::shutdown(listener.load(), SHUT_RD);
+        break;
+      }
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
   });

@@ -1,12 +1,6 @@
 #include "tlm/onnx_export.h"
 
-#include <fcntl.h>
-#include <signal.h>
-#include <stdio.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <cerrno>
 #include <filesystem>
 #include <limits>
 #include <optional>
@@ -14,6 +8,7 @@
 #include "eval/bert_onnx.h"
 #include "tlm/check.h"
 #include "tlm/file_io.h"
+#include "tlm/folder_replace.h"
 #include "tlm/hf_tokenizer_json.h"
 #include "tlm/inference.h"
 #include "tlm/model_io.h"
@@ -137,6 +132,9 @@ void check_out(const fs::path& out, const std::vector<std::string>& models) {
     if (within(out, m))
       throw Error(fmt::format("--out {}: lies inside the run {}; choose a folder outside it", out.string(), m));
   }
+  if (fs::is_symlink(out)) {
+    throw Error(fmt::format("--out {}: a symbolic link; give the folder it points to", out.string()));
+  }
   if (!fs::exists(out)) return;
   if (!fs::is_directory(out)) throw Error(fmt::format("--out {}: exists and is not a folder", out.string()));
   bool earlier_export = false;
@@ -159,44 +157,6 @@ void check_out(const fs::path& out, const std::vector<std::string>& models) {
     throw Error(fmt::format("--out {}: not an earlier tlm export (its config.json has no tlm_export); choose another",
                             out.string()));
   }
-}
-
-// Folders an interrupted export left beside `out` (NAME.partial-PID, NAME.old-PID) whose process is gone.
-void remove_leftovers(const fs::path& out) {
-  if (!fs::is_directory(out.parent_path())) return;
-  const std::string name = out.filename().string();
-  for (const auto& entry : fs::directory_iterator(out.parent_path())) {
-    const std::string n = entry.path().filename().string();
-    for (const std::string& stem : {name + ".partial-", name + ".old-"}) {
-      if (n.rfind(stem, 0) != 0) continue;
-      const std::string digits = n.substr(stem.size());
-      if (digits.empty() || digits.find_first_not_of("0123456789") != std::string::npos) continue;
-      const pid_t pid = static_cast<pid_t>(std::stol(digits));
-      if (pid != getpid() && kill(pid, 0) != 0 && errno == ESRCH) fs::remove_all(entry.path());
-    }
-  }
-}
-
-// Puts the finished folder `staging` at `out`: swapped in one step where the file system can
-// (renameat2's exchange), so `out` never goes missing; the earlier export is then removed.
-void move_into_place(const fs::path& staging, const fs::path& out) {
-  if (!fs::exists(out)) {
-    fs::rename(staging, out);
-    return;
-  }
-  if (renameat2(AT_FDCWD, staging.c_str(), AT_FDCWD, out.c_str(), RENAME_EXCHANGE) == 0) {
-    fs::remove_all(staging);  // now the earlier export
-    return;
-  }
-  const fs::path old = out.string() + ".old-" + std::to_string(getpid());
-  fs::rename(out, old);
-  try {
-    fs::rename(staging, out);
-  } catch (...) {
-    fs::rename(old, out);
-    throw;
-  }
-  fs::remove_all(old);
 }
 
 void write_folder(const fs::path& staging, const Plan& plan, const std::string& serialized) {
@@ -231,23 +191,12 @@ OnnxExportSummary export_onnx(const OnnxExportOptions& o) {
   std::string serialized;
   TLM_CHECK(model.SerializeToString(&serialized), "could not serialise the ONNX model");
 
-  // Built beside `out`, then moved into place: a failure leaves `out` as it was.
-  const fs::path staging = out.string() + ".partial-" + std::to_string(getpid());
+  OnnxExportSummary s;
   try {
-    remove_leftovers(out);
-    fs::remove_all(staging);
-    try {
-      write_folder(staging, plan, serialized);
-      move_into_place(staging, out);
-    } catch (...) {
-      std::error_code ignored;
-      fs::remove_all(staging, ignored);
-      throw;
-    }
+    s.warnings = replace_folder(out, [&](const fs::path& staging) { write_folder(staging, plan, serialized); });
   } catch (const fs::filesystem_error& e) {
     throw Error(fmt::format("--out {}: {}", out.string(), e.what()));
   }
-  OnnxExportSummary s;
   s.architecture = plan.masked_lm ? "BertForMaskedLM" : "BertForSequenceClassification";
   s.members = static_cast<int>(plan.members.size());
   for (const auto& m : plan.members) s.parameters += static_cast<int64_t>(m.params.size());

@@ -38,9 +38,10 @@ json normalizer(const TokenizerOptions& o) {
   return {{"type", "Sequence"}, {"normalizers", {sigma, bert}}};
 }
 
-// BertPreTokenizer, after a Split isolating the CJK ideographs beyond U+FFFF (tlm's is_cjk ranges):
-// the Rust BertNormalizer has already spaced them out (so the Split changes nothing there), while
-// transformers.js's walks UTF-16 units and misses them.
+// BertPreTokenizer, after a Split isolating the CJK ideographs beyond U+FFFF (tlm's is_cjk ranges,
+// as Google's BERT and Python's BertTokenizer): transformers.js's BertNormalizer walks UTF-16 units
+// and misses them all, and the Rust library's misses U+2B820..U+2B91F (its range starts at U+2B920);
+// elsewhere it has already spaced them out, and the Split changes nothing.
 json pre_tokenizer() {
   const json split = {{"type", "Split"},
                       {"pattern",

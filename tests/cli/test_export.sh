@@ -42,7 +42,7 @@ import csv, json
 rows = [r[1] for r in csv.reader(open("data/task/test.csv"))] + [r[1] for r in csv.reader(open("data/task/train.csv"))]
 extra = ["Café déjà vu naïve façade", "東京 大学 の 研究", "ünïcödé " * 40, "a " * 500, "Ωμέγα and ALPHA",
          "Ünïcödé CAFÉ Straße " * 12, "中文 文本 " * 30, "the quick brown fox " * 20, "Résumé, naïve; coöperate! " * 9,
-         "a\U00020000b \U00020001c", "ΟΔΟΣ ΚΑΙ ΛΟΓΟΣ"]
+         "a\U00020000b \U00020001c", "ΟΔΟΣ ΚΑΙ ΛΟΓΟΣ", "x\U0002B820y \U0002B91Fz"]
 texts = (extra + [r.replace("\n", " ") for r in rows])[:200]
 assert len(texts) == 200
 open("texts.txt", "w").write("".join(t + "\n" for t in texts))
@@ -215,10 +215,15 @@ PY
 "$tlm" export --format onnx --model m2 --out e1/ >/dev/null || fail "an earlier export was not replaced"
 grep -q "/m2\"" e1/config.json || fail "the replaced export does not name its new model"
 compgen -G "e1.partial-*" >/dev/null || compgen -G "e1.old-*" >/dev/null && fail "the export left a staging folder behind"
-# a folder an interrupted export left behind (its process gone) is swept by the next one
-mkdir -p e1.partial-999999999/onnx
-"$tlm" export --format onnx --model m1 --out e1 >/dev/null || fail "export over a leftover failed"
-[ ! -e e1.partial-999999999 ] || fail "a dead export's staging folder was left in place"
+# what an interrupted export left is cleaned up by the next: its staging folder removed, an earlier
+# export set aside by a cut swap put back (then replaced); folders of the user's are never touched
+mkdir -p .e1.tlm-staging/onnx e1.old-2024 && touch e1.old-2024/notes.txt
+mv e1 .e1.tlm-old
+"$tlm" export --format onnx --model m1 --out e1 >/dev/null || fail "export over an interrupted one failed"
+[ ! -e .e1.tlm-staging ] && [ ! -e .e1.tlm-old ] || fail "an interrupted export's folders were left in place"
+grep -q "/m1\"" e1/config.json || fail "the export after an interrupted one does not name its model"
+[ -f e1.old-2024/notes.txt ] || fail "a folder of the user's was removed"
+ln -s e1 e1-link
 mkdir holder && cp -r m1 holder/run && cp -r e3/. holder/
 snapshot() {  # every file here but expect_error's o.txt and e.txt and the snapshots
   find . \( -path ./o.txt -o -path ./e.txt -o -path ./snapshots \) -prune -o -type f -print0 | sort -z | xargs -0 md5sum
@@ -234,6 +239,7 @@ expect_error "export a pre-trained (masked-LM) run on its own" "$tlm" export --f
 expect_error "onnx" "$tlm" export --format torchscript --model m1 --out e3
 expect_error "data/config.json" "$tlm" export --format onnx --model data --out e3
 expect_error "exists and is not a folder" "$tlm" export --format onnx --model m1 --out texts.txt
+expect_error "a symbolic link" "$tlm" export --format onnx --model m1 --out e1-link
 snapshot >snapshots/after.txt
 cmp -s snapshots/before.txt snapshots/after.txt || { diff snapshots/*.txt | head; fail "a refused export changed files"; }
 [ ! -e m1/export ] || fail "a refused export created a folder"

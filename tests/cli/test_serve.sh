@@ -285,6 +285,33 @@ PY
 wait $server || fail "the server did not exit 0 after draining"
 grep -q "serve: stopped; 512 texts answered" s-drain.txt || { cat s-drain.txt; fail "no drain summary"; }
 
+# ... and connections accepted but still waiting for one of 2 HTTP threads are answered too
+start_server s-drain2.txt --model m1 --http-threads 2 --max-wait-ms 300
+$py - "$url" $server <<'PY' || fail "connections waiting for a thread at SIGTERM were not all answered"
+import concurrent.futures, json, os, signal, sys, time, urllib.request
+url, pid = sys.argv[1], int(sys.argv[2])
+def one(i):
+    req = urllib.request.Request(url + "/v1/classify", json.dumps({"texts": [f"text {i}"]}).encode(),
+                                 {"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=60) as r:
+        return r.status, len(json.load(r)["results"])
+def sockets():  # the listener and the connections the server has accepted
+    return sum(os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:") for fd in os.listdir(f"/proc/{pid}/fd"))
+base = sockets()
+with concurrent.futures.ThreadPoolExecutor(10) as pool:
+    futures = [pool.submit(one, i) for i in range(10)]
+    for _ in range(500):
+        if sockets() >= base + 10:
+            break
+        time.sleep(0.01)
+    assert sockets() >= base + 10, (sockets(), base)
+    os.kill(pid, signal.SIGTERM)
+    answers = [f.result() for f in futures]
+assert answers == [(200, 1)] * 10, answers
+print("SIGTERM with 10 connections on 2 HTTP threads: all 10 answered")
+PY
+wait $server || fail "the server did not exit 0 after draining its waiting connections"
+
 # --- (e) the page in headless Chromium: a text typed, Classify clicked, the committee's bars and
 # each member's appear, with the numbers the API gives, and the screenshot shows them
 chromium=$(command -v chromium || command -v chromium-browser || true)
