@@ -132,6 +132,14 @@ void check_out(const fs::path& out, const std::vector<std::string>& models) {
     if (within(out, m))
       throw Error(fmt::format("--out {}: lies inside the run {}; choose a folder outside it", out.string(), m));
   }
+  // any run, not only the ones exported: an export inside a run folder would mix with its files
+  for (fs::path dir = fs::weakly_canonical(out).parent_path(); !dir.empty(); dir = dir.parent_path()) {
+    if (holds_run(dir.string())) {
+      throw Error(
+          fmt::format("--out {}: lies inside the run {}; choose a folder outside it", out.string(), dir.string()));
+    }
+    if (dir == dir.root_path()) break;
+  }
   if (fs::is_symlink(out)) {
     throw Error(fmt::format("--out {}: a symbolic link; give the folder it points to", out.string()));
   }
