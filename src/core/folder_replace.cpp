@@ -16,7 +16,9 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// An exclusive flock on a folder, released when destroyed.
+// An exclusive flock on the folder's own descriptor, released when destroyed. Not FolderLock: that
+// one writes tlm.lock into the folder, which here is the user's (a home, an experiment folder whose
+// own tlm.lock a running command may hold).
 class FolderFlock {
  public:
   explicit FolderFlock(const fs::path& dir) : fd_(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)) {

@@ -22,12 +22,13 @@ struct Inputs {
   std::string type_ids;   // (batch, sequence) int64
   std::string positions;  // (sequence) int64: 0 .. sequence-1
   std::string mask_bias;  // (batch, 1, 1, sequence) float: 0 where attended, float's lowest where padded
+  // for a convolutional front-end only (empty otherwise):
   std::string mask_rows;  // (batch, 1, sequence, 1) float: 1 where attended, 0 where padded
   std::string attended;   // (batch, sequence) bool
   std::string length;     // (1) int64: the sequence axis's size
 };
 
-Inputs declare_inputs(OnnxGraph& g, const OnnxGraphSpec& spec) {
+Inputs declare_inputs(OnnxGraph& g, const OnnxGraphSpec& spec, bool conv) {
   using onnx::TensorProto;
   for (const char* name : {"input_ids", "attention_mask", "token_type_ids"}) {
     g.input(name, TensorProto::INT64, {std::string("batch"), std::string("sequence")});
@@ -35,9 +36,7 @@ Inputs declare_inputs(OnnxGraph& g, const OnnxGraphSpec& spec) {
   Inputs in;
   in.type_ids = "token_type_ids";
   const std::string shape = g.op("Shape", {"input_ids"});
-  in.length = g.op("Gather", {shape, g.ints({1})});
   in.positions = g.op("Range", {g.int_scalar(0), g.op("Gather", {shape, g.int_scalar(1)}), g.int_scalar(1)});
-  in.attended = g.op("Cast", {"attention_mask"}, {{"to", int64_t{TensorProto::BOOL}}});
   in.ids = "input_ids";
   if (spec.max_len > 0) {
     // transformers.js truncates after adding [CLS] and [SEP], so a row cut at max_len has lost its
@@ -55,7 +54,11 @@ Inputs declare_inputs(OnnxGraph& g, const OnnxGraphSpec& spec) {
   const std::string bias =
       g.op("Mul", {g.op("Sub", {g.float_scalar(1.0f), mask}), g.float_scalar(std::numeric_limits<float>::lowest())});
   in.mask_bias = g.op("Unsqueeze", {bias, g.ints({1, 2})});
-  in.mask_rows = g.op("Unsqueeze", {mask, g.ints({1, 3})});
+  if (conv) {
+    in.mask_rows = g.op("Unsqueeze", {mask, g.ints({1, 3})});
+    in.attended = g.op("Cast", {"attention_mask"}, {{"to", int64_t{TensorProto::BOOL}}});
+    in.length = g.op("Gather", {shape, g.ints({1})});
+  }
   return in;
 }
 
@@ -211,7 +214,9 @@ onnx::ModelProto build_bert_onnx(const std::vector<OnnxMember>& members, const O
   onnx::GraphProto* graph = model.mutable_graph();
   graph->set_name(spec.masked_lm ? "tlm_bert_masked_lm" : "tlm_bert_classifier");
   OnnxGraph g(graph);
-  const Inputs in = declare_inputs(g, spec);
+  const bool conv =
+      std::any_of(members.begin(), members.end(), [](const OnnxMember& m) { return m.config.conv.enabled(); });
+  const Inputs in = declare_inputs(g, spec, conv);
   std::vector<std::string> member_logits;
   for (size_t i = 0; i < members.size(); ++i) {
     const std::string prefix = members.size() > 1 ? fmt::format("member{}/", i) : "";

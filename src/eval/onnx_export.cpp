@@ -26,9 +26,9 @@ constexpr const char* kModelFile = "onnx/model.onnx";
 constexpr const char* kExportEntries[] = {
     "onnx", "config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"};
 
-// A run's weights on the host, checked.
-OnnxMember load_member(const std::string& dir, bool allow_nonfinite) {
-  OnnxMember m{dir, load_config(dir), {}, {}};
+// A run's weights on the host, checked against its configuration.
+OnnxMember load_member(const std::string& dir, BertConfig config, bool allow_nonfinite) {
+  OnnxMember m{dir, std::move(config), {}, {}};
   // The smallest activation buffers: the model is only a holder for the checked weights.
   BertModel model(m.config, ModelLimits{.max_tokens = 1, .max_seqs = 1, .max_seq_len = 1, .max_targets = 1});
   load_model_weights(model, dir, {LoadMode::kExact, allow_nonfinite});
@@ -43,14 +43,20 @@ struct Plan {
   std::optional<Vocab> vocab;       // set by plan_export
   TokenizerOptions tokenizer;
   bool masked_lm = false;
+  int64_t parameters() const {
+    int64_t n = 0;
+    for (const auto& m : members) n += static_cast<int64_t>(m.params.size());
+    return n;
+  }
 };
 
 Plan plan_export(const OnnxExportOptions& o) {
   TLM_CHECK(!o.models.empty(), "no --model given");
   Plan plan;
+  std::vector<BertConfig> configs;
   for (const auto& dir : o.models) {
-    const BertConfig cfg = load_config(dir);
-    if (cfg.head == Head::kMaskedLM) plan.masked_lm = true;
+    configs.push_back(load_config(dir));
+    if (configs.back().head == Head::kMaskedLM) plan.masked_lm = true;
   }
   if (plan.masked_lm) {
     if (o.models.size() > 1) {
@@ -66,8 +72,9 @@ Plan plan_export(const OnnxExportOptions& o) {
     plan.vocab = committee.tokenizer().vocab();
     plan.tokenizer = committee.tokenizer().options();
   }
-  for (const auto& dir : o.models) {
-    OnnxMember m = load_member(dir, o.allow_nonfinite);
+  for (size_t i = 0; i < o.models.size(); ++i) {
+    const std::string& dir = o.models[i];
+    OnnxMember m = load_member(dir, std::move(configs[i]), o.allow_nonfinite);
     if (m.config.vocab_size != plan.vocab->size()) {
       throw Error(fmt::format("{}: config.json has vocab_size {} but vocab.txt holds {} tokens", dir,
                               m.config.vocab_size, plan.vocab->size()));
@@ -84,14 +91,12 @@ Plan plan_export(const OnnxExportOptions& o) {
 json config_json(const Plan& plan) {
   json cfg = read_json_file((fs::path(plan.members[0].dir) / "config.json").string());
   json members = json::array();
-  int64_t params = 0;
   for (const auto& m : plan.members) {
     members.push_back({{"run", fs::absolute(m.dir).lexically_normal().string()},
                        {"num_hidden_layers", m.config.num_hidden_layers},
                        {"hidden_size", m.config.hidden_size},
                        {"num_attention_heads", m.config.num_attention_heads},
                        {"parameters", static_cast<int64_t>(m.params.size())}});
-    params += static_cast<int64_t>(m.params.size());
   }
   const int max_len = plan.tokenizer.max_len;
   cfg["tlm_export"] = {{"format", "onnx"},
@@ -100,7 +105,7 @@ json config_json(const Plan& plan) {
                        {"committee", plan.members.size() > 1},
                        {"logits", plan.members.size() > 1 ? "log of the mean of the members' softmax" : "the model's"},
                        {"sep_restored_at_position", max_len > 0 ? json(max_len - 1) : json(nullptr)},
-                       {"parameters", params},
+                       {"parameters", plan.parameters()},
                        {"members", members}};
   return cfg;
 }
@@ -207,7 +212,7 @@ OnnxExportSummary export_onnx(const OnnxExportOptions& o) {
   }
   s.architecture = plan.masked_lm ? "BertForMaskedLM" : "BertForSequenceClassification";
   s.members = static_cast<int>(plan.members.size());
-  for (const auto& m : plan.members) s.parameters += static_cast<int64_t>(m.params.size());
+  s.parameters = plan.parameters();
   s.model_bytes = static_cast<int64_t>(serialized.size());
   return s;
 }
