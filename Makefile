@@ -2,7 +2,7 @@
 BUILD ?= build
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps configure build test demo bench clean format fuzz
+.PHONY: all deps configure build test demo bench clean format fuzz cuda
 
 all: build
 
@@ -31,6 +31,13 @@ DEMO_OUT ?= demo
 demo: configure
 	@cmake --build $(BUILD) -j $(JOBS) --target tlm
 	@$(BUILD)/tlm reproduce --preset demo --out $(DEMO_OUT)
+
+# The CUDA back end (--device cuda) in its own build folder: nvcc from /usr/local/cuda, Hopper
+# (sm_90) plus PTX. Not part of make test or make demo; its GPU checks: scripts/gpu-check.sh.
+CUDA_BUILD ?= build-cuda
+cuda: deps
+	@cmake -S . -B $(CUDA_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_UNITY_BUILD=ON -DTLM_CUDA=ON >/dev/null
+	@cmake --build $(CUDA_BUILD) -j $(JOBS)
 
 # A longer fuzz run.
 fuzz: deps

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 
 #include "model/conv_front.h"
 #include "tlm/checkpoint.h"
@@ -10,8 +11,16 @@
 
 namespace tlm::testing {
 
-std::string source_dir() { return TLM_SOURCE_DIR; }
-std::string binary_dir() { return TLM_BINARY_DIR; }
+// The compiled-in folders, unless the test binary runs elsewhere (scripts/gpu-check.sh carries it
+// to a GPU machine): TLM_TEST_SOURCE_DIR and TLM_TEST_BINARY_DIR then say where they are.
+std::string source_dir() {
+  const char* moved = std::getenv("TLM_TEST_SOURCE_DIR");
+  return moved && *moved ? moved : TLM_SOURCE_DIR;
+}
+std::string binary_dir() {
+  const char* moved = std::getenv("TLM_TEST_BINARY_DIR");
+  return moved && *moved ? moved : TLM_BINARY_DIR;
+}
 
 Golden load_golden(const std::string& path) {
   Golden g;

@@ -7,14 +7,15 @@ expect_error() {  # expect_error "message fragment" command...
   grep -qF -- "$want" e.txt || { cat e.txt >&2; fail "'$*': message lacks '$want'"; }
 }
 json() {  # json FILE EXPR: prints EXPR evaluated with d = the file's JSON
-  /usr/bin/python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2], {'d': d}))" "$@"
+  "${TLM_TEST_PYTHON:-/usr/bin/python3}" -c "import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2], {'d': d}))" "$@"
 }
-# start_test path/to/tlm: sets tlm (absolute), root (the source tree), py (Python with torch), and
+# start_test path/to/tlm: sets tlm (absolute), root (the source tree), py (Python with torch:
+# Debian's, or TLM_TEST_PYTHON where the tests run on another machine's image), and
 # moves into a temporary folder removed at exit together with any process left behind.
 start_test() {
   tlm="$(realpath "$1")"
   root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-  py=/usr/bin/python3
+  py=${TLM_TEST_PYTHON:-/usr/bin/python3}
   work=$(mktemp -d)
   trap 'pkill -P $$ 2>/dev/null || true; rm -rf "$work"' EXIT
   cd "$work"

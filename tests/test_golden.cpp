@@ -54,8 +54,10 @@ struct Case {
   double final_max_tol;                     // the word embeddings after the 10 steps, normwise max
   double final_rms_tol;                     // and in 2-norm
   GemmMode gemm = GemmMode::kOpenBlasFp32;  // the CPU back end's GEMM under test
+  bool cuda = false;                        // the CUDA back end instead (its cuBLAS at the fixture's precision)
   bool bf16() const { return gemm == GemmMode::kBf16Emulated || gemm == GemmMode::kBf16OneDnn; }
   std::string name() const {
+    if (cuda) return file.substr(0, file.find('.')) + "_cuda";
     const std::map<GemmMode, std::string> short_names = {{GemmMode::kOpenBlasFp32, "openblas"},
                                                          {GemmMode::kOneDnnFp32, "onednn"},
                                                          {GemmMode::kBf16Emulated, "emulated"},
@@ -91,6 +93,13 @@ std::vector<Case> cases() {
     Case other = f;
     other.gemm = f.bf16() ? GemmMode::kBf16OneDnn : GemmMode::kOneDnnFp32;
     all.push_back(other);
+    // A CUDA build runs every fixture but the convolutional ones (CPU only) on the GPU too, with
+    // the same tolerances: the same operands, only the order of the fp32 sums differs.
+    if (backend_built(DeviceKind::kCuda) && f.file.find("conv") == std::string::npos) {
+      Case gpu = f;
+      gpu.cuda = true;
+      all.push_back(gpu);
+    }
   }
   return all;
 }
@@ -105,8 +114,16 @@ class GoldenTest : public ::testing::TestWithParam<Case> {
     const std::string path = fixture_path(GetParam());
     ASSERT_TRUE(std::filesystem::exists(path))
         << path << " is missing; generate it with /usr/bin/python3 ref/make_golden.py (the ctest fixture does)";
-    const std::string why_not = kernels::CpuGemm::unavailable(GetParam().gemm);
-    if (!why_not.empty()) GTEST_SKIP() << kernels::gemm_mode_name(GetParam().gemm) << " cannot run here: " << why_not;
+    if (GetParam().cuda) {
+      try {
+        gpu_ = make_backend(Device{DeviceKind::kCuda, 0}, GetParam().bf16() ? Precision::kBf16 : Precision::kFp32);
+      } catch (const Error& e) {
+        GTEST_SKIP() << "the CUDA back end cannot run here: " << e.what();
+      }
+    } else {
+      const std::string why_not = kernels::CpuGemm::unavailable(GetParam().gemm);
+      if (!why_not.empty()) GTEST_SKIP() << kernels::gemm_mode_name(GetParam().gemm) << " cannot run here: " << why_not;
+    }
     golden_ = load_golden(path);
     const auto& meta = golden_.file.metadata;
     const std::string made_in = meta.contains("precision") ? meta.at("precision") : "fp32";
@@ -114,9 +131,10 @@ class GoldenTest : public ::testing::TestWithParam<Case> {
   }
   std::unique_ptr<BertModel> model() const {
     const Precision p = GetParam().bf16() ? Precision::kBf16 : Precision::kFp32;
-    return golden_model(golden_, make_cpu_backend(p, GetParam().gemm));
+    return golden_model(golden_, gpu_ ? gpu_ : make_cpu_backend(p, GetParam().gemm));
   }
   Golden golden_;
+  std::shared_ptr<Backend> gpu_;  // the CUDA back end of a cuda case
 };
 
 TEST_P(GoldenTest, LogitsLossAndEveryGradientMatchPyTorch) {
@@ -131,17 +149,20 @@ TEST_P(GoldenTest, LogitsLossAndEveryGradientMatchPyTorch) {
       g.config.head == Head::kMaskedLM ? static_cast<int64_t>(g.batch.mlm_positions.size()) : g.batch.num_seqs();
   const int64_t cols = g.config.head == Head::kMaskedLM ? g.config.vocab_size : g.config.num_labels();
   ASSERT_EQ(static_cast<int64_t>(ref.size()), rows * cols);
-  EXPECT_LE(rel_error(model->logits(), ref.data(), rows * cols), GetParam().tol) << "logits";
+  EXPECT_LE(rel_error(model->logits_to_host().data(), ref.data(), rows * cols), GetParam().tol) << "logits";
   const double ref_loss = g.file.at("out.loss", g.path).to_floats()[0];
   EXPECT_NEAR(f.mean_loss(), ref_loss, GetParam().tol * std::fabs(ref_loss)) << "loss";
 
   model->backward(static_cast<float>(1.0 / f.count));
+  // Host copies: a GPU's gradients live in its memory.
+  std::vector<float> grads(static_cast<size_t>(model->num_params()));
+  model->backend().download(grads.data(), model->grads(), sizeof(float) * grads.size());
   int checked = 0;
   double worst = 0;
   for (const auto& e : model->table().entries()) {
     const auto ref_grad = g.file.at("grad." + e.name, g.path).to_floats();
     ASSERT_EQ(static_cast<int64_t>(ref_grad.size()), e.size) << e.name;
-    const float* ours = model->grads() + e.offset;
+    const float* ours = grads.data() + e.offset;
     const std::string conv_weight = conv_weight_of_bias(g.config.conv, e.name, kConvPrefix);
     const bool conv_bias = !conv_weight.empty();
     if (e.name.ends_with("attention.self.key.bias") || conv_bias) {
@@ -150,7 +171,7 @@ TEST_P(GoldenTest, LogitsLossAndEveryGradientMatchPyTorch) {
       // included), so both sides hold rounding noise: require that noise to be negligible next
       // to the query bias (the convolution weight) gradient instead of comparing noise with noise.
       const std::string q = conv_bias ? conv_weight : e.name.substr(0, e.name.size() - 8) + "query.bias";
-      const float* qg = model->grad(q);
+      const float* qg = grads.data() + model->table().at(q).offset;
       const int64_t q_size = model->table().at(q).size;
       double qmax = 0, ours_max = 0, ref_max = 0;
       for (int64_t i = 0; i < q_size; ++i) qmax = std::max(qmax, std::fabs(static_cast<double>(qg[i])));
@@ -181,7 +202,8 @@ TEST_P(GoldenTest, LogitsLossAndEveryGradientMatchPyTorch) {
   model->forward(g.batch, /*training=*/false, 0);
   const auto ref_eval = g.file.at("out.eval_logits", g.path).to_floats();
   ASSERT_EQ(static_cast<int64_t>(ref_eval.size()), rows * cols);
-  EXPECT_LE(rel_error(model->logits(), ref_eval.data(), rows * cols), GetParam().tol) << "inference logits";
+  EXPECT_LE(rel_error(model->logits_to_host().data(), ref_eval.data(), rows * cols), GetParam().tol)
+      << "inference logits";
 }
 
 TEST_P(GoldenTest, TenStepAdamWTrajectoryMatchesPyTorch) {
@@ -209,7 +231,8 @@ TEST_P(GoldenTest, TenStepAdamWTrajectoryMatchesPyTorch) {
         << "step " << s;
   }
   const auto ref_final = g.file.at("traj.final_word_embeddings", g.path).to_floats();
-  const float* final_ours = model->param("bert.embeddings.word_embeddings.weight");
+  const std::vector<float> params = model->params_to_host();
+  const float* final_ours = params.data() + model->table().at("bert.embeddings.word_embeddings.weight").offset;
   const auto n = static_cast<int64_t>(ref_final.size());
   const double max_err = rel_error(final_ours, ref_final.data(), n),
                rms_err = rms_error(final_ours, ref_final.data(), n);

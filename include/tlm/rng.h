@@ -10,9 +10,16 @@
 #include <cmath>
 #include <cstdint>
 
+// The counter streams below are also computed inside CUDA kernels (kernels/cuda/), bit for bit.
+#if defined(__CUDACC__)
+#define TLM_HOST_DEVICE __host__ __device__
+#else
+#define TLM_HOST_DEVICE
+#endif
+
 namespace tlm {
 
-inline uint64_t splitmix64(uint64_t x) {
+TLM_HOST_DEVICE inline uint64_t splitmix64(uint64_t x) {
   x += 0x9E3779B97F4A7C15ull;
   x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
   x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
@@ -20,24 +27,24 @@ inline uint64_t splitmix64(uint64_t x) {
 }
 
 // A key for a stateless stream, mixed from a seed and up to three tags (step, layer, site).
-inline uint64_t mix_key(uint64_t seed, uint64_t a, uint64_t b = 0, uint64_t c = 0) {
+TLM_HOST_DEVICE inline uint64_t mix_key(uint64_t seed, uint64_t a, uint64_t b = 0, uint64_t c = 0) {
   return splitmix64(splitmix64(splitmix64(seed ^ 0x7E3A1C55ull) ^ a) ^ (b * 0x632BE59BD9B4E019ull)) ^
          splitmix64(c + 0x12345ull);
 }
 
 // Uniform float in [0, 1) from (key, counter): 24 random bits.
-inline float counter_uniform(uint64_t key, uint64_t counter) {
+TLM_HOST_DEVICE inline float counter_uniform(uint64_t key, uint64_t counter) {
   return static_cast<float>(splitmix64(key ^ (counter * 0xD1B54A32D192ED03ull)) >> 40) * 0x1.0p-24f;
 }
 
 // The identity of token `position` of the sequence with global index `sequence_id`: counter
 // streams (dropout masks, MLM masks) are keyed by it, never by where a batch packs the token.
-inline uint64_t token_key(uint64_t sequence_id, uint64_t position) {
+TLM_HOST_DEVICE inline uint64_t token_key(uint64_t sequence_id, uint64_t position) {
   return splitmix64(splitmix64(sequence_id ^ 0x51A7E5C0FFEEull) + position);
 }
 
 // The stream of one row (a token) under a site key: counter_uniform(row_stream(key, row), j).
-inline uint64_t row_stream(uint64_t key, uint64_t row_key) {
+TLM_HOST_DEVICE inline uint64_t row_stream(uint64_t key, uint64_t row_key) {
   return splitmix64(key ^ (row_key * 0x9E6C63D0676A9A99ull));
 }
 

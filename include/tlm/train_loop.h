@@ -21,6 +21,10 @@ namespace tlm {
 enum class Stream : uint64_t { kInit = 1, kShuffle = 2, kMask = 3, kDropout = 4, kValidation = 6 };
 uint64_t stream_key(uint64_t seed, Stream stream, uint64_t index = 0);
 
+// Refuses what the back end cannot compute (the convolutional front-end on a GPU), naming the
+// device; a job checks it before it writes anything.
+void check_backend(const BertConfig& model, const Backend& backend);
+
 // Refuses, when this process is one of several ranks, what does not train data-parallel yet (the
 // convolutional front-end, a device other than the CPU). The loop checks it; a job checks it
 // first, before it writes anything.

@@ -111,6 +111,15 @@ class Backend {
   // Index of the first non-finite value of x (n), or -1.
   virtual int64_t first_nonfinite(const float* x, int64_t n) = 0;
 
+  // ---- what a back end may lack ----
+  enum class Feature { kConvFrontEnd };
+  // Empty when this back end has `feature`; else why not, in words for the user (a job asks
+  // before it writes anything).
+  virtual std::string lacks(Feature feature) const {
+    (void)feature;
+    return "";
+  }
+
   // ---- measurement ----
   // GFLOP/s of this back end's GEMM (its library, its precision: fp32 in and out, bf16 operands
   // for bf16) on a large square product, best of a few: the ceiling benchmarks compare with.
@@ -183,6 +192,8 @@ struct BackendEntry {
   std::pair<Precision, std::string> (*auto_precision)(const Device& device);
 };
 
+// Whether this build has a back end for `kind` (CUDA: built with -DTLM_CUDA=ON).
+bool backend_built(DeviceKind kind);
 // The back end of `device` at `precision`; a device kind not compiled in is refused by name.
 std::shared_ptr<Backend> make_backend(const Device& device, Precision precision);
 

@@ -3,6 +3,9 @@
 
 #include "backend/backend.h"
 #include "kernels/cpu/cpu_backend.h"
+#ifdef TLM_WITH_CUDA
+#include "kernels/cuda/cuda_backend.h"
+#endif
 #include "tlm/check.h"
 
 namespace tlm {
@@ -10,7 +13,12 @@ namespace tlm {
 namespace {
 
 const std::vector<BackendEntry>& entries() {
-  static const std::vector<BackendEntry> all = {cpu_backend_entry()};
+  static const std::vector<BackendEntry> all = {
+      cpu_backend_entry(),
+#ifdef TLM_WITH_CUDA
+      cuda_backend_entry(),
+#endif
+  };
   return all;
 }
 
@@ -20,11 +28,19 @@ const BackendEntry& entry_for(const Device& device) {
   }
   std::string built;
   for (const BackendEntry& e : entries()) built += (built.empty() ? "" : ", ") + Device{e.kind, 0}.name();
-  throw Error(fmt::format("--device {}: this build has no {} back end (built: {})", device.name(),
-                          device.kind == DeviceKind::kCuda ? "CUDA" : "such", built));
+  throw Error(fmt::format("--device {}: this build has no {} back end (built: {}){}", device.name(),
+                          device.kind == DeviceKind::kCuda ? "CUDA" : "such", built,
+                          device.kind == DeviceKind::kCuda ? "; `make cuda` builds one (CMake -DTLM_CUDA=ON)" : ""));
 }
 
 }  // namespace
+
+bool backend_built(DeviceKind kind) {
+  for (const BackendEntry& e : entries()) {
+    if (e.kind == kind) return true;
+  }
+  return false;
+}
 
 std::shared_ptr<Backend> make_backend(const Device& device, Precision precision) {
   return entry_for(device).make(device, precision);

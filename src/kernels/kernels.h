@@ -78,6 +78,12 @@ struct AttentionShape {
   float dropout_p;
   uint64_t dropout_key;
   const uint64_t* q_row_keys;  // (num_q_rows) token_key() of each query row; read only with dropout
+  // Host-side geometry, for back ends whose offsets are out of the host's reach (a GPU sizes its
+  // launches and work space from them): the query rows (q_offsets[num_seqs]), the key rows
+  // (kv_offsets[num_seqs]) and a bound on any sequence's key rows. The CPU reads the offsets.
+  int q_rows = 0;
+  int kv_rows = 0;
+  int max_kv_len = 0;
 };
 int64_t attention_probs_size(const AttentionShape& shape);
 // scratch: attention_scratch_size(max_len, threads) floats.

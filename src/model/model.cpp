@@ -66,6 +66,7 @@ struct BertModel::Impl {
   // e = b * pad_to rows, sequence s at rows [s * pad_to, s * pad_to + len_s) followed by [PAD]
   // rows; the real rows of its output are then gathered for the transformer layers.
   int pad_to = 0;
+  int max_seq_len = 0;  // the limits' bound on a sequence's tokens (check_batch holds every batch to it)
   std::vector<int32_t> pad_ids, pad_types, pad_positions, pad_offsets, real_rows;  // (e), (e), (e), (b + 1), (n)
   std::vector<uint64_t> pad_keys;                                                  // (e)
   DeviceBuffer<int32_t> d_pad_ids, d_pad_types, d_pad_positions, d_pad_offsets, d_real_rows;
@@ -121,7 +122,10 @@ struct BertModel::Impl {
             last ? 2 * c : 3 * c,
             dropout_p,
             mix_key(seed, static_cast<uint64_t>(l), kAttentionProbs),
-            last ? d_sel_keys.data() : d_token_keys.data()};
+            last ? d_sel_keys.data() : d_token_keys.data(),
+            last ? r : n,
+            n,
+            max_seq_len};
   }
 
   // Dropout of a (rows, c) activation of layer l (or kNoLayer) at `site`, in place; the rows are
@@ -282,6 +286,7 @@ BertModel::BertModel(const BertConfig& config, const ModelLimits& limits, std::s
   std::vector<std::pair<float**, int64_t>> plan;
   auto want = [&](float** p, int64_t count) { plan.emplace_back(p, (count + 15) / 16 * 16); };
   I.pad_to = config.conv.enabled() ? config.conv.pad_to : 0;
+  I.max_seq_len = limits.max_seq_len;
   TLM_CHECK(I.pad_to == 0 || limits.max_seq_len <= I.pad_to,
             "sequences of up to {} tokens do not fit the front-end's padded length {}", limits.max_seq_len, I.pad_to);
   const int64_t emb_rows = I.pad_to > 0 ? b * I.pad_to : n;  // rows of the embeddings and the front-end

@@ -323,6 +323,7 @@ JobRun run_pretrain_job(const ResolvedConfig& rc, const std::vector<std::string>
   job.model = model_config(c, vocab);
   job.run_config = run_identity("pretrain", c);
   for (const auto& p : corpora) job.data_hashes[p] = hex16(hash_file(p));
+  check_backend(job.model, *job.backend);
   check_data_parallel(job.model, *job.backend);
   OpenedRun opened = open_run_on_ranks(out, mode, {job.run_config, hex16(vocab.hash()), job.data_hashes}, "pretrain");
   if (opened.finished) return finished_run(out);
@@ -416,6 +417,7 @@ JobRun run_finetune_job(const ResolvedConfig& rc, const std::vector<std::string>
     const std::string path = c.at(key);
     if (!path.empty()) job.data_hashes[path] = hex16(hash_file(path));
   }
+  check_backend(model, *job.backend);
   check_data_parallel(model, *job.backend);
   OpenedRun opened = open_run_on_ranks(out, mode, {job.run_config, hex16(vocab->hash()), job.data_hashes}, "finetune");
   if (opened.finished) return finished_run(out);

@@ -51,6 +51,13 @@ int64_t warmup_length(const TrainOptions& o, int64_t total_steps) {
 
 }  // namespace
 
+void check_backend(const BertConfig& model, const Backend& backend) {
+  if (model.conv.enabled()) {
+    const std::string why = backend.lacks(Backend::Feature::kConvFrontEnd);
+    TLM_CHECK(why.empty(), "--device {}: {}", backend.device().name(), why);
+  }
+}
+
 void check_data_parallel(const BertConfig& model, const Backend& backend) {
   if (!Comm::world().distributed()) return;
   // BatchNorm's statistics are over a batch: a shard's differ from the whole batch's.
