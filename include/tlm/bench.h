@@ -21,6 +21,8 @@ struct TrainBenchOptions {
   uint64_t seed = 1;
   Device device;  // where the step computes
   Precision precision = Precision::kFp32;
+  bool overlap_grads = false;  // under mpirun: the gradient sum overlapped with backward
+  double bucket_mb = 25;       // its bucket
 };
 
 struct TrainBenchResult {

@@ -20,6 +20,9 @@ class Comm {
   int size() const { return size_; }
   bool leader() const { return rank_ == 0; }  // the rank that alone writes a run's files
   bool distributed() const { return size_ > 1; }
+  // Whether MPI may be called from another thread than the main one, one thread at a time (the
+  // library granted MPI_THREAD_SERIALIZED); true for one process.
+  bool serialized_threads() const { return !mpi_ || serialized_; }
 
   // Sums x (n values) over the ranks in place. Every rank receives the same bits: a reduction to
   // rank 0, then rank 0's result broadcast, so replicas of a model never drift apart.
@@ -50,6 +53,7 @@ class Comm {
   Comm() = default;
   int rank_ = 0, size_ = 1;
   bool mpi_ = false;
+  bool serialized_ = false;
 };
 
 // Whether this build has MPI (a CMake option, on where Open MPI's development package is found).

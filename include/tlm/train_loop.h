@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <string>
 
+#include "tlm/gradient_sum.h"
 #include "tlm/model.h"
 #include "tlm/optim.h"
 #include "tlm/trainer.h"
@@ -34,8 +35,11 @@ void check_data_parallel(const BertConfig& model, const Backend& backend);
 // forward and backward with the loss scale of the whole batch's `global_targets`, then gradients
 // and the loss summed over the processes, so every rank holds the same bits. `shard` is scratch.
 // Returns the whole batch's loss sum; *comm_seconds gets the time spent summing (0 alone).
+// With `overlap` (several ranks), the sum runs bucket by bucket during backward and
+// *comm_seconds is the time backward did not hide.
 double data_parallel_gradients(BertModel& model, const Batch& batch, int64_t global_targets, bool mlm,
-                               uint64_t dropout_key, Batch& shard, double* comm_seconds);
+                               uint64_t dropout_key, Batch& shard, double* comm_seconds,
+                               OverlappedGradientSum* overlap = nullptr);
 
 class TrainLoop {
  public:
@@ -76,6 +80,7 @@ class TrainLoop {
   MaskingOptions masking_;
   BertModel model_;
   AdamW adam_;
+  std::unique_ptr<OverlappedGradientSum> overlap_;  // --overlap-grads under mpirun
   int64_t step_ = 0;
   Batch batch_;                 // the step's whole batch
   Batch shard_;                 // this rank's share of it (data-parallel)

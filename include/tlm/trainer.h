@@ -39,6 +39,9 @@ struct TrainOptions {
   int64_t checkpoint_every = 0;  // steps; 0: only at the end
   int keep_checkpoints = 2;
   int64_t log_every = 10;
+  // Data-parallel: sum gradient buckets over the ranks while backward runs (OverlappedGradientSum).
+  bool overlap_grads = false;
+  double bucket_mb = 25;  // of fp32 gradients per bucket
   MaskingOptions masking;
 };
 

@@ -23,6 +23,8 @@ struct BenchArgs {
   std::string task = "mlm";
   int batch = 32, seq = 128, steps = 5, warmup = 1, labels = 4, threads = 0;
   double mask_prob = 0.15;
+  bool overlap_grads = false;
+  double bucket_mb = 25;
   std::string json_out;
   std::string device = "cpu";
   std::string precision = "fp32";
@@ -41,6 +43,8 @@ void run_bench_train(const BenchArgs& a) {
   o.warmup_steps = a.warmup;
   o.num_labels = a.labels;
   o.mask_prob = a.mask_prob;
+  o.overlap_grads = a.overlap_grads;
+  o.bucket_mb = a.bucket_mb;
   o.device = parse_device(a.device);
   std::string note;
   o.precision = resolve_precision(parse_precision(a.precision), o.device, &note);
@@ -143,6 +147,11 @@ void add_bench_command(CLI::App& app, int argc, char** argv, int* exit_code) {
   train->add_option("--mask-prob", args->mask_prob, "masked share (task mlm)")
       ->capture_default_str()
       ->check(CLI::Range(0.0, 1.0));
+  train->add_flag("--overlap-grads", args->overlap_grads,
+                  "under mpirun: sum gradient buckets over the ranks while backward runs (a thread of its own)");
+  train->add_option("--bucket-mb", args->bucket_mb, "with --overlap-grads: megabytes of gradients summed at a time")
+      ->capture_default_str()
+      ->check(CLI::Range(1e-6, 1e6));
   train->add_option("--device", args->device, "device: cpu, cuda or cuda:N")->capture_default_str();
   train->add_option("--precision", args->precision, "fp32, bf16 or auto")
       ->capture_default_str()

@@ -89,8 +89,10 @@ Comm& Comm::world() {
     if (launched == 0 || launched == 1) return c;
 #ifdef TLM_HAVE_MPI
     int provided = 0;
-    // OpenMP threads compute; only the main thread calls MPI.
-    check_mpi(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided), "initialisation");
+    // OpenMP threads compute; MPI is called by one thread at a time: the main thread, or the
+    // thread that sums gradients during backward (--overlap-grads) while the main thread does not.
+    check_mpi(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_SERIALIZED, &provided), "initialisation");
+    c->serialized_ = provided >= MPI_THREAD_SERIALIZED;
     // Errors come back as codes (and become exceptions here) instead of ending the job silently.
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
     c->mpi_ = true;

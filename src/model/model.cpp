@@ -609,7 +609,7 @@ ForwardResult BertModel::forward(const Batch& batch, bool training, uint64_t dro
   return result;
 }
 
-void BertModel::backward(float grad_scale) {
+void BertModel::backward(float grad_scale, const std::function<void(int64_t)>& final_from) {
   Impl& I = *impl_;
   TLM_CHECK(I.batch != nullptr, "backward() called before forward()");
   TLM_CHECK(!I.logits_are_probs, "backward() after probabilities(): the logits are gone, run forward() again");
@@ -653,6 +653,9 @@ void BertModel::backward(float grad_scale) {
     return I.d2;
   };
 
+  // Every head parameter's gradient is final here (the tied decoder's part of the word embeddings
+  // is not: the lookup adds to it last).
+  if (final_from) final_from(config_.head == Head::kMaskedLM ? I.head_w : I.pool_w);
   for (int l = layers - 1; l >= 0; --l) {
     const LayerOffsets& o = I.layer_off[l];
     const LayerActs& A = I.layers[l];
@@ -687,6 +690,7 @@ void BertModel::backward(float grad_scale) {
       be.linear_backward(I.dqkv, in, P + o.wqkv, I.d3, G + o.wqkv, G + o.bqkv, n, c, 3 * c);
       be.add_inplace(I.d0, I.d3, int64_t{n} * c);  // d0: gradient w.r.t. this layer's input
     }
+    if (final_from) final_from(o.wqkv);  // the layer's first parameter
   }
 
   // d0: gradient w.r.t. the encoder's input (n, c). Below, d_emb and d_sum: w.r.t. the embeddings'
@@ -712,6 +716,7 @@ void BertModel::backward(float grad_scale) {
   if (I.pad_to > 0) be.copy(I.d_pad_b, pad_grad, sizeof(float) * c);  // d_pad_b is free again here
   be.embedding_backward(d_sum, er.ids, er.positions, er.types, G + I.word, G + I.pos, G + I.type, er.rows, c);
   if (I.pad_to > 0) be.copy(pad_grad, I.d_pad_b, sizeof(float) * c);
+  if (final_from) final_from(0);
 }
 
 const float* BertModel::logits() const {

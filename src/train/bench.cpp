@@ -80,13 +80,17 @@ TrainBenchResult run_train_bench(const TrainBenchOptions& opt) {
   r.ranks = comm.size();
   const int64_t targets = opt.mlm ? static_cast<int64_t>(batch.mlm_positions.size()) : batch.num_seqs();
   Batch shard;
+  std::unique_ptr<OverlappedGradientSum> overlap;
+  if (opt.overlap_grads && comm.distributed()) {
+    overlap = std::make_unique<OverlappedGradientSum>(comm, bucket_floats(opt.bucket_mb));
+  }
   double total = 0, comm_total = 0;
   for (int step = 0; step < opt.warmup_steps + opt.steps; ++step) {
     comm.barrier();  // every rank's step starts together
     const auto t0 = std::chrono::steady_clock::now();
     double comm_seconds = 0;
     const double loss_sum =
-        data_parallel_gradients(model, batch, targets, opt.mlm, opt.seed + step, shard, &comm_seconds);
+        data_parallel_gradients(model, batch, targets, opt.mlm, opt.seed + step, shard, &comm_seconds, overlap.get());
     clip_grad_norm(model.backend(), model.grads(), model.num_params(), 1.0);
     adam.step(model.params(), model.grads(), 5e-5);
     model.backend().synchronize();  // the step's ops are done, not only issued

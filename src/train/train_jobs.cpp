@@ -224,6 +224,8 @@ TrainOptions train_options(const json& c) {
   o.checkpoint_every = c.at("checkpoint_every");
   o.keep_checkpoints = c.at("keep_checkpoints");
   o.log_every = c.at("log_every");
+  o.overlap_grads = c.at("overlap_grads");
+  o.bucket_mb = c.at("bucket_mb");
   return o;
 }
 

@@ -83,6 +83,9 @@ TrainLoop::TrainLoop(const TrainJob& job)
   TLM_CHECK(job.options.batch >= 1 && job.options.epochs >= 1, "batch and epochs must be positive");
   masking_ = job.options.masking;
   masking_.max_targets = model_.limits().max_targets;
+  if (job.options.overlap_grads && Comm::world().distributed()) {
+    overlap_ = std::make_unique<OverlappedGradientSum>(Comm::world(), bucket_floats(job.options.bucket_mb));
+  }
 }
 
 void TrainLoop::init_weights() {
@@ -114,7 +117,8 @@ bool TrainLoop::weights_finite() const {
 }
 
 double data_parallel_gradients(BertModel& model, const Batch& batch, int64_t global_targets, bool mlm,
-                               uint64_t dropout_key, Batch& shard, double* comm_seconds) {
+                               uint64_t dropout_key, Batch& shard, double* comm_seconds,
+                               OverlappedGradientSum* overlap) {
   // (2) This process's shard: every rank builds the whole batch, so masks, the target cap and the
   // global count are the one process's. A short last batch may leave a rank no sequence, or a
   // shard no masked token: it adds nothing, and still joins the sums.
@@ -126,16 +130,33 @@ double data_parallel_gradients(BertModel& model, const Batch& batch, int64_t glo
                    static_cast<int>(b * (comm.rank() + 1) / comm.size()), shard);
     mine = &shard;
   }
-  // (3) Forward and backward, scaled by the global count.
+  // (3) Forward and backward, scaled by the global count; with `overlap`, (4) runs bucket by
+  // bucket as backward finishes them (a rank without work reports them all at once).
   model.zero_grad();
+  const bool sum_during = overlap != nullptr && comm.distributed();
+  if (sum_during) overlap->begin(model.grads(), model.num_params());
+  const auto report = [&](int64_t from) {
+    model.backend().synchronize();  // the values are computed, not only issued
+    overlap->final_from(from);
+  };
   double loss_sum = 0;
   if (mine->num_seqs() > 0 && (!mlm || !mine->mlm_positions.empty())) {
     loss_sum = model.forward(*mine, true, dropout_key).loss_sum;
-    model.backward(static_cast<float>(1.0 / static_cast<double>(global_targets)));
+    const float scale = static_cast<float>(1.0 / static_cast<double>(global_targets));
+    if (sum_during) {
+      model.backward(scale, report);
+    } else {
+      model.backward(scale);
+    }
+  } else if (sum_during) {
+    report(0);
   }
   // (4) Gradients and losses summed over processes.
   *comm_seconds = 0;
-  if (comm.distributed()) {
+  if (sum_during) {
+    *comm_seconds = overlap->finish();
+    comm.sum(&loss_sum, 1);
+  } else if (comm.distributed()) {
     model.backend().synchronize();
     const auto t0 = std::chrono::steady_clock::now();
     comm.sum(model.grads(), model.num_params());
@@ -165,8 +186,9 @@ TrainLoop::StepResult TrainLoop::run_step() {
     make_classification_batch(job_.train, which, batch_);
   }
   const int64_t global_targets = mlm_ ? static_cast<int64_t>(batch_.mlm_positions.size()) : batch_.num_seqs();
-  const double loss_sum = data_parallel_gradients(model_, batch_, global_targets, mlm_,
-                                                  stream_key(o.seed, Stream::kDropout, step_), shard_, &r.comm_seconds);
+  const double loss_sum =
+      data_parallel_gradients(model_, batch_, global_targets, mlm_, stream_key(o.seed, Stream::kDropout, step_), shard_,
+                              &r.comm_seconds, overlap_.get());
   // (5) Clip and update, unless something is not finite (every rank holds the same bits, so
   // clipping and AdamW run identically everywhere).
   r.loss = loss_sum / static_cast<double>(global_targets);

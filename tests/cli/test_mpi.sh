@@ -4,7 +4,8 @@
 # its first step equal, the ranks holding different numbers of masked tokens); a global batch that
 # does not divide evenly, and one that leaves a rank nothing, fine-tune; SIGTERM to one rank stops
 # both at the same step, and --resume under mpirun finishes bit-identical to a straight run;
-# kill -9 of one rank ends the job and --resume continues it; bench allreduce and the data-parallel
+# kill -9 of one rank ends the job and --resume continues it; --overlap-grads (the sum bucket by
+# bucket during backward) gives the same bits; bench allreduce and the data-parallel
 # bench train run and report; what does not run under mpirun is refused. Without mpirun (package
 # openmpi-bin) it skips (exit 77); a build without MPI must refuse to run as several ranks.
 # Usage: test_mpi.sh path/to/tlm
@@ -93,6 +94,17 @@ PY
 "${mpi2[@]}" "$tlm" "${ft[@]}" --batch 1 --max-steps 12 --out b2 >/dev/null 2>&1 || fail "2-rank batch-1 run failed"
 "$tlm" "${ft[@]}" --batch 1 --max-steps 12 --out b1 >/dev/null 2>&1 || fail "1-process batch-1 run failed"
 cmp -s b1/model.safetensors b2/model.safetensors || fail "a rank without data changed the step"
+
+# --- --overlap-grads: gradients summed bucket by bucket while backward runs (1 KB buckets, so every
+# layer spans several and the tied word embeddings come last). A sum of two ranks' terms is the same
+# however the buffer is cut, so the weights must equal the plain 2-rank run's bit for bit; a bucket
+# summed before backward finished it, or never, would change them. Also with rank 1 given nothing.
+"${mpi2[@]}" "$tlm" "${pre[@]}" --max-steps 30 --overlap-grads --bucket-mb 0.001 --out p2o >/dev/null 2>&1 ||
+  fail "2-rank pre-training with --overlap-grads failed"
+cmp -s p2o/model.safetensors p2a/model.safetensors || fail "--overlap-grads changed the 2-rank weights"
+"${mpi2[@]}" "$tlm" "${ft[@]}" --batch 1 --max-steps 12 --overlap-grads --bucket-mb 0.001 --out b2o >/dev/null 2>&1 ||
+  fail "2-rank batch-1 run with --overlap-grads failed"
+cmp -s b2o/model.safetensors b1/model.safetensors || fail "--overlap-grads with an idle rank changed the step"
 
 # --- SIGTERM to one rank: both stop at the same step with a checkpoint; --resume under mpirun
 # finishes bit-identical to a straight 2-rank run
