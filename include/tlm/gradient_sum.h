@@ -1,11 +1,13 @@
 // The data-parallel gradient sum overlapped with the backward pass (--overlap-grads): the model
-// reports which tail of the gradient buffer is final (BertModel::backward's final_from); the
-// buffer is cut into buckets of `bucket_floats` values from its top (the last one, at offset 0,
-// holds the rest), and a communication thread sums each bucket over the ranks (Comm::sum, so every
-// rank holds the same bits) as soon as all of it is final, while the main thread computes the
-// layers below. The buckets depend only on the buffer's size, never on timing or on when a rank
-// reports, so every rank issues the same collectives and a run repeats bit for bit. Only the communication thread calls
-// MPI between begin() and finish(); the main thread calls it again only after finish().
+// reports which tail of the gradient buffer is final (BertModel::backward's final_from: after the
+// head, after each layer); the buffer is cut at those offsets into buckets of at least
+// `bucket_floats` values (the last, from 0, holding the rest), and a communication thread sums
+// each bucket over the ranks (Comm::sum, so every rank holds the same bits) as soon as it is final,
+// while the main thread computes the layers below. The buckets depend only on the model's layout,
+// never on timing or on when a rank reports, so every rank issues the same collectives and a run
+// repeats bit for bit. What can be hidden is all but the last bucket: the embeddings (whose word
+// table the tied MLM decoder and the lookup both write) are final only at the very end. Only the communication thread
+// calls MPI between begin() and finish(); the main thread calls it again only after finish().
 #pragma once
 
 #include <condition_variable>
@@ -32,13 +34,16 @@ class OverlappedGradientSum {
   OverlappedGradientSum(const OverlappedGradientSum&) = delete;
   OverlappedGradientSum& operator=(const OverlappedGradientSum&) = delete;
 
-  // A new step over grads (n floats, host memory).
-  void begin(float* grads, int64_t n);
+  // A new step over grads (n floats, host memory); `reports`: the offsets final_from will be
+  // given, falling, ending at 0 (BertModel::gradient_report_offsets).
+  void begin(float* grads, int64_t n, const std::vector<int64_t>& reports);
   // grads[offset, n) is final (offsets fall from call to call; 0 ends the step's reports).
   void final_from(int64_t offset);
   // Waits until every bucket is summed; rethrows the communication thread's error. Returns the
   // seconds the caller waited (the part of the sum the backward pass did not hide).
   double finish();
+  // Where the buckets of the step begin, from the top down (after begin()).
+  const std::vector<int64_t>& bucket_starts() const { return cuts_; }
 
  private:
   void loop();

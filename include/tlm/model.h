@@ -85,6 +85,8 @@ class BertModel {
   // (after the head, after each layer, 0 at the end), so a data-parallel sum of those values can
   // start while the rest is computed. The work behind a call may still be queued on the device.
   void backward(float grad_scale, const std::function<void(int64_t)>& final_from = {});
+  // The offsets backward reports to final_from, in order (the last is 0).
+  std::vector<int64_t> gradient_report_offsets() const;
 
   // Logits of the last forward (device memory): MLM (m, vocab) at the masked positions in batch
   // order; classification (b, num_labels). logits_to_host copies them.

@@ -36,7 +36,7 @@ void check_data_parallel(const BertConfig& model, const Backend& backend);
 // and the loss summed over the processes, so every rank holds the same bits. `shard` is scratch.
 // Returns the whole batch's loss sum; *comm_seconds gets the time spent summing (0 alone).
 // With `overlap` (several ranks), the sum runs bucket by bucket during backward and
-// *comm_seconds is the time backward did not hide.
+// *comm_seconds is the wait after backward (what it did not hide, and the loss sum).
 double data_parallel_gradients(BertModel& model, const Batch& batch, int64_t global_targets, bool mlm,
                                uint64_t dropout_key, Batch& shard, double* comm_seconds,
                                OverlappedGradientSum* overlap = nullptr);

@@ -91,7 +91,10 @@ Comm& Comm::world() {
     int provided = 0;
     // OpenMP threads compute; MPI is called by one thread at a time: the main thread, or the
     // thread that sums gradients during backward (--overlap-grads) while the main thread does not.
-    check_mpi(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_SERIALIZED, &provided), "initialisation");
+    // That is MPI_THREAD_SERIALIZED, but MULTIPLE is asked: Open MPI before 4.1.7/5.0.4 (ompi PR
+    // 12613) made UCX's worker single-threaded under SERIALIZED, which is unsafe when the calling
+    // thread changes (InfiniBand clusters); a few large collectives per step pay nothing for it.
+    check_mpi(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_MULTIPLE, &provided), "initialisation");
     c->serialized_ = provided >= MPI_THREAD_SERIALIZED;
     // Errors come back as codes (and become exceptions here) instead of ending the job silently.
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);

@@ -719,6 +719,14 @@ void BertModel::backward(float grad_scale, const std::function<void(int64_t)>& f
   if (final_from) final_from(0);
 }
 
+std::vector<int64_t> BertModel::gradient_report_offsets() const {
+  const Impl& I = *impl_;
+  std::vector<int64_t> offsets = {config_.head == Head::kMaskedLM ? I.head_w : I.pool_w};
+  for (int l = config_.num_hidden_layers - 1; l >= 0; --l) offsets.push_back(I.layer_off[l].wqkv);
+  offsets.push_back(0);
+  return offsets;
+}
+
 const float* BertModel::logits() const {
   return config_.head == Head::kMaskedLM ? impl_->mlm_logits : impl_->cls_logits;
 }

@@ -141,9 +141,11 @@ std::vector<Field> train_fields(double lr, int epochs) {
       never(int_field("keep_checkpoints", 2, 1, 1e6, "checkpoints kept")),
       never(int_field("log_every", 10, 1, 9e18, "steps between log lines")),
       never(bool_field("overlap_grads",
-                       "under mpirun: sum each 25 MB bucket of gradients over the ranks while backward computes the "
-                       "rest, on a thread of its own (pays where a rank has a core to spare and the network is slow)")),
-      never(float_field("bucket_mb", 25, 1e-6, 1e6, "with --overlap-grads: megabytes of gradients summed at a time")),
+                       "under mpirun: sum the gradients over the ranks bucket by bucket (--bucket-mb) while backward "
+                       "computes the layers below, on a thread of its own (pays where a rank has a core to spare and "
+                       "the network is slow)")),
+      never(float_field("bucket_mb", 25, 1e-3, 1e6,
+                        "with --overlap-grads: megabytes of gradients a bucket holds at least (it ends at a layer)")),
       string_field("on_bad_row", "stop", "stop or skip (skipped rows are counted)", kOnBadRow),
       never(string_field("cache_dir", "", "token-shard cache (default: <out>/cache)")),
       bool_field("cased", "keep case and accents"),

@@ -80,6 +80,7 @@ TrainBenchResult run_train_bench(const TrainBenchOptions& opt) {
   r.ranks = comm.size();
   const int64_t targets = opt.mlm ? static_cast<int64_t>(batch.mlm_positions.size()) : batch.num_seqs();
   Batch shard;
+  check_data_parallel(cfg, model.backend());
   std::unique_ptr<OverlappedGradientSum> overlap;
   if (opt.overlap_grads && comm.distributed()) {
     overlap = std::make_unique<OverlappedGradientSum>(comm, bucket_floats(opt.bucket_mb));

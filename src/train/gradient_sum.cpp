@@ -28,19 +28,24 @@ OverlappedGradientSum::~OverlappedGradientSum() {
   thread_.join();
 }
 
-void OverlappedGradientSum::begin(float* grads, int64_t n) {
+void OverlappedGradientSum::begin(float* grads, int64_t n, const std::vector<int64_t>& reports) {
   std::lock_guard<std::mutex> lock(mutex_);
   TLM_CHECK(in_flight_ == 0, "a gradient sum began before the last one finished");
+  TLM_CHECK(!reports.empty() && reports.back() == 0, "the reported offsets must end at 0");
   grads_ = grads;
   n_ = n;
-  // The buckets depend on n alone (every rank sums the same pieces in the same order, whenever
-  // its backward reports): bucket-sized pieces from the top, the last one [0, ...) holding the
-  // rest (between one and two buckets, or all of a buffer under one bucket).
+  // Buckets end at reported offsets (as PyTorch DDP's end at parameter boundaries): from the top,
+  // one closes at the first report at least a bucket below its end, the last at 0. They depend on
+  // the layout alone, so every rank sums the same pieces in the same order, whenever its backward
+  // reports, and each is queued the moment its lowest layer is done.
   cuts_.clear();
-  for (int64_t end = n; end > 0;) {
-    const int64_t begin = end - bucket_ >= bucket_ ? end - bucket_ : 0;
-    cuts_.push_back(begin);
-    end = begin;
+  int64_t end = n;
+  for (const int64_t at : reports) {
+    TLM_CHECK(at >= 0 && at <= end, "reported offsets must fall ({} after {})", at, end);
+    if (at < end && (end - at >= bucket_ || at == 0)) {
+      cuts_.push_back(at);
+      end = at;
+    }
   }
   next_ = 0;
   reported_ = n;
@@ -83,7 +88,9 @@ void OverlappedGradientSum::loop() {
     if (queue_.empty()) return;  // stopping, nothing left
     const auto [begin, end] = queue_.front();
     queue_.pop_front();
-    const bool skip = static_cast<bool>(error_);  // after an error, drain without calling MPI
+    // After an error, or when the owner is going away (unwinding from an error of its own), the
+    // rest is drained without calling MPI: the job is ending.
+    const bool skip = static_cast<bool>(error_) || stop_;
     float* grads = grads_;
     lock.unlock();
     try {

@@ -64,7 +64,7 @@ assert moved > 100 * rel, (moved, rel)
 PY
 
 # --- fine-tuning: a global batch of 7 (shards of 3 and 4, a short last batch); a batch of 1
-# leaves rank 1 nothing at every step, so its sum is the one process's gradient exactly
+# leaves rank 0 nothing at every step, so the sum is the one process's gradient exactly
 ft=(finetune --train data/task/train.csv --test data/task/test.csv --format csv --classes data/task/classes.txt
     --init p1 --per-label-train 30 --valid-per-label 5 --epochs 2 --lr 2e-3 --max-len 24 --threads 1)
 "${mpi2[@]}" "$tlm" "${ft[@]}" --batch 7 --out f2 >/dev/null 2>&1 || fail "2-rank fine-tuning (batch 7) failed"
@@ -95,16 +95,27 @@ PY
 "$tlm" "${ft[@]}" --batch 1 --max-steps 12 --out b1 >/dev/null 2>&1 || fail "1-process batch-1 run failed"
 cmp -s b1/model.safetensors b2/model.safetensors || fail "a rank without data changed the step"
 
-# --- --overlap-grads: gradients summed bucket by bucket while backward runs (1 KB buckets, so every
-# layer spans several and the tied word embeddings come last). A sum of two ranks' terms is the same
-# however the buffer is cut, so the weights must equal the plain 2-rank run's bit for bit; a bucket
-# summed before backward finished it, or never, would change them. Also with rank 1 given nothing.
+# --- --overlap-grads: gradients summed bucket by bucket while backward runs (1 KB buckets: one per
+# report, the head, each layer, then the embeddings). A sum of two ranks' terms is the same however
+# the buffer is cut, so the weights, losses and gradient norms must equal the plain 2-rank run's bit
+# for bit; a bucket summed before backward finished it, or never, or a loss not summed, would change
+# them. Also at batch 1, where rank 0 holds no sequence and reports everything at once.
+same_logs() {  # same_logs RUN_A RUN_B: every logged loss and gradient norm identical
+  $py - "$1" "$2" <<'PY' || fail "$1 and $2 logged different losses or gradient norms"
+import json, sys
+a, b = ([(r.get("step"), r.get("loss"), r.get("grad_norm")) for r in map(json.loads, open(d + "/log.jsonl"))]
+        for d in sys.argv[1:3])
+assert len(a) > 1 and a == b, (a[:3], b[:3])
+PY
+}
 "${mpi2[@]}" "$tlm" "${pre[@]}" --max-steps 30 --overlap-grads --bucket-mb 0.001 --out p2o >/dev/null 2>&1 ||
   fail "2-rank pre-training with --overlap-grads failed"
 cmp -s p2o/model.safetensors p2a/model.safetensors || fail "--overlap-grads changed the 2-rank weights"
+same_logs p2o p2a
 "${mpi2[@]}" "$tlm" "${ft[@]}" --batch 1 --max-steps 12 --overlap-grads --bucket-mb 0.001 --out b2o >/dev/null 2>&1 ||
   fail "2-rank batch-1 run with --overlap-grads failed"
 cmp -s b2o/model.safetensors b1/model.safetensors || fail "--overlap-grads with an idle rank changed the step"
+same_logs b2o b2
 
 # --- SIGTERM to one rank: both stop at the same step with a checkpoint; --resume under mpirun
 # finishes bit-identical to a straight 2-rank run
@@ -146,6 +157,10 @@ bench=(bench train --config tiny --batch 5 --seq 32 --steps 2 --warmup 0 --threa
 "${mpi2[@]}" "$tlm" "${bench[@]}" --json bt2.json >bt2.txt 2>&1 || { cat bt2.txt; fail "bench train on 2 ranks failed"; }
 "$tlm" "${bench[@]}" --json bt1.json >/dev/null || fail "bench train failed"
 grep -q "summing gradients over the ranks" bt2.txt || fail "bench train does not report the time summing"
+"${mpi2[@]}" "$tlm" "${bench[@]}" --overlap-grads --json bt2o.json >bt2o.txt 2>&1 ||
+  { cat bt2o.txt; fail "bench train --overlap-grads on 2 ranks failed"; }
+grep -q "waiting after backward for the gradient sum" bt2o.txt || fail "bench train --overlap-grads reports no wait"
+[ "$(json bt2o.json "d['overlap_grads']")" = True ] || fail "the bench JSON does not record --overlap-grads"
 [ "$(grep -c "tlm bench train" bt2.txt)" = 1 ] || fail "more than one rank reported"
 $py - <<'PY' || fail "the benchmarks under mpirun disagree"
 import json
