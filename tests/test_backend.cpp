@@ -40,6 +40,10 @@ TEST(Device, NamesParseAndBadOnesAreRefused) {
 }
 
 TEST(Device, TheRegistryRefusesWhatThisBuildLacks) {
+  EXPECT_EQ(device_count(DeviceKind::kCpu), 1);
+  if (!backend_built(DeviceKind::kCuda)) {
+    EXPECT_EQ(device_count(DeviceKind::kCuda), 0);
+  }
   // A CPU-only build names what it lacks; a CUDA build without a GPU says so (with a GPU, it runs).
   try {
     make_backend(parse_device("cuda:0"), Precision::kFp32);

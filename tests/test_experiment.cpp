@@ -5,6 +5,7 @@
 #include <map>
 #include <set>
 
+#include "experiment/job_processes.h"
 #include "experiment/plan.h"
 #include "experiment/plan_check.h"
 #include "experiment/svg.h"
@@ -17,6 +18,23 @@ namespace tlm::experiment {
 namespace {
 
 using nlohmann::json;
+
+TEST(Runner, PlainCudaSpreadsRunsOverTheGpus) {
+  std::vector<int> load(3, 0);  // a machine of three GPUs
+  EXPECT_EQ(experiment::spread_device("cuda", load), "cuda:0");
+  EXPECT_EQ(experiment::spread_device("cuda", load), "cuda:1");
+  EXPECT_EQ(experiment::spread_device("cuda", load), "cuda:2");
+  --load[1];  // the run on cuda:1 ended
+  EXPECT_EQ(experiment::spread_device("cuda", load), "cuda:1");
+  EXPECT_EQ(experiment::spread_device("cuda", load), "cuda:0");  // all equal again: the lowest index
+  EXPECT_EQ(load, (std::vector<int>{2, 1, 1}));
+  // a device named by the user, the CPU, or one GPU: as given, the counts untouched
+  for (const std::string given : {"cuda:2", "cpu"}) EXPECT_EQ(experiment::spread_device(given, load), given);
+  std::vector<int> one(1, 0);
+  EXPECT_EQ(experiment::spread_device("cuda", one), "cuda");
+  EXPECT_EQ(load, (std::vector<int>{2, 1, 1}));
+  EXPECT_EQ(one, std::vector<int>{0});
+}
 
 TEST(Stats, MeanStdAndStudentInterval) {
   const Summary s = summarize({1.0, 2.0, 3.0});

@@ -31,6 +31,10 @@ PrecisionRequest parse_precision(std::string_view text);  // "fp32", "bf16", "au
 // `note` receives auto's one-line reason, for the log (empty for fp32 and bf16).
 Precision resolve_precision(PrecisionRequest request, const Device& device, std::string* note = nullptr);
 
+// The devices of `kind` this build and machine have: 1 for the CPU; the GPUs for CUDA (0 in a
+// build without its back end, or on a machine without a usable GPU).
+int device_count(DeviceKind kind);
+
 class Backend;  // backend/backend.h: the ops and memory of one device at one precision
 // The CPU fp32 back end (it computes with the process's OpenMP threads): every model's default.
 std::shared_ptr<Backend> default_backend();

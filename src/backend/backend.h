@@ -190,6 +190,8 @@ struct BackendEntry {
   // What `auto` means on this device here (bf16 where the hardware computes it natively), and a
   // one-line note saying why, for the log.
   std::pair<Precision, std::string> (*auto_precision)(const Device& device);
+  // How many devices of this kind the machine has (the CPU: 1; none usable: 0).
+  int (*count)();
 };
 
 // Whether this build has a back end for `kind` (CUDA: built with -DTLM_CUDA=ON).

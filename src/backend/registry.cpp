@@ -35,6 +35,13 @@ const BackendEntry& entry_for(const Device& device) {
 
 }  // namespace
 
+int device_count(DeviceKind kind) {
+  for (const BackendEntry& e : entries()) {
+    if (e.kind == kind) return e.count();
+  }
+  return 0;
+}
+
 bool backend_built(DeviceKind kind) {
   for (const BackendEntry& e : entries()) {
     if (e.kind == kind) return true;

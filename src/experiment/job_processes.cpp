@@ -5,12 +5,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <csignal>
 #include <filesystem>
 
 #include "experiment/runner.h"
 #include "tlm/check.h"
 #include "tlm/comm.h"
+#include "tlm/device.h"
 #include "tlm/file_io.h"
 #include "tlm/job_config.h"
 
@@ -52,11 +54,20 @@ json read_run_record_json(const std::string& out, const Job& job) {
   return read_json_file(p.string());  // written atomically: a damaged one is foreign, and said so
 }
 
+std::string spread_device(const std::string& requested, std::vector<int>& load) {
+  if (requested != "cuda" || load.size() < 2) return requested;
+  const auto least = std::min_element(load.begin(), load.end());
+  ++*least;
+  return fmt::format("cuda:{}", least - load.begin());
+}
+
 JobProcesses::JobProcesses(const JobGraph& graph, const RunnerOptions& options, std::string node)
     : g_(graph), o_(options), node_(std::move(node)) {
   for (char** e = environ; *e != nullptr; ++e) {
     if (!launcher_variable(*e)) environment_.emplace_back(*e);
   }
+  // `--device cuda` spreads the runs over this machine's GPUs (`--jobs` at a time in all).
+  if (o_.device == "cuda") gpu_load_.assign(static_cast<size_t>(std::max(device_count(DeviceKind::kCuda), 0)), 0);
 }
 
 void JobProcesses::start(int i, int threads) {
@@ -96,7 +107,10 @@ void JobProcesses::start(int i, int threads) {
   }
   const JobSchema& schema = job_schema(j.schema);
   if (schema.find("threads")) config["threads"] = threads;
-  if (schema.find("device")) config["device"] = o_.device;
+  if (schema.find("device")) {
+    config["device"] = spread_device(o_.device, gpu_load_);
+    if (config["device"] != o_.device) gpu_of_[i] = parse_device(config["device"].get<std::string>()).index;
+  }
   // The job file: what the command runs, readable and rerunnable by hand from <out>.
   const std::string job_file = j.dir + "/job.toml";
   write_file_atomic((fs::path(o_.out) / job_file).string(),
@@ -146,6 +160,10 @@ void JobProcesses::start(int i, int threads) {
 
 void JobProcesses::end(int i, int code, bool done) {
   const Job& j = g_.at(i);
+  if (const auto gpu = gpu_of_.find(i); gpu != gpu_of_.end()) {
+    --gpu_load_[gpu->second];
+    gpu_of_.erase(gpu);
+  }
   const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_[i]).count();
   const bool stopped = code == 130 || code == 128 + SIGTERM || code == 128 + SIGINT;
   json record = read_run_record_json(o_.out, j);

@@ -27,6 +27,11 @@ struct EndedJob {
   double wall_seconds = 0;
 };
 
+// The device of the next run: a plain `cuda` on a machine of several GPUs becomes the one running
+// the fewest of this runner's jobs (`load`, one count per GPU, is raised for it; the lowest index
+// on a tie); anything else (cpu, cuda:N, one GPU) is run as given and `load` is left alone.
+std::string spread_device(const std::string& requested, std::vector<int>& load);
+
 class JobProcesses {
  public:
   JobProcesses(const JobGraph& graph, const RunnerOptions& options, std::string node);
@@ -53,6 +58,8 @@ class JobProcesses {
   std::map<int, std::chrono::steady_clock::time_point> started_;
   std::vector<EndedJob> ended_;           // internal work and jobs that could not start
   std::vector<std::string> environment_;  // the children's: without the MPI launcher's variables
+  std::vector<int> gpu_load_;             // running jobs per GPU, when `cuda` is spread over several
+  std::map<int, int> gpu_of_;             // job -> the GPU it was given
 };
 
 // A job's record in <out>/<dir>/runner.json (status, attempts, wall seconds, threads by attempt,

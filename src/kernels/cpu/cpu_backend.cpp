@@ -180,6 +180,8 @@ std::unique_ptr<Backend> make_cpu_backend(Precision precision, kernels::GemmMode
   return std::make_unique<CpuBackend>(precision, gemm);
 }
 
-BackendEntry cpu_backend_entry() { return {DeviceKind::kCpu, &make_cpu, &cpu_auto_precision}; }
+BackendEntry cpu_backend_entry() {
+  return {DeviceKind::kCpu, &make_cpu, &cpu_auto_precision, [] { return 1; }};
+}
 
 }  // namespace tlm

@@ -461,6 +461,8 @@ std::pair<Precision, std::string> cuda_auto_precision(const Device& device) {
 
 }  // namespace
 
-BackendEntry cuda_backend_entry() { return {DeviceKind::kCuda, &make_cuda, &cuda_auto_precision}; }
+BackendEntry cuda_backend_entry() {
+  return {DeviceKind::kCuda, &make_cuda, &cuda_auto_precision, [] { return gpus().first; }};
+}
 
 }  // namespace tlm
