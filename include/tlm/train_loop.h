@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <future>
 #include <string>
 
 #include "tlm/gradient_sum.h"
@@ -82,10 +83,19 @@ class TrainLoop {
   AdamW adam_;
   std::unique_ptr<OverlappedGradientSum> overlap_;  // --overlap-grads under mpirun
   int64_t step_ = 0;
-  Batch batch_;                 // the step's whole batch
+  // The global batch of `step` into `out`; `order` caches the shuffle of epoch `order_epoch`.
+  void build_batch(int64_t step, Batch& out, std::vector<int64_t>& order, int& order_epoch) const;
+
+  Batch batches_[2];            // the step's whole batch, and the next one's when prefetched
+  int current_ = 0;             // which of batches_ the step uses
   Batch shard_;                 // this rank's share of it (data-parallel)
   std::vector<int64_t> order_;  // the shuffle of order_epoch_
   int order_epoch_ = -1;
+  // --prefetch: the next step's batch built on a thread while a step computes
+  std::future<void> prefetching_;
+  int64_t prefetched_step_ = -1;
+  std::vector<int64_t> prefetch_order_;  // the prefetching thread's own shuffle cache
+  int prefetch_order_epoch_ = -1;
 };
 
 }  // namespace tlm

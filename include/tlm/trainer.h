@@ -42,6 +42,9 @@ struct TrainOptions {
   // Data-parallel: sum gradient buckets over the ranks while backward runs (OverlappedGradientSum).
   bool overlap_grads = false;
   double bucket_mb = 25;  // of fp32 gradients per bucket
+  // Build the next step's batch on a thread of its own while a step computes (a GPU's steps leave
+  // the host idle; on the CPU that thread would take a core from the step).
+  bool prefetch = false;
   MaskingOptions masking;
 };
 

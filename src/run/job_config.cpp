@@ -144,6 +144,9 @@ std::vector<Field> train_fields(double lr, int epochs) {
                        "under mpirun: sum the gradients over the ranks bucket by bucket (--bucket-mb) while backward "
                        "computes the layers below, on a thread of its own (pays where a rank has a core to spare and "
                        "the network is slow)")),
+      never(string_field("prefetch", "auto",
+                         "build the next step's batch on a thread while a step computes: auto (on a GPU), on or off",
+                         {"auto", "on", "off"})),
       never(float_field("bucket_mb", 25, 1e-3, 1e6,
                         "with --overlap-grads: megabytes of gradients a bucket holds at least (it ends at a layer)")),
       string_field("on_bad_row", "stop", "stop or skip (skipped rows are counted)", kOnBadRow),

@@ -226,6 +226,9 @@ TrainOptions train_options(const json& c) {
   o.log_every = c.at("log_every");
   o.overlap_grads = c.at("overlap_grads");
   o.bucket_mb = c.at("bucket_mb");
+  const std::string prefetch = c.at("prefetch");
+  o.prefetch = prefetch == "on" ||
+               (prefetch == "auto" && parse_device(c.at("device").get<std::string>()).kind != DeviceKind::kCpu);
   return o;
 }
 

@@ -168,28 +168,51 @@ double data_parallel_gradients(BertModel& model, const Batch& batch, int64_t glo
   return loss_sum;
 }
 
+void TrainLoop::build_batch(int64_t step, Batch& out, std::vector<int64_t>& order, int& order_epoch) const {
+  const TrainOptions& o = job_.options;
+  const int epoch = epoch_of(step);
+  if (epoch != order_epoch) {
+    Rng shuffle(stream_key(o.seed, Stream::kShuffle, static_cast<uint64_t>(epoch)));
+    order = shuffled_order(job_.train.size(), shuffle);
+    order_epoch = epoch;
+  }
+  const int64_t begin = (step % steps_per_epoch_) * o.batch;
+  const int64_t end = std::min<int64_t>(job_.train.size(), begin + o.batch);
+  const std::span<const int64_t> which(order.data() + begin, static_cast<size_t>(end - begin));
+  if (mlm_) {
+    make_mlm_batch(job_.train, which, *job_.vocab, masking_, stream_key(o.seed, Stream::kMask, step), out);
+  } else {
+    make_classification_batch(job_.train, which, out);
+  }
+}
+
 TrainLoop::StepResult TrainLoop::run_step() {
   const auto t0 = std::chrono::steady_clock::now();
   const TrainOptions& o = job_.options;
   StepResult r;
   r.epoch = epoch_of(step_);
-  if (r.epoch != order_epoch_) {
-    Rng shuffle(stream_key(o.seed, Stream::kShuffle, static_cast<uint64_t>(r.epoch)));
-    order_ = shuffled_order(job_.train.size(), shuffle);
-    order_epoch_ = r.epoch;
-  }
-  // (1) The global batch of this step.
-  const int64_t begin = (step_ % steps_per_epoch_) * o.batch;
-  const int64_t end = std::min<int64_t>(job_.train.size(), begin + o.batch);
-  const std::span<const int64_t> which(order_.data() + begin, static_cast<size_t>(end - begin));
-  if (mlm_) {
-    make_mlm_batch(job_.train, which, *job_.vocab, masking_, stream_key(o.seed, Stream::kMask, step_), batch_);
+  // (1) The global batch of this step: the one the last step prefetched, else built now.
+  if (prefetching_.valid()) prefetching_.get();  // done (and its error, if any, raised here)
+  if (prefetched_step_ == step_) {
+    current_ = 1 - current_;
   } else {
-    make_classification_batch(job_.train, which, batch_);
+    build_batch(step_, batches_[current_], order_, order_epoch_);
   }
-  const int64_t global_targets = mlm_ ? static_cast<int64_t>(batch_.mlm_positions.size()) : batch_.num_seqs();
+  prefetched_step_ = -1;
+  const Batch& batch = batches_[current_];
+  // The next step's batch, built on a thread of its own while this step computes, into the other
+  // buffer (its step is done: every step ends synchronised). It is a pure function of the step, so
+  // prefetching changes no bit; a step not taken (not finite) just rebuilds its own.
+  if (o.prefetch && step_ + 1 < last_step_) {
+    const int64_t next = step_ + 1;
+    prefetched_step_ = next;
+    prefetching_ = std::async(std::launch::async, [this, next] {
+      build_batch(next, batches_[1 - current_], prefetch_order_, prefetch_order_epoch_);
+    });
+  }
+  const int64_t global_targets = mlm_ ? static_cast<int64_t>(batch.mlm_positions.size()) : batch.num_seqs();
   const double loss_sum =
-      data_parallel_gradients(model_, batch_, global_targets, mlm_, stream_key(o.seed, Stream::kDropout, step_), shard_,
+      data_parallel_gradients(model_, batch, global_targets, mlm_, stream_key(o.seed, Stream::kDropout, step_), shard_,
                               &r.comm_seconds, overlap_.get());
   // (5) Clip and update, unless something is not finite (every rank holds the same bits, so
   // clipping and AdamW run identically everywhere).
@@ -197,8 +220,8 @@ TrainLoop::StepResult TrainLoop::run_step() {
   r.grad_norm = clip_grad_norm(model_.backend(), model_.grads(), model_.num_params(), o.clip);
   r.lr = o.optimizer.lr * (o.per_epoch_schedule ? linear_schedule(r.epoch, warmup_, o.epochs)
                                                 : linear_schedule(step_, warmup_, total_steps_));
-  r.tokens = batch_.num_tokens();
-  r.flops = model_.train_flops(batch_);
+  r.tokens = batch.num_tokens();
+  r.flops = model_.train_flops(batch);
   r.finite = std::isfinite(r.loss) && std::isfinite(r.grad_norm);
   if (r.finite) {
     adam_.step(model_.params(), model_.grads(), r.lr);

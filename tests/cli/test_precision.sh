@@ -2,7 +2,8 @@
 # --precision through the real binary on synthetic data (seconds): bf16 training is deterministic,
 # resumes exactly after SIGKILL, differs from fp32 and is part of a run's identity; checkpoints
 # stay fp32; auto on a CPU without native bf16 (or capped by TLM_MAX_CPU_ISA) is fp32 with a note
-# and runs exactly the fp32 code; eval and predict take it; BF16 and F16 checkpoints load exactly.
+# and runs exactly the fp32 code; eval and predict take it; BF16 and F16 checkpoints load exactly;
+# --prefetch on gives the same bits.
 # Usage: test_precision.sh path/to/tlm
 set -euo pipefail
 source "$(dirname "$0")/../shell_helpers.sh"
@@ -18,6 +19,13 @@ P=(--corpus data/corpora/near.txt --vocab vocab.txt --layers 1 --hidden 32 --hea
 "$tlm" pretrain "${P[@]}" --precision bf16 --out b2 >/dev/null 2>&1
 "$tlm" pretrain "${P[@]}" --precision fp32 --out f1 >/dev/null 2>&1
 cmp b1/model.safetensors b2/model.safetensors || fail "two bf16 runs of one configuration differ"
+# --prefetch (on by default on a GPU): the next step's batch built on a thread while a step computes
+# is the same batch, across an epoch's end too: the same bits
+"$tlm" pretrain "${P[@]}" --epochs 2 --out pf_off >/dev/null 2>&1 || fail "a 2-epoch run failed"
+"$tlm" pretrain "${P[@]}" --epochs 2 --prefetch on --out pf_on >/dev/null 2>&1 || fail "--prefetch on failed"
+cmp -s pf_off/model.safetensors pf_on/model.safetensors || fail "--prefetch on changed the weights"
+diff <(grep -o '"loss":[^,]*' pf_off/log.jsonl) <(grep -o '"loss":[^,]*' pf_on/log.jsonl) >/dev/null ||
+  fail "--prefetch on changed the logged losses"
 cmp -s b1/model.safetensors f1/model.safetensors && fail "bf16 weights equal fp32's: bf16 was not applied"
 [ "$(json b1/manifest.json "d['precision']")" = bf16 ] || fail "the manifest does not record bf16"
 json b1/manifest.json "d['backend']" | grep -q "bf16" || fail "the manifest's back end is not bf16"
@@ -82,6 +90,9 @@ json o1/manifest.json "d['backend']" | grep -q "oneDNN fp32" || fail "TLM_CPU_GE
 T=(--train data/task/train.csv --test data/task/test.csv --format csv --classes data/task/classes.txt
    --per-label-train 20 --per-label-test 10 --max-len 16 --batch 8 --epochs 3 --lr 3e-3 --threads 1)
 "$tlm" finetune "${T[@]}" --init f1 --precision bf16 --out ft >/dev/null 2>&1 || fail "bf16 fine-tuning failed"
+"$tlm" finetune "${T[@]}" --init f1 --precision bf16 --prefetch on --out ftp >/dev/null 2>&1 ||
+  fail "fine-tuning with --prefetch on failed"
+cmp -s ft/model.safetensors ftp/model.safetensors || fail "--prefetch on changed a fine-tuned model"
 [ "$(json ft/manifest.json "d['precision']")" = bf16 ] || fail "the fine-tune manifest does not record bf16"
 for p in fp32 bf16; do
   "$tlm" eval --model ft --data data/task/test.csv --format csv --classes data/task/classes.txt --threads 1 \
