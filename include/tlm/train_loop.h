@@ -46,6 +46,9 @@ class TrainLoop {
  public:
   // Sizes the model for the job's training and evaluation sets. `job` must outlive the loop.
   explicit TrainLoop(const TrainJob& job);
+  ~TrainLoop();
+  TrainLoop(const TrainLoop&) = delete;
+  TrainLoop& operator=(const TrainLoop&) = delete;
 
   BertModel& model() { return model_; }
   const AdamW& optimizer() const { return adam_; }
@@ -91,11 +94,12 @@ class TrainLoop {
   Batch shard_;                 // this rank's share of it (data-parallel)
   std::vector<int64_t> order_;  // the shuffle of order_epoch_
   int order_epoch_ = -1;
-  // --prefetch: the next step's batch built on a thread while a step computes
-  std::future<void> prefetching_;
+  // --prefetch: the next step's batch built on a thread while a step computes (the future last,
+  // and waited for by the destructor, so the thread never outlives what it uses)
   int64_t prefetched_step_ = -1;
   std::vector<int64_t> prefetch_order_;  // the prefetching thread's own shuffle cache
   int prefetch_order_epoch_ = -1;
+  std::future<void> prefetching_;
 };
 
 }  // namespace tlm

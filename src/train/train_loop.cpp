@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cmath>
 #include <span>
+#include <system_error>
 
 #include "backend/backend.h"
 #include "tlm/check.h"
@@ -86,6 +87,11 @@ TrainLoop::TrainLoop(const TrainJob& job)
   if (job.options.overlap_grads && Comm::world().distributed()) {
     overlap_ = std::make_unique<OverlappedGradientSum>(Comm::world(), bucket_floats(job.options.bucket_mb));
   }
+}
+
+TrainLoop::~TrainLoop() {
+  // A prefetch still running reads the job and writes members: it ends before any of them does.
+  if (prefetching_.valid()) prefetching_.wait();
 }
 
 void TrainLoop::init_weights() {
@@ -192,23 +198,29 @@ TrainLoop::StepResult TrainLoop::run_step() {
   StepResult r;
   r.epoch = epoch_of(step_);
   // (1) The global batch of this step: the one the last step prefetched, else built now.
+  const int64_t prefetched = prefetched_step_;
+  prefetched_step_ = -1;                         // a failed prefetch leaves no half-built batch to use
   if (prefetching_.valid()) prefetching_.get();  // done (and its error, if any, raised here)
-  if (prefetched_step_ == step_) {
+  if (prefetched == step_) {
     current_ = 1 - current_;
   } else {
     build_batch(step_, batches_[current_], order_, order_epoch_);
   }
-  prefetched_step_ = -1;
   const Batch& batch = batches_[current_];
   // The next step's batch, built on a thread of its own while this step computes, into the other
-  // buffer (its step is done: every step ends synchronised). It is a pure function of the step, so
-  // prefetching changes no bit; a step not taken (not finite) just rebuilds its own.
+  // buffer: its step is done, since every step ends synchronised (below), so the model's uploads
+  // of it are over. It is a pure function of the step, so prefetching changes no bit; a step not
+  // taken (not finite) just rebuilds its own. Without a thread to be had, the next step builds it.
   if (o.prefetch && step_ + 1 < last_step_) {
     const int64_t next = step_ + 1;
-    prefetched_step_ = next;
-    prefetching_ = std::async(std::launch::async, [this, next] {
-      build_batch(next, batches_[1 - current_], prefetch_order_, prefetch_order_epoch_);
-    });
+    Batch* out = &batches_[1 - current_];
+    try {
+      prefetching_ = std::async(std::launch::async,
+                                [this, next, out] { build_batch(next, *out, prefetch_order_, prefetch_order_epoch_); });
+      prefetched_step_ = next;
+    } catch (const std::system_error&) {
+      // no thread now: the next step builds its batch itself
+    }
   }
   const int64_t global_targets = mlm_ ? static_cast<int64_t>(batch.mlm_positions.size()) : batch.num_seqs();
   const double loss_sum =
