@@ -20,9 +20,10 @@ P=(--corpus data/corpora/near.txt --vocab vocab.txt --layers 1 --hidden 32 --hea
 "$tlm" pretrain "${P[@]}" --precision fp32 --out f1 >/dev/null 2>&1
 cmp b1/model.safetensors b2/model.safetensors || fail "two bf16 runs of one configuration differ"
 # --prefetch (on by default on a GPU): the next step's batch built on a thread while a step computes
-# is the same batch, across an epoch's end too: the same bits
-"$tlm" pretrain "${P[@]}" --epochs 2 --out pf_off >/dev/null 2>&1 || fail "a 2-epoch run failed"
-"$tlm" pretrain "${P[@]}" --epochs 2 --prefetch on --out pf_on >/dev/null 2>&1 || fail "--prefetch on failed"
+# is the same batch, across an epoch's end and a short last batch (400 = 26 x 15 + 10) too: the
+# same bits (and below, a prefetching run killed and resumed equals a straight run)
+"$tlm" pretrain "${P[@]}" --epochs 2 --batch 15 --out pf_off >/dev/null 2>&1 || fail "a 2-epoch run failed"
+"$tlm" pretrain "${P[@]}" --epochs 2 --batch 15 --prefetch on --out pf_on >/dev/null 2>&1 || fail "--prefetch on failed"
 cmp -s pf_off/model.safetensors pf_on/model.safetensors || fail "--prefetch on changed the weights"
 diff <(grep -o '"loss":[^,]*' pf_off/log.jsonl) <(grep -o '"loss":[^,]*' pf_on/log.jsonl) >/dev/null ||
   fail "--prefetch on changed the logged losses"
@@ -53,9 +54,10 @@ expect_error "\"fp16\" is not one of fp32, bf16, auto" "$tlm" pretrain "${P[@]}"
 [ ! -e x ] || fail "a refused precision made a folder"
 
 # --- exact resume in bf16: killed with SIGKILL after a checkpoint, resumed, equals a straight run
+# (the killed and resumed runs prefetch their batches, the straight one does not)
 R=("${P[@]}" --precision bf16 --sequences 2000 --epochs 6 --checkpoint-every 4 --keep-checkpoints 3)
 "$tlm" pretrain "${R[@]}" --out straight >/dev/null 2>&1
-"$tlm" pretrain "${R[@]}" --out killed >/dev/null 2>&1 &
+"$tlm" pretrain "${R[@]}" --prefetch on --out killed >/dev/null 2>&1 &
 pid=$!
 for _ in $(seq 1 600); do
   find killed/checkpoints -maxdepth 2 -name trainer_state.json 2>/dev/null | grep -q . && break
@@ -64,7 +66,7 @@ done
 kill -9 $pid 2>/dev/null || true
 wait $pid 2>/dev/null || true
 [ ! -f killed/model.safetensors ] || fail "the bf16 run finished before it could be killed; make it longer"
-"$tlm" pretrain "${R[@]}" --resume killed >resume.txt 2>&1 || { cat resume.txt; fail "bf16 resume failed"; }
+"$tlm" pretrain "${R[@]}" --prefetch on --resume killed >resume.txt 2>&1 || { cat resume.txt; fail "bf16 resume failed"; }
 grep -q "resuming killed at step" resume.txt || fail "did not resume from a checkpoint"
 cmp straight/model.safetensors killed/model.safetensors || fail "resumed bf16 weights differ from the straight run"
 echo "bf16: deterministic, exact resume after SIGKILL"
