@@ -10,12 +10,7 @@
 #include <cmath>
 #include <cstdint>
 
-// The counter streams below are also computed inside CUDA kernels (kernels/cuda/), bit for bit.
-#if defined(__CUDACC__)
-#define TLM_HOST_DEVICE __host__ __device__
-#else
-#define TLM_HOST_DEVICE
-#endif
+#include "tlm/host_device.h"  // the counter streams are also computed inside CUDA kernels
 
 namespace tlm {
 

@@ -76,6 +76,8 @@ struct BertModel::Impl {
   int64_t word, pos, type, emb_g, emb_b;
   int64_t head_w, head_b, head_ln_g, head_ln_b, dec_b;  // MLM transform + decoder bias
   int64_t pool_w, pool_b, cls_w, cls_b;                 // classification
+  // The head's first parameter (the head's are the table's last): where backward first reports.
+  int64_t head_begin(Head head) const { return head == Head::kMaskedLM ? head_w : pool_w; }
 
   DeviceBuffer<float> acts;          // one buffer for every activation and backward scratch
   std::vector<int32_t> positions;    // (n) position id of every token
@@ -655,7 +657,7 @@ void BertModel::backward(float grad_scale, const std::function<void(int64_t)>& f
 
   // Every head parameter's gradient is final here (the tied decoder's part of the word embeddings
   // is not: the lookup adds to it last).
-  if (final_from) final_from(config_.head == Head::kMaskedLM ? I.head_w : I.pool_w);
+  if (final_from) final_from(I.head_begin(config_.head));
   for (int l = layers - 1; l >= 0; --l) {
     const LayerOffsets& o = I.layer_off[l];
     const LayerActs& A = I.layers[l];
@@ -721,7 +723,7 @@ void BertModel::backward(float grad_scale, const std::function<void(int64_t)>& f
 
 std::vector<int64_t> BertModel::gradient_report_offsets() const {
   const Impl& I = *impl_;
-  std::vector<int64_t> offsets = {config_.head == Head::kMaskedLM ? I.head_w : I.pool_w};
+  std::vector<int64_t> offsets = {I.head_begin(config_.head)};
   for (int l = config_.num_hidden_layers - 1; l >= 0; --l) offsets.push_back(I.layer_off[l].wqkv);
   offsets.push_back(0);
   return offsets;

@@ -12,7 +12,7 @@ import sys
 root = pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else ".").resolve()
 LEVEL = {"core": 0, "text": 1, "kernels": 1, "backend": 1, "data": 2, "model": 2, "run": 3, "eval": 4, "train": 5,
          "experiment": 6, "cli": 7, "tools": 8}
-HEADER_ONLY = {"batch.h": "data", "rng.h": "core", "parallel.h": "core"}
+HEADER_ONLY = {"batch.h": "data", "rng.h": "core", "parallel.h": "core", "host_device.h": "core"}
 # What the experiment layer must reach only through job files run as separate processes.
 NOT_FROM_EXPERIMENT = {"trainer.h", "train_loop.h", "train_jobs.h", "eval_jobs.h", "evaluate.h", "inference.h",
                        "latency.h", "overlap.h"}

@@ -5,16 +5,12 @@
 #include <bit>
 #include <cstdint>
 
+#include "kernels/bf16_bits.h"
+
 namespace tlm::kernels {
 
-// Round-to-nearest-even; a NaN becomes torch's quiet NaN 0x7fc0; values beyond bf16's range
-// become +-inf.
-inline uint16_t to_bf16(float x) {
-  const uint32_t bits = std::bit_cast<uint32_t>(x);
-  if ((bits & 0x7fffffffu) > 0x7f800000u) return 0x7fc0u;
-  const uint32_t rounding = 0x7fffu + ((bits >> 16) & 1u);
-  return static_cast<uint16_t>((bits + rounding) >> 16);
-}
+// Round-to-nearest-even (kernels/bf16_bits.h's rule).
+inline uint16_t to_bf16(float x) { return bf16_from_float_bits(std::bit_cast<uint32_t>(x)); }
 inline float from_bf16(uint16_t h) { return std::bit_cast<float>(static_cast<uint32_t>(h) << 16); }
 // x rounded to the nearest bf16, kept as a float (exact: every bf16 is a float).
 inline float round_bf16(float x) { return from_bf16(to_bf16(x)); }

@@ -16,8 +16,6 @@ using kernels::AttentionShape;
 
 constexpr int kAttnThreads = 128;
 
-size_t align_up(size_t bytes) { return (bytes + 255) / 256 * 256; }
-
 // The sequence whose rows [offsets[s], offsets[s+1]) hold `row`.
 __device__ int sequence_of(const int32_t* offsets, int num_seqs, int row) {
   int lo = 0, hi = num_seqs - 1;
@@ -42,6 +40,11 @@ __global__ void probs_offsets_kernel(AttentionShape a, int64_t* starts) {
   starts[a.num_seqs] = at;
 }
 
+// The dropout stream of query row `row` (global) in head h: the CPU's (attention_cpu.cpp).
+__device__ uint64_t dropout_stream(const AttentionShape& a, int row, int h) {
+  return a.dropout_p > 0.0f ? row_stream(a.dropout_key, a.q_row_keys[row] + static_cast<uint64_t>(h)) : 0;
+}
+
 struct Row {
   int s, i;       // sequence, query index within it
   int nq, nk;     // the sequence's query and key rows
@@ -59,7 +62,7 @@ __device__ Row query_row(const AttentionShape& a, const int64_t* starts, int row
   r.nq = a.q_offsets[r.s + 1] - r.q0;
   r.nk = a.kv_offsets[r.s + 1] - r.kv0;
   r.p0 = starts[r.s] + (int64_t{h} * r.nq + r.i) * r.nk;
-  r.drop = a.dropout_p > 0.0f ? row_stream(a.dropout_key, a.q_row_keys[row] + static_cast<uint64_t>(h)) : 0;
+  r.drop = dropout_stream(a, row, h);
   return r;
 }
 
@@ -164,8 +167,7 @@ __global__ void backward_key_kernel(const float* dctx, const float* q, const flo
   const float keep_scale = a.dropout_p > 0.0f ? 1.0f / (1.0f - a.dropout_p) : 1.0f;
   for (int i = threadIdx.x; i < nq; i += blockDim.x) {
     const int row = q0 + i;
-    const uint64_t drop =
-        a.dropout_p > 0.0f ? row_stream(a.dropout_key, a.q_row_keys[row] + static_cast<uint64_t>(h)) : 0;
+    const uint64_t drop = dropout_stream(a, row, h);
     const float pij = probs[starts[s] + (int64_t{h} * nq + i) * nk + j];
     const float g = dprob(a, dctx + int64_t{row} * c + h * d, v, kv_row, h, drop, j, keep_scale);
     ds[i] = pij * (g - row_stat[int64_t{row} * a.heads + h]);

@@ -293,11 +293,12 @@ class CudaBackend final : public Backend {
   }
   double sum_squares(const float* x, int64_t n) override {
     const cudaStream_t s = on();
-    auto* partial = work<double>(cu::reduce_work(n) + 1);
-    cu::sum_squares(x, n, partial, partial + cu::reduce_work(n), s);
+    const int64_t blocks = cu::reduce_work(n);
+    auto* partial = work<double>(blocks + 1);  // (blocks) partial sums, then the total
+    cu::sum_squares(x, n, partial, partial + blocks, s);
     check_launch("sum of squares");
     double total = 0;
-    download(&total, partial + cu::reduce_work(n), sizeof(double));
+    download(&total, partial + blocks, sizeof(double));
     return total;
   }
 
@@ -316,11 +317,12 @@ class CudaBackend final : public Backend {
   }
   int64_t first_nonfinite(const float* x, int64_t n) override {
     const cudaStream_t s = on();
-    auto* partial = work<long long>(cu::reduce_work(n) + 1);
-    cu::first_nonfinite(x, n, partial, partial + cu::reduce_work(n), s);
+    const int64_t blocks = cu::reduce_work(n);
+    auto* partial = work<long long>(blocks + 1);  // (blocks) first indices, then the first of all
+    cu::first_nonfinite(x, n, partial, partial + blocks, s);
     check_launch("finite check");
     long long first = -1;
-    download(&first, partial + cu::reduce_work(n), sizeof(long long));
+    download(&first, partial + blocks, sizeof(long long));
     return first;
   }
 

@@ -10,6 +10,9 @@ namespace tlm::cuda {
 
 constexpr int kThreads = 256;  // threads of a block (a multiple of the warp's 32)
 
+// bytes rounded up to a whole 256 (the alignment cudaMalloc gives), for carving one work space.
+inline size_t align_up(size_t bytes) { return (bytes + 255) / 256 * 256; }
+
 // Blocks for a grid-stride loop over n elements: enough to fill the GPU, never more than needed.
 inline unsigned grid_for(int64_t n, int threads = kThreads) {
   return static_cast<unsigned>(std::clamp<int64_t>((n + threads - 1) / threads, 1, 65536));

@@ -24,7 +24,7 @@ void add_inplace(float* y, const float* x, int64_t n, cudaStream_t s);
 void scale_inplace(float* y, float a, int64_t n, cudaStream_t s);
 // y (n, c): every row = b (c)
 void broadcast_rows(const float* b, float* y, int n, int c, cudaStream_t s);
-// x (n) -> y (n) bf16 bits, round to nearest even (kernels/cpu/bf16.h's rule)
+// x (n) -> y (n) bf16 bits, round to nearest even (kernels/bf16_bits.h, the CPU's rule)
 void to_bf16(const float* x, uint16_t* y, int64_t n, cudaStream_t s);
 void embedding_forward(const int32_t* ids, const int32_t* positions, const int32_t* type_ids, const float* word,
                        const float* pos, const float* type, float* out, int n, int c, cudaStream_t s);

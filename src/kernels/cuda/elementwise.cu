@@ -1,4 +1,5 @@
 // Elementwise kernels of the CUDA back end: grid-stride loops, one value per thread and step.
+#include "kernels/bf16_bits.h"
 #include "kernels/cuda/cuda_common.cuh"
 #include "kernels/cuda/cuda_kernels.h"
 #include "tlm/rng.h"
@@ -47,14 +48,7 @@ __global__ void broadcast_rows_kernel(const float* b, float* y, int64_t total, i
 }
 
 __global__ void to_bf16_kernel(const float* x, uint16_t* y, int64_t n) {
-  TLM_GRID_STRIDE(i, n) {
-    const uint32_t bits = __float_as_uint(x[i]);
-    if ((bits & 0x7fffffffu) > 0x7f800000u) {
-      y[i] = 0x7fc0u;  // a NaN becomes torch's quiet NaN
-    } else {
-      y[i] = static_cast<uint16_t>((bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16);
-    }
-  }
+  TLM_GRID_STRIDE(i, n) y[i] = kernels::bf16_from_float_bits(__float_as_uint(x[i]));
 }
 
 __global__ void embedding_forward_kernel(const int32_t* ids, const int32_t* positions, const int32_t* type_ids,

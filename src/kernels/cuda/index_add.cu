@@ -12,8 +12,6 @@ namespace {
 
 constexpr int kLanes = 16;  // row lanes of a block; 32 columns each
 
-size_t align_up(size_t bytes) { return (bytes + 255) / 256 * 256; }
-
 // The sort's temporary storage for n pairs of index_bits-bit keys (the same arguments as the sort).
 size_t sort_bytes(int n, int index_bits) {
   size_t bytes = 0;
