@@ -182,5 +182,29 @@ TEST(CpuGemm, EmptySumsFollowBlas) {
   }
 }
 
+// linear_backward's weight gradient reuses the bf16 copy of dy made for the input gradient: the
+// same bits as converting it again, in both bf16 modes; a reuse without that previous a is refused.
+void check_reuse(k::GemmMode mode) {
+  const int n = 37, in = 29, out = 23;  // dy (n, out), x (n, in), w (out, in)
+  std::vector<float> dy(n * out), x(n * in), w(out * in);
+  for (size_t i = 0; i < dy.size(); ++i) dy[i] = std::sin(0.37f * i) * 1.3f;
+  for (size_t i = 0; i < x.size(); ++i) x[i] = std::cos(0.11f * i) - 0.2f;
+  for (size_t i = 0; i < w.size(); ++i) w[i] = std::sin(0.05f * i + 1.0f);
+  k::CpuGemm gemm(mode);
+  std::vector<float> dx(n * in), dw_reused(out * in, 0.5f), dw_fresh(out * in, 0.5f);
+  gemm.run(false, false, n, in, out, dy.data(), w.data(), dx.data(), false);
+  gemm.run(true, false, out, in, n, dy.data(), x.data(), dw_reused.data(), true, /*reuse_a=*/true);
+  gemm.run(true, false, out, in, n, dy.data(), x.data(), dw_fresh.data(), true);
+  EXPECT_EQ(dw_reused, dw_fresh) << k::gemm_mode_name(mode);
+  // The last call's a was dy: x is not it.
+  EXPECT_THROW(gemm.run(true, false, n, in, n, x.data(), x.data(), dx.data(), false, true), Error);
+}
+TEST(CpuGemm, Bf16EmulatedReusesTheConvertedA) { check_reuse(k::GemmMode::kBf16Emulated); }
+TEST(CpuGemm, Bf16OneDnnReusesTheConvertedA) {
+  skip_without_native_bf16();
+  if (IsSkipped()) return;
+  check_reuse(k::GemmMode::kBf16OneDnn);
+}
+
 }  // namespace
 }  // namespace tlm::testing

@@ -80,6 +80,7 @@ TEST_F(JobConfig, IdentityLeavesOutWhatDoesNotChangeResults) {
   const JobSchema& s = job_schema("finetune");
   json c = s.defaults();
   c["train"] = "t.csv";
+  c["precision"] = "fp32";  // runs resolve auto (training's default) before they are named
   json with_threads = c;
   with_threads["threads"] = 7;
   with_threads["out"] = "elsewhere";
@@ -93,6 +94,9 @@ TEST_F(JobConfig, IdentityLeavesOutWhatDoesNotChangeResults) {
   for (const char* key : {"test_every", "schedule", "precision", "conv_layers"}) {
     EXPECT_FALSE(s.identity(c).contains(key)) << key;
   }
+  json in_bf16 = c;  // a resolved bf16 is named, a resolved fp32 is not (the names of older runs)
+  in_bf16["precision"] = "bf16";
+  EXPECT_EQ(s.identity(in_bf16)["precision"], "bf16");
   json at_end = c;
   at_end["test_every"] = "end";
   EXPECT_EQ(s.identity(at_end)["test_every"], "end");

@@ -36,6 +36,7 @@ struct Field {
   bool min_open = false, max_open = false;  // exclusive bounds
   std::vector<std::string> choices;         // allowed strings (empty: any)
   Identity identity = Identity::kAlways;
+  nlohmann::json unnamed;  // kWhenSet: the value left out of a run's name (null: default_value)
   void (*check_string)(const std::string&) = nullptr;  // a string's own check: throws tlm::Error saying what is wrong
   // A string's one spelling (after check_string), so equal values configure and name runs alike.
   std::string (*canonical)(const std::string&) = nullptr;

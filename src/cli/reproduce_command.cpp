@@ -52,9 +52,10 @@ int run_reproduce(const ReproduceArgs& a) {
   // Where the runs compute: --device, else the plan's device, else the CPU (not part of any run's
   // identity: the manifests record it).
   const std::string device = !a.device.empty() ? a.device : plan.value("device", std::string("cpu"));
-  // The precision every run computes in: --precision, else the plan's, else fp32; auto is resolved
-  // here, on this machine and device, because the resolved precision names the runs.
-  const std::string requested = !a.precision.empty() ? a.precision : plan.value("precision", std::string("fp32"));
+  // The precision every run computes in: --precision, else the plan's, else auto (training's
+  // default); auto is resolved here, on this machine and device, because the resolved precision
+  // names the runs.
+  const std::string requested = !a.precision.empty() ? a.precision : plan.value("precision", std::string("auto"));
   std::string note;
   const Precision precision = resolve_precision(parse_precision(requested), parse_device(device), &note);
   if (!note.empty()) fmt::print(stderr, "reproduce: {}\n", note);
@@ -145,7 +146,8 @@ void add_reproduce_commands(CLI::App& app, int* exit_code) {
   cmd->add_option("--threads", a->threads, "threads to use on each machine (0: all its cores)")
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--precision", a->precision,
-                  "precision every run computes in: fp32, bf16 or auto (default: the plan's, else fp32); "
+                  "precision every run computes in: fp32, bf16 or auto (default: the plan's, else auto: bf16 where "
+                  "the CPU computes it natively); "
                   "a resolved bf16 is part of every run's name")
       ->check(CLI::IsMember({"fp32", "bf16", "auto"}));
   cmd->add_option("--device", a->device,

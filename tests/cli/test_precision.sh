@@ -85,8 +85,22 @@ expect_error "TLM_MAX_CPU_ISA=avx9: not one of" env TLM_MAX_CPU_ISA=avx9 "$tlm" 
   --out x
 expect_error "TLM_CPU_GEMM=mkl: not one of" env TLM_CPU_GEMM=mkl "$tlm" pretrain "${P[@]}" --out x
 # oneDNN's fp32 GEMM trains the same model up to summation order
-TLM_CPU_GEMM=onednn "$tlm" pretrain "${P[@]}" --out o1 >/dev/null 2>&1
+TLM_CPU_GEMM=onednn "$tlm" pretrain "${P[@]}" --precision fp32 --out o1 >/dev/null 2>&1
 json o1/manifest.json "d['backend']" | grep -q "oneDNN fp32" || fail "TLM_CPU_GEMM=onednn was not used"
+
+# --- training's default is auto: the run is auto's, bits and name, and says what auto resolved to
+# (bf16 on a CPU with AVX512_BF16 or AMX, else fp32); inference's default stays fp32
+"$tlm" pretrain "${P[@]}" --out d1 >/dev/null 2>d1.txt
+"$tlm" pretrain "${P[@]}" --precision auto --out d2 >/dev/null 2>&1
+resolved=$(sed -n 's/.*auto precision: \(bf16\|fp32\) (.*/\1/p' d1.txt | head -1)
+[ -n "$resolved" ] || { cat d1.txt; fail "a pretrain without --precision did not say what auto resolved to"; }
+[ "$(json d1/manifest.json "d['precision']")" = "$resolved" ] || fail "the default run is not in auto's precision"
+cmp d1/model.safetensors d2/model.safetensors || fail "the default run differs from --precision auto"
+[ "$(json d1/manifest.json "d['run_config']")" = "$(json d2/manifest.json "d['run_config']")" ] ||
+  fail "the default run is named unlike --precision auto"
+if [ "$resolved" = bf16 ]; then cmp -s d1/model.safetensors b1/model.safetensors || fail "auto's bf16 is not bf16"; fi
+if [ "$resolved" = fp32 ]; then cmp -s d1/model.safetensors f1/model.safetensors || fail "auto's fp32 is not fp32"; fi
+echo "training's default: auto, resolved to $resolved here"
 
 # --- fine-tuning, eval and predict in bf16
 T=(--train data/task/train.csv --test data/task/test.csv --format csv --classes data/task/classes.txt
@@ -105,6 +119,8 @@ head -20 data/task/test.csv | cut -d, -f2- >texts.txt
 "$tlm" predict --model ft --probs --input texts.txt --precision fp32 --threads 1 >pred_fp32.jsonl
 [ "$(wc -l <pred_bf16.jsonl)" = 20 ] || fail "predict --precision bf16 did not label every text"
 cmp -s pred_bf16.jsonl pred_fp32.jsonl && fail "bf16 and fp32 probabilities are identical: bf16 was not applied"
+"$tlm" predict --model ft --probs --input texts.txt --threads 1 >pred_default.jsonl
+cmp pred_default.jsonl pred_fp32.jsonl || fail "predict's default is not fp32"
 
 # --- checkpoints in BF16 and F16 load, widened exactly: they predict as the fp32 file holding the
 # same rounded values

@@ -1,12 +1,23 @@
 #include "kernels/cpu/bf16.h"
 
+#include "core/parallel.h"
+#include "kernels/cpu/vec_math.h"
+
 namespace tlm::kernels {
 
-// Plain loops the compiler vectorises (integer adds and shifts); the conversion is a pass over
-// memory next to a GEMM that reads the operand many times.
-void to_bf16(const float* x, uint16_t* y, int64_t n) {
-#pragma omp parallel for schedule(static) if (n > (1 << 16))
+namespace {
+
+// A plain loop the compiler vectorises (integer adds and shifts), cloned per instruction set
+// (integer operations: the same bits in every clone). The conversion is a pass over memory next
+// to a GEMM that reads the operand many times.
+TLM_CLONES void to_bf16_span(const float* __restrict x, uint16_t* __restrict y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] = to_bf16(x[i]);
+}
+
+}  // namespace
+
+void to_bf16(const float* x, uint16_t* y, int64_t n) {
+  parallel_chunks(n, [&](int64_t b, int64_t e) { to_bf16_span(x + b, y + b, e - b); });
 }
 
 void round_bf16(const float* x, float* y, int64_t n) {

@@ -160,7 +160,8 @@ k::NativeBf16 native_bf16_gemm() {
 
 std::unique_ptr<Backend> make_cpu(const Device& device, Precision precision) {
   TLM_CHECK(device.index == 0, "device {}: the CPU has no index (use --device cpu)", device.name());
-  if (precision == Precision::kFp32) return make_cpu_backend(precision, fp32_gemm());
+  const k::GemmMode fp32 = fp32_gemm();  // a bad TLM_CPU_GEMM is refused whatever the precision
+  if (precision == Precision::kFp32) return make_cpu_backend(precision, fp32);
   return make_cpu_backend(precision,
                           native_bf16_gemm().available ? k::GemmMode::kBf16OneDnn : k::GemmMode::kBf16Emulated);
 }

@@ -10,6 +10,7 @@
 #include "core/parallel.h"
 #include "kernels/cpu/bf16.h"
 #include "kernels/cpu/cpu_isa.h"
+#include "kernels/cpu/vec_math.h"
 #include "tlm/check.h"
 
 namespace tlm::kernels {
@@ -133,14 +134,24 @@ T* scratch(std::vector<T>& v, int64_t n) {
 
 }  // namespace
 
-void CpuGemm::run(bool ta, bool tb, int m, int n, int k, const float* a, const float* b, float* c, bool accumulate) {
-  if (m == 0 || n == 0) return;
+void CpuGemm::run(bool ta, bool tb, int m, int n, int k, const float* a, const float* b, float* c, bool accumulate,
+                  bool reuse_a) {
   const int64_t a_size = int64_t{m} * k, b_size = int64_t{k} * n;
+  const bool bf16 = mode_ == GemmMode::kBf16Emulated || mode_ == GemmMode::kBf16OneDnn;
+  if (bf16 && reuse_a && a_size > 0 && n > 0) {
+    TLM_CHECK(a == converted_a_ && a_size == converted_a_size_, "CpuGemm: reuse_a without the previous call's a");
+  }
+  if (bf16) {  // from here on the converted copy is this call's a (none when there is nothing to convert)
+    converted_a_ = m == 0 || n == 0 || k == 0 ? nullptr : a;
+    converted_a_size_ = a_size;
+  }
+  if (m == 0 || n == 0) return;
+  const bool convert_a = bf16 && !reuse_a;
   switch (mode_) {
     case GemmMode::kBf16Emulated: {
       float* ra = scratch(round_a_, a_size);
       float* rb = scratch(round_b_, b_size);
-      round_bf16(a, ra, a_size);
+      if (convert_a) round_bf16(a, ra, a_size);
       round_bf16(b, rb, b_size);
       a = ra;
       b = rb;
@@ -158,7 +169,7 @@ void CpuGemm::run(bool ta, bool tb, int m, int n, int k, const float* a, const f
       if (k == 0) break;
       uint16_t* ha = scratch(bf16_a_, a_size);
       uint16_t* hb = scratch(bf16_b_, b_size);
-      to_bf16(a, ha, a_size);
+      if (convert_a) to_bf16(a, ha, a_size);
       to_bf16(b, hb, b_size);
       onednn_->run(operand_type(mode_), ta, tb, m, n, k, ha, hb, c, accumulate);
       return;
@@ -184,6 +195,19 @@ double gemm_ceiling_gflops(CpuGemm& gemm) {
   return 2.0 * n * n * n / best / 1e9;
 }
 
+namespace {
+
+// db[c0..c1) += the sum over the n rows of dy (n, out), rows in order (cloned per instruction set,
+// the same float additions in every clone).
+TLM_CLONES void add_row_sums(const float* dy, float* __restrict db, int n, int out, int c0, int c1) {
+  for (int i = 0; i < n; ++i) {
+    const float* row = dy + static_cast<int64_t>(i) * out;
+    for (int c = c0; c < c1; ++c) db[c] += row[c];
+  }
+}
+
+}  // namespace
+
 void linear_forward(CpuGemm& gemm, const float* x, const float* w, const float* b, float* y, int n, int in, int out) {
   if (b) {
 #pragma omp parallel for schedule(static)
@@ -195,14 +219,11 @@ void linear_forward(CpuGemm& gemm, const float* x, const float* w, const float* 
 void linear_backward(CpuGemm& gemm, const float* dy, const float* x, const float* w, float* dx, float* dw, float* db,
                      int n, int in, int out) {
   if (dx) gemm.run(false, false, n, in, out, dy, w, dx, false);  // dx (n, in) = dy (n, out) w (out, in)
-  gemm.run(true, false, out, in, n, dy, x, dw, true);            // dw (out, in) += dy^T (out, n) x (n, in)
+  // dw (out, in) += dy^T (out, n) x (n, in); dy's bf16 copy made for dx serves again (the same
+  // elements: only the transpose differs)
+  gemm.run(true, false, out, in, n, dy, x, dw, true, /*reuse_a=*/dx != nullptr);
   if (db) {
-    parallel_column_blocks(out, [&](int c0, int c1) {
-      for (int i = 0; i < n; ++i) {
-        const float* row = dy + static_cast<int64_t>(i) * out;
-        for (int c = c0; c < c1; ++c) db[c] += row[c];
-      }
-    });
+    parallel_column_blocks(out, [&](int c0, int c1) { add_row_sums(dy, db, n, out, c0, c1); });
   }
 }
 

@@ -45,7 +45,10 @@ class CpuGemm {
 
   // c (m, n) = op(a) (m, k) . op(b) (k, n), plus c's old value when `accumulate`. a, b, c are
   // dense row-major: a is (m, k), or (k, m) when trans_a; b is (k, n), or (n, k) when trans_b.
-  void run(bool trans_a, bool trans_b, int m, int n, int k, const float* a, const float* b, float* c, bool accumulate);
+  // reuse_a: `a` is the previous call's a (same pointer and size, unchanged since), so its bf16
+  // copy is reused instead of converted again (linear_backward's dy feeds both of its GEMMs).
+  void run(bool trans_a, bool trans_b, int m, int n, int k, const float* a, const float* b, float* c, bool accumulate,
+           bool reuse_a = false);
 
  private:
   GemmMode mode_;
@@ -53,6 +56,8 @@ class CpuGemm {
   std::unique_ptr<OneDnn> onednn_;
   std::vector<float> round_a_, round_b_;   // emulated bf16 operands
   std::vector<uint16_t> bf16_a_, bf16_b_;  // native bf16 operands
+  const float* converted_a_ = nullptr;     // the a whose copy round_a_ / bf16_a_ hold (bf16 modes)
+  int64_t converted_a_size_ = 0;
 };
 
 // GFLOP/s of `gemm` on a 2048^3 product (best of 4 runs, operand conversion included for bf16).

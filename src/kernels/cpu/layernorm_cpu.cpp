@@ -6,6 +6,26 @@
 
 namespace tlm::kernels {
 
+namespace {
+
+// Columns [c0, c1) of LayerNorm's dgamma += sum_i dy xhat and dbeta += sum_i dy, rows in order
+// (cloned per instruction set, the same float operations in every clone).
+TLM_CLONES void layernorm_param_grad_columns(const float* dy, const float* x, const float* mean, const float* rstd,
+                                             float* __restrict dgamma, float* __restrict dbeta, int n, int c, int c0,
+                                             int c1) {
+  for (int i = 0; i < n; ++i) {
+    const float* xi = x + static_cast<int64_t>(i) * c;
+    const float* dyi = dy + static_cast<int64_t>(i) * c;
+    const float m = mean[i], r = rstd[i];
+    for (int j = c0; j < c1; ++j) {
+      dgamma[j] += dyi[j] * ((xi[j] - m) * r);
+      dbeta[j] += dyi[j];
+    }
+  }
+}
+
+}  // namespace
+
 void layernorm_forward(const float* x, const float* gamma, const float* beta, float* y, float* mean, float* rstd, int n,
                        int c, float eps) {
 #pragma omp parallel for schedule(static)
@@ -34,33 +54,11 @@ void layernorm_backward(const float* dy, const float* x, const float* mean, cons
                         float* dx, float* dgamma, float* dbeta, int n, int c) {
 #pragma omp parallel for schedule(static)
   for (int i = 0; i < n; ++i) {
-    const float* xi = x + static_cast<int64_t>(i) * c;
-    const float* dyi = dy + static_cast<int64_t>(i) * c;
-    float* dxi = dx + static_cast<int64_t>(i) * c;
-    const float m = mean[i], r = rstd[i];
-    double sum_g = 0, sum_gx = 0;  // mean(dxhat), mean(dxhat * xhat)
-    for (int j = 0; j < c; ++j) {
-      const float g = dyi[j] * gamma[j];
-      sum_g += g;
-      sum_gx += g * ((xi[j] - m) * r);
-    }
-    const float mg = static_cast<float>(sum_g / c), mgx = static_cast<float>(sum_gx / c);
-    for (int j = 0; j < c; ++j) {
-      const float xhat = (xi[j] - m) * r;
-      dxi[j] = r * (dyi[j] * gamma[j] - mg - xhat * mgx);
-    }
+    const int64_t at = static_cast<int64_t>(i) * c;
+    layernorm_backward_row(dy + at, x + at, mean[i], rstd[i], gamma, dx + at, c);
   }
-  parallel_column_blocks(c, [&](int c0, int c1) {
-    for (int i = 0; i < n; ++i) {
-      const float* xi = x + static_cast<int64_t>(i) * c;
-      const float* dyi = dy + static_cast<int64_t>(i) * c;
-      const float m = mean[i], r = rstd[i];
-      for (int j = c0; j < c1; ++j) {
-        dgamma[j] += dyi[j] * ((xi[j] - m) * r);
-        dbeta[j] += dyi[j];
-      }
-    }
-  });
+  parallel_column_blocks(
+      c, [&](int c0, int c1) { layernorm_param_grad_columns(dy, x, mean, rstd, dgamma, dbeta, n, c, c0, c1); });
 }
 
 }  // namespace tlm::kernels

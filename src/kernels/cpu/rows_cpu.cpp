@@ -1,6 +1,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "core/parallel.h"
+#include "kernels/cpu/vec_math.h"
 #include "kernels/kernels.h"
 
 namespace tlm::kernels {
@@ -23,16 +25,29 @@ void scatter_add_rows(const float* src, const int32_t* rows, float* dst, int cou
   }
 }
 
-void adamw_update(float* params, const float* grads, float* m, float* v, int64_t n, const AdamWScalars& s) {
-#pragma omp parallel for schedule(static)
+namespace {
+
+// One span of the AdamW update (the vectors do not overlap; cloned per instruction set: the same
+// IEEE operations in every clone, so the same bits).
+TLM_CLONES void adamw_span(float* __restrict params, const float* __restrict grads, float* __restrict m,
+                           float* __restrict v, int64_t n, const AdamWScalars& s) {
+  const float decay = s.decay_factor, b1 = s.beta1, c1 = s.one_minus_beta1, b2 = s.beta2, c2 = s.one_minus_beta2;
+  const float bc2 = s.bias_correction2_sqrt, eps = s.eps, step = s.step_size;
   for (int64_t i = 0; i < n; ++i) {
     const float g = grads[i];
-    params[i] *= s.decay_factor;
-    m[i] = m[i] * s.beta1 + g * s.one_minus_beta1;
-    v[i] = v[i] * s.beta2 + s.one_minus_beta2 * g * g;
-    const float denom = std::sqrt(v[i]) / s.bias_correction2_sqrt + s.eps;
-    params[i] += -s.step_size * (m[i] / denom);
+    const float mi = m[i] * b1 + g * c1;
+    const float vi = v[i] * b2 + c2 * g * g;
+    m[i] = mi;
+    v[i] = vi;
+    const float denom = std::sqrt(vi) / bc2 + eps;
+    params[i] = params[i] * decay + -step * (mi / denom);
   }
+}
+
+}  // namespace
+
+void adamw_update(float* params, const float* grads, float* m, float* v, int64_t n, const AdamWScalars& s) {
+  parallel_chunks(n, [&](int64_t b, int64_t e) { adamw_span(params + b, grads + b, m + b, v + b, e - b, s); });
 }
 
 int64_t first_nonfinite(const float* x, int64_t n) {
