@@ -74,6 +74,10 @@ class BertModel {
   // mean 0 and variance 1), as their code swaps it in after HF's init. Our RNG, one stream.
   void init_weights(uint64_t seed);
   void zero_grad();
+  // Inference from here on: the parameters stay as they are, so the back end may keep copies made
+  // from them (the CPU's bf16 weights, converted once instead of at every GEMM). set_params and
+  // init_weights undo it; an optimizer step on frozen weights is refused.
+  void freeze_weights();
 
   // Runs the model on `batch`, keeps the activations, returns the summed loss. With `training`,
   // dropout is on, its masks keyed by dropout_seed (the same seed gives the same masks). `batch`

@@ -111,6 +111,13 @@ class Backend {
   // Index of the first non-finite value of x (n), or -1.
   virtual int64_t first_nonfinite(const float* x, int64_t n) = 0;
 
+  // ---- weights that stay ----
+  // params (n) will not change until freeze_weights(nullptr, 0) or the back end's end (a model
+  // loaded for inference): a back end may keep copies made from them (the CPU's bf16 GEMM keeps
+  // the weights' bf16 operands instead of converting them at every call). An op that would write
+  // into the frozen range is an error.
+  virtual void freeze_weights(const float* /*params*/, int64_t /*n*/) {}
+
   // ---- what a back end may lack ----
   enum class Feature { kConvFrontEnd };
   // Empty when this back end has `feature`; else why not, in words for the user (a job asks

@@ -87,6 +87,7 @@ std::unique_ptr<BertModel> Committee::load_member(size_t i, const SequenceSet& s
 std::unique_ptr<BertModel> Committee::load_member(size_t i, const ModelLimits& limits) const {
   auto model = std::make_unique<BertModel>(load_config(dirs_.at(i)), limits, make_backend(device_, precision_));
   load_model_weights(*model, dirs_[i], {LoadMode::kExact, allow_nonfinite_});
+  model->freeze_weights();  // inference only: bf16 weights are converted once
   return model;
 }
 

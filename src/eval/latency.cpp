@@ -8,6 +8,7 @@
 #include <map>
 #include <memory>
 
+#include "backend/backend.h"
 #include "tlm/check.h"
 #include "tlm/committee.h"
 #include "tlm/committee_runner.h"
@@ -74,7 +75,16 @@ json measure_latency(const std::vector<BertModel*>& members, const SequenceSet& 
     make_batch(set, which, single_batch);
     for (const BertModel* m : members) flops += m->forward_flops(single_batch);
   }
-  TLM_CHECK(max_diff < 1e-4, "single-text and batched predictions differ by {} (expected < 1e-4)", max_diff);
+  // Both passes compute each text alone, but a GEMM may sum a 1-row product in another order than
+  // a 64-row one: ~1e-7 in fp32. In bf16 such a last-bit difference can move an activation across
+  // a bf16 rounding boundary, one bf16 step (2^-8 relative) in a GEMM operand, which measured up
+  // to 4e-4 in a probability (the demo's models). A masking or packing fault moves probabilities
+  // by far more than either bound.
+  const bool bf16 = std::any_of(members.begin(), members.end(),
+                                [](const BertModel* m) { return m->backend().precision() == Precision::kBf16; });
+  const double tolerance = bf16 ? 5e-3 : 1e-4;
+  TLM_CHECK(max_diff < tolerance, "single-text and batched predictions differ by {} (expected < {})", max_diff,
+            tolerance);
 
   for (int i = 0; i < std::min(opt.warmup, n); ++i) {
     which.assign(1, i);

@@ -399,6 +399,7 @@ std::vector<float> BertModel::params_to_host() const {
 void BertModel::set_params(const float* host, int64_t offset, int64_t count) {
   TLM_CHECK(offset >= 0 && count >= 0 && offset + count <= num_params(), "parameter range [{}, {}) outside [0, {})",
             offset, offset + count, num_params());
+  backend_->freeze_weights(nullptr, 0);  // the weights change: copies made from them go
   impl_->params.upload(host, count, offset);
   backend_->synchronize();  // the host buffer may go away after this call
 }
@@ -439,6 +440,8 @@ void BertModel::init_weights(uint64_t seed) {
 }
 
 void BertModel::zero_grad() { impl_->grads.zero(); }
+
+void BertModel::freeze_weights() { backend_->freeze_weights(params(), num_params()); }
 
 std::vector<float> BertModel::buffers_to_host() const {
   std::vector<float> host(static_cast<size_t>(table_.buffers_size()));

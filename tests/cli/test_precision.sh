@@ -114,6 +114,10 @@ for p in fp32 bf16; do
   "$tlm" eval --model ft --data data/task/test.csv --format csv --classes data/task/classes.txt --threads 1 \
     --precision "$p" --out "eval_$p.json" >/dev/null 2>&1 || fail "eval --precision $p failed"
 done
+# bench latency in bf16: its check that single texts predict as batches holds at bf16's tolerance
+"$tlm" bench latency --model ft --data data/task/test.csv --format csv --classes data/task/classes.txt --texts 40 \
+  --batch 16 --threads 1 --precision bf16 --json lat_bf16.json >/dev/null 2>lat.txt || { cat lat.txt; fail "bench latency --precision bf16 failed"; }
+[ "$(json lat_bf16.json "d['precision']")" = bf16 ] || fail "the latency result does not record bf16"
 head -20 data/task/test.csv | cut -d, -f2- >texts.txt
 "$tlm" predict --model ft --probs --input texts.txt --precision bf16 --threads 1 >pred_bf16.jsonl
 "$tlm" predict --model ft --probs --input texts.txt --precision fp32 --threads 1 >pred_fp32.jsonl

@@ -14,6 +14,10 @@ TLM_CLONES void to_bf16_span(const float* __restrict x, uint16_t* __restrict y, 
   for (int64_t i = 0; i < n; ++i) y[i] = to_bf16(x[i]);
 }
 
+TLM_CLONES void round_bf16_span(const float* __restrict x, float* __restrict y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = round_bf16(x[i]);
+}
+
 }  // namespace
 
 void to_bf16(const float* x, uint16_t* y, int64_t n) {
@@ -21,8 +25,7 @@ void to_bf16(const float* x, uint16_t* y, int64_t n) {
 }
 
 void round_bf16(const float* x, float* y, int64_t n) {
-#pragma omp parallel for schedule(static) if (n > (1 << 16))
-  for (int64_t i = 0; i < n; ++i) y[i] = round_bf16(x[i]);
+  parallel_chunks(n, [&](int64_t b, int64_t e) { round_bf16_span(x + b, y + b, e - b); });
 }
 
 }  // namespace tlm::kernels

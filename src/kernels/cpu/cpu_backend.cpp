@@ -129,8 +129,10 @@ class CpuBackend final : public Backend {
     k::scatter_add_rows(src, rows, dst, count, c);
   }
   void adamw_update(float* params, const float* grads, float* m, float* v, int64_t n, const AdamWScalars& s) override {
+    TLM_CHECK(!gemm_.frozen(params, n), "AdamW update of weights frozen for inference (freeze_weights)");
     k::adamw_update(params, grads, m, v, n, s);
   }
+  void freeze_weights(const float* params, int64_t n) override { gemm_.freeze(params, n); }
   int64_t first_nonfinite(const float* x, int64_t n) override { return k::first_nonfinite(x, n); }
   double gemm_ceiling_gflops() override { return k::gemm_ceiling_gflops(gemm_); }
 

@@ -138,45 +138,76 @@ void CpuGemm::run(bool ta, bool tb, int m, int n, int k, const float* a, const f
                   bool reuse_a) {
   const int64_t a_size = int64_t{m} * k, b_size = int64_t{k} * n;
   const bool bf16 = mode_ == GemmMode::kBf16Emulated || mode_ == GemmMode::kBf16OneDnn;
+  // Native bf16 pays oneDNN's fixed cost per call (~3 us here, more than a small product takes),
+  // so small products run as the emulation does: operands rounded to bf16 in fp32 storage, then
+  // OpenBLAS's sgemm (the same numbers up to summation order; chosen by shape alone, so runs stay
+  // deterministic). A single text through a tiny model is all small products.
+  const bool rounded =
+      mode_ == GemmMode::kBf16Emulated || (mode_ == GemmMode::kBf16OneDnn && a_size * n < kSmallNativeBf16Products);
   if (bf16 && reuse_a && a_size > 0 && n > 0) {
     TLM_CHECK(a == converted_a_ && a_size == converted_a_size_, "CpuGemm: reuse_a without the previous call's a");
   }
+  const bool convert_a = bf16 && (!reuse_a || converted_a_rounded_ != rounded);
   if (bf16) {  // from here on the converted copy is this call's a (none when there is nothing to convert)
     converted_a_ = m == 0 || n == 0 || k == 0 ? nullptr : a;
     converted_a_size_ = a_size;
+    converted_a_rounded_ = rounded;
   }
   if (m == 0 || n == 0) return;
-  const bool convert_a = bf16 && !reuse_a;
-  switch (mode_) {
-    case GemmMode::kBf16Emulated: {
-      float* ra = scratch(round_a_, a_size);
-      float* rb = scratch(round_b_, b_size);
-      if (convert_a) round_bf16(a, ra, a_size);
-      round_bf16(b, rb, b_size);
-      a = ra;
-      b = rb;
-      [[fallthrough]];
-    }
-    case GemmMode::kOpenBlasFp32:
-      cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n, k, 1.0f, a,
-                  ta ? m : k, b, tb ? k : n, accumulate ? 1.0f : 0.0f, c, n);
-      return;
-    case GemmMode::kOneDnnFp32:
-      if (k == 0) break;
-      onednn_->run(operand_type(mode_), ta, tb, m, n, k, a, b, c, accumulate);
-      return;
-    case GemmMode::kBf16OneDnn: {
-      if (k == 0) break;
-      uint16_t* ha = scratch(bf16_a_, a_size);
-      uint16_t* hb = scratch(bf16_b_, b_size);
-      if (convert_a) to_bf16(a, ha, a_size);
-      to_bf16(b, hb, b_size);
-      onednn_->run(operand_type(mode_), ta, tb, m, n, k, ha, hb, c, accumulate);
-      return;
-    }
+  if (k == 0) {  // an empty sum: c = 0, or unchanged when accumulating, as BLAS does
+    if (!accumulate) std::fill(c, c + int64_t{m} * n, 0.0f);
+    return;
   }
-  // An empty sum (k == 0): c = 0, or unchanged when accumulating, as BLAS does.
-  if (!accumulate) std::fill(c, c + int64_t{m} * n, 0.0f);
+  if (bf16 && rounded) {
+    float* ra = scratch(round_a_, a_size);
+    if (convert_a) round_bf16(a, ra, a_size);
+    a = ra;
+    b = static_cast<const float*>(converted_b(b, b_size, true));
+  }
+  if (mode_ == GemmMode::kOpenBlasFp32 || (bf16 && rounded)) {
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n, k, 1.0f, a,
+                ta ? m : k, b, tb ? k : n, accumulate ? 1.0f : 0.0f, c, n);
+  } else if (mode_ == GemmMode::kOneDnnFp32) {
+    onednn_->run(operand_type(mode_), ta, tb, m, n, k, a, b, c, accumulate);
+  } else {
+    uint16_t* ha = scratch(bf16_a_, a_size);
+    if (convert_a) to_bf16(a, ha, a_size);
+    onednn_->run(operand_type(mode_), ta, tb, m, n, k, ha, converted_b(b, b_size, false), c, accumulate);
+  }
+}
+
+void CpuGemm::freeze(const float* begin, int64_t n) {
+  frozen_begin_ = n > 0 ? begin : nullptr;
+  frozen_end_ = n > 0 ? begin + n : nullptr;
+  kept_.clear();
+}
+
+bool CpuGemm::frozen(const float* p, int64_t n) const {
+  return frozen_begin_ != nullptr && n > 0 && p < frozen_end_ && p + n > frozen_begin_;
+}
+
+const void* CpuGemm::converted_b(const float* b, int64_t size, bool rounded) {
+  if (frozen_begin_ != nullptr && b >= frozen_begin_ && b + size <= frozen_end_) {
+    Kept& kept = kept_[b];
+    if (kept.size != size) kept = Kept{size, {}, {}};  // another extent at the same start
+    if (rounded && kept.rounded.empty()) {
+      kept.rounded.resize(static_cast<size_t>(size));
+      round_bf16(b, kept.rounded.data(), size);
+    }
+    if (!rounded && kept.bf16.empty()) {
+      kept.bf16.resize(static_cast<size_t>(size));
+      to_bf16(b, kept.bf16.data(), size);
+    }
+    return rounded ? static_cast<const void*>(kept.rounded.data()) : kept.bf16.data();
+  }
+  if (rounded) {
+    float* rb = scratch(round_b_, size);
+    round_bf16(b, rb, size);
+    return rb;
+  }
+  uint16_t* hb = scratch(bf16_b_, size);
+  to_bf16(b, hb, size);
+  return hb;
 }
 
 double gemm_ceiling_gflops(CpuGemm& gemm) {

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 namespace tlm::kernels {
@@ -27,6 +28,10 @@ struct GemmLayout {
 };
 inline constexpr std::array<GemmLayout, 4> kLinearLayouts = {
     {{false, true, false}, {false, true, true}, {false, false, false}, {true, false, true}}};
+
+// Native bf16 products with fewer multiply-adds (m n k) than this run as the emulation does
+// (CpuGemm::run says why).
+inline constexpr int64_t kSmallNativeBf16Products = int64_t{1} << 20;
 
 class CpuGemm {
  public:
@@ -50,6 +55,11 @@ class CpuGemm {
   void run(bool trans_a, bool trans_b, int m, int n, int k, const float* a, const float* b, float* c, bool accumulate,
            bool reuse_a = false);
 
+  // Weights that stay (Backend::freeze_weights; nullptr, 0: none): a b operand inside them is
+  // converted to bf16 once and its copy kept (bf16 modes). frozen(p, n): [p, p + n) overlaps them.
+  void freeze(const float* begin, int64_t n);
+  bool frozen(const float* p, int64_t n) const;
+
  private:
   GemmMode mode_;
   struct OneDnn;
@@ -58,6 +68,18 @@ class CpuGemm {
   std::vector<uint16_t> bf16_a_, bf16_b_;  // native bf16 operands
   const float* converted_a_ = nullptr;     // the a whose copy round_a_ / bf16_a_ hold (bf16 modes)
   int64_t converted_a_size_ = 0;
+  bool converted_a_rounded_ = false;     // in round_a_ (else bf16_a_)
+  const float* frozen_begin_ = nullptr;  // frozen weights [begin, end)
+  const float* frozen_end_ = nullptr;
+  struct Kept {  // a frozen b operand's converted copy
+    int64_t size = 0;
+    std::vector<float> rounded;  // emulated
+    std::vector<uint16_t> bf16;  // native
+  };
+  std::unordered_map<const float*, Kept> kept_;
+  // b's converted copy, rounded floats or bf16 bits: kept when b lies in the frozen weights, else
+  // made in the scratch buffer.
+  const void* converted_b(const float* b, int64_t size, bool rounded);
 };
 
 // GFLOP/s of `gemm` on a 2048^3 product (best of 4 runs, operand conversion included for bf16).
