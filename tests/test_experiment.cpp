@@ -202,8 +202,10 @@ TEST(Plan, DemoExpandsIntoSharedRuns) {
 // corpus holds. A size at [pretrain]'s own epochs is the run every experiment shares.
 TEST(Plan, SeveralE2CurvesAndSizesInEpochs) {
   json plan = load_plan("demo");
+  const int own = plan["pretrain"]["sequences"];  // the demo's own pre-training, at 4 epochs
+  ASSERT_EQ(plan["pretrain"]["epochs"], 4);
   json curve = plan["e2"];
-  curve["sequences"] = {15000, 60000, 60000};
+  curve["sequences"] = {15000, own, own};
   curve["epochs"] = {4, 4, 8};
   json other = curve;
   other["task"] = "fortunes";
@@ -212,10 +214,10 @@ TEST(Plan, SeveralE2CurvesAndSizesInEpochs) {
   ASSERT_TRUE(runs.roles["e2"].is_array());
   ASSERT_EQ(runs.roles["e2"].size(), 2u);
   const json& w = runs.roles["e2"][0]["sizes"];
-  EXPECT_EQ(w[1]["pretrain"], runs.roles["e1"][0]["pretrain"]) << "60k x 4 epochs is the demo's own run";
+  EXPECT_EQ(w[1]["pretrain"], runs.roles["e1"][0]["pretrain"]) << own << " x 4 epochs is the demo's own run";
   const Job& longer = runs.graph.at(w[2]["pretrain"].get<int>());
   EXPECT_EQ(longer.config["epochs"], 8);
-  EXPECT_EQ(longer.config["sequences"], 60000);
+  EXPECT_EQ(longer.config["sequences"], own);
   EXPECT_NE(w[2]["pretrain"], w[1]["pretrain"]);
   EXPECT_EQ(w[2]["epochs"], 8);
   // Both tasks share the pre-trained runs; each has its own scratch arm.
@@ -223,7 +225,7 @@ TEST(Plan, SeveralE2CurvesAndSizesInEpochs) {
   EXPECT_NE(runs.roles["e2"][1]["scratch"], runs.roles["e2"][0]["scratch"]);
   // --scale shrinks every curve's sequences and epochs.
   scale_plan(plan, 0.5);
-  EXPECT_EQ(plan["e2"][1]["sequences"], json({7500, 30000, 30000}));
+  EXPECT_EQ(plan["e2"][1]["sequences"], json({7500, own / 2, own / 2}));
   EXPECT_EQ(plan["e2"][1]["epochs"], json({2, 2, 4}));
   // An epochs list must match the sizes.
   plan["e2"][0]["epochs"] = {4};
