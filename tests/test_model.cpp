@@ -173,6 +173,47 @@ TEST(Model, DropoutKeepsTheRightShareAndScale) {
   EXPECT_NEAR(sum / x.size(), 1.0, 0.005);
 }
 
+// Weights frozen for inference may be kept by the back end in bf16 (converted once): the same
+// probabilities as converting them at every GEMM, never stale after the weights change, and an
+// optimizer step on them is refused; a frozen model's end leaves its back end unfrozen.
+TEST(Model, FrozenWeightsPredictAsUnfrozenAndNeverGoStale) {
+  const BertConfig cfg = small_config(Head::kClassification);
+  const Batch batch = random_batch(cfg, {16, 9, 12, 5}, 7);
+  const ModelLimits lim{batch.num_tokens(), batch.num_seqs(), 16, 0};
+  auto probs = [&](BertModel& m) {
+    std::vector<float> p(static_cast<size_t>(batch.num_seqs()) * cfg.num_labels());
+    m.probabilities(batch, p.data());
+    return p;
+  };
+  for (const Precision precision : {Precision::kBf16, Precision::kFp32}) {
+    const auto backend = make_backend(Device{}, precision);
+    BertModel plain(cfg, lim, make_backend(Device{}, precision));
+    plain.init_weights(3);
+    const std::vector<float> expected = probs(plain);
+    {
+      BertModel model(cfg, lim, backend);
+      model.init_weights(3);
+      model.freeze_weights();
+      EXPECT_EQ(probs(model), expected);
+      EXPECT_EQ(probs(model), expected);  // the kept copies serve again
+      // New weights: the kept copies go (a stale bf16 weight would keep the old probabilities).
+      plain.init_weights(4);
+      model.init_weights(4);
+      model.freeze_weights();
+      const std::vector<float> changed = probs(plain);
+      EXPECT_NE(changed, expected);
+      EXPECT_EQ(probs(model), changed);
+      AdamW adam(model.table(), AdamWOptions{}, model.shared_backend());
+      EXPECT_THROW(adam.step(model.params(), model.grads(), 1e-3), Error);
+    }
+    // The frozen model is gone: a model on the same back end (maybe at the same address) trains.
+    BertModel next(cfg, lim, backend);
+    next.init_weights(5);
+    AdamW adam(next.table(), AdamWOptions{}, next.shared_backend());
+    EXPECT_NO_THROW(adam.step(next.params(), next.grads(), 1e-3));
+  }
+}
+
 TEST(Model, InitFollowsHuggingFace) {
   const BertConfig cfg = small_config(Head::kClassification);
   BertModel model(cfg, {8, 1, 8, 1});

@@ -114,8 +114,8 @@ class Backend {
   // ---- weights that stay ----
   // params (n) will not change until freeze_weights(nullptr, 0) or the back end's end (a model
   // loaded for inference): a back end may keep copies made from them (the CPU's bf16 GEMM keeps
-  // the weights' bf16 operands instead of converting them at every call). An op that would write
-  // into the frozen range is an error.
+  // the weights' bf16 operands instead of converting them at every call). An AdamW update of
+  // frozen weights is refused.
   virtual void freeze_weights(const float* /*params*/, int64_t /*n*/) {}
 
   // ---- what a back end may lack ----

@@ -117,7 +117,8 @@ json run_latency_job(const ResolvedConfig& rc) {
   json out = {{"models", models},
               {"data", c.at("data")},
               {"max_len", committee.max_len()},
-              {"backend", owned.front()->backend().describe()}};
+              {"backend", owned.front()->backend().describe()},
+              {"precision", precision_name(owned.front()->backend().precision())}};
   if (!reference.empty()) {
     out["reference"] = reference;
     out["comparison"] = compare_latency(owned.back().get(), members, set, o, c.at("rounds"));

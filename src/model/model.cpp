@@ -52,6 +52,7 @@ struct LayerActs {
 struct BertModel::Impl {
   Backend& be;
   explicit Impl(Backend& backend) : be(backend) {}
+  bool frozen = false;  // freeze_weights() told the back end the weights stay
 
   DeviceBuffer<float> params, grads;  // the parameter table's layout
   // The convolutional front-end, when the config has one: its tensors (pointers into params,
@@ -384,7 +385,9 @@ BertModel::BertModel(const BertConfig& config, const ModelLimits& limits, std::s
   I.d_sel_keys = DeviceBuffer<uint64_t>(*backend_, r);
 }
 
-BertModel::~BertModel() = default;
+BertModel::~BertModel() {
+  if (impl_ && impl_->frozen) backend_->freeze_weights(nullptr, 0);  // the back end may outlive the weights
+}
 
 float* BertModel::params() { return impl_->params.data(); }
 const float* BertModel::params() const { return impl_->params.data(); }
@@ -399,7 +402,8 @@ std::vector<float> BertModel::params_to_host() const {
 void BertModel::set_params(const float* host, int64_t offset, int64_t count) {
   TLM_CHECK(offset >= 0 && count >= 0 && offset + count <= num_params(), "parameter range [{}, {}) outside [0, {})",
             offset, offset + count, num_params());
-  backend_->freeze_weights(nullptr, 0);  // the weights change: copies made from them go
+  if (impl_->frozen) backend_->freeze_weights(nullptr, 0);  // the weights change: copies made from them go
+  impl_->frozen = false;
   impl_->params.upload(host, count, offset);
   backend_->synchronize();  // the host buffer may go away after this call
 }
@@ -441,7 +445,10 @@ void BertModel::init_weights(uint64_t seed) {
 
 void BertModel::zero_grad() { impl_->grads.zero(); }
 
-void BertModel::freeze_weights() { backend_->freeze_weights(params(), num_params()); }
+void BertModel::freeze_weights() {
+  backend_->freeze_weights(params(), num_params());
+  impl_->frozen = true;
+}
 
 std::vector<float> BertModel::buffers_to_host() const {
   std::vector<float> host(static_cast<size_t>(table_.buffers_size()));

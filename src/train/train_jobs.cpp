@@ -312,6 +312,22 @@ void prepare_finetuning(const json& c, const Vocab& vocab, const TokenizerOption
   job.notes = {{"capped", sample.capped}};
 }
 
+// The job's precision, `auto` resolved. Under mpirun every rank resolves it on its own machine:
+// the ranks must agree (else one job would train in two precisions while its manifest names rank
+// 0's).
+Precision agreed_precision(json& c) {
+  const Precision p = resolve_precision_key(c);
+  const Comm& comm = Comm::world();
+  if (comm.distributed()) {
+    const auto v = static_cast<int64_t>(p);
+    TLM_CHECK(comm.max(v) == -comm.max(-v),
+              "the ranks resolved --precision auto differently (rank {} to {}: their CPUs differ); give --precision "
+              "fp32 or bf16",
+              comm.rank(), precision_name(p));
+  }
+  return p;
+}
+
 }  // namespace
 
 JobRun run_pretrain_job(const ResolvedConfig& rc, const std::vector<std::string>& command_line) {
@@ -324,7 +340,7 @@ JobRun run_pretrain_job(const ResolvedConfig& rc, const std::vector<std::string>
   const Format format = parse_format(c.at("format"));
   const TokenizerOptions tok_options = run_tokenizer_options(c.at("cased"), c.at("max_len"), format);
   TrainJob job;
-  job.backend = make_backend(parse_device(c.at("device").get<std::string>()), resolve_precision_key(c));
+  job.backend = make_backend(parse_device(c.at("device").get<std::string>()), agreed_precision(c));
   job.model = model_config(c, vocab);
   job.run_config = run_identity("pretrain", c);
   for (const auto& p : corpora) job.data_hashes[p] = hex16(hash_file(p));
@@ -416,7 +432,7 @@ JobRun run_finetune_job(const ResolvedConfig& rc, const std::vector<std::string>
     TLM_CHECK(vocab->find(t) >= 0, "the vocabulary has no {} token, which {} data needs", t, format_name(format));
   }
   TrainJob job;
-  job.backend = make_backend(parse_device(c.at("device").get<std::string>()), resolve_precision_key(c));
+  job.backend = make_backend(parse_device(c.at("device").get<std::string>()), agreed_precision(c));
   job.run_config = run_identity("finetune", c);
   for (const std::string key : {"train", "test", "classes"}) {
     const std::string path = c.at(key);

@@ -18,8 +18,9 @@ mpi2=(mpirun -n 2 --oversubscribe --bind-to none)
 $py "$root/tests/experiment/make_mini_data.py" data >/dev/null
 cat data/corpora/near.txt data/corpora/far.txt > corpus.txt
 "$tlm" vocab train --corpus corpus.txt --size 300 --out vocab.txt >/dev/null
-pre=(pretrain --corpus corpus.txt --vocab vocab.txt --layers 2 --hidden 32 --heads 2 --max-len 24 --sequences 600
-     --valid-sequences 40 --batch 16 --epochs 1 --lr 3e-3 --warmup 0.1 --log-every 1 --threads 1)
+pre_any=(pretrain --corpus corpus.txt --vocab vocab.txt --layers 2 --hidden 32 --heads 2 --max-len 24 --sequences 600
+         --valid-sequences 40 --batch 16 --epochs 1 --lr 3e-3 --warmup 0.1 --log-every 1 --threads 1)
+pre=("${pre_any[@]}" --precision fp32)  # the tolerances below are fp32's (training's default, auto, is bf16 on some CPUs)
 
 if ! "${mpi2[@]}" "$tlm" "${pre[@]}" --max-steps 2 --out probe >probe.txt 2>&1; then
   grep -q "built without MPI" probe.txt || { cat probe.txt; fail "a 2-rank run failed"; }
@@ -66,7 +67,7 @@ PY
 # --- fine-tuning: a global batch of 7 (shards of 3 and 4, a short last batch); a batch of 1
 # leaves rank 0 nothing at every step, so the sum is the one process's gradient exactly
 ft=(finetune --train data/task/train.csv --test data/task/test.csv --format csv --classes data/task/classes.txt
-    --init p1 --per-label-train 30 --valid-per-label 5 --epochs 2 --lr 2e-3 --max-len 24 --threads 1)
+    --init p1 --per-label-train 30 --valid-per-label 5 --epochs 2 --lr 2e-3 --max-len 24 --threads 1 --precision fp32)
 "${mpi2[@]}" "$tlm" "${ft[@]}" --batch 7 --out f2 >/dev/null 2>&1 || fail "2-rank fine-tuning (batch 7) failed"
 "$tlm" "${ft[@]}" --batch 7 --out f1 >/dev/null 2>&1 || fail "1-process fine-tuning failed"
 $py - <<'PY' || fail "2-rank fine-tuning does not follow 1 process"
@@ -183,6 +184,17 @@ expect_mpi_error "only \`tlm pretrain\` and \`tlm finetune\`" "$tlm" vocab train
 expect_mpi_error "run \`tlm bench\` as one process" "$tlm" bench latency --help
 expect_mpi_error "convolutional front-end does not train data-parallel" "$tlm" "${pre[@]}" --layers 1 \
   --conv-layers 1 --conv-kernel 3 --conv-channels 4 --max-steps 2 --out conv
+# ranks whose CPUs resolve --precision auto differently (one capped below AVX512_BF16) are refused,
+# where this CPU computes bf16 natively (elsewhere both resolve to fp32 and agree)
+auto_pre=("${pre_any[@]}" --precision auto --max-steps 2)
+if "$tlm" "${auto_pre[@]}" --out auto_probe 2>&1 >/dev/null | grep -q "auto precision: bf16"; then
+  if mpirun -n 1 --oversubscribe --bind-to none env TLM_MAX_CPU_ISA=avx2 "$tlm" "${auto_pre[@]}" --out mixed : \
+    -n 1 --oversubscribe --bind-to none "$tlm" "${auto_pre[@]}" --out mixed >err.txt 2>&1; then
+    fail "ranks that resolved auto to fp32 and bf16 trained together"
+  fi
+  grep -qF "the ranks resolved --precision auto differently" err.txt || { cat err.txt; fail "mixed precisions: no clear message"; }
+  [ ! -e mixed/model.safetensors ] || fail "a refused mixed-precision job wrote a model"
+fi
 [ ! -e x ] || fail "a refused vocab train wrote its output"
 [ ! -e conv ] || fail "a refused data-parallel run made its folder"
 echo "data-parallel training under mpirun: all checks passed"

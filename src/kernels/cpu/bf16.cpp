@@ -14,7 +14,7 @@ TLM_CLONES void to_bf16_span(const float* __restrict x, uint16_t* __restrict y, 
   for (int64_t i = 0; i < n; ++i) y[i] = to_bf16(x[i]);
 }
 
-TLM_CLONES void round_bf16_span(const float* __restrict x, float* __restrict y, int64_t n) {
+TLM_CLONES void round_bf16_span(const float* x, float* y, int64_t n) {  // y may be x
   for (int64_t i = 0; i < n; ++i) y[i] = round_bf16(x[i]);
 }
 

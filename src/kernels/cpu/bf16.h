@@ -15,9 +15,9 @@ inline float from_bf16(uint16_t h) { return std::bit_cast<float>(static_cast<uin
 // x rounded to the nearest bf16, kept as a float (exact: every bf16 is a float).
 inline float round_bf16(float x) { return from_bf16(to_bf16(x)); }
 
-// x (n) -> y (n) bf16 bits (OpenMP threads above 65,536 elements).
+// x (n) -> y (n) bf16 bits (OpenMP threads over chunks of 16,384 elements).
 void to_bf16(const float* x, uint16_t* y, int64_t n);
-// x (n) -> y (n) rounded to bf16 but stored as float (the emulated GEMM's operands).
+// x (n) -> y (n) rounded to bf16 but stored as float (the emulated GEMM's operands); y may be x.
 void round_bf16(const float* x, float* y, int64_t n);
 
 }  // namespace tlm::kernels
