@@ -91,7 +91,7 @@ std::string gemm_mode_name(GemmMode mode) {
     case GemmMode::kBf16Emulated:
       return "bf16 emulated: operands rounded, OpenBLAS fp32";
     case GemmMode::kBf16OneDnn:
-      return "oneDNN bf16";
+      return "oneDNN bf16, small products in OpenBLAS on bf16-rounded operands";
   }
   return "?";
 }
