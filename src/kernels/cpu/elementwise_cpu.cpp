@@ -46,24 +46,10 @@ void scale_inplace(float* y, float s, int64_t n) {
 
 namespace {
 
-// sum x^2 over one block in double, in eight interleaved lanes (element i in lane i % 8, lanes
-// added in order): the same bits in every clone, and eight independent additions per step
-// instead of one chain.
-TLM_CLONES double block_sum_squares(const float* x, int64_t n) {
-  f64x4 lo{}, hi{};
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    const f32x8 v = load8(x + i);
-    const f64x4 a = __builtin_convertvector(__builtin_shufflevector(v, v, 0, 1, 2, 3), f64x4);
-    const f64x4 b = __builtin_convertvector(__builtin_shufflevector(v, v, 4, 5, 6, 7), f64x4);
-    lo += a * a;
-    hi += b * b;
-  }
-  double s = 0;
-  for (int t = 0; t < 4; ++t) s += lo[t];
-  for (int t = 0; t < 4; ++t) s += hi[t];
-  for (; i < n; ++i) s += static_cast<double>(x[i]) * x[i];
-  return s;
+// sum x^2 over one block (n values) in double, in lane_sum's eight interleaved lanes.
+TLM_CLONES double block_sum_squares(const float* x, int n) {
+  return lane_sum(
+      n, [x](int j) { return load8(x + j); }, [x](int j) { return x[j]; }, [](auto d) { return d * d; });
 }
 
 }  // namespace
@@ -79,7 +65,7 @@ double sum_squares(const float* x, int64_t n) {
     const int64_t g1 = std::min(blocks, g0 + kGroup);
 #pragma omp parallel for schedule(static) if (g1 - g0 > 1)
     for (int64_t b = g0; b < g1; ++b) {
-      partial[b - g0] = block_sum_squares(x + b * kBlock, std::min(n, (b + 1) * kBlock) - b * kBlock);
+      partial[b - g0] = block_sum_squares(x + b * kBlock, static_cast<int>(std::min(n, (b + 1) * kBlock) - b * kBlock));
     }
     for (int64_t b = g0; b < g1; ++b) total += partial[b - g0];
   }

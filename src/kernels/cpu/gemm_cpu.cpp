@@ -186,28 +186,28 @@ bool CpuGemm::frozen(const float* p, int64_t n) const {
   return frozen_begin_ != nullptr && n > 0 && p < frozen_end_ && p + n > frozen_begin_;
 }
 
+namespace {
+
+// x (n) converted into `out` (grown to n when shorter): rounded floats or bf16 bits.
+const float* convert(const float* x, int64_t n, std::vector<float>& out) {
+  round_bf16(x, scratch(out, n), n);
+  return out.data();
+}
+const uint16_t* convert(const float* x, int64_t n, std::vector<uint16_t>& out) {
+  to_bf16(x, scratch(out, n), n);
+  return out.data();
+}
+
+}  // namespace
+
 const void* CpuGemm::converted_b(const float* b, int64_t size, bool rounded) {
-  if (frozen_begin_ != nullptr && b >= frozen_begin_ && b + size <= frozen_end_) {
-    Kept& kept = kept_[b];
-    if (kept.size != size) kept = Kept{size, {}, {}};  // another extent at the same start
-    if (rounded && kept.rounded.empty()) {
-      kept.rounded.resize(static_cast<size_t>(size));
-      round_bf16(b, kept.rounded.data(), size);
-    }
-    if (!rounded && kept.bf16.empty()) {
-      kept.bf16.resize(static_cast<size_t>(size));
-      to_bf16(b, kept.bf16.data(), size);
-    }
-    return rounded ? static_cast<const void*>(kept.rounded.data()) : kept.bf16.data();
+  if (frozen_begin_ == nullptr || b < frozen_begin_ || b + size > frozen_end_) {
+    return rounded ? static_cast<const void*>(convert(b, size, round_b_)) : convert(b, size, bf16_b_);
   }
-  if (rounded) {
-    float* rb = scratch(round_b_, size);
-    round_bf16(b, rb, size);
-    return rb;
-  }
-  uint16_t* hb = scratch(bf16_b_, size);
-  to_bf16(b, hb, size);
-  return hb;
+  Kept& kept = kept_[b];
+  if (kept.size != size) kept = Kept{size, {}, {}};  // another extent at the same start
+  if (rounded) return kept.rounded.empty() ? convert(b, size, kept.rounded) : kept.rounded.data();
+  return kept.bf16.empty() ? convert(b, size, kept.bf16) : kept.bf16.data();
 }
 
 double gemm_ceiling_gflops(CpuGemm& gemm) {

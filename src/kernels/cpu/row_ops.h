@@ -18,26 +18,6 @@ TLM_CLONES inline void dropout_row(float* row, int cols, float p, float scale, u
     row[j] = counter_uniform(stream, static_cast<uint64_t>(j)) >= p ? row[j] * scale : 0.0f;
 }
 
-// The sum in double of f(v_j) over j < c, where v_j is a float value (load8(j): values j..j+7,
-// load1(j): value j) and f maps doubles (f64x4 lanes or one double). Eight interleaved lanes
-// (value j in lane j % 8, the lanes then added in order): eight independent chains instead of
-// one, and the same bits in every clone.
-template <typename Load8, typename Load1, typename F>
-[[gnu::always_inline]] inline double lane_sum(int c, Load8 load8, Load1 load1, F f) {
-  f64x4 lo{}, hi{};
-  int j = 0;
-  for (; j + 8 <= c; j += 8) {
-    const f32x8 v = load8(j);
-    lo += f(__builtin_convertvector(__builtin_shufflevector(v, v, 0, 1, 2, 3), f64x4));
-    hi += f(__builtin_convertvector(__builtin_shufflevector(v, v, 4, 5, 6, 7), f64x4));
-  }
-  double s = 0;
-  for (int t = 0; t < 4; ++t) s += lo[t];
-  for (int t = 0; t < 4; ++t) s += hi[t];
-  for (; j < c; ++j) s += f(static_cast<double>(load1(j)));
-  return s;
-}
-
 // y (c) = LayerNorm(x (c)); its mean and 1/std saved. Two passes in double: exact enough that
 // eps = 1e-12 behaves as in torch.
 TLM_CLONES inline void layernorm_row(const float* x, const float* gamma, const float* beta, float* y, float* mean,

@@ -82,6 +82,26 @@ template <typename V>
 }
 [[gnu::always_inline]] inline void store8(float* p, f32x8 v) { std::memcpy(p, &v, sizeof(v)); }
 
+// The sum in double of f(v_j) over j < c, where v_j is a float value (load8(j): values j..j+7,
+// load1(j): value j) and f maps doubles (f64x4 lanes or one double). Eight interleaved lanes
+// (value j in lane j % 8, the lanes then added in order): eight independent chains instead of
+// one, and the same bits in every clone.
+template <typename Load8, typename Load1, typename F>
+[[gnu::always_inline]] inline double lane_sum(int c, Load8 load8, Load1 load1, F f) {
+  f64x4 lo{}, hi{};
+  int j = 0;
+  for (; j + 8 <= c; j += 8) {
+    const f32x8 v = load8(j);
+    lo += f(__builtin_convertvector(__builtin_shufflevector(v, v, 0, 1, 2, 3), f64x4));
+    hi += f(__builtin_convertvector(__builtin_shufflevector(v, v, 4, 5, 6, 7), f64x4));
+  }
+  double s = 0;
+  for (int t = 0; t < 4; ++t) s += lo[t];
+  for (int t = 0; t < 4; ++t) s += hi[t];
+  for (; j < c; ++j) s += f(static_cast<double>(load1(j)));
+  return s;
+}
+
 // Row statistics for a softmax: the max of row[0..k) and sum(exp(row - max)), summed in double.
 TLM_CLONES inline double row_exp_sum(const float* row, int k, float* max_out) {
   float mx = row[0];
