@@ -121,9 +121,19 @@ done
 kill -9 "$rank1"
 if wait $job; then fail "the job went on after a rank died"; fi
 finished_before=$(grep -l '"status": "finished"' killed/runs/*/runner.json | wc -l)
+# The trainers the kill interrupted: the dead rank's child and the other rank's (mpirun's SIGTERM)
+# checkpoint as they stop. Which ones they are depends on timing (pre-training or fine-tuning).
+interrupted=$(cd killed/runs && for d in pretrain-* finetune-*; do
+  grep -q '"status": "finished"' "$d/runner.json" || ! compgen -G "$d/checkpoints/step-*/trainer_state.json" >/dev/null ||
+    echo "$d"
+done)
+[ -n "$interrupted" ] || { ls killed/runs; fail "the kill interrupted no trainer that had checkpointed"; }
 two_machines --preset long_plan.toml "${common[@]}" --out killed >killed2.txt 2>&1 ||
   { tail -30 killed2.txt; fail "the rerun after kill -9 failed"; }
-grep -q "reproduce: \[[0-9]*\] resume pre-train" killed2.txt || { cat killed2.txt; fail "nothing was resumed"; }
+for d in $interrupted; do
+  grep -Eq "reproduce: \[[0-9]+\] resume (pre-train|fine-tune) .*\(runs/$d\)" killed2.txt ||
+    { cat killed2.txt; fail "the interrupted run $d was not resumed"; }
+done
 grep -q "already finished" killed2.txt || fail "no summary of finished runs"
 $py "$here/check_results.py" killed || fail "results after the rerun disagree with the runs"
 $py - "$finished_before" <<'PY' || fail "a run finished before the kill ran again"
