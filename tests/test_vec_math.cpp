@@ -33,6 +33,30 @@ TEST(VecMath, RowExpSumMatchesDouble) {
   EXPECT_NEAR(sum, ref, 1e-6 * ref);
 }
 
+// The storing variant (the softmaxes' single exponential pass): the same max and sum bit for bit,
+// its stored values the exponentials that were summed (each within 2 ulp of exp in double of
+// the float difference), in place as well as out of place, with a tail shorter than 8.
+TEST(VecMath, RowExpSumToStoresTheExponentialsItSums) {
+  for (int k : {1, 7, 8, 1003}) {
+    std::vector<float> row(k), out(k, -1.0f);
+    for (int i = 0; i < k; ++i) row[i] = std::sin(i * 0.37f) * 20.0f;
+    float mx, mx_to;
+    const double sum = row_exp_sum(row.data(), k, &mx);
+    EXPECT_EQ(row_exp_sum_to(row.data(), out.data(), k, &mx_to), sum) << k;
+    EXPECT_EQ(mx_to, mx) << k;
+    double stored = 0;
+    for (int i = 0; i < k; ++i) {
+      const double want = std::exp(double{row[i] - mx});  // of the float difference, as computed
+      EXPECT_LE(std::abs(out[i] - want), 2 * (std::nextafter(float(want), 1e30f) - float(want))) << k << " " << i;
+      stored += out[i];
+    }
+    EXPECT_NEAR(stored, sum, 1e-12 * sum) << k;
+    std::vector<float> in_place = row;
+    EXPECT_EQ(row_exp_sum_to(in_place.data(), in_place.data(), k, &mx_to), sum) << k;
+    EXPECT_EQ(in_place, out) << k;
+  }
+}
+
 }  // namespace
 }  // namespace tlm::kernels
 

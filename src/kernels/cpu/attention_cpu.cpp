@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "core/parallel.h"
+#include "kernels/cpu/row_ops.h"
 #include "kernels/cpu/vec_math.h"
 #include "kernels/kernels.h"
 #include "tlm/rng.h"
@@ -46,17 +47,9 @@ uint64_t query_stream(const AttentionShape& a, int64_t row, int h) {
   return row_stream(a.dropout_key, a.q_row_keys[row] + static_cast<uint64_t>(h));
 }
 
-// Dropout of one block (nq, nk): out = kept ? p * keep_scale : 0, row by row.
-void drop_block(const AttentionShape& a, const Geometry& g, int64_t first_row, int h, const float* p, float* out,
-                int nq, int nk) {
-  for (int i = 0; i < nq; ++i) {
-    const uint64_t stream = query_stream(a, first_row + i, h);
-    const float* pi = p + int64_t{i} * nk;
-    float* oi = out + int64_t{i} * nk;
-    for (int j = 0; j < nk; ++j) {
-      oi[j] = counter_uniform(stream, static_cast<uint64_t>(j)) >= a.dropout_p ? pi[j] * g.keep_scale : 0.0f;
-    }
-  }
+// Dropout of query row `row` in head h (nk values): out = kept ? p * keep_scale : 0.
+void drop_row(const AttentionShape& a, const Geometry& g, int64_t row, int h, const float* p, float* out, int nk) {
+  dropout_row_to(p, out, nk, a.dropout_p, g.keep_scale, query_stream(a, row, h));
 }
 
 // One (sequence, head) block of work and where its data lies.
@@ -100,18 +93,17 @@ void attention_forward(const float* q, const float* k, const float* v, float* pr
     // scores = q k^T / sqrt(d)    (nq, nk)
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, b.nq, b.nk, g.d, g.scale, q + b.q_at, a.q_stride, k + b.kv_at,
                 a.kv_stride, 0.0f, p, b.nk);
+    // softmax, then dropout into the scratch, one row at a time while it is in L1
+    const bool drop = a.dropout_p > 0.0f;
+    float* pd = scratch + omp_get_thread_num() * g.per_thread;
     for (int i = 0; i < b.nq; ++i) {
       float* row = p + static_cast<int64_t>(i) * b.nk;
       float mx;
-      const double sum = row_exp_sum(row, b.nk, &mx);
-      row_exp_scaled(row, row, b.nk, mx, static_cast<float>(1.0 / sum));
+      const double sum = row_exp_sum_to(row, row, b.nk, &mx);
+      scale_row(row, b.nk, static_cast<float>(1.0 / sum));
+      if (drop) drop_row(a, g, a.q_offsets[b.s] + i, b.h, row, pd + static_cast<int64_t>(i) * b.nk, b.nk);
     }
-    const float* use = p;
-    if (a.dropout_p > 0.0f) {
-      float* pd = scratch + omp_get_thread_num() * g.per_thread;
-      drop_block(a, g, a.q_offsets[b.s], b.h, p, pd, b.nq, b.nk);
-      use = pd;
-    }
+    const float* use = drop ? pd : p;
     // ctx_h = P v    (nq, d) into this head's columns of ctx
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, b.nq, g.d, b.nk, 1.0f, use, b.nk, v + b.kv_at, a.kv_stride,
                 0.0f, ctx + b.ctx_at, g.c);
@@ -136,7 +128,10 @@ void attention_backward(const float* dctx, const float* q, const float* k, const
     float* pd = dp + count;
     const float* use = p;
     if (a.dropout_p > 0.0f) {
-      drop_block(a, g, a.q_offsets[b.s], b.h, p, pd, b.nq, b.nk);
+      for (int i = 0; i < b.nq; ++i) {
+        const int64_t at = static_cast<int64_t>(i) * b.nk;
+        drop_row(a, g, a.q_offsets[b.s] + i, b.h, p + at, pd + at, b.nk);
+      }
       use = pd;
     }
     // dv = Pd^T dout    (nk, d)
@@ -148,7 +143,7 @@ void attention_backward(const float* dctx, const float* q, const float* k, const
     // through dropout, then softmax: dS = P * (dP - rowsum(P * dP))
     for (int i = 0; i < b.nq; ++i) {
       float* dpi = dp + static_cast<int64_t>(i) * b.nk;
-      if (a.dropout_p > 0.0f) drop_block(a, g, a.q_offsets[b.s] + i, b.h, dpi, dpi, 1, b.nk);
+      if (a.dropout_p > 0.0f) drop_row(a, g, a.q_offsets[b.s] + i, b.h, dpi, dpi, b.nk);
       softmax_backward_row(p + static_cast<int64_t>(i) * b.nk, dpi, b.nk);
     }
     // dq = dS k / sqrt(d)  (nq, d);  dk = dS^T q / sqrt(d)  (nk, d)

@@ -33,12 +33,16 @@ double softmax_cross_entropy(const float* logits, const int32_t* labels, float* 
         if (drow) std::fill(drow, drow + k, 0.0f);
         continue;
       }
-      const double lse = row_logsumexp(row, k);
-      mine += lse - row[label];
-      if (drow) {
-        row_exp_scaled(row, drow, k, static_cast<float>(lse), scale);
-        drow[label] -= scale;
+      if (!drow) {
+        mine += row_logsumexp(row, k) - row[label];
+        continue;
       }
+      // d loss / d logits = scale * (softmax - onehot): the exponentials of the sum, rescaled
+      float mx;
+      const double sum = row_exp_sum_to(row, drow, k, &mx);
+      mine += mx + std::log(sum) - row[label];
+      scale_row(drow, k, static_cast<float>(scale / sum));
+      drow[label] -= scale;
     }
     partial[omp_get_thread_num()] = mine;
   }
@@ -52,7 +56,8 @@ void softmax_rows(const float* logits, float* probs, int m, int k) {
   for (int i = 0; i < m; ++i) {
     const float* row = logits + static_cast<int64_t>(i) * k;
     float* out = probs + static_cast<int64_t>(i) * k;
-    row_exp_scaled(row, out, k, static_cast<float>(row_logsumexp(row, k)), 1.0f);
+    float mx;
+    scale_row(out, k, static_cast<float>(1.0 / row_exp_sum_to(row, out, k, &mx)));
   }
 }
 

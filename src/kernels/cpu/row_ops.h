@@ -10,12 +10,17 @@
 
 namespace tlm::kernels {
 
-// row (cols) in place: kept iff counter_uniform(stream, j) >= p, then scaled (see dropout_apply).
-// Cloned per instruction set: AVX-512 multiplies 64-bit lanes (splitmix64), the others cannot;
-// integer hashing and one multiply per value give the same bits in every clone.
-TLM_CLONES inline void dropout_row(float* row, int cols, float p, float scale, uint64_t stream) {
-  for (int j = 0; j < cols; ++j)
-    row[j] = counter_uniform(stream, static_cast<uint64_t>(j)) >= p ? row[j] * scale : 0.0f;
+// out (cols) = in (cols) after dropout: kept iff counter_uniform(stream, j) >= p, then scaled (see
+// dropout_apply); out may be in. Cloned per instruction set: AVX-512 multiplies 64-bit lanes
+// (splitmix64), the others cannot; integer hashing and one multiply per value give the same bits
+// in every clone.
+TLM_CLONES inline void dropout_row_to(const float* in, float* out, int cols, float p, float scale, uint64_t stream) {
+  for (int j = 0; j < cols; ++j) out[j] = counter_uniform(stream, static_cast<uint64_t>(j)) >= p ? in[j] * scale : 0.0f;
+}
+
+// row (cols) in place, as dropout_row_to.
+inline void dropout_row(float* row, int cols, float p, float scale, uint64_t stream) {
+  dropout_row_to(row, row, cols, p, scale, stream);
 }
 
 // y (c) = LayerNorm(x (c)); its mean and 1/std saved. Two passes in double: exact enough that

@@ -102,8 +102,10 @@ template <typename Load8, typename Load1, typename F>
   return s;
 }
 
-// Row statistics for a softmax: the max of row[0..k) and sum(exp(row - max)), summed in double.
-TLM_CLONES inline double row_exp_sum(const float* row, int k, float* max_out) {
+// The max of row[0..k) and sum(exp(row - max)), summed in double; with Store, exp(row - max) is
+// also written to out (which may be row), so a softmax needs no second exponential.
+template <bool Store>
+[[gnu::always_inline]] inline double exp_sum(const float* row, float* out, int k, float* max_out) {
   float mx = row[0];
   int j = 0;
   if (k >= 8) {
@@ -121,22 +123,37 @@ TLM_CLONES inline double row_exp_sum(const float* row, int k, float* max_out) {
   j = 0;
   for (; j + 8 <= k; j += 8) {
     const f32x8 e = exp_approx(load8(row + j) - mx);
+    if constexpr (Store) store8(out + j, e);
     acc_lo += __builtin_convertvector(__builtin_shufflevector(e, e, 0, 1, 2, 3), f64x4);
     acc_hi += __builtin_convertvector(__builtin_shufflevector(e, e, 4, 5, 6, 7), f64x4);
   }
   double sum = 0;
-  for (; j < k; ++j) sum += exp_approx(row[j] - mx);
+  for (; j < k; ++j) {
+    const float e = exp_approx(row[j] - mx);
+    if constexpr (Store) out[j] = e;
+    sum += e;
+  }
   for (int t = 0; t < 4; ++t) sum += acc_lo[t];
   for (int t = 0; t < 4; ++t) sum += acc_hi[t];
   *max_out = mx;
   return sum;
 }
 
-// out[j] = scale * exp(row[j] - shift) for j < k (out may alias row).
-TLM_CLONES inline void row_exp_scaled(const float* row, float* out, int k, float shift, float scale) {
+// Row statistics for a softmax: the max of row[0..k) and sum(exp(row - max)), summed in double.
+TLM_CLONES inline double row_exp_sum(const float* row, int k, float* max_out) {
+  return exp_sum<false>(row, nullptr, k, max_out);
+}
+
+// row_exp_sum that also writes out[j] = exp(row[j] - max) (out may be row).
+TLM_CLONES inline double row_exp_sum_to(const float* row, float* out, int k, float* max_out) {
+  return exp_sum<true>(row, out, k, max_out);
+}
+
+// row[j] *= scale for j < k.
+TLM_CLONES inline void scale_row(float* row, int k, float scale) {
   int j = 0;
-  for (; j + 8 <= k; j += 8) store8(out + j, scale * exp_approx(load8(row + j) - shift));
-  for (; j < k; ++j) out[j] = scale * exp_approx(row[j] - shift);
+  for (; j + 8 <= k; j += 8) store8(row + j, scale * load8(row + j));
+  for (; j < k; ++j) row[j] = scale * row[j];
 }
 
 // GELU (erf form) over n values: y = 0.5 x (1 + erf(x / sqrt 2)).
