@@ -374,5 +374,40 @@ TEST(Optim, ClipGradNormScalesToMaxNorm) {
   EXPECT_EQ(small[0], 0.3f);
 }
 
+// The trainer's clipping inside AdamW (clip_coefficient, then step with it) gives the bits of
+// clip_grad_norm and then step, clipped or not, and leaves the gradients as they were.
+TEST(Optim, ClippingInsideAdamWIsClippingFirstBitForBit) {
+  const BertConfig cfg = small_config(Head::kMaskedLM);
+  const Batch batch = random_batch(cfg, {16, 9, 12, 5}, 7);
+  for (double max_norm : {1e-3, 1e6, 0.0}) {
+    BertModel a(cfg, limits_for(batch, 16)), b(cfg, limits_for(batch, 16));
+    a.init_weights(42);
+    b.init_weights(42);
+    AdamW adam_a(a.table(), AdamWOptions{.lr = 1e-3}), adam_b(b.table(), AdamWOptions{.lr = 1e-3});
+    const auto grads_of_b = [&b] {
+      std::vector<float> g(static_cast<size_t>(b.num_params()));
+      b.backend().download(g.data(), b.grads(), sizeof(float) * g.size());
+      return g;
+    };
+    for (int s = 0; s < 3; ++s) {
+      for (BertModel* m : {&a, &b}) {
+        m->zero_grad();
+        const ForwardResult f = m->forward(batch, true, 1000 + s);
+        m->backward(static_cast<float>(1.0 / f.count));
+      }
+      const std::vector<float> grads = grads_of_b();
+      const double norm = clip_grad_norm(a.backend(), a.grads(), a.num_params(), max_norm);
+      adam_a.step(a.params(), a.grads(), 1e-3);
+      const GradClip clip = clip_coefficient(b.backend(), b.grads(), b.num_params(), max_norm);
+      EXPECT_EQ(clip.norm, norm);
+      EXPECT_EQ(clip.coefficient != 1.0f, max_norm == 1e-3) << max_norm;
+      adam_b.step(b.params(), b.grads(), 1e-3, clip.coefficient);
+      EXPECT_EQ(grads_of_b(), grads) << "the gradients were changed";
+    }
+    const auto pa = a.params_to_host(), pb = b.params_to_host();
+    EXPECT_TRUE(bit_identical(pa.data(), pb.data(), static_cast<int64_t>(pa.size()))) << max_norm;
+  }
+}
+
 }  // namespace
 }  // namespace tlm::testing

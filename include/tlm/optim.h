@@ -28,8 +28,9 @@ class AdamW {
   ~AdamW();
 
   // One update of every parameter at learning rate `lr` (the schedule's value for this step);
-  // params and grads are device memory in the table's layout.
-  void step(float* params, const float* grads, double lr);
+  // params and grads are device memory in the table's layout. The gradient used is grads *
+  // grad_scale (clip_coefficient's value: clipping without a pass of its own over grads).
+  void step(float* params, const float* grads, double lr, float grad_scale = 1.0f);
 
   int64_t steps_taken() const { return step_; }
   void set_steps_taken(int64_t s) { step_ = s; }
@@ -60,6 +61,14 @@ double linear_schedule(int64_t step, int64_t warmup_steps, int64_t total_steps);
 // max_norm > 0); returns the norm before clipping. Same formula as torch:
 // coef = max_norm / (norm + 1e-6), applied if < 1.
 double clip_grad_norm(Backend& backend, float* grads, int64_t n, double max_norm);
+// The same clipping left to AdamW::step: grads' global L2 norm (before clipping) and the
+// coefficient that clip_grad_norm would scale them by (1 if none), as a float; step(...,
+// coefficient) then gives clip_grad_norm-then-step's bits without a pass over grads.
+struct GradClip {
+  double norm;
+  float coefficient;
+};
+GradClip clip_coefficient(Backend& backend, const float* grads, int64_t n, double max_norm);
 
 // The optimizer's state (AdamW moments and step count) as optimizer.safetensors in dir,
 // versioned: another version is refused with a clear message.

@@ -151,8 +151,11 @@ struct AdamWScalars {
   float step_size;              // lr / (1 - beta1^t)
   float bias_correction2_sqrt;  // sqrt(1 - beta2^t)
   float eps;
+  // The gradient AdamW uses is grads[i] * grad_scale, one float multiply: global-norm clipping's
+  // coefficient applied as the gradient is read, the same bits as scaling grads first (1: none).
+  float grad_scale = 1.0f;
 };
-// params, m, v (n) updated in place from grads (n)
+// params, m, v (n) updated in place from grads (n), which are only read
 void adamw_update(float* params, const float* grads, float* m, float* v, int64_t n, const AdamWScalars& s);
 
 // ---- elementwise helpers ----

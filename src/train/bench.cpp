@@ -92,8 +92,8 @@ TrainBenchResult run_train_bench(const TrainBenchOptions& opt) {
     double comm_seconds = 0;
     const double loss_sum =
         data_parallel_gradients(model, batch, targets, opt.mlm, opt.seed + step, shard, &comm_seconds, overlap.get());
-    clip_grad_norm(model.backend(), model.grads(), model.num_params(), 1.0);
-    adam.step(model.params(), model.grads(), 5e-5);
+    const GradClip clip = clip_coefficient(model.backend(), model.grads(), model.num_params(), 1.0);
+    adam.step(model.params(), model.grads(), 5e-5, clip.coefficient);
     model.backend().synchronize();  // the step's ops are done, not only issued
     const double dt = seconds_since(t0);
     const double loss = loss_sum / static_cast<double>(targets);

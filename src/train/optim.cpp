@@ -56,7 +56,7 @@ void AdamW::set_moments(const std::vector<float>& exp_avg, const std::vector<flo
   backend_->synchronize();
 }
 
-void AdamW::step(float* params, const float* grads, double lr) {
+void AdamW::step(float* params, const float* grads, double lr, float grad_scale) {
   ++step_;
   // torch's _single_tensor_adamw, in float32 with the scalars computed in double as Python does.
   const double bias_correction1 = 1.0 - std::pow(opt_.beta1, static_cast<double>(step_));
@@ -69,6 +69,7 @@ void AdamW::step(float* params, const float* grads, double lr) {
   scalars.step_size = static_cast<float>(lr / bias_correction1);
   scalars.bias_correction2_sqrt = static_cast<float>(std::sqrt(bias_correction2));
   scalars.eps = static_cast<float>(opt_.eps);
+  scalars.grad_scale = grad_scale;
   for (const Range& r : ranges_) {
     scalars.decay_factor = r.decay ? static_cast<float>(1.0 - lr * opt_.weight_decay) : 1.0f;
     backend_->adamw_update(params + r.begin, grads + r.begin, moments_->m.data() + r.begin,
@@ -82,13 +83,19 @@ double linear_schedule(int64_t step, int64_t warmup_steps, int64_t total_steps) 
                            static_cast<double>(std::max<int64_t>(1, total_steps - warmup_steps)));
 }
 
-double clip_grad_norm(Backend& backend, float* grads, int64_t n, double max_norm) {
-  const double norm = std::sqrt(backend.sum_squares(grads, n));
+GradClip clip_coefficient(Backend& backend, const float* grads, int64_t n, double max_norm) {
+  GradClip c{std::sqrt(backend.sum_squares(grads, n)), 1.0f};
   if (max_norm > 0) {
-    const double coef = max_norm / (norm + 1e-6);
-    if (coef < 1.0) backend.scale_inplace(grads, static_cast<float>(coef), n);
+    const double coef = max_norm / (c.norm + 1e-6);
+    if (coef < 1.0) c.coefficient = static_cast<float>(coef);
   }
-  return norm;
+  return c;
+}
+
+double clip_grad_norm(Backend& backend, float* grads, int64_t n, double max_norm) {
+  const GradClip c = clip_coefficient(backend, grads, n, max_norm);
+  if (c.coefficient != 1.0f) backend.scale_inplace(grads, c.coefficient, n);
+  return c.norm;
 }
 
 namespace {

@@ -229,14 +229,15 @@ TrainLoop::StepResult TrainLoop::run_step() {
   // (5) Clip and update, unless something is not finite (every rank holds the same bits, so
   // clipping and AdamW run identically everywhere).
   r.loss = loss_sum / static_cast<double>(global_targets);
-  r.grad_norm = clip_grad_norm(model_.backend(), model_.grads(), model_.num_params(), o.clip);
+  const GradClip clip = clip_coefficient(model_.backend(), model_.grads(), model_.num_params(), o.clip);
+  r.grad_norm = clip.norm;
   r.lr = o.optimizer.lr * (o.per_epoch_schedule ? linear_schedule(r.epoch, warmup_, o.epochs)
                                                 : linear_schedule(step_, warmup_, total_steps_));
   r.tokens = batch.num_tokens();
   r.flops = model_.train_flops(batch);
   r.finite = std::isfinite(r.loss) && std::isfinite(r.grad_norm);
   if (r.finite) {
-    adam_.step(model_.params(), model_.grads(), r.lr);
+    adam_.step(model_.params(), model_.grads(), r.lr, clip.coefficient);
     ++step_;
   }
   model_.backend().synchronize();  // the step is done, not only issued, before it is timed

@@ -32,9 +32,9 @@ namespace {
 TLM_CLONES void adamw_span(float* __restrict params, const float* __restrict grads, float* __restrict m,
                            float* __restrict v, int64_t n, const AdamWScalars& s) {
   const float decay = s.decay_factor, b1 = s.beta1, c1 = s.one_minus_beta1, b2 = s.beta2, c2 = s.one_minus_beta2;
-  const float bc2 = s.bias_correction2_sqrt, eps = s.eps, step = s.step_size;
+  const float bc2 = s.bias_correction2_sqrt, eps = s.eps, step = s.step_size, clip = s.grad_scale;
   for (int64_t i = 0; i < n; ++i) {
-    const float g = grads[i];
+    const float g = grads[i] * clip;
     const float mi = m[i] * b1 + g * c1;
     const float vi = v[i] * b2 + c2 * g * g;
     m[i] = mi;

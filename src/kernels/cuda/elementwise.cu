@@ -73,7 +73,7 @@ __global__ void scatter_add_rows_kernel(const float* src, const int32_t* rows, f
 __global__ void adamw_kernel(float* params, const float* grads, float* m, float* v, int64_t n,
                              kernels::AdamWScalars a) {
   TLM_GRID_STRIDE(i, n) {
-    const float g = grads[i];
+    const float g = grads[i] * a.grad_scale;
     float p = params[i] * a.decay_factor;
     const float mi = m[i] * a.beta1 + g * a.one_minus_beta1;
     const float vi = v[i] * a.beta2 + a.one_minus_beta2 * g * g;
