@@ -144,7 +144,9 @@ echo "rerun and tlm report: ok"
 
 # --- a runner killed mid-run: its trainers checkpoint (SIGTERM from the dying parent), the next
 # call resumes them, and a resumed run ends exactly where a straight run does.
-sed -e 's/^epochs = 1$/epochs = 20/' "$plan" > long_plan.toml
+# (long enough that the kill lands mid-way even on a loaded machine: the first checkpoint comes at
+# step 5 of 1,250)
+sed -e 's/^epochs = 1$/epochs = 50/' "$plan" > long_plan.toml
 # (--fixed-threads: the straight run below has the threads of the resumed run's last attempt)
 long=(--preset long_plan.toml --data-dir data --jobs 2 --threads 2 --fixed-threads --out killed)
 "$tlm" reproduce "${long[@]}" >/dev/null 2>killed1.txt &
