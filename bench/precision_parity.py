@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """bf16 against fp32 on the demo's own one-layer model: pre-training parity and fine-tuning parity.
 
-Takes a finished demo folder (tlm reproduce --preset demo) and, for each of its seeds 1-3, re-runs
-its one-layer pre-training on gcide (the E1 size, that seed, the same data, vocabulary and settings)
-in fp32 and in bf16, then fine-tunes each on WordNet supersenses with the demo's settings (lr 1e-3)
-and the same seed, as the demo pairs them. It reports:
+Takes a finished demo folder (tlm reproduce --preset demo) and, for each of seeds 1-3, re-runs its
+one-layer pre-training on gcide (the plan's [pretrain] size, that seed, the same data, vocabulary
+and settings: the demo runs seeds 2 and 3 for its committees) in fp32 and in bf16, then fine-tunes
+each on WordNet supersenses with the demo's settings (lr 1e-3) and the same seed (the demo's E1
+fine-tunes every seed from the seed-1 encoder; here each seed has its own). It reports:
   - the validation MLM losses per seed and their relative differences (the issue asks for within 1%);
   - the test accuracy per seed and the paired difference bf16 - fp32 with its 95% interval
     (Student's t, 2 degrees of freedom; asked: within +-2 points). Each pair has its own
@@ -38,16 +39,10 @@ def job_file(demo, title_pattern):
 
 
 def demo_pretraining(demo, seed):
-    """The job file of the demo's E1 one-layer pre-training of `seed` (its largest gcide size)."""
-    found = {}
-    for path in glob.glob(os.path.join(demo, "runs", "*", "job.toml")):
-        with open(path) as f:
-            m = re.match(rf"# pre-train shallow on gcide \((\d+) sequences, seed {seed}\)$", f.readline().strip())
-        if m:
-            found[int(m.group(1))] = path
-    if not found:
-        sys.exit(f"{demo}: no one-layer pre-training on gcide of seed {seed}; is it a finished demo folder?")
-    return found[max(found)]
+    """The job file of the demo's one-layer pre-training on gcide of `seed` at its plan's [pretrain] size."""
+    with open(os.path.join(demo, "plan.json")) as f:
+        sequences = json.load(f)["pretrain"]["sequences"]
+    return job_file(demo, rf"^# pre-train shallow on gcide \({sequences} sequences, seed {seed}\)$")
 
 
 def run(tlm, demo, kind, job, sets, log, threads=2, env=None):
@@ -118,7 +113,7 @@ def main():
     ap.add_argument("--tlm", required=True)
     ap.add_argument("--demo", required=True, help="a finished demo folder")
     ap.add_argument("--out", required=True)
-    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--seeds", type=int, default=3, help="pre-training and fine-tuning seeds (the interval needs 3)")
     a = ap.parse_args()
     tlm, demo, out = (os.path.abspath(p) for p in (a.tlm, a.demo, a.out))
     os.makedirs(out, exist_ok=True)

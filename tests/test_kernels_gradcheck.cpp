@@ -226,6 +226,13 @@ TEST(GradCheck, SoftmaxCrossEntropy) {
   k::softmax_cross_entropy(logits.data(), labels.data(), dl.data(), 1.0f, m, kk);
   for (int j = 0; j < kk; ++j) EXPECT_EQ(dl[2 * kk + j], 0.0f) << "ignored row must have no gradient";
   expect_gradient("cross-entropy dlogits", loss, logits, dl);
+  // In place (dlogits = logits, as the model calls it): the same loss, bit for bit, with and
+  // without the gradient, and the same gradient.
+  const double want = loss();
+  EXPECT_EQ(k::softmax_cross_entropy(logits.data(), labels.data(), dl.data(), 1.0f, m, kk), want);
+  std::vector<float> in_place = logits;
+  EXPECT_EQ(k::softmax_cross_entropy(in_place.data(), labels.data(), in_place.data(), 1.0f, m, kk), want);
+  EXPECT_EQ(in_place, dl);
 }
 
 }  // namespace

@@ -122,10 +122,10 @@ kill -9 "$rank1"
 if wait $job; then fail "the job went on after a rank died"; fi
 finished_before=$(grep -l '"status": "finished"' killed/runs/*/runner.json | wc -l)
 # The trainers the kill interrupted: the dead rank's child and the other rank's (mpirun's SIGTERM)
-# checkpoint as they stop. Which ones they are depends on timing (pre-training or fine-tuning).
+# checkpoint as they stop. Which ones they are depends on timing (pre-training or fine-tuning). A
+# trainer is done when its metrics.json exists (what the runner skips by), whatever runner.json says.
 interrupted=$(cd killed/runs && for d in pretrain-* finetune-*; do
-  grep -q '"status": "finished"' "$d/runner.json" || ! compgen -G "$d/checkpoints/step-*/trainer_state.json" >/dev/null ||
-    echo "$d"
+  [ -e "$d/metrics.json" ] || ! compgen -G "$d/checkpoints/step-*/trainer_state.json" >/dev/null || echo "$d"
 done)
 [ -n "$interrupted" ] || { ls killed/runs; fail "the kill interrupted no trainer that had checkpointed"; }
 two_machines --preset long_plan.toml "${common[@]}" --out killed >killed2.txt 2>&1 ||

@@ -38,9 +38,11 @@ double softmax_cross_entropy(const float* logits, const int32_t* labels, float* 
         continue;
       }
       // d loss / d logits = scale * (softmax - onehot): the exponentials of the sum, rescaled
+      // (the label's logit read first: drow may be row)
+      const float logit = row[label];
       float mx;
       const double sum = row_exp_sum_to(row, drow, k, &mx);
-      mine += mx + std::log(sum) - row[label];
+      mine += mx + std::log(sum) - logit;
       scale_row(drow, k, static_cast<float>(scale / sum));
       drow[label] -= scale;
     }
