@@ -120,7 +120,7 @@ same_logs b2o b2
 
 # --- SIGTERM to one rank: both stop at the same step with a checkpoint; --resume under mpirun
 # finishes bit-identical to a straight 2-rank run
-long=("${pre[@]}" --epochs 3 --checkpoint-every 5)
+long=("${pre[@]}" --epochs 8 --checkpoint-every 5)  # ~300 steps: the stop lands mid-way on a loaded machine
 "${mpi2[@]}" "$tlm" "${long[@]}" --out straight >/dev/null 2>&1 || fail "straight 2-rank run failed"
 "${mpi2[@]}" "$tlm" "${long[@]}" --out sig >sig.txt 2>&1 &
 launcher=$!
