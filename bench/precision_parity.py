@@ -155,5 +155,6 @@ def main():
     print(f"(asked: the interval within +-2 points): "
           f"{'held' if results['finetuning_ci_within_2_points'] else 'did not hold'}")
 
+
 if __name__ == "__main__":
     main()

@@ -7,9 +7,7 @@
 #include <ctime>
 #include <fstream>
 
-#ifndef TLM_GIT_COMMIT
-#define TLM_GIT_COMMIT "unknown"
-#endif
+#include "tlm_git_commit.h"  // generated at build time (cmake/GitCommit.cmake): TLM_GIT_COMMIT
 
 namespace tlm {
 

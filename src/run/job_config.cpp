@@ -103,7 +103,7 @@ std::vector<Field> model_fields() {
 // identity (the manifest records them); the precision a job resolves to is, when it is not fp32
 // (so the names of fp32 runs made before precisions existed stay), and `auto` is resolved
 // before the identity is taken (resolve_precision_key), so machines that resolve it differently
-// never share a run. Training defaults to auto (bf16 where the CPU computes it natively: 1.5-1.75x
+// never share a run. Training defaults to auto (bf16 where the CPU computes it natively: 1.4-1.9x
 // faster, bench/README.md), inference to fp32.
 std::vector<Field> threads_field(const char* default_precision) {
   Field device = never(string_field("device", "cpu", "device to compute on: cpu, cuda or cuda:N"));

@@ -37,6 +37,15 @@ for f in config.json model.safetensors log.jsonl metrics.json manifest.json voca
 done
 [ "$(json pre/config.json "d['architectures'][0]")" = BertForMaskedLM ] || fail "config.json is not HF's"
 [ "$(json pre/manifest.json "d['status']")" = finished ] || fail "manifest status"
+# The manifest names the source the binary was built from (taken at build time, "-dirty" with
+# local changes to tracked files), here this checkout's, which make test has just built.
+if head=$(git -C "$root" rev-parse --short HEAD 2>/dev/null); then
+  [ -z "$(git -C "$root" status --porcelain --untracked-files=no)" ] || head="$head-dirty"
+  got=$(json pre/manifest.json "d['commit']")
+  [ "$got" = "$head" ] || fail "the manifest names commit $got, the checkout is at $head (is the build older than it?)"
+else
+  echo "SKIP (commit): $root is not a git checkout"
+fi
 
 # --- fine-tuning from the pre-trained encoder and from scratch, on four supersenses: above
 # chance (25%; with 200 test examples 35% is 3 standard deviations above it)
