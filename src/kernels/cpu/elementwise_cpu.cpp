@@ -40,8 +40,7 @@ void add_inplace(float* y, const float* x, int64_t n) {
 }
 
 void scale_inplace(float* y, float s, int64_t n) {
-#pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < n; ++i) y[i] *= s;
+  parallel_chunks(n, [&](int64_t b, int64_t e) { scale_row(y + b, static_cast<int>(e - b), s); });
 }
 
 namespace {
