@@ -236,6 +236,14 @@ class GuardedBackend final : public Backend {
   void add_inplace(float* y, const float* x, int64_t n) override { TLM_GUARDED(add_inplace(y, x, n)) }
   void scale_inplace(float* y, float s, int64_t n) override { TLM_GUARDED(scale_inplace(y, s, n)) }
   double sum_squares(const float* x, int64_t n) override { TLM_GUARDED(sum_squares(x, n)) }
+  double sum_squares_live(const float* x, int64_t n, const LiveRows& z) override {
+    TLM_GUARDED(sum_squares_live(x, n, z))
+  }
+  void adamw_update_live(float* p, const float* g, float* m, float* v, int64_t n, const AdamWScalars& s,
+                         const LiveRows& z) override {
+    TLM_GUARDED(adamw_update_live(p, g, m, v, n, s, z))
+  }
+  void zero_live_rows(float* x, const LiveRows& z) override { TLM_GUARDED(zero_live_rows(x, z)) }
   void gather_rows(const float* src, const int32_t* rows, float* dst, int count, int c) override {
     TLM_GUARDED(gather_rows(src, rows, dst, count, c))
   }
@@ -295,8 +303,11 @@ class BackendSeam : public TempDirTest {
         model.zero_grad();
         const ForwardResult f = model.forward(batch, true, 100 + step);
         model.backward(static_cast<float>(1.0 / f.count));
-        t.scalars.push_back(clip_grad_norm(model.backend(), model.grads(), model.num_params(), 1.0));
-        adam.step(model.params(), model.grads(), 1e-3);
+        // The trainer's way: rows known to be zero skipped, clipping inside AdamW.
+        const kernels::LiveRows* zero_rows = model.zero_grad_rows();
+        const GradClip clip = clip_coefficient(model.backend(), model.grads(), model.num_params(), 1.0, zero_rows);
+        t.scalars.push_back(clip.norm);
+        adam.step(model.params(), model.grads(), 1e-3, clip.coefficient, zero_rows);
         t.scalars.push_back(f.loss_sum);
       }
       save_model(dir, model);

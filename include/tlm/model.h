@@ -21,6 +21,10 @@
 
 namespace tlm {
 
+namespace kernels {
+struct LiveRows;
+}
+
 // Sizes the activation buffers are allocated for, once; a batch beyond them is an error.
 struct ModelLimits {
   int max_tokens = 0;   // sum of sequence lengths in one batch
@@ -73,7 +77,16 @@ class BertModel {
   // front-end keeps torch's defaults (convolutions U(+-1/sqrt(fan_in)), BatchNorm 1 / 0, running
   // mean 0 and variance 1), as their code swaps it in after HF's init. Our RNG, one stream.
   void init_weights(uint64_t seed);
+  // Sets grads() to zero. Rows that only backward() can have written, and did not, are left
+  // as they are (+0): a classification model's word embeddings outside the ids looked up since.
   void zero_grad();
+  // grads() were changed by something other than backward() (a sum over processes): until the
+  // next zero_grad(), no row is known to be zero.
+  void grads_changed_outside_backward();
+  // The rows of grads() known to be +0 (those of kernels::LiveRows not flagged), for the ops that
+  // can skip them (the gradient norm, AdamW); null when none are. What it says holds until the
+  // next backward() or zero_grad().
+  const kernels::LiveRows* zero_grad_rows();
   // Inference from here on: the parameters stay as they are, so the back end may keep copies made
   // from them (the CPU's bf16 weights, converted once instead of at every GEMM). set_params and
   // init_weights undo it; an optimizer step on frozen weights is refused.

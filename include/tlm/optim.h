@@ -12,6 +12,10 @@
 
 namespace tlm {
 
+namespace kernels {
+struct LiveRows;
+}
+
 struct AdamWOptions {
   double lr = 5e-5;
   double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
@@ -30,7 +34,10 @@ class AdamW {
   // One update of every parameter at learning rate `lr` (the schedule's value for this step);
   // params and grads are device memory in the table's layout. The gradient used is grads *
   // grad_scale (clip_coefficient's value: clipping without a pass of its own over grads).
-  void step(float* params, const float* grads, double lr, float grad_scale = 1.0f);
+  // With zero_rows (BertModel::zero_grad_rows()), grads' rows known to be +0 are not read: the
+  // same update.
+  void step(float* params, const float* grads, double lr, float grad_scale = 1.0f,
+            const kernels::LiveRows* zero_rows = nullptr);
 
   int64_t steps_taken() const { return step_; }
   void set_steps_taken(int64_t s) { step_ = s; }
@@ -68,7 +75,10 @@ struct GradClip {
   double norm;
   float coefficient;
 };
-GradClip clip_coefficient(Backend& backend, const float* grads, int64_t n, double max_norm);
+// With zero_rows (BertModel::zero_grad_rows()), grads' rows known to be +0 are not read: the same
+// norm.
+GradClip clip_coefficient(Backend& backend, const float* grads, int64_t n, double max_norm,
+                          const kernels::LiveRows* zero_rows = nullptr);
 
 // The optimizer's state (AdamW moments and step count) as optimizer.safetensors in dir,
 // versioned: another version is refused with a clear message.

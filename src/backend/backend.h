@@ -31,6 +31,7 @@
 namespace tlm {
 
 using kernels::AdamWScalars;
+using kernels::LiveRows;
 
 class Backend {
  public:
@@ -110,6 +111,23 @@ class Backend {
                             const AdamWScalars& s) = 0;
   // Index of the first non-finite value of x (n), or -1.
   virtual int64_t first_nonfinite(const float* x, int64_t n) = 0;
+
+  // ---- arrays with rows known to be zero (kernels::LiveRows; its flags are device memory) ----
+  // The dense ops' results without touching the dead rows. A back end without its own kernels
+  // runs the dense ops, which give the same results.
+  virtual double sum_squares_live(const float* x, int64_t n, const LiveRows& z) {
+    (void)z;
+    return sum_squares(x, n);
+  }
+  virtual void adamw_update_live(float* params, const float* grads, float* m, float* v, int64_t n,
+                                 const AdamWScalars& s, const LiveRows& z) {
+    (void)z;
+    adamw_update(params, grads, m, v, n, s);
+  }
+  // x's live rows set to +0 (the dead ones are): afterwards the whole region is
+  virtual void zero_live_rows(float* x, const LiveRows& z) {
+    fill_zero(x + z.offset, sizeof(float) * static_cast<size_t>(z.rows * z.cols));
+  }
 
   // ---- weights that stay ----
   // params (n) will not change until freeze_weights(nullptr, 0) or the back end's end (a model

@@ -158,6 +158,26 @@ struct AdamWScalars {
 // params, m, v (n) updated in place from grads (n), which are only read
 void adamw_update(float* params, const float* grads, float* m, float* v, int64_t n, const AdamWScalars& s);
 
+// ---- arrays with rows known to be zero ----
+// Rows [0, rows) of width cols from element `offset` of an array: those not flagged in live
+// ((rows), nonzero: the row may hold nonzeros) hold +0 only, so the ops below skip them and
+// still give the dense op's bits (adding +0 to a sum of squares, or a +0 gradient to AdamW, is an
+// IEEE operation the dense op does too). A classification model's word-embedding gradient after
+// backward: only the batch's ids are live.
+struct LiveRows {
+  int64_t offset = 0;
+  int64_t rows = 0;
+  int cols = 0;
+  const uint8_t* live = nullptr;
+};
+// sum_squares(x, n) without reading x's dead rows: the same value
+double sum_squares_live(const float* x, int64_t n, const LiveRows& z);
+// adamw_update(params, grads, m, v, n, s) without reading grads' dead rows: the same bits
+void adamw_update_live(float* params, const float* grads, float* m, float* v, int64_t n, const AdamWScalars& s,
+                       const LiveRows& z);
+// x's live rows set to +0 (its dead rows are +0 already, so afterwards the whole region is)
+void zero_live_rows(float* x, const LiveRows& z);
+
 // ---- elementwise helpers ----
 void add_inplace(float* y, const float* x, int64_t n);  // y += x
 void scale_inplace(float* y, float s, int64_t n);       // y *= s

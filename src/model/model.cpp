@@ -80,6 +80,18 @@ struct BertModel::Impl {
   // The head's first parameter (the head's are the table's last): where backward first reports.
   int64_t head_begin(Head head) const { return head == Head::kMaskedLM ? head_w : pool_w; }
 
+  // Which rows of the word embeddings' gradient may be nonzero: since the last zero_grad(), only
+  // backward() wrote grads() (no sum over processes) and only through the lookup (a classification
+  // head: MLM's tied decoder writes every row), so the rows of no id looked up are +0.
+  bool word_rows_tracked = true;   // grads() start zero-filled
+  std::vector<uint8_t> word_live;  // (vocab) 1: looked up since the last zero_grad()
+  DeviceBuffer<uint8_t> d_word_live;
+  kernels::LiveRows word_rows() const {
+    return {word, static_cast<int64_t>(word_live.size()), hidden, d_word_live.data()};
+  }
+  int hidden = 0;
+  kernels::LiveRows live_view;  // what zero_grad_rows() points to
+
   DeviceBuffer<float> acts;          // one buffer for every activation and backward scratch
   std::vector<int32_t> positions;    // (n) position id of every token
   std::vector<uint64_t> token_keys;  // (n) token_key() of every token: dropout masks follow tokens
@@ -383,6 +395,9 @@ BertModel::BertModel(const BertConfig& config, const ModelLimits& limits, std::s
   I.d_head_rows = DeviceBuffer<int32_t>(*backend_, r);
   I.d_token_keys = DeviceBuffer<uint64_t>(*backend_, n);
   I.d_sel_keys = DeviceBuffer<uint64_t>(*backend_, r);
+  I.hidden = config.hidden_size;
+  I.word_live.assign(static_cast<size_t>(config.vocab_size), 0);
+  I.d_word_live = DeviceBuffer<uint8_t>(*backend_, config.vocab_size);
 }
 
 BertModel::~BertModel() {
@@ -443,7 +458,29 @@ void BertModel::init_weights(uint64_t seed) {
   set_params(host.data(), 0, num_params());
 }
 
-void BertModel::zero_grad() { impl_->grads.zero(); }
+void BertModel::zero_grad() {
+  Impl& I = *impl_;
+  if (I.word_rows_tracked) {  // all but the word embeddings, then their rows that were looked up
+    const int64_t word_end = I.word + int64_t{config_.vocab_size} * config_.hidden_size;
+    backend_->fill_zero(I.grads.data(), sizeof(float) * static_cast<size_t>(I.word));
+    backend_->fill_zero(I.grads.data() + word_end, sizeof(float) * static_cast<size_t>(num_params() - word_end));
+    backend_->zero_live_rows(I.grads.data(), I.word_rows());
+  } else {
+    I.grads.zero();
+  }
+  std::fill(I.word_live.begin(), I.word_live.end(), uint8_t{0});
+  I.d_word_live.upload(I.word_live.data(), static_cast<int64_t>(I.word_live.size()));
+  I.word_rows_tracked = true;
+}
+
+void BertModel::grads_changed_outside_backward() { impl_->word_rows_tracked = false; }
+
+const kernels::LiveRows* BertModel::zero_grad_rows() {
+  Impl& I = *impl_;
+  if (!I.word_rows_tracked) return nullptr;
+  I.live_view = I.word_rows();
+  return &I.live_view;
+}
 
 void BertModel::freeze_weights() {
   backend_->freeze_weights(params(), num_params());
@@ -728,6 +765,13 @@ void BertModel::backward(float grad_scale, const std::function<void(int64_t)>& f
   if (I.pad_to > 0) be.copy(I.d_pad_b, pad_grad, sizeof(float) * c);  // d_pad_b is free again here
   be.embedding_backward(d_sum, er.ids, er.positions, er.types, G + I.word, G + I.pos, G + I.type, er.rows, c);
   if (I.pad_to > 0) be.copy(pad_grad, I.d_pad_b, sizeof(float) * c);
+  if (config_.head == Head::kMaskedLM) {
+    I.word_rows_tracked = false;  // the tied decoder wrote every row
+  } else if (I.word_rows_tracked) {
+    const int32_t* ids = I.pad_to > 0 ? I.pad_ids.data() : batch.ids.data();  // er's rows, on the host
+    for (int i = 0; i < er.rows; ++i) I.word_live[static_cast<size_t>(ids[i])] = 1;
+    I.d_word_live.upload(I.word_live.data(), static_cast<int64_t>(I.word_live.size()));
+  }
   if (final_from) final_from(0);
 }
 

@@ -92,8 +92,9 @@ TrainBenchResult run_train_bench(const TrainBenchOptions& opt) {
     double comm_seconds = 0;
     const double loss_sum =
         data_parallel_gradients(model, batch, targets, opt.mlm, opt.seed + step, shard, &comm_seconds, overlap.get());
-    const GradClip clip = clip_coefficient(model.backend(), model.grads(), model.num_params(), 1.0);
-    adam.step(model.params(), model.grads(), 5e-5, clip.coefficient);
+    const kernels::LiveRows* zero_rows = model.zero_grad_rows();
+    const GradClip clip = clip_coefficient(model.backend(), model.grads(), model.num_params(), 1.0, zero_rows);
+    adam.step(model.params(), model.grads(), 5e-5, clip.coefficient, zero_rows);
     model.backend().synchronize();  // the step's ops are done, not only issued
     const double dt = seconds_since(t0);
     const double loss = loss_sum / static_cast<double>(targets);

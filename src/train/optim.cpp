@@ -56,7 +56,7 @@ void AdamW::set_moments(const std::vector<float>& exp_avg, const std::vector<flo
   backend_->synchronize();
 }
 
-void AdamW::step(float* params, const float* grads, double lr, float grad_scale) {
+void AdamW::step(float* params, const float* grads, double lr, float grad_scale, const kernels::LiveRows* zero_rows) {
   ++step_;
   // torch's _single_tensor_adamw, in float32 with the scalars computed in double as Python does.
   const double bias_correction1 = 1.0 - std::pow(opt_.beta1, static_cast<double>(step_));
@@ -72,8 +72,16 @@ void AdamW::step(float* params, const float* grads, double lr, float grad_scale)
   scalars.grad_scale = grad_scale;
   for (const Range& r : ranges_) {
     scalars.decay_factor = r.decay ? static_cast<float>(1.0 - lr * opt_.weight_decay) : 1.0f;
-    backend_->adamw_update(params + r.begin, grads + r.begin, moments_->m.data() + r.begin,
-                           moments_->v.data() + r.begin, r.end - r.begin, scalars);
+    float *p = params + r.begin, *m = moments_->m.data() + r.begin, *v = moments_->v.data() + r.begin;
+    const float* g = grads + r.begin;
+    if (zero_rows != nullptr && zero_rows->offset >= r.begin &&
+        zero_rows->offset + zero_rows->rows * zero_rows->cols <= r.end) {  // the rows lie in this range
+      LiveRows z = *zero_rows;
+      z.offset -= r.begin;
+      backend_->adamw_update_live(p, g, m, v, r.end - r.begin, scalars, z);
+    } else {
+      backend_->adamw_update(p, g, m, v, r.end - r.begin, scalars);
+    }
   }
 }
 
@@ -83,8 +91,11 @@ double linear_schedule(int64_t step, int64_t warmup_steps, int64_t total_steps) 
                            static_cast<double>(std::max<int64_t>(1, total_steps - warmup_steps)));
 }
 
-GradClip clip_coefficient(Backend& backend, const float* grads, int64_t n, double max_norm) {
-  GradClip c{std::sqrt(backend.sum_squares(grads, n)), 1.0f};
+GradClip clip_coefficient(Backend& backend, const float* grads, int64_t n, double max_norm,
+                          const kernels::LiveRows* zero_rows) {
+  const double sum =
+      zero_rows != nullptr ? backend.sum_squares_live(grads, n, *zero_rows) : backend.sum_squares(grads, n);
+  GradClip c{std::sqrt(sum), 1.0f};
   if (max_norm > 0) {
     const double coef = max_norm / (c.norm + 1e-6);
     if (coef < 1.0) c.coefficient = static_cast<float>(coef);

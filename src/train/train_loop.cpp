@@ -162,12 +162,14 @@ double data_parallel_gradients(BertModel& model, const Batch& batch, int64_t glo
   if (sum_during) {
     const auto t0 = std::chrono::steady_clock::now();
     overlap->finish();  // what backward did not hide, and the loss sum: the plain path's measure
+    model.grads_changed_outside_backward();
     comm.sum(&loss_sum, 1);
     *comm_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   } else if (comm.distributed()) {
     model.backend().synchronize();
     const auto t0 = std::chrono::steady_clock::now();
     comm.sum(model.grads(), model.num_params());
+    model.grads_changed_outside_backward();
     comm.sum(&loss_sum, 1);
     *comm_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   }
@@ -229,7 +231,8 @@ TrainLoop::StepResult TrainLoop::run_step() {
   // (5) Clip and update, unless something is not finite (every rank holds the same bits, so
   // clipping and AdamW run identically everywhere).
   r.loss = loss_sum / static_cast<double>(global_targets);
-  const GradClip clip = clip_coefficient(model_.backend(), model_.grads(), model_.num_params(), o.clip);
+  const kernels::LiveRows* zero_rows = model_.zero_grad_rows();
+  const GradClip clip = clip_coefficient(model_.backend(), model_.grads(), model_.num_params(), o.clip, zero_rows);
   r.grad_norm = clip.norm;
   r.lr = o.optimizer.lr * (o.per_epoch_schedule ? linear_schedule(r.epoch, warmup_, o.epochs)
                                                 : linear_schedule(step_, warmup_, total_steps_));
@@ -237,7 +240,7 @@ TrainLoop::StepResult TrainLoop::run_step() {
   r.flops = model_.train_flops(batch);
   r.finite = std::isfinite(r.loss) && std::isfinite(r.grad_norm);
   if (r.finite) {
-    adam_.step(model_.params(), model_.grads(), r.lr, clip.coefficient);
+    adam_.step(model_.params(), model_.grads(), r.lr, clip.coefficient, zero_rows);
     ++step_;
   }
   model_.backend().synchronize();  // the step is done, not only issued, before it is timed

@@ -132,6 +132,15 @@ class CpuBackend final : public Backend {
     TLM_CHECK(!gemm_.frozen(params, n), "AdamW update of weights frozen for inference (freeze_weights)");
     k::adamw_update(params, grads, m, v, n, s);
   }
+  double sum_squares_live(const float* x, int64_t n, const LiveRows& z) override {
+    return k::sum_squares_live(x, n, z);
+  }
+  void adamw_update_live(float* params, const float* grads, float* m, float* v, int64_t n, const AdamWScalars& s,
+                         const LiveRows& z) override {
+    TLM_CHECK(!gemm_.frozen(params, n), "AdamW update of weights frozen for inference (freeze_weights)");
+    k::adamw_update_live(params, grads, m, v, n, s, z);
+  }
+  void zero_live_rows(float* x, const LiveRows& z) override { k::zero_live_rows(x, z); }
   void freeze_weights(const float* params, int64_t n) override { gemm_.freeze(params, n); }
   int64_t first_nonfinite(const float* x, int64_t n) override { return k::first_nonfinite(x, n); }
   double gemm_ceiling_gflops() override { return k::gemm_ceiling_gflops(gemm_); }

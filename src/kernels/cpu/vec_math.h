@@ -82,22 +82,34 @@ template <typename V>
 }
 [[gnu::always_inline]] inline void store8(float* p, f32x8 v) { std::memcpy(p, &v, sizeof(v)); }
 
+// Eight double lanes as two 4-wide halves (one 64-byte vector does not fit an AVX2 register):
+// lane_add adds f of eight float values to them, value t in lane t; lane_total adds the lanes in
+// order.
+struct Lanes {
+  f64x4 lo{}, hi{};
+};
+template <typename F>
+[[gnu::always_inline]] inline void lane_add(Lanes& a, f32x8 v, F f) {
+  a.lo += f(__builtin_convertvector(__builtin_shufflevector(v, v, 0, 1, 2, 3), f64x4));
+  a.hi += f(__builtin_convertvector(__builtin_shufflevector(v, v, 4, 5, 6, 7), f64x4));
+}
+[[gnu::always_inline]] inline double lane_total(const Lanes& a) {
+  double s = 0;
+  for (int t = 0; t < 4; ++t) s += a.lo[t];
+  for (int t = 0; t < 4; ++t) s += a.hi[t];
+  return s;
+}
+
 // The sum in double of f(v_j) over j < c, where v_j is a float value (load8(j): values j..j+7,
 // load1(j): value j) and f maps doubles (f64x4 lanes or one double). Eight interleaved lanes
 // (value j in lane j % 8, the lanes then added in order): eight independent chains instead of
 // one, and the same bits in every clone.
 template <typename Load8, typename Load1, typename F>
 [[gnu::always_inline]] inline double lane_sum(int c, Load8 load8, Load1 load1, F f) {
-  f64x4 lo{}, hi{};
+  Lanes a;
   int j = 0;
-  for (; j + 8 <= c; j += 8) {
-    const f32x8 v = load8(j);
-    lo += f(__builtin_convertvector(__builtin_shufflevector(v, v, 0, 1, 2, 3), f64x4));
-    hi += f(__builtin_convertvector(__builtin_shufflevector(v, v, 4, 5, 6, 7), f64x4));
-  }
-  double s = 0;
-  for (int t = 0; t < 4; ++t) s += lo[t];
-  for (int t = 0; t < 4; ++t) s += hi[t];
+  for (; j + 8 <= c; j += 8) lane_add(a, load8(j), f);
+  double s = lane_total(a);
   for (; j < c; ++j) s += f(static_cast<double>(load1(j)));
   return s;
 }
