@@ -236,6 +236,7 @@ class GuardedBackend final : public Backend {
   void add_inplace(float* y, const float* x, int64_t n) override { TLM_GUARDED(add_inplace(y, x, n)) }
   void scale_inplace(float* y, float s, int64_t n) override { TLM_GUARDED(scale_inplace(y, s, n)) }
   double sum_squares(const float* x, int64_t n) override { TLM_GUARDED(sum_squares(x, n)) }
+  bool skips_dead_rows() const override { return inner_->skips_dead_rows(); }
   double sum_squares_live(const float* x, int64_t n, const LiveRows& z) override {
     TLM_GUARDED(sum_squares_live(x, n, z))
   }

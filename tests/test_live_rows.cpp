@@ -3,7 +3,9 @@
 // way (zero_grad_rows() passed on) equals one trained with dense gradients bit for bit.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
+#include <utility>
 
 #include "backend/backend.h"
 #include "test_helpers.h"
@@ -137,48 +139,58 @@ std::vector<float> host_grads(BertModel& model) {
 }
 
 // The trainer's step (zero_grad, forward, backward, the norm and AdamW given zero_grad_rows())
-// against the same step with every row dense, over batches with different ids.
+// against the same step with every row dense, over batches with different ids, for a plain
+// classifier and one with the paper's padded convolutional front-end (its ids are the padded rows').
 TEST(LiveRows, AClassifierTrainsAsWithDenseGradients) {
-  BertConfig cfg = small_config(Head::kClassification);
-  cfg.vocab_size = 400;  // most word rows are not in a batch
-  std::vector<Batch> batches;
-  for (uint64_t seed : {1, 2, 3, 4}) batches.push_back(random_batch(cfg, {9, 5, 12}, seed));
-  const ModelLimits lim{64, 8, cfg.max_position_embeddings, 1};
-  BertModel sparse(cfg, lim), dense(cfg, lim);
-  sparse.init_weights(3);
-  dense.init_weights(3);
-  AdamW adam_s(sparse.table(), AdamWOptions{.lr = 1e-3}), adam_d(dense.table(), AdamWOptions{.lr = 1e-3});
-  for (size_t step = 0; step < batches.size(); ++step) {
-    sparse.zero_grad();
-    for (float g : host_grads(sparse)) ASSERT_EQ(g, 0.0f) << "zero_grad left a value at step " << step;
-    dense.grads_changed_outside_backward();  // no row known to be zero: every op dense
-    dense.zero_grad();
-    for (BertModel* m : {&sparse, &dense}) {
-      const ForwardResult f = m->forward(batches[step], true, 50 + step);
-      m->backward(static_cast<float>(1.0 / f.count));
+  BertConfig plain = small_config(Head::kClassification), padded = small_conv_config(Head::kClassification);
+  padded.conv.pad_to = 16;
+  for (BertConfig cfg : {plain, padded}) {
+    cfg.vocab_size = 400;  // most word rows are not in a batch
+    std::vector<Batch> batches;
+    for (uint64_t seed : {1, 2, 3, 4}) batches.push_back(random_batch(cfg, {9, 5, 12}, seed));
+    const ModelLimits lim{64, 8, 16, 1};  // sequences of up to 14 tokens, within the padded length
+    BertModel sparse(cfg, lim), dense(cfg, lim);
+    sparse.init_weights(3);
+    dense.init_weights(3);
+    AdamW adam_s(sparse.table(), AdamWOptions{.lr = 1e-3}), adam_d(dense.table(), AdamWOptions{.lr = 1e-3});
+    for (size_t step = 0; step < batches.size(); ++step) {
+      sparse.zero_grad();
+      for (float g : host_grads(sparse)) ASSERT_EQ(g, 0.0f) << "zero_grad left a value at step " << step;
+      dense.zero_grad();
+      dense.grads_changed_outside_backward();  // no row known to be zero: every op dense
+      for (BertModel* m : {&sparse, &dense}) {
+        const ForwardResult f = m->forward(batches[step], true, 50 + step);
+        m->backward(static_cast<float>(1.0 / f.count));
+      }
+      const kernels::LiveRows* z = sparse.zero_grad_rows();
+      ASSERT_NE(z, nullptr);
+      ASSERT_EQ(dense.zero_grad_rows(), nullptr);
+      // The flags: every id of the batch live, most rows dead.
+      std::vector<uint8_t> live(static_cast<size_t>(z->rows));
+      sparse.backend().download(live.data(), z->live, live.size());
+      for (int32_t id : batches[step].ids) ASSERT_TRUE(live[static_cast<size_t>(id)]) << id;
+      EXPECT_LT(std::count(live.begin(), live.end(), 1), cfg.vocab_size / 4);
+      const GradClip cs = clip_coefficient(sparse.backend(), sparse.grads(), sparse.num_params(), 0.5, z);
+      const GradClip cd = clip_coefficient(dense.backend(), dense.grads(), dense.num_params(), 0.5);
+      EXPECT_EQ(cs.norm, cd.norm);
+      EXPECT_EQ(cs.coefficient, cd.coefficient);
+      adam_s.step(sparse.params(), sparse.grads(), 1e-3, cs.coefficient, z);
+      adam_d.step(dense.params(), dense.grads(), 1e-3, cd.coefficient);
     }
-    const kernels::LiveRows* z = sparse.zero_grad_rows();
-    ASSERT_NE(z, nullptr);
-    dense.grads_changed_outside_backward();
-    ASSERT_EQ(dense.zero_grad_rows(), nullptr);
-    const GradClip cs = clip_coefficient(sparse.backend(), sparse.grads(), sparse.num_params(), 0.5, z);
-    const GradClip cd = clip_coefficient(dense.backend(), dense.grads(), dense.num_params(), 0.5);
-    EXPECT_EQ(cs.norm, cd.norm);
-    EXPECT_EQ(cs.coefficient, cd.coefficient);
-    adam_s.step(sparse.params(), sparse.grads(), 1e-3, cs.coefficient, z);
-    adam_d.step(dense.params(), dense.grads(), 1e-3, cd.coefficient);
+    const auto ps = sparse.params_to_host(), pd = dense.params_to_host();
+    EXPECT_TRUE(bit_identical(ps.data(), pd.data(), static_cast<int64_t>(ps.size())));
+    for (auto [a, b] : {std::pair{adam_s.exp_avg_to_host(), adam_d.exp_avg_to_host()},
+                        std::pair{adam_s.exp_avg_sq_to_host(), adam_d.exp_avg_sq_to_host()}}) {
+      EXPECT_TRUE(bit_identical(a.data(), b.data(), static_cast<int64_t>(a.size())));
+    }
+    // Two backwards without a zero_grad between (accumulated gradients): zero_grad clears both.
+    for (size_t k = 0; k < 2; ++k) {
+      const ForwardResult f = sparse.forward(batches[k], true, 9);
+      sparse.backward(static_cast<float>(1.0 / f.count));
+    }
+    sparse.zero_grad();
+    for (float g : host_grads(sparse)) ASSERT_EQ(g, 0.0f) << "zero_grad left an accumulated value";
   }
-  const auto ps = sparse.params_to_host(), pd = dense.params_to_host();
-  EXPECT_TRUE(bit_identical(ps.data(), pd.data(), static_cast<int64_t>(ps.size())));
-  const auto ms = adam_s.exp_avg_sq_to_host(), md = adam_d.exp_avg_sq_to_host();
-  EXPECT_TRUE(bit_identical(ms.data(), md.data(), static_cast<int64_t>(ms.size())));
-  // Two backwards without a zero_grad between (accumulated gradients): zero_grad clears both.
-  for (size_t k = 0; k < 2; ++k) {
-    const ForwardResult f = sparse.forward(batches[k], true, 9);
-    sparse.backward(static_cast<float>(1.0 / f.count));
-  }
-  sparse.zero_grad();
-  for (float g : host_grads(sparse)) ASSERT_EQ(g, 0.0f) << "zero_grad left an accumulated value";
 }
 
 TEST(LiveRows, TheTiedDecoderLeavesNoRowKnownZero) {

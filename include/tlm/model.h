@@ -78,10 +78,11 @@ class BertModel {
   // mean 0 and variance 1), as their code swaps it in after HF's init. Our RNG, one stream.
   void init_weights(uint64_t seed);
   // Sets grads() to zero. Rows that only backward() can have written, and did not, are left
-  // as they are (+0): a classification model's word embeddings outside the ids looked up since.
+  // as they are (+0): a classification model's word embeddings outside the ids looked up since,
+  // on a back end that skips dead rows.
   void zero_grad();
-  // grads() were changed by something other than backward() (a sum over processes): until the
-  // next zero_grad(), no row is known to be zero.
+  // grads() are changed by something other than backward() (a sum over processes): until the
+  // next zero_grad(), no row is known to be zero. Call it before the change.
   void grads_changed_outside_backward();
   // The rows of grads() known to be +0 (those of kernels::LiveRows not flagged), for the ops that
   // can skip them (the gradient norm, AdamW); null when none are. What it says holds until the

@@ -114,7 +114,9 @@ class Backend {
 
   // ---- arrays with rows known to be zero (kernels::LiveRows; its flags are device memory) ----
   // The dense ops' results without touching the dead rows. A back end without its own kernels
-  // runs the dense ops, which give the same results.
+  // runs the dense ops, which give the same results, and says so here (the model then keeps no
+  // flags for it).
+  virtual bool skips_dead_rows() const { return false; }
   virtual double sum_squares_live(const float* x, int64_t n, const LiveRows& z) {
     (void)z;
     return sum_squares(x, n);

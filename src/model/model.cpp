@@ -80,10 +80,12 @@ struct BertModel::Impl {
   // The head's first parameter (the head's are the table's last): where backward first reports.
   int64_t head_begin(Head head) const { return head == Head::kMaskedLM ? head_w : pool_w; }
 
-  // Which rows of the word embeddings' gradient may be nonzero: since the last zero_grad(), only
-  // backward() wrote grads() (no sum over processes) and only through the lookup (a classification
-  // head: MLM's tied decoder writes every row), so the rows of no id looked up are +0.
-  bool word_rows_tracked = true;   // grads() start zero-filled
+  // Which rows of the word embeddings' gradient may be nonzero, where the back end can skip the
+  // others (skips_dead_rows) and only the lookup writes them (a classification head: MLM's tied
+  // decoder writes every row). Tracked while only backward() wrote grads() since the last
+  // zero_grad() (no sum over processes): then the rows of no id looked up are +0.
+  bool track_word_rows = false;
+  bool word_rows_tracked = false;  // set where tracked: grads() start zero-filled
   std::vector<uint8_t> word_live;  // (vocab) 1: looked up since the last zero_grad()
   DeviceBuffer<uint8_t> d_word_live;
   kernels::LiveRows word_rows() const {
@@ -396,8 +398,12 @@ BertModel::BertModel(const BertConfig& config, const ModelLimits& limits, std::s
   I.d_token_keys = DeviceBuffer<uint64_t>(*backend_, n);
   I.d_sel_keys = DeviceBuffer<uint64_t>(*backend_, r);
   I.hidden = config.hidden_size;
-  I.word_live.assign(static_cast<size_t>(config.vocab_size), 0);
-  I.d_word_live = DeviceBuffer<uint8_t>(*backend_, config.vocab_size);
+  I.track_word_rows = config.head == Head::kClassification && backend_->skips_dead_rows();
+  I.word_rows_tracked = I.track_word_rows;
+  if (I.track_word_rows) {
+    I.word_live.assign(static_cast<size_t>(config.vocab_size), 0);
+    I.d_word_live = DeviceBuffer<uint8_t>(*backend_, config.vocab_size);
+  }
 }
 
 BertModel::~BertModel() {
@@ -468,9 +474,12 @@ void BertModel::zero_grad() {
   } else {
     I.grads.zero();
   }
-  std::fill(I.word_live.begin(), I.word_live.end(), uint8_t{0});
-  I.d_word_live.upload(I.word_live.data(), static_cast<int64_t>(I.word_live.size()));
-  I.word_rows_tracked = true;
+  if (I.track_word_rows) {
+    backend_->synchronize();  // the last upload of the flags has read the host copy
+    std::fill(I.word_live.begin(), I.word_live.end(), uint8_t{0});
+    I.d_word_live.zero();
+  }
+  I.word_rows_tracked = I.track_word_rows;
 }
 
 void BertModel::grads_changed_outside_backward() { impl_->word_rows_tracked = false; }
@@ -670,6 +679,12 @@ void BertModel::backward(float grad_scale, const std::function<void(int64_t)>& f
   float* G = I.grads.data();
   const float p_hidden = I.training ? config_.hidden_dropout_prob : 0.0f;
   const float p_attn = I.training ? config_.attention_probs_dropout_prob : 0.0f;
+  if (I.word_rows_tracked) {  // flagged before any write, so a backward that throws leaves none unflagged
+    const Impl::EmbeddingRows er = I.embedding_rows(!batch.type_ids.empty());
+    const int32_t* ids = I.pad_to > 0 ? I.pad_ids.data() : batch.ids.data();  // er's rows, on the host
+    for (int i = 0; i < er.rows; ++i) I.word_live[static_cast<size_t>(ids[i])] = 1;
+    I.d_word_live.upload(I.word_live.data(), static_cast<int64_t>(I.word_live.size()));
+  }
 
   // d0: gradient w.r.t. the final hidden states of the selected rows, (r, c).
   if (config_.head == Head::kMaskedLM) {
@@ -765,13 +780,6 @@ void BertModel::backward(float grad_scale, const std::function<void(int64_t)>& f
   if (I.pad_to > 0) be.copy(I.d_pad_b, pad_grad, sizeof(float) * c);  // d_pad_b is free again here
   be.embedding_backward(d_sum, er.ids, er.positions, er.types, G + I.word, G + I.pos, G + I.type, er.rows, c);
   if (I.pad_to > 0) be.copy(pad_grad, I.d_pad_b, sizeof(float) * c);
-  if (config_.head == Head::kMaskedLM) {
-    I.word_rows_tracked = false;  // the tied decoder wrote every row
-  } else if (I.word_rows_tracked) {
-    const int32_t* ids = I.pad_to > 0 ? I.pad_ids.data() : batch.ids.data();  // er's rows, on the host
-    for (int i = 0; i < er.rows; ++i) I.word_live[static_cast<size_t>(ids[i])] = 1;
-    I.d_word_live.upload(I.word_live.data(), static_cast<int64_t>(I.word_live.size()));
-  }
   if (final_from) final_from(0);
 }
 

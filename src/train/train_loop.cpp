@@ -139,6 +139,7 @@ double data_parallel_gradients(BertModel& model, const Batch& batch, int64_t glo
   // (3) Forward and backward, scaled by the global count; with `overlap`, (4) runs bucket by
   // bucket as backward finishes them (a rank without work reports them all at once).
   model.zero_grad();
+  if (comm.distributed()) model.grads_changed_outside_backward();  // (4) adds the other processes' rows
   const bool sum_during = overlap != nullptr && comm.distributed();
   if (sum_during) overlap->begin(model.grads(), model.num_params(), model.gradient_report_offsets());
   const auto report = [&](int64_t from) {
@@ -162,14 +163,12 @@ double data_parallel_gradients(BertModel& model, const Batch& batch, int64_t glo
   if (sum_during) {
     const auto t0 = std::chrono::steady_clock::now();
     overlap->finish();  // what backward did not hide, and the loss sum: the plain path's measure
-    model.grads_changed_outside_backward();
     comm.sum(&loss_sum, 1);
     *comm_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   } else if (comm.distributed()) {
     model.backend().synchronize();
     const auto t0 = std::chrono::steady_clock::now();
     comm.sum(model.grads(), model.num_params());
-    model.grads_changed_outside_backward();
     comm.sum(&loss_sum, 1);
     *comm_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   }

@@ -132,6 +132,7 @@ class CpuBackend final : public Backend {
     TLM_CHECK(!gemm_.frozen(params, n), "AdamW update of weights frozen for inference (freeze_weights)");
     k::adamw_update(params, grads, m, v, n, s);
   }
+  bool skips_dead_rows() const override { return true; }
   double sum_squares_live(const float* x, int64_t n, const LiveRows& z) override {
     return k::sum_squares_live(x, n, z);
   }
