@@ -48,7 +48,7 @@ void run_bench_train(const BenchArgs& a) {
   o.device = parse_device(a.device);
   std::string note;
   o.precision = resolve_precision(parse_precision(a.precision), o.device, &note);
-  if (!note.empty()) fmt::print(stderr, "{}\n", note);
+  if (!note.empty() && Comm::world().leader()) fmt::print(stderr, "{}\n", note);  // once under mpirun
   const TrainBenchResult r = run_train_bench(o);
   if (!Comm::world().leader()) return;  // under mpirun, rank 0 reports
   fmt::print("tlm bench train: config {} ({} layers x {}, {} heads, vocab {}), task {}, batch {} x {}, {} threads{}\n",

@@ -6,6 +6,7 @@
 #include <optional>
 
 #include "tlm/check.h"
+#include "tlm/comm.h"
 #include "tlm/config.h"
 #include "tlm/device.h"
 #include "tlm/toml_json.h"
@@ -677,7 +678,7 @@ Precision resolve_precision_key(json& config) {
   std::string note;
   const Precision p = resolve_precision(parse_precision(config.at("precision").get<std::string>()),
                                         parse_device(config.at("device").get<std::string>()), &note);
-  if (!note.empty()) fmt::print(stderr, "{}\n", note);
+  if (!note.empty() && Comm::world().leader()) fmt::print(stderr, "{}\n", note);  // once under mpirun
   config["precision"] = precision_name(p);
   return p;
 }
