@@ -235,5 +235,39 @@ TEST(GradCheck, SoftmaxCrossEntropy) {
   EXPECT_EQ(in_place, dl);
 }
 
+// Training's split cross-entropy (the forward keeps the exponentials, the backward rescales them
+// and adds the bias gradient's column sums) gives the fused op's loss and gradient and
+// linear_backward's bias gradient, bit for bit: over rows and columns that are not multiples of
+// the vector width or of the column blocks, an ignored row, and a scale.
+TEST(GradCheck, SplitCrossEntropyHasTheFusedBits) {
+  const int m = 13, kk = 203;
+  const auto logits = random_vec(m * kk, 23, 4.0);
+  std::vector<int32_t> labels(m);
+  for (int i = 0; i < m; ++i) labels[i] = (i * 37) % kk;
+  labels[5] = -100;
+  const float scale = 0.37f;
+  std::vector<float> dl(m * kk);
+  const double want_loss = k::softmax_cross_entropy(logits.data(), labels.data(), nullptr, 0.0f, m, kk);
+  k::softmax_cross_entropy(logits.data(), labels.data(), dl.data(), scale, m, kk);
+  const auto db0 = random_vec(kk, 29, 1.0);
+  std::vector<float> want_db = db0;
+  for (int i = 0; i < m; ++i) {  // linear_backward's bias gradient: column sums added in row order
+    for (int c = 0; c < kk; ++c) want_db[c] += dl[i * kk + c];
+  }
+
+  std::vector<float> saved(m * kk, -1.0f), in = logits, db = db0;
+  std::vector<double> sums(m);
+  EXPECT_EQ(k::softmax_cross_entropy_forward(in.data(), labels.data(), saved.data(), sums.data(), m, kk), want_loss);
+  EXPECT_EQ(in, logits) << "the logits are only read";
+  k::softmax_cross_entropy_backward(saved.data(), labels.data(), sums.data(), scale, m, kk, db.data());
+  EXPECT_EQ(saved, dl);
+  EXPECT_EQ(db, want_db);
+  // Without db: the same gradient, db left alone.
+  std::vector<float> again(m * kk, -1.0f);
+  k::softmax_cross_entropy_forward(logits.data(), labels.data(), again.data(), sums.data(), m, kk);
+  k::softmax_cross_entropy_backward(again.data(), labels.data(), sums.data(), scale, m, kk, nullptr);
+  EXPECT_EQ(again, dl);
+}
+
 }  // namespace
 }  // namespace tlm

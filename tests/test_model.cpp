@@ -343,6 +343,34 @@ TEST(Model, OversizedBatchIsAClearError) {
   }
 }
 
+// A training forward keeps the cross-entropy's exponentials for backward (and backward adds the
+// decoder bias gradient as it rescales them); an inference forward does not, and backward then
+// starts from the logits. Without dropout both are the same computation: the same loss and
+// gradients, bit for bit, and the logits stay what the forward made.
+TEST(Model, TheTrainingCrossEntropyKeepsTheInferenceBits) {
+  BertConfig cfg = small_config(Head::kMaskedLM);
+  cfg.hidden_dropout_prob = 0.0f;
+  cfg.attention_probs_dropout_prob = 0.0f;
+  const Batch batch = random_batch(cfg, {16, 9, 12, 5}, 7);
+  BertModel model(cfg, limits_for(batch, 16));
+  model.init_weights(4);
+  std::vector<float> grads[2], logits[2];
+  double losses[2];
+  for (int training : {0, 1}) {
+    model.zero_grad();
+    const ForwardResult f = model.forward(batch, training == 1, 3);
+    losses[training] = f.loss_sum;
+    logits[training] = model.logits_to_host();
+    model.backward(static_cast<float>(1.0 / f.count));
+    grads[training].resize(static_cast<size_t>(model.num_params()));
+    model.backend().download(grads[training].data(), model.grads(), sizeof(float) * grads[training].size());
+    if (training == 1) EXPECT_EQ(model.logits_to_host(), logits[1]) << "backward kept the logits";
+  }
+  EXPECT_EQ(losses[1], losses[0]);
+  EXPECT_EQ(logits[1], logits[0]);
+  EXPECT_TRUE(bit_identical(grads[1].data(), grads[0].data(), model.num_params()));
+}
+
 TEST(Optim, LinearScheduleMatchesHuggingFace) {
   EXPECT_EQ(linear_schedule(0, 2, 10), 0.0);
   EXPECT_EQ(linear_schedule(1, 2, 10), 0.5);

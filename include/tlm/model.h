@@ -98,10 +98,11 @@ class BertModel {
   // must live until the next forward (its uploads may still run) and through backward().
   ForwardResult forward(const Batch& batch, bool training, uint64_t dropout_seed);
   // Accumulates grad_scale * d(loss_sum)/d(params) for the last forward into grads().
-  // Overwrites logits() with their gradient. `final_from`, when given, is called as the pass goes
-  // down the model with a falling offset: grads() from there to the end of the table are final
-  // (after the head, after each layer, 0 at the end), so a data-parallel sum of those values can
-  // start while the rest is computed. The work behind a call may still be queued on the device.
+  // May overwrite logits() with their gradient (classification, and MLM after an inference
+  // forward; a training forward of MLM keeps what backward needs elsewhere). `final_from`, when given, is called as the
+  // pass goes down the model with a falling offset: grads() from there to the end of the table are final (after the
+  // head, after each layer, 0 at the end), so a data-parallel sum of those values can start while the rest is computed.
+  // The work behind a call may still be queued on the device.
   void backward(float grad_scale, const std::function<void(int64_t)>& final_from = {});
   // The offsets backward reports to final_from, in order (the last is 0).
   std::vector<int64_t> gradient_report_offsets() const;

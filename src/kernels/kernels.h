@@ -134,6 +134,16 @@ void batchnorm_backward(const float* dy, const float* x, const float* mean, cons
 // logits (m, k), labels (m); returns the summed loss over rows. If dlogits is non-null it is
 // overwritten with scale * (softmax - onehot) (it may alias logits).
 double softmax_cross_entropy(const float* logits, const int32_t* labels, float* dlogits, float scale, int m, int k);
+// The same split in two for training, so the exponentials are taken once: the forward returns the
+// summed loss (softmax_cross_entropy's bits) and keeps exp(logits - row max) in saved (m, k) and
+// their sums in row_sums (m); logits are only read. The backward turns saved into dlogits in place,
+// softmax_cross_entropy's bits, and with db (k) non-null also adds dlogits' column sums to db (the
+// bias gradient of the layer that made the logits, linear_backward's bits) in the same pass.
+// A label < 0 is ignored (no loss, zero gradient row) in both.
+double softmax_cross_entropy_forward(const float* logits, const int32_t* labels, float* saved, double* row_sums, int m,
+                                     int k);
+void softmax_cross_entropy_backward(float* saved, const int32_t* labels, const double* row_sums, float scale, int m,
+                                    int k, float* db);
 // probs (m, k) = softmax(logits) row-wise (may alias logits)
 void softmax_rows(const float* logits, float* probs, int m, int k);
 

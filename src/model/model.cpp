@@ -115,6 +115,11 @@ struct BertModel::Impl {
   float *d0, *d1, *d2, *d3, *dqkv, *dffn, *att_scratch;
   // MLM head (m rows)
   float *h_m, *t_pre, *t_act, *t_ln, *t_mean, *t_rstd, *mlm_logits, *dm1, *dm2;
+  // What a training forward's cross-entropy kept for backward (the back end's: the CPU keeps the
+  // exponentials, so backward takes none): (m, vocab) then the logits' gradient, and (m) row sums.
+  float* mlm_saved = nullptr;
+  DeviceBuffer<double> d_ce_row_sums;
+  bool ce_saved = false;  // the last forward filled them, and no backward used them yet
   // classification head (b rows)
   float *h_cls, *pooled, *pooled_drop, *cls_logits, *dc1, *dc2;
 
@@ -341,6 +346,7 @@ BertModel::BertModel(const BertConfig& config, const ModelLimits& limits, std::s
     want(&I.t_mean, m);
     want(&I.t_rstd, m);
     want(&I.mlm_logits, m * v);
+    want(&I.mlm_saved, m * v);
   } else {
     for (float** p : {&I.h_cls, &I.pooled, &I.pooled_drop, &I.dc1, &I.dc2}) want(p, b * c);
     want(&I.cls_logits, b * labels);
@@ -392,6 +398,7 @@ BertModel::BertModel(const BertConfig& config, const ModelLimits& limits, std::s
   I.d_positions = DeviceBuffer<int32_t>(*backend_, n);
   I.d_offsets = DeviceBuffer<int32_t>(*backend_, b + 1);
   I.d_labels = DeviceBuffer<int32_t>(*backend_, std::max(m, b));
+  if (config.head == Head::kMaskedLM) I.d_ce_row_sums = DeviceBuffer<double>(*backend_, m);
   I.d_sel_rows = DeviceBuffer<int32_t>(*backend_, r);
   I.d_sel_offsets = DeviceBuffer<int32_t>(*backend_, b + 1);
   I.d_head_rows = DeviceBuffer<int32_t>(*backend_, r);
@@ -648,7 +655,10 @@ ForwardResult BertModel::forward(const Batch& batch, bool training, uint64_t dro
     be.gelu_forward(I.t_pre, I.t_act, int64_t{m} * c);
     be.layernorm_forward(I.t_act, P + I.head_ln_g, P + I.head_ln_b, I.t_ln, I.t_mean, I.t_rstd, m, c, eps);
     be.linear_forward(I.t_ln, P + I.word, P + I.dec_b, I.mlm_logits, m, c, v);  // tied decoder
-    result.loss_sum = be.softmax_cross_entropy(I.mlm_logits, I.d_labels.data(), nullptr, 0.0f, m, v);
+    result.loss_sum = training ? be.softmax_cross_entropy_forward(I.mlm_logits, I.d_labels.data(), I.mlm_saved,
+                                                                  I.d_ce_row_sums.data(), m, v)
+                               : be.softmax_cross_entropy(I.mlm_logits, I.d_labels.data(), nullptr, 0.0f, m, v);
+    I.ce_saved = training;
     result.count = m;
   } else {
     const int labels = config_.num_labels();
@@ -689,8 +699,21 @@ void BertModel::backward(float grad_scale, const std::function<void(int64_t)>& f
   // d0: gradient w.r.t. the final hidden states of the selected rows, (r, c).
   if (config_.head == Head::kMaskedLM) {
     const int m = I.m, v = config_.vocab_size;
-    be.softmax_cross_entropy(I.mlm_logits, I.d_labels.data(), I.mlm_logits, grad_scale, m, v);
-    be.linear_backward(I.mlm_logits, I.t_ln, P + I.word, I.dm1, G + I.word, G + I.dec_b, m, c, v);
+    // dlogits: from what the training forward kept (the decoder bias gradient may come with them),
+    // else from the logits, which they then replace
+    float* dlogits = I.mlm_logits;
+    float* dec_b_grad = G + I.dec_b;
+    if (I.ce_saved) {
+      dlogits = I.mlm_saved;
+      if (be.softmax_cross_entropy_backward(I.mlm_saved, I.d_labels.data(), I.d_ce_row_sums.data(), grad_scale, m, v,
+                                            dec_b_grad)) {
+        dec_b_grad = nullptr;  // added
+      }
+      I.ce_saved = false;  // used: another backward starts from the logits
+    } else {
+      be.softmax_cross_entropy(I.mlm_logits, I.d_labels.data(), I.mlm_logits, grad_scale, m, v);
+    }
+    be.linear_backward(dlogits, I.t_ln, P + I.word, I.dm1, G + I.word, dec_b_grad, m, c, v);
     be.layernorm_backward(I.dm1, I.t_act, I.t_mean, I.t_rstd, P + I.head_ln_g, I.dm2, G + I.head_ln_g, G + I.head_ln_b,
                           m, c);
     be.gelu_backward(I.dm2, I.t_pre, I.dm1, int64_t{m} * c);

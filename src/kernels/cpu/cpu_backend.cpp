@@ -116,6 +116,15 @@ class CpuBackend final : public Backend {
                                int kk) override {
     return k::softmax_cross_entropy(logits, labels, dlogits, scale, m, kk);
   }
+  double softmax_cross_entropy_forward(const float* logits, const int32_t* labels, float* saved, double* row_sums,
+                                       int m, int kk) override {
+    return k::softmax_cross_entropy_forward(logits, labels, saved, row_sums, m, kk);
+  }
+  bool softmax_cross_entropy_backward(float* saved, const int32_t* labels, const double* row_sums, float scale, int m,
+                                      int kk, float* db) override {
+    k::softmax_cross_entropy_backward(saved, labels, row_sums, scale, m, kk, db);
+    return db != nullptr;
+  }
   void softmax_rows(const float* logits, float* probs, int m, int kk) override {
     k::softmax_rows(logits, probs, m, kk);
   }

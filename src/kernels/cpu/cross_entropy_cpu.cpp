@@ -53,6 +53,63 @@ double softmax_cross_entropy(const float* logits, const int32_t* labels, float* 
   return total;
 }
 
+double softmax_cross_entropy_forward(const float* logits, const int32_t* labels, float* saved, double* row_sums, int m,
+                                     int k) {
+  // softmax_cross_entropy's loop with dlogits = saved, but stopping before the rescale: the same
+  // sums, so the same loss
+  double partial[kMaxThreads] = {};
+#pragma omp parallel
+  {
+    double mine = 0;
+#pragma omp for schedule(static)
+    for (int i = 0; i < m; ++i) {
+      const int label = labels[i];
+      if (label < 0) continue;  // backward zeroes its row
+      const float* row = logits + static_cast<int64_t>(i) * k;
+      float mx;
+      const double sum = row_exp_sum_to(row, saved + static_cast<int64_t>(i) * k, k, &mx);
+      row_sums[i] = sum;
+      mine += mx + std::log(sum) - row[label];
+    }
+    partial[omp_get_thread_num()] = mine;
+  }
+  double total = 0;
+  for (double p : partial) total += p;
+  return total;
+}
+
+namespace {
+
+// Columns [c0, c1) of every row: the rescale of softmax_cross_entropy (scale_row's multiply, then
+// the label's subtraction), and db's column sums in row order as linear_backward adds them.
+TLM_CLONES void cross_entropy_backward_columns(float* saved, const int32_t* labels, const double* row_sums, float scale,
+                                               int m, int k, float* __restrict db, int c0, int c1) {
+  for (int i = 0; i < m; ++i) {
+    float* __restrict row = saved + static_cast<int64_t>(i) * k;
+    const int label = labels[i];
+    if (label < 0) {
+      for (int c = c0; c < c1; ++c) row[c] = 0.0f;
+    } else {
+      const float f = static_cast<float>(scale / row_sums[i]);
+      for (int c = c0; c < c1; ++c) row[c] = f * row[c];
+      if (label >= c0 && label < c1) row[label] -= scale;
+    }
+    if (db) {
+      for (int c = c0; c < c1; ++c) db[c] += row[c];
+    }
+  }
+}
+
+}  // namespace
+
+void softmax_cross_entropy_backward(float* saved, const int32_t* labels, const double* row_sums, float scale, int m,
+                                    int k, float* db) {
+  // Column blocks: each thread owns columns of every row, so db's sums need no second pass and
+  // keep their order for any thread count.
+  parallel_column_blocks(
+      k, [&](int c0, int c1) { cross_entropy_backward_columns(saved, labels, row_sums, scale, m, k, db, c0, c1); });
+}
+
 void softmax_rows(const float* logits, float* probs, int m, int k) {
 #pragma omp parallel for schedule(static)
   for (int i = 0; i < m; ++i) {
