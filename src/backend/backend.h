@@ -100,7 +100,9 @@ class Backend {
   // Training's cross-entropy in two (kernels.h): the forward keeps in saved (m, k) and row_sums
   // (m) what the backward needs, and the backward turns saved into dlogits in place; with db, it
   // returns true when it added the column sums to db, false when it left them to the caller. A
-  // back end without these keeps a copy of the logits and runs softmax_cross_entropy twice.
+  // back end that has them says so (the model then keeps the buffers and calls them; else it runs
+  // softmax_cross_entropy in forward and backward). The defaults are that, on a copy of the logits.
+  virtual bool splits_cross_entropy() const { return false; }
   virtual double softmax_cross_entropy_forward(const float* logits, const int32_t* labels, float* saved,
                                                double* row_sums, int m, int k) {
     (void)row_sums;

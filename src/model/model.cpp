@@ -346,7 +346,7 @@ BertModel::BertModel(const BertConfig& config, const ModelLimits& limits, std::s
     want(&I.t_mean, m);
     want(&I.t_rstd, m);
     want(&I.mlm_logits, m * v);
-    want(&I.mlm_saved, m * v);
+    want(&I.mlm_saved, backend_->splits_cross_entropy() ? m * v : 0);
   } else {
     for (float** p : {&I.h_cls, &I.pooled, &I.pooled_drop, &I.dc1, &I.dc2}) want(p, b * c);
     want(&I.cls_logits, b * labels);
@@ -398,7 +398,9 @@ BertModel::BertModel(const BertConfig& config, const ModelLimits& limits, std::s
   I.d_positions = DeviceBuffer<int32_t>(*backend_, n);
   I.d_offsets = DeviceBuffer<int32_t>(*backend_, b + 1);
   I.d_labels = DeviceBuffer<int32_t>(*backend_, std::max(m, b));
-  if (config.head == Head::kMaskedLM) I.d_ce_row_sums = DeviceBuffer<double>(*backend_, m);
+  if (config.head == Head::kMaskedLM && backend_->splits_cross_entropy()) {
+    I.d_ce_row_sums = DeviceBuffer<double>(*backend_, m);
+  }
   I.d_sel_rows = DeviceBuffer<int32_t>(*backend_, r);
   I.d_sel_offsets = DeviceBuffer<int32_t>(*backend_, b + 1);
   I.d_head_rows = DeviceBuffer<int32_t>(*backend_, r);
@@ -569,6 +571,7 @@ ForwardResult BertModel::forward(const Batch& batch, bool training, uint64_t dro
   // The previous forward's uploads read the host indexing rewritten below (and its batch): they
   // must be done first. Free on the CPU.
   backend_->synchronize();
+  I.ce_saved = false;  // until this forward's cross-entropy keeps its values
   I.batch = &batch;
   I.training = training;
   I.logits_are_probs = false;
@@ -655,10 +658,11 @@ ForwardResult BertModel::forward(const Batch& batch, bool training, uint64_t dro
     be.gelu_forward(I.t_pre, I.t_act, int64_t{m} * c);
     be.layernorm_forward(I.t_act, P + I.head_ln_g, P + I.head_ln_b, I.t_ln, I.t_mean, I.t_rstd, m, c, eps);
     be.linear_forward(I.t_ln, P + I.word, P + I.dec_b, I.mlm_logits, m, c, v);  // tied decoder
-    result.loss_sum = training ? be.softmax_cross_entropy_forward(I.mlm_logits, I.d_labels.data(), I.mlm_saved,
-                                                                  I.d_ce_row_sums.data(), m, v)
-                               : be.softmax_cross_entropy(I.mlm_logits, I.d_labels.data(), nullptr, 0.0f, m, v);
-    I.ce_saved = training;
+    const bool keep = training && be.splits_cross_entropy();
+    result.loss_sum = keep ? be.softmax_cross_entropy_forward(I.mlm_logits, I.d_labels.data(), I.mlm_saved,
+                                                              I.d_ce_row_sums.data(), m, v)
+                           : be.softmax_cross_entropy(I.mlm_logits, I.d_labels.data(), nullptr, 0.0f, m, v);
+    I.ce_saved = keep;
     result.count = m;
   } else {
     const int labels = config_.num_labels();

@@ -116,6 +116,7 @@ class CpuBackend final : public Backend {
                                int kk) override {
     return k::softmax_cross_entropy(logits, labels, dlogits, scale, m, kk);
   }
+  bool splits_cross_entropy() const override { return true; }
   double softmax_cross_entropy_forward(const float* logits, const int32_t* labels, float* saved, double* row_sums,
                                        int m, int kk) override {
     return k::softmax_cross_entropy_forward(logits, labels, saved, row_sums, m, kk);
