@@ -123,8 +123,8 @@ TEST(CpuBackend, BackwardAfterProbabilitiesIsRefused) {
 // readable and writable only while one of the back end's calls runs.
 class GuardedBackend final : public Backend {
  public:
-  // split: the CPU's split cross-entropy through the guard; else the seam's default (the fused op
-  // in forward and backward), so the model's two paths can be compared
+  // split: the CPU's split cross-entropy through the guard; else the back end says it has none, so
+  // the model runs the fused op in forward and backward (and must not call the split ops)
   explicit GuardedBackend(bool split = true) : inner_(make_backend(Device{}, Precision::kFp32)), split_(split) {}
   ~GuardedBackend() override {
     for (auto& [p, size] : regions_) munmap(p, size);
@@ -242,10 +242,12 @@ class GuardedBackend final : public Backend {
   bool splits_cross_entropy() const override { return split_ && inner_->splits_cross_entropy(); }
   double softmax_cross_entropy_forward(const float* logits, const int32_t* labels, float* saved, double* row_sums,
                                        int m, int k) override {
+    TLM_CHECK(split_, "the model called a split op of a back end without them");
     TLM_GUARDED(softmax_cross_entropy_forward(logits, labels, saved, row_sums, m, k))
   }
   bool softmax_cross_entropy_backward(float* saved, const int32_t* labels, const double* row_sums, float scale, int m,
                                       int k, float* db) override {
+    TLM_CHECK(split_, "the model called a split op of a back end without them");
     TLM_GUARDED(softmax_cross_entropy_backward(saved, labels, row_sums, scale, m, k, db))
   }
   double sum_squares_live(const float* x, int64_t n, const LiveRows& z) override {
@@ -340,8 +342,8 @@ class BackendSeam : public TempDirTest {
   }
 };
 
-// MLM runs twice: the guard around the CPU's split cross-entropy, and the seam's default path
-// (the fused op twice), which must give the split's bits too.
+// MLM runs twice: the guard around the CPU's split cross-entropy, and a back end without it (the
+// model's fused path, forward and backward), which must give the split's bits too.
 TEST_F(BackendSeam, AGuardedDeviceTrainsExactlyAsTheCpu) {
   for (auto [head, split] :
        {std::pair{Head::kMaskedLM, true}, std::pair{Head::kMaskedLM, false}, std::pair{Head::kClassification, true}}) {

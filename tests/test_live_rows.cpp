@@ -157,6 +157,7 @@ TEST(LiveRows, AClassifierTrainsAsWithDenseGradients) {
       sparse.zero_grad();
       for (float g : host_grads(sparse)) ASSERT_EQ(g, 0.0f) << "zero_grad left a value at step " << step;
       dense.zero_grad();
+      for (float g : host_grads(dense)) ASSERT_EQ(g, 0.0f) << "zero_grad left a value at step " << step;
       dense.grads_changed_outside_backward();  // no row known to be zero: every op dense
       for (BertModel* m : {&sparse, &dense}) {
         const ForwardResult f = m->forward(batches[step], true, 50 + step);

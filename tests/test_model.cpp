@@ -365,7 +365,9 @@ TEST(Model, TheTrainingCrossEntropyKeepsTheInferenceBits) {
     model.backward(static_cast<float>(1.0 / f.count));
     grads[training].resize(static_cast<size_t>(model.num_params()));
     model.backend().download(grads[training].data(), model.grads(), sizeof(float) * grads[training].size());
-    if (training == 1) EXPECT_EQ(model.logits_to_host(), logits[1]) << "backward kept the logits";
+    if (training == 1) {
+      EXPECT_EQ(model.logits_to_host(), logits[1]) << "backward kept the logits";
+    }
   }
   EXPECT_EQ(losses[1], losses[0]);
   EXPECT_EQ(logits[1], logits[0]);

@@ -100,20 +100,16 @@ class Backend {
   // Training's cross-entropy in two (kernels.h): the forward keeps in saved (m, k) and row_sums
   // (m) what the backward needs, and the backward turns saved into dlogits in place; with db, it
   // returns true when it added the column sums to db, false when it left them to the caller. A
-  // back end that has them says so (the model then keeps the buffers and calls them; else it runs
-  // softmax_cross_entropy in forward and backward). The defaults are that, on a copy of the logits.
+  // back end that has them says so and overrides both (the model then keeps the buffers and calls
+  // them; else it runs softmax_cross_entropy in forward and backward and never calls these).
   virtual bool splits_cross_entropy() const { return false; }
-  virtual double softmax_cross_entropy_forward(const float* logits, const int32_t* labels, float* saved,
-                                               double* row_sums, int m, int k) {
-    (void)row_sums;
-    copy(saved, logits, sizeof(float) * static_cast<size_t>(m) * static_cast<size_t>(k));
-    return softmax_cross_entropy(logits, labels, nullptr, 0.0f, m, k);
+  virtual double softmax_cross_entropy_forward(const float* /*logits*/, const int32_t* /*labels*/, float* /*saved*/,
+                                               double* /*row_sums*/, int /*m*/, int /*k*/) {
+    throw Error(describe() + " has no split cross-entropy (splits_cross_entropy() is false)");
   }
-  virtual bool softmax_cross_entropy_backward(float* saved, const int32_t* labels, const double* row_sums, float scale,
-                                              int m, int k, float* db) {
-    (void)row_sums, (void)db;
-    softmax_cross_entropy(saved, labels, saved, scale, m, k);
-    return false;
+  virtual bool softmax_cross_entropy_backward(float* /*saved*/, const int32_t* /*labels*/, const double* /*row_sums*/,
+                                              float /*scale*/, int /*m*/, int /*k*/, float* /*db*/) {
+    throw Error(describe() + " has no split cross-entropy (splits_cross_entropy() is false)");
   }
   virtual void add_inplace(float* y, const float* x, int64_t n) = 0;
   virtual void scale_inplace(float* y, float s, int64_t n) = 0;

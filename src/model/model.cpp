@@ -119,6 +119,7 @@ struct BertModel::Impl {
   // exponentials, so backward takes none): (m, vocab) then the logits' gradient, and (m) row sums.
   float* mlm_saved = nullptr;
   DeviceBuffer<double> d_ce_row_sums;
+  bool split_ce = false;  // the back end has the split ops (asked once: the buffers are sized by it)
   bool ce_saved = false;  // the last forward filled them, and no backward used them yet
   // classification head (b rows)
   float *h_cls, *pooled, *pooled_drop, *cls_logits, *dc1, *dc2;
@@ -346,7 +347,8 @@ BertModel::BertModel(const BertConfig& config, const ModelLimits& limits, std::s
     want(&I.t_mean, m);
     want(&I.t_rstd, m);
     want(&I.mlm_logits, m * v);
-    want(&I.mlm_saved, backend_->splits_cross_entropy() ? m * v : 0);
+    I.split_ce = backend_->splits_cross_entropy();
+    want(&I.mlm_saved, I.split_ce ? m * v : 0);
   } else {
     for (float** p : {&I.h_cls, &I.pooled, &I.pooled_drop, &I.dc1, &I.dc2}) want(p, b * c);
     want(&I.cls_logits, b * labels);
@@ -398,7 +400,7 @@ BertModel::BertModel(const BertConfig& config, const ModelLimits& limits, std::s
   I.d_positions = DeviceBuffer<int32_t>(*backend_, n);
   I.d_offsets = DeviceBuffer<int32_t>(*backend_, b + 1);
   I.d_labels = DeviceBuffer<int32_t>(*backend_, std::max(m, b));
-  if (config.head == Head::kMaskedLM && backend_->splits_cross_entropy()) {
+  if (I.split_ce) {
     I.d_ce_row_sums = DeviceBuffer<double>(*backend_, m);
   }
   I.d_sel_rows = DeviceBuffer<int32_t>(*backend_, r);
@@ -658,7 +660,7 @@ ForwardResult BertModel::forward(const Batch& batch, bool training, uint64_t dro
     be.gelu_forward(I.t_pre, I.t_act, int64_t{m} * c);
     be.layernorm_forward(I.t_act, P + I.head_ln_g, P + I.head_ln_b, I.t_ln, I.t_mean, I.t_rstd, m, c, eps);
     be.linear_forward(I.t_ln, P + I.word, P + I.dec_b, I.mlm_logits, m, c, v);  // tied decoder
-    const bool keep = training && be.splits_cross_entropy();
+    const bool keep = training && I.split_ce;
     result.loss_sum = keep ? be.softmax_cross_entropy_forward(I.mlm_logits, I.d_labels.data(), I.mlm_saved,
                                                               I.d_ce_row_sums.data(), m, v)
                            : be.softmax_cross_entropy(I.mlm_logits, I.d_labels.data(), nullptr, 0.0f, m, v);
