@@ -88,10 +88,10 @@ struct BertModel::Impl {
   bool word_rows_tracked = false;  // set where tracked: grads() start zero-filled
   std::vector<uint8_t> word_live;  // (vocab) 1: looked up since the last zero_grad()
   DeviceBuffer<uint8_t> d_word_live;
-  kernels::LiveRows word_rows() const {
+  // The word embeddings' rows (vocab, hidden) and their flags
+  kernels::LiveRows word_rows(int hidden) const {
     return {word, static_cast<int64_t>(word_live.size()), hidden, d_word_live.data()};
   }
-  int hidden = 0;
   kernels::LiveRows live_view;  // what zero_grad_rows() points to
 
   DeviceBuffer<float> acts;          // one buffer for every activation and backward scratch
@@ -408,7 +408,6 @@ BertModel::BertModel(const BertConfig& config, const ModelLimits& limits, std::s
   I.d_head_rows = DeviceBuffer<int32_t>(*backend_, r);
   I.d_token_keys = DeviceBuffer<uint64_t>(*backend_, n);
   I.d_sel_keys = DeviceBuffer<uint64_t>(*backend_, r);
-  I.hidden = config.hidden_size;
   I.track_word_rows = config.head == Head::kClassification && backend_->skips_dead_rows();
   I.word_rows_tracked = I.track_word_rows;
   if (I.track_word_rows) {
@@ -481,7 +480,7 @@ void BertModel::zero_grad() {
     const int64_t word_end = I.word + int64_t{config_.vocab_size} * config_.hidden_size;
     backend_->fill_zero(I.grads.data(), sizeof(float) * static_cast<size_t>(I.word));
     backend_->fill_zero(I.grads.data() + word_end, sizeof(float) * static_cast<size_t>(num_params() - word_end));
-    backend_->zero_live_rows(I.grads.data(), I.word_rows());
+    backend_->zero_live_rows(I.grads.data(), I.word_rows(config_.hidden_size));
   } else {
     I.grads.zero();
   }
@@ -498,7 +497,7 @@ void BertModel::grads_changed_outside_backward() { impl_->word_rows_tracked = fa
 const kernels::LiveRows* BertModel::zero_grad_rows() {
   Impl& I = *impl_;
   if (!I.word_rows_tracked) return nullptr;
-  I.live_view = I.word_rows();
+  I.live_view = I.word_rows(config_.hidden_size);
   return &I.live_view;
 }
 

@@ -139,7 +139,7 @@ class CpuBackend final : public Backend {
     k::scatter_add_rows(src, rows, dst, count, c);
   }
   void adamw_update(float* params, const float* grads, float* m, float* v, int64_t n, const AdamWScalars& s) override {
-    TLM_CHECK(!gemm_.frozen(params, n), "AdamW update of weights frozen for inference (freeze_weights)");
+    refuse_frozen(params, n);
     k::adamw_update(params, grads, m, v, n, s);
   }
   bool skips_dead_rows() const override { return true; }
@@ -148,7 +148,7 @@ class CpuBackend final : public Backend {
   }
   void adamw_update_live(float* params, const float* grads, float* m, float* v, int64_t n, const AdamWScalars& s,
                          const LiveRows& z) override {
-    TLM_CHECK(!gemm_.frozen(params, n), "AdamW update of weights frozen for inference (freeze_weights)");
+    refuse_frozen(params, n);
     k::adamw_update_live(params, grads, m, v, n, s, z);
   }
   void zero_live_rows(float* x, const LiveRows& z) override { k::zero_live_rows(x, z); }
@@ -157,6 +157,9 @@ class CpuBackend final : public Backend {
   double gemm_ceiling_gflops() override { return k::gemm_ceiling_gflops(gemm_); }
 
  private:
+  void refuse_frozen(const float* params, int64_t n) const {
+    TLM_CHECK(!gemm_.frozen(params, n), "AdamW update of weights frozen for inference (freeze_weights)");
+  }
   Precision precision_;
   k::CpuGemm gemm_;  // its scratch makes the back end one thread's at a time, as the contract says
 };

@@ -15,37 +15,25 @@ double row_logsumexp(const float* row, int k) {
   return mx + std::log(sum);
 }
 
-}  // namespace
+// The cross-entropy of one row (k logits, label >= 0), its exponentials exp(row - max) written to
+// out (which may be row: the label's logit is read first) and their sum to *sum.
+double row_loss_keeping_exps(const float* row, float* out, int label, int k, double* sum) {
+  const float logit = row[label];
+  float mx;
+  *sum = row_exp_sum_to(row, out, k, &mx);
+  return mx + std::log(*sum) - logit;
+}
 
-double softmax_cross_entropy(const float* logits, const int32_t* labels, float* dlogits, float scale, int m, int k) {
-  // Per-thread partial sums over a static schedule, added in thread order: deterministic for a
-  // given thread count.
+// The sum of row_loss(i) over rows i < m: per-thread partial sums over a static schedule, added
+// in thread order, so deterministic for a given thread count.
+template <typename RowLoss>
+double sum_row_losses(int m, RowLoss row_loss) {
   double partial[kMaxThreads] = {};
 #pragma omp parallel
   {
     double mine = 0;
 #pragma omp for schedule(static)
-    for (int i = 0; i < m; ++i) {
-      const float* row = logits + static_cast<int64_t>(i) * k;
-      float* drow = dlogits ? dlogits + static_cast<int64_t>(i) * k : nullptr;
-      const int label = labels[i];
-      if (label < 0) {  // ignore_index (-100 in HF)
-        if (drow) std::fill(drow, drow + k, 0.0f);
-        continue;
-      }
-      if (!drow) {
-        mine += row_logsumexp(row, k) - row[label];
-        continue;
-      }
-      // d loss / d logits = scale * (softmax - onehot): the exponentials of the sum, rescaled
-      // (the label's logit read first: drow may be row)
-      const float logit = row[label];
-      float mx;
-      const double sum = row_exp_sum_to(row, drow, k, &mx);
-      mine += mx + std::log(sum) - logit;
-      scale_row(drow, k, static_cast<float>(scale / sum));
-      drow[label] -= scale;
-    }
+    for (int i = 0; i < m; ++i) mine += row_loss(i);
     partial[omp_get_thread_num()] = mine;
   }
   double total = 0;
@@ -53,29 +41,37 @@ double softmax_cross_entropy(const float* logits, const int32_t* labels, float* 
   return total;
 }
 
+}  // namespace
+
+double softmax_cross_entropy(const float* logits, const int32_t* labels, float* dlogits, float scale, int m, int k) {
+  return sum_row_losses(m, [&](int i) -> double {
+    const float* row = logits + static_cast<int64_t>(i) * k;
+    float* drow = dlogits ? dlogits + static_cast<int64_t>(i) * k : nullptr;
+    const int label = labels[i];
+    if (label < 0) {  // ignore_index (-100 in HF): no loss, no gradient
+      if (drow) std::fill(drow, drow + k, 0.0f);
+      return 0.0;
+    }
+    if (!drow) return row_logsumexp(row, k) - row[label];
+    // d loss / d logits = scale * (softmax - onehot): the exponentials of the sum, rescaled
+    double sum;
+    const double loss = row_loss_keeping_exps(row, drow, label, k, &sum);
+    scale_row(drow, k, static_cast<float>(scale / sum));
+    drow[label] -= scale;
+    return loss;
+  });
+}
+
 double softmax_cross_entropy_forward(const float* logits, const int32_t* labels, float* saved, double* row_sums, int m,
                                      int k) {
-  // softmax_cross_entropy's loop with dlogits = saved, but stopping before the rescale: the same
-  // sums, so the same loss
-  double partial[kMaxThreads] = {};
-#pragma omp parallel
-  {
-    double mine = 0;
-#pragma omp for schedule(static)
-    for (int i = 0; i < m; ++i) {
-      const int label = labels[i];
-      if (label < 0) continue;  // backward zeroes its row
-      const float* row = logits + static_cast<int64_t>(i) * k;
-      float mx;
-      const double sum = row_exp_sum_to(row, saved + static_cast<int64_t>(i) * k, k, &mx);
-      row_sums[i] = sum;
-      mine += mx + std::log(sum) - row[label];
-    }
-    partial[omp_get_thread_num()] = mine;
-  }
-  double total = 0;
-  for (double p : partial) total += p;
-  return total;
+  // softmax_cross_entropy's rows with dlogits = saved, stopping before the rescale: the same sums,
+  // so the same loss
+  return sum_row_losses(m, [&](int i) -> double {
+    const int label = labels[i];
+    if (label < 0) return 0.0;  // backward zeroes its row
+    const int64_t at = static_cast<int64_t>(i) * k;
+    return row_loss_keeping_exps(logits + at, saved + at, label, k, &row_sums[i]);
+  });
 }
 
 namespace {
