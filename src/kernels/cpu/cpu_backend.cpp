@@ -10,6 +10,7 @@
 #include "kernels/cpu/conv_cpu.h"
 #include "kernels/cpu/cpu_isa.h"
 #include "kernels/cpu/gemm_cpu.h"
+#include "kernels/cpu/page_memory.h"
 #include "tlm/check.h"
 
 namespace tlm {
@@ -31,15 +32,20 @@ class CpuBackend final : public Backend {
   }
 
   void* allocate(size_t bytes) override {
-    // 64-byte aligned for AVX-512 loads; zero-filled as the contract says.
-    void* p = std::aligned_alloc(64, (bytes + 63) / 64 * 64);
-    TLM_CHECK(p != nullptr, "out of memory allocating {} bytes", bytes);
+    // 64-byte aligned for AVX-512 loads (huge pages for large buffers); zero-filled as the
+    // contract says.
+    void* p = nullptr;
+    try {
+      p = k::allocate_pages(bytes);
+    } catch (const std::bad_alloc&) {
+      TLM_FAIL("out of memory allocating {} bytes", bytes);
+    }
     std::memset(p, 0, bytes);
     return p;
   }
-  void deallocate(void* p) override { std::free(p); }
+  void deallocate(void* p) override { k::free_pages(p); }
   void* allocate_host(size_t bytes) override { return allocate(bytes); }
-  void deallocate_host(void* p) override { std::free(p); }
+  void deallocate_host(void* p) override { k::free_pages(p); }
   void upload(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
   void download(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
   void copy(void* dst, const void* src, size_t bytes) override { std::memmove(dst, src, bytes); }

@@ -127,7 +127,7 @@ namespace {
 
 // Grows a scratch vector to n elements (its memory is kept for the next call).
 template <typename T>
-T* scratch(std::vector<T>& v, int64_t n) {
+T* scratch(PageVector<T>& v, int64_t n) {
   if (static_cast<int64_t>(v.size()) < n) v.resize(static_cast<size_t>(n));
   return v.data();
 }
@@ -189,11 +189,11 @@ bool CpuGemm::frozen(const float* p, int64_t n) const {
 namespace {
 
 // x (n) converted into `out` (grown to n when shorter): rounded floats or bf16 bits.
-const float* convert(const float* x, int64_t n, std::vector<float>& out) {
+const float* convert(const float* x, int64_t n, PageVector<float>& out) {
   round_bf16(x, scratch(out, n), n);
   return out.data();
 }
-const uint16_t* convert(const float* x, int64_t n, std::vector<uint16_t>& out) {
+const uint16_t* convert(const float* x, int64_t n, PageVector<uint16_t>& out) {
   to_bf16(x, scratch(out, n), n);
   return out.data();
 }

@@ -16,6 +16,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "kernels/cpu/page_memory.h"
+
 namespace tlm::kernels {
 
 enum class GemmMode { kOpenBlasFp32, kOneDnnFp32, kBf16Emulated, kBf16OneDnn };
@@ -64,17 +66,17 @@ class CpuGemm {
   GemmMode mode_;
   struct OneDnn;
   std::unique_ptr<OneDnn> onednn_;
-  std::vector<float> round_a_, round_b_;   // emulated bf16 operands
-  std::vector<uint16_t> bf16_a_, bf16_b_;  // native bf16 operands
-  const float* converted_a_ = nullptr;     // the a whose copy round_a_ / bf16_a_ hold (bf16 modes)
+  PageVector<float> round_a_, round_b_;   // emulated bf16 operands
+  PageVector<uint16_t> bf16_a_, bf16_b_;  // native bf16 operands
+  const float* converted_a_ = nullptr;    // the a whose copy round_a_ / bf16_a_ hold (bf16 modes)
   int64_t converted_a_size_ = 0;
   bool converted_a_rounded_ = false;     // in round_a_ (else bf16_a_)
   const float* frozen_begin_ = nullptr;  // frozen weights [begin, end)
   const float* frozen_end_ = nullptr;
   struct Kept {  // a frozen b operand's converted copy
     int64_t size = 0;
-    std::vector<float> rounded;  // emulated
-    std::vector<uint16_t> bf16;  // native
+    PageVector<float> rounded;  // emulated
+    PageVector<uint16_t> bf16;  // native
   };
   std::unordered_map<const float*, Kept> kept_;
   // b's converted copy, rounded floats or bf16 bits: kept when b lies in the frozen weights, else
