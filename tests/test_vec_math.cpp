@@ -1,8 +1,12 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
+#include <vector>
 
 #include "kernels/cpu/vec_math.h"
+#include "tlm/check.h"
+#include "tlm/rng.h"
 
 namespace tlm::kernels {
 namespace {
@@ -87,6 +91,58 @@ TEST(VecMath, GeluAndItsDerivativeMatchErfDefinition) {
   }
   EXPECT_LE(worst_y, 2e-6) << "GELU";  // ~1e-7 erfc fit plus fp32 rounding of exp(-z^2) at |z| ~ 3
   EXPECT_LE(worst_d, 2e-6) << "GELU derivative";
+}
+
+}  // namespace
+}  // namespace tlm::kernels
+
+namespace tlm::kernels {
+namespace {
+
+// The 16-float kernels (x86-64-v4) against the 8-float ones: the same bits, for every tail length
+// around both vector widths, a vocabulary-sized row, in place, and values that reach the clamps.
+TEST(VecMath, SixteenFloatVectorsGiveTheBitsOfEight) {
+  if (vector_floats() < 16) GTEST_SKIP() << "this CPU (or TLM_MAX_CPU_ISA) has no x86-64-v4: nothing wide to compare";
+  Rng rng(7);
+  std::vector<int> lengths;
+  for (int k = 1; k <= 40; ++k) lengths.push_back(k);
+  for (int k : {127, 128, 129, 1003, 30522}) lengths.push_back(k);
+  for (int k : lengths) {
+    std::vector<float> row(static_cast<size_t>(k));
+    for (float& v : row) v = static_cast<float>(60 * rng.uniform() - 30);
+    if (k > 3) row[static_cast<size_t>(k) / 2] = -200.0f;  // below exp's clamp after the max is taken
+    float mx8, mx16;
+    std::vector<float> out8(row.size()), out16(row.size()), in_place = row;
+    const double s8 = row_exp_sum(row.data(), k, &mx8, 8), s16 = row_exp_sum(row.data(), k, &mx16, 16);
+    EXPECT_EQ(std::memcmp(&s8, &s16, sizeof(double)), 0) << k;
+    EXPECT_EQ(mx8, mx16) << k;
+    const double t8 = row_exp_sum_to(row.data(), out8.data(), k, &mx8, 8);
+    const double t16 = row_exp_sum_to(row.data(), out16.data(), k, &mx16, 16);
+    EXPECT_EQ(std::memcmp(&t8, &t16, sizeof(double)), 0) << k;
+    EXPECT_EQ(std::memcmp(out8.data(), out16.data(), sizeof(float) * row.size()), 0) << k;
+    const double p16 = row_exp_sum_to(in_place.data(), in_place.data(), k, &mx16, 16);
+    EXPECT_EQ(std::memcmp(&p16, &t8, sizeof(double)), 0) << k;
+    EXPECT_EQ(std::memcmp(in_place.data(), out8.data(), sizeof(float) * row.size()), 0) << k;
+
+    std::vector<float> dy(row.size()), g8(row.size()), g16(row.size());
+    for (float& v : dy) v = static_cast<float>(2 * rng.uniform() - 1);
+    for (float& v : row) v /= 3;  // GELU's inputs: both tails and the middle
+    gelu_span(row.data(), g8.data(), k, 8);
+    gelu_span(row.data(), g16.data(), k, 16);
+    EXPECT_EQ(std::memcmp(g8.data(), g16.data(), sizeof(float) * row.size()), 0) << "GELU " << k;
+    gelu_backward_span(dy.data(), row.data(), g8.data(), k, 8);
+    gelu_backward_span(dy.data(), row.data(), g16.data(), k, 16);
+    EXPECT_EQ(std::memcmp(g8.data(), g16.data(), sizeof(float) * row.size()), 0) << "GELU backward " << k;
+  }
+}
+
+TEST(VecMath, AWidthTheCpuLacksIsRefused) {
+  float mx;
+  const float row[3] = {1, 2, 3};
+  EXPECT_THROW(row_exp_sum(row, 3, &mx, 4), Error);
+  if (vector_floats() < 16) {
+    EXPECT_THROW(row_exp_sum(row, 3, &mx, 16), Error);
+  }
 }
 
 }  // namespace

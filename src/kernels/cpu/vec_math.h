@@ -21,15 +21,22 @@ namespace tlm::kernels {
 using f32x8 = float __attribute__((vector_size(32)));
 using i32x8 = int32_t __attribute__((vector_size(32)));
 using f64x4 = double __attribute__((vector_size(32)));
+// 16 floats: one AVX-512 register. Used only in code compiled for x86-64-v4 (wide_vectors()),
+// where it halves the instructions of the row kernels; elsewhere they use f32x8.
+using f32x16 = float __attribute__((vector_size(64)));
+using i32x16 = int32_t __attribute__((vector_size(64)));
+using f64x8 = double __attribute__((vector_size(64)));
 
 [[gnu::always_inline]] inline int32_t to_int(float x) { return static_cast<int32_t>(x); }
 [[gnu::always_inline]] inline i32x8 to_int(f32x8 x) { return __builtin_convertvector(x, i32x8); }
+[[gnu::always_inline]] inline i32x16 to_int(f32x16 x) { return __builtin_convertvector(x, i32x16); }
 [[gnu::always_inline]] inline float from_bits(int32_t b) { return std::bit_cast<float>(b); }
 [[gnu::always_inline]] inline f32x8 from_bits(i32x8 b) { return reinterpret_cast<f32x8>(b); }
+[[gnu::always_inline]] inline f32x16 from_bits(i32x16 b) { return reinterpret_cast<f32x16>(b); }
 
 // exp(x) in float, within 2 ulp on [-87, 88] (Cody-Waite reduction, degree-7 Taylor polynomial);
 // clamps outside that range (exp(-87.3) ~ 1e-38 stands for 0 where a softmax underflows).
-// V is float or f32x8.
+// V is float, f32x8 or f32x16 (the same operations on every element, so the same bits).
 template <typename V>
 [[gnu::always_inline]] inline V exp_approx(V x) {
   x = x < -87.3f ? V{} - 87.3f : x;
@@ -49,7 +56,7 @@ template <typename V>
 }
 
 // erfc(z) for z >= 0 with relative error ~1.2e-7 (the Chebyshev fit of Numerical Recipes'
-// erfcc, evaluated in float); V is float or f32x8.
+// erfcc, evaluated in float); V is float, f32x8 or f32x16.
 template <typename V>
 [[gnu::always_inline]] inline V erfc_nonneg(V z) {
   const V t = 1.0f / (1.0f + 0.5f * z);
@@ -81,6 +88,19 @@ template <typename V>
   return v;
 }
 [[gnu::always_inline]] inline void store8(float* p, f32x8 v) { std::memcpy(p, &v, sizeof(v)); }
+// V (f32x8 or f32x16) from / to unaligned floats.
+template <typename V>
+[[gnu::always_inline]] inline V loadv(const float* p) {
+  V v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+template <typename V>
+[[gnu::always_inline]] inline void storev(float* p, V v) {
+  std::memcpy(p, &v, sizeof(v));
+}
+template <typename V>
+inline constexpr int kLanes = static_cast<int>(sizeof(V) / sizeof(float));
 
 // Eight double lanes as two 4-wide halves (one 64-byte vector does not fit an AVX2 register):
 // lane_add adds f of eight float values to them, value t in lane t; lane_total adds the lanes in
@@ -115,8 +135,10 @@ template <typename Load8, typename Load1, typename F>
 }
 
 // The max of row[0..k) and sum(exp(row - max)), summed in double; with Store, exp(row - max) is
-// also written to out (which may be row), so a softmax needs no second exponential.
-template <bool Store>
+// also written to out (which may be row), so a softmax needs no second exponential. V is f32x8
+// or f32x16; either way value j is added to double lane j % 8 and the lanes are added in order,
+// so both widths give the same bits.
+template <bool Store, typename V>
 [[gnu::always_inline]] inline double exp_sum(const float* row, float* out, int k, float* max_out) {
   float mx = row[0];
   int j = 0;
@@ -129,37 +151,59 @@ template <bool Store>
     for (int t = 0; t < 8; ++t) mx = vmx[t] > mx ? vmx[t] : mx;
   }
   for (; j < k; ++j) mx = row[j] > mx ? row[j] : mx;
-  // Eight double lanes as two 4-wide halves: one 64-byte vector does not fit an AVX2 register,
-  // and GCC's AVX2 clone spilled it to the stack every iteration. Same sums in the same order.
-  f64x4 acc_lo{}, acc_hi{};
-  j = 0;
-  for (; j + 8 <= k; j += 8) {
-    const f32x8 e = exp_approx(load8(row + j) - mx);
-    if constexpr (Store) store8(out + j, e);
-    acc_lo += __builtin_convertvector(__builtin_shufflevector(e, e, 0, 1, 2, 3), f64x4);
-    acc_hi += __builtin_convertvector(__builtin_shufflevector(e, e, 4, 5, 6, 7), f64x4);
-  }
   double sum = 0;
-  for (; j < k; ++j) {
-    const float e = exp_approx(row[j] - mx);
-    if constexpr (Store) out[j] = e;
-    sum += e;
+  j = 0;
+  if constexpr (kLanes<V> == 16) {
+    f64x8 acc{};  // one AVX-512 register
+    for (; j + 16 <= k; j += 16) {
+      const f32x16 e = exp_approx(loadv<f32x16>(row + j) - mx);
+      if constexpr (Store) storev(out + j, e);
+      acc += __builtin_convertvector(__builtin_shufflevector(e, e, 0, 1, 2, 3, 4, 5, 6, 7), f64x8);
+      acc += __builtin_convertvector(__builtin_shufflevector(e, e, 8, 9, 10, 11, 12, 13, 14, 15), f64x8);
+    }
+    if (j + 8 <= k) {
+      const f32x8 e = exp_approx(load8(row + j) - mx);
+      if constexpr (Store) store8(out + j, e);
+      acc += __builtin_convertvector(e, f64x8);
+      j += 8;
+    }
+    for (; j < k; ++j) {
+      const float e = exp_approx(row[j] - mx);
+      if constexpr (Store) out[j] = e;
+      sum += e;
+    }
+    for (int t = 0; t < 8; ++t) sum += acc[t];
+  } else {
+    // Eight double lanes as two 4-wide halves: one 64-byte vector does not fit an AVX2 register,
+    // and GCC's AVX2 clone spilled it to the stack every iteration. Same sums in the same order.
+    Lanes acc;
+    for (; j + 8 <= k; j += 8) {
+      const f32x8 e = exp_approx(load8(row + j) - mx);
+      if constexpr (Store) store8(out + j, e);
+      lane_add(acc, e, [](f64x4 d) { return d; });
+    }
+    for (; j < k; ++j) {
+      const float e = exp_approx(row[j] - mx);
+      if constexpr (Store) out[j] = e;
+      sum += e;
+    }
+    for (int t = 0; t < 4; ++t) sum += acc.lo[t];  // after the tail, as the wide branch adds
+    for (int t = 0; t < 4; ++t) sum += acc.hi[t];
   }
-  for (int t = 0; t < 4; ++t) sum += acc_lo[t];
-  for (int t = 0; t < 4; ++t) sum += acc_hi[t];
   *max_out = mx;
   return sum;
 }
 
+// The widest vectors the row kernels below use here: 16 floats where the CPU has x86-64-v4
+// (AVX-512 F/BW/DQ/VL) and TLM_MAX_CPU_ISA allows avx512_core, else 8. Decided once.
+int vector_floats();
+
 // Row statistics for a softmax: the max of row[0..k) and sum(exp(row - max)), summed in double.
-TLM_CLONES inline double row_exp_sum(const float* row, int k, float* max_out) {
-  return exp_sum<false>(row, nullptr, k, max_out);
-}
+// `floats` (8, or 16 where vector_floats() is 16) picks the vectors: the same bits either way.
+double row_exp_sum(const float* row, int k, float* max_out, int floats = vector_floats());
 
 // row_exp_sum that also writes out[j] = exp(row[j] - max) (out may be row).
-TLM_CLONES inline double row_exp_sum_to(const float* row, float* out, int k, float* max_out) {
-  return exp_sum<true>(row, out, k, max_out);
-}
+double row_exp_sum_to(const float* row, float* out, int k, float* max_out, int floats = vector_floats());
 
 // row[j] *= scale for j < k.
 TLM_CLONES inline void scale_row(float* row, int k, float scale) {
@@ -168,29 +212,53 @@ TLM_CLONES inline void scale_row(float* row, int k, float scale) {
   for (; j < k; ++j) row[j] = scale * row[j];
 }
 
-// GELU (erf form) over n values: y = 0.5 x (1 + erf(x / sqrt 2)).
-TLM_CLONES inline void gelu_span(const float* x, float* y, int64_t n) {
+// GELU (erf form) over n values: y = 0.5 x (1 + erf(x / sqrt 2)). V is f32x8 or f32x16.
+// GELU of the W (f32x8 or f32x16) values at x, and its backward.
+template <typename W>
+[[gnu::always_inline]] inline void gelu_vector(const float* x, float* y) {
+  const W v = loadv<W>(x);
+  storev(y, 0.5f * v * two_phi(v));
+}
+template <typename W>
+[[gnu::always_inline]] inline void gelu_backward_vector(const float* dy, const float* x, float* dx) {
+  const W v = loadv<W>(x);
+  const W pdf = 0.39894228040143268f * exp_approx(-0.5f * v * v);
+  storev(dx, loadv<W>(dy) * (0.5f * two_phi(v) + v * pdf));
+}
+
+// GELU (erf form) over n values: y = 0.5 x (1 + erf(x / sqrt 2)). V is f32x8 or f32x16: whole
+// V, then at most one f32x8, then single values, so each value takes the path it takes with
+// f32x8 alone (the scalar tail groups its products differently) and both widths agree.
+template <typename V>
+[[gnu::always_inline]] inline void gelu_values(const float* x, float* y, int64_t n) {
   int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    const f32x8 v = load8(x + i);
-    store8(y + i, 0.5f * v * two_phi(v));
+  for (; i + kLanes<V> <= n; i += kLanes<V>) gelu_vector<V>(x + i, y + i);
+  if (kLanes < V >> 8 && i + 8 <= n) {
+    gelu_vector<f32x8>(x + i, y + i);
+    i += 8;
   }
   for (; i < n; ++i) y[i] = 0.5f * x[i] * two_phi(x[i]);
 }
 
-// GELU backward over n values: dx = dy * (0.5 (1 + erf(x / sqrt 2)) + x * pdf(x)).
-TLM_CLONES inline void gelu_backward_span(const float* dy, const float* x, float* dx, int64_t n) {
+// GELU backward over n values: dx = dy * (0.5 (1 + erf(x / sqrt 2)) + x * pdf(x)); the same
+// paths as gelu_values.
+template <typename V>
+[[gnu::always_inline]] inline void gelu_backward_values(const float* dy, const float* x, float* dx, int64_t n) {
   int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    const f32x8 v = load8(x + i);
-    const f32x8 pdf = 0.39894228040143268f * exp_approx(-0.5f * v * v);
-    store8(dx + i, load8(dy + i) * (0.5f * two_phi(v) + v * pdf));
+  for (; i + kLanes<V> <= n; i += kLanes<V>) gelu_backward_vector<V>(dy + i, x + i, dx + i);
+  if (kLanes < V >> 8 && i + 8 <= n) {
+    gelu_backward_vector<f32x8>(dy + i, x + i, dx + i);
+    i += 8;
   }
   for (; i < n; ++i) {
     const float v = x[i];
     dx[i] = dy[i] * (0.5f * two_phi(v) + v * 0.39894228040143268f * exp_approx(-0.5f * v * v));
   }
 }
+
+// gelu_values / gelu_backward_values with the vectors `floats` picks (as row_exp_sum's).
+void gelu_span(const float* x, float* y, int64_t n, int floats = vector_floats());
+void gelu_backward_span(const float* dy, const float* x, float* dx, int64_t n, int floats = vector_floats());
 
 // Softmax backward of one row, in place: dp <- p * (dp - sum(p * dp)).
 TLM_CLONES inline void softmax_backward_row(const float* p, float* dp, int n) {
