@@ -11,6 +11,7 @@
 #include "kernels/cpu/cpu_isa.h"
 #include "kernels/cpu/gemm_cpu.h"
 #include "kernels/cpu/page_memory.h"
+#include "kernels/cpu/vec_math.h"
 #include "tlm/check.h"
 
 namespace tlm {
@@ -27,8 +28,8 @@ class CpuBackend final : public Backend {
   Precision precision() const override { return precision_; }
   int threads() const override { return omp_get_max_threads(); }
   std::string describe() const override {
-    return fmt::format("cpu {} (GEMM: {}; {} threads)", precision_name(precision_), k::gemm_mode_name(gemm_.mode()),
-                       threads());
+    return fmt::format("cpu {} (GEMM: {}; row kernels on {} floats; {} threads)", precision_name(precision_),
+                       k::gemm_mode_name(gemm_.mode()), k::vector_floats(), threads());
   }
 
   void* allocate(size_t bytes) override {

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <oneapi/dnnl/dnnl.hpp>
+#include <optional>
 #include <string_view>
 #include <utility>
 #include <vector>
@@ -22,18 +23,28 @@ const std::vector<std::string_view>& isa_levels() {
 }
 constexpr size_t kBf16Level = 2;
 
-// The level TLM_MAX_CPU_ISA allows (the highest when unset).
-size_t tlm_cap() {
+constexpr size_t kAvx512Level = 1;
+
+// The level TLM_MAX_CPU_ISA allows (the highest when unset), or none when it names no level.
+std::optional<size_t> cap_level() {
   const char* env = std::getenv("TLM_MAX_CPU_ISA");
   if (env == nullptr || *env == '\0') return isa_levels().size() - 1;
   std::string v(env);
   std::transform(v.begin(), v.end(), v.begin(), [](unsigned char ch) { return std::tolower(ch); });
   const auto& l = isa_levels();
   const auto it = std::find(l.begin(), l.end(), v);
-  if (it == l.end()) {
-    throw Error(fmt::format("TLM_MAX_CPU_ISA={}: not one of {}", env, fmt::join(l, ", ")));
-  }
+  if (it == l.end()) return std::nullopt;
   return static_cast<size_t>(it - l.begin());
+}
+
+// cap_level(), refusing a value that names no level.
+size_t tlm_cap() {
+  const std::optional<size_t> cap = cap_level();
+  if (!cap) {
+    throw Error(fmt::format("TLM_MAX_CPU_ISA={}: not one of {}", std::getenv("TLM_MAX_CPU_ISA"),
+                            fmt::join(isa_levels(), ", ")));
+  }
+  return *cap;
 }
 
 }  // namespace
@@ -47,6 +58,12 @@ NativeBf16 native_bf16() {
   const auto bf16 = static_cast<unsigned>(dnnl::cpu_isa::avx512_core_bf16);
   if ((isa & bf16) != bf16) return {false, "oneDNN's instruction set is capped below AVX512_BF16 (ONEDNN_MAX_CPU_ISA)"};
   return {true, __builtin_cpu_supports("amx-bf16") ? "the CPU has AMX-BF16" : "the CPU has AVX512_BF16"};
+}
+
+bool avx512_allowed() {
+  const std::optional<size_t> cap = cap_level();
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+         __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") && cap && *cap >= kAvx512Level;
 }
 
 }  // namespace tlm::kernels

@@ -3,10 +3,7 @@
 // half the instructions), else the 8-float kernels cloned per instruction set.
 #include "kernels/cpu/vec_math.h"
 
-#include <cctype>
-#include <cstdlib>
-#include <string>
-
+#include "kernels/cpu/cpu_isa.h"
 #include "tlm/check.h"
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
@@ -21,99 +18,84 @@ namespace tlm::kernels {
 
 namespace {
 
-// Whether TLM_MAX_CPU_ISA (cpu_isa.h) allows AVX-512 code: unset, or any value but avx2. A value
-// that is not a level is refused where it matters (native_bf16()); here it allows nothing wide.
-bool cap_allows_avx512() {
-  const char* env = std::getenv("TLM_MAX_CPU_ISA");
-  if (env == nullptr || *env == '\0') return true;
-  std::string v(env);
-  for (char& ch : v) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-  return v == "avx512_core" || v == "avx512_core_bf16" || v == "avx512_core_amx";
+// One call of a row kernel: which kernel, its operands, its result.
+struct RowCall {
+  enum class Op { kExpSum, kExpSumTo, kGelu, kGeluBackward } op;
+  const float* x;   // the row, or GELU's input
+  const float* dy;  // GELU backward's upstream gradient
+  float* out;       // the exponentials, GELU's output or its input gradient
+  int64_t n;        // values
+  float* max_out;   // the row's max (exp sums)
+  double sum = 0;   // the exp sum
+};
+
+template <typename V>
+[[gnu::always_inline]] inline void run_row(RowCall& c) {
+  switch (c.op) {
+    case RowCall::Op::kExpSum:
+      c.sum = exp_sum<false, V>(c.x, nullptr, static_cast<int>(c.n), c.max_out);
+      break;
+    case RowCall::Op::kExpSumTo:
+      c.sum = exp_sum<true, V>(c.x, c.out, static_cast<int>(c.n), c.max_out);
+      break;
+    case RowCall::Op::kGelu:
+      gelu_values<V>(c.x, c.out, c.n);
+      break;
+    case RowCall::Op::kGeluBackward:
+      gelu_backward_values<V>(c.dy, c.x, c.out, c.n);
+      break;
+  }
 }
 
-int detect_vector_floats() {
+TLM_CLONES void run_narrow(RowCall& c) { run_row<f32x8>(c); }
 #if TLM_HAS_WIDE
-  __builtin_cpu_init();
-  const bool v4 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                  __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
-  if (v4 && cap_allows_avx512()) return 16;
-#endif
-  return 8;
-}
-
-TLM_CLONES double exp_sum8(const float* row, int k, float* max_out) {
-  return exp_sum<false, f32x8>(row, nullptr, k, max_out);
-}
-TLM_CLONES double exp_sum_to8(const float* row, float* out, int k, float* max_out) {
-  return exp_sum<true, f32x8>(row, out, k, max_out);
-}
-TLM_CLONES void gelu8(const float* x, float* y, int64_t n) { gelu_values<f32x8>(x, y, n); }
-TLM_CLONES void gelu_backward8(const float* dy, const float* x, float* dx, int64_t n) {
-  gelu_backward_values<f32x8>(dy, x, dx, n);
-}
-
-#if TLM_HAS_WIDE
-TLM_WIDE_TARGET double exp_sum16(const float* row, int k, float* max_out) {
-  return exp_sum<false, f32x16>(row, nullptr, k, max_out);
-}
-TLM_WIDE_TARGET double exp_sum_to16(const float* row, float* out, int k, float* max_out) {
-  return exp_sum<true, f32x16>(row, out, k, max_out);
-}
-TLM_WIDE_TARGET void gelu16(const float* x, float* y, int64_t n) { gelu_values<f32x16>(x, y, n); }
-TLM_WIDE_TARGET void gelu_backward16(const float* dy, const float* x, float* dx, int64_t n) {
-  gelu_backward_values<f32x16>(dy, x, dx, n);
-}
+TLM_WIDE_TARGET void run_wide(RowCall& c) { run_row<f32x16>(c); }
 #endif
 
-// Whether `floats` asks for the wide kernels (16, allowed only where vector_floats() is 16).
-bool wide(int floats) {
-  if (floats == 8) return false;
-  TLM_CHECK(floats == 16 && vector_floats() == 16, "vector width {} floats is not available here (widest: {})", floats,
-            vector_floats());
-  return true;
+// Runs c on 8 floats, or on 16 (allowed only where vector_floats() is 16).
+void run(RowCall& c, int floats) {
+  if (floats != 8) {
+    TLM_CHECK(floats == 16 && vector_floats() == 16, "vector width {} floats is not available here (widest: {})",
+              floats, vector_floats());
+#if TLM_HAS_WIDE
+    run_wide(c);
+    return;
+#endif
+  }
+  run_narrow(c);
 }
 
 }  // namespace
 
 int vector_floats() {
-  static const int floats = detect_vector_floats();
+#if TLM_HAS_WIDE
+  static const int floats = avx512_allowed() ? 16 : 8;
+#else
+  static const int floats = 8;
+#endif
   return floats;
 }
 
 double row_exp_sum(const float* row, int k, float* max_out, int floats) {
-#if TLM_HAS_WIDE
-  if (wide(floats)) return exp_sum16(row, k, max_out);
-#else
-  (void)wide(floats);
-#endif
-  return exp_sum8(row, k, max_out);
+  RowCall c{RowCall::Op::kExpSum, row, nullptr, nullptr, k, max_out};
+  run(c, floats);
+  return c.sum;
 }
 
 double row_exp_sum_to(const float* row, float* out, int k, float* max_out, int floats) {
-#if TLM_HAS_WIDE
-  if (wide(floats)) return exp_sum_to16(row, out, k, max_out);
-#else
-  (void)wide(floats);
-#endif
-  return exp_sum_to8(row, out, k, max_out);
+  RowCall c{RowCall::Op::kExpSumTo, row, nullptr, out, k, max_out};
+  run(c, floats);
+  return c.sum;
 }
 
 void gelu_span(const float* x, float* y, int64_t n, int floats) {
-#if TLM_HAS_WIDE
-  if (wide(floats)) return gelu16(x, y, n);
-#else
-  (void)wide(floats);
-#endif
-  gelu8(x, y, n);
+  RowCall c{RowCall::Op::kGelu, x, nullptr, y, n, nullptr};
+  run(c, floats);
 }
 
 void gelu_backward_span(const float* dy, const float* x, float* dx, int64_t n, int floats) {
-#if TLM_HAS_WIDE
-  if (wide(floats)) return gelu_backward16(dy, x, dx, n);
-#else
-  (void)wide(floats);
-#endif
-  gelu_backward8(dy, x, dx, n);
+  RowCall c{RowCall::Op::kGeluBackward, x, dy, dx, n, nullptr};
+  run(c, floats);
 }
 
 }  // namespace tlm::kernels
