@@ -100,7 +100,7 @@ namespace tlm::kernels {
 namespace {
 
 // The 16-float kernels (x86-64-v4) against the 8-float ones: the same bits, for every tail length
-// around both vector widths, a vocabulary-sized row, in place, and values that reach the clamps.
+// around both vector widths, a vocabulary-sized row, in place, and values below exp's lower clamp.
 TEST(VecMath, SixteenFloatVectorsGiveTheBitsOfEight) {
   if (vector_floats() < 16) GTEST_SKIP() << "this CPU (or TLM_MAX_CPU_ISA) has no x86-64-v4: nothing wide to compare";
   Rng rng(7);

@@ -109,10 +109,24 @@ same_as one shared2 rank || fail "2 ranks on one machine differ from one process
 
 # --- kill -9 of one rank once a trainer has checkpointed: the job ends (no hang), the same command
 # continues it: interrupted trainers resume, nothing finished runs again, and it all adds up.
-sed -e 's/^epochs = 1$/epochs = 8/' "$plan" > long_plan.toml
+# The kill lands while a pre-training that has checkpointed is still running: polled every 10 ms,
+# since a miniature pre-training runs hundreds of steps a second (at 8 epochs one once finished
+# between a 100 ms poll and the kill, under ctest -j2).
+sed -e 's/^epochs = 1$/epochs = 24/' "$plan" > long_plan.toml
 two_machines --preset long_plan.toml "${common[@]}" --out killed >killed1.txt 2>&1 &
 job=$!
-wait_for_file "killed/runs/pretrain-*/checkpoints/step-*/trainer_state.json" 60 "no checkpoint to kill at"
+unfinished_checkpoint() {
+  local d
+  for d in killed/runs/pretrain-*; do
+    [ -e "$d/metrics.json" ] || ! compgen -G "$d/checkpoints/step-*/trainer_state.json" >/dev/null || return 0
+  done
+  return 1
+}
+deadline=$((SECONDS + 60))
+until unfinished_checkpoint; do
+  ((SECONDS < deadline)) || fail "no checkpoint to kill at"
+  sleep 0.01
+done
 rank1=""
 for pid in $(pgrep -f "tlm reproduce --preset long_plan.toml"); do
   tr '\0' '\n' </proc/$pid/environ 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=1" && rank1=$pid

@@ -16,9 +16,11 @@ struct NativeBf16 {
 // TLM_MAX_CPU_ISA that is not one of the names above throws tlm::Error naming the variable.
 NativeBf16 native_bf16();
 
-// Whether tlm's own AVX-512 code may run (vec_math.h's 16-float kernels): the CPU has x86-64-v4
-// (AVX-512 F, BW, DQ, VL) and TLM_MAX_CPU_ISA allows avx512_core. A value of the variable that
-// is not a level allows none (native_bf16() is where it is refused by name).
+// Whether vec_math.h's 16-float row kernels may run: the CPU has x86-64-v4 (AVX-512 F, BW, DQ,
+// VL, CD and AVX2's level) and TLM_MAX_CPU_ISA allows avx512_core. A value of the variable that
+// is not a level allows none (native_bf16() is where it is refused by name). The cap does not
+// reach GCC's target_clones, whose loader picks the AVX-512 clones of the 8-float kernels by the
+// CPU alone (the same bits as every other clone).
 bool avx512_allowed();
 
 }  // namespace tlm::kernels

@@ -1,5 +1,6 @@
 #include "kernels/cpu/page_memory.h"
 
+#include <cstdint>
 #include <cstdlib>
 
 #if defined(__linux__)
@@ -11,11 +12,12 @@ namespace tlm::kernels {
 void* allocate_pages(size_t bytes) {
   const bool huge = bytes >= kHugePageBytes;
   const size_t align = huge ? kHugePageBytes : 64;
+  if (bytes > SIZE_MAX - align) throw std::bad_alloc();        // the rounding up below would wrap
   const size_t rounded = (bytes + align - 1) / align * align;  // aligned_alloc wants a multiple
   void* p = std::aligned_alloc(align, rounded == 0 ? align : rounded);
   if (p == nullptr) throw std::bad_alloc();
 #if defined(__linux__) && defined(MADV_HUGEPAGE)
-  // Advice only: where THP is off (or the kernel lacks it) this fails and pages stay 4 KiB.
+  // Advice only: where THP is "never" (or the kernel has none) pages stay 4 KiB.
   if (huge) (void)madvise(p, rounded, MADV_HUGEPAGE);
 #endif
   return p;

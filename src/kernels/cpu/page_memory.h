@@ -10,8 +10,9 @@
 
 namespace tlm::kernels {
 
-// `bytes` of uninitialised memory, 64-byte aligned (2 MiB from kHugePageBytes on); throws
-// std::bad_alloc. Freed with free_pages.
+// `bytes` of uninitialised memory, 64-byte aligned (2 MiB from kHugePageBytes on, rounded up to
+// whole 2 MiB: at most 2 MiB more per buffer, which the back end's few large buffers afford);
+// throws std::bad_alloc. Freed with free_pages.
 void* allocate_pages(size_t bytes);
 void free_pages(void* p) noexcept;
 inline constexpr size_t kHugePageBytes = size_t{2} << 20;

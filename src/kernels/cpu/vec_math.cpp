@@ -53,7 +53,7 @@ TLM_WIDE_TARGET void run_wide(RowCall& c) { run_row<f32x16>(c); }
 #endif
 
 // Runs c on 8 floats, or on 16 (allowed only where vector_floats() is 16).
-void run(RowCall& c, int floats) {
+void run_row_call(RowCall& c, int floats) {
   if (floats != 8) {
     TLM_CHECK(floats == 16 && vector_floats() == 16, "vector width {} floats is not available here (widest: {})",
               floats, vector_floats());
@@ -78,24 +78,27 @@ int vector_floats() {
 
 double row_exp_sum(const float* row, int k, float* max_out, int floats) {
   RowCall c{RowCall::Op::kExpSum, row, nullptr, nullptr, k, max_out};
-  run(c, floats);
+  run_row_call(c, floats);
   return c.sum;
 }
 
 double row_exp_sum_to(const float* row, float* out, int k, float* max_out, int floats) {
   RowCall c{RowCall::Op::kExpSumTo, row, nullptr, out, k, max_out};
-  run(c, floats);
+  run_row_call(c, floats);
   return c.sum;
 }
 
 void gelu_span(const float* x, float* y, int64_t n, int floats) {
   RowCall c{RowCall::Op::kGelu, x, nullptr, y, n, nullptr};
-  run(c, floats);
+  run_row_call(c, floats);
 }
 
 void gelu_backward_span(const float* dy, const float* x, float* dx, int64_t n, int floats) {
   RowCall c{RowCall::Op::kGeluBackward, x, dy, dx, n, nullptr};
-  run(c, floats);
+  run_row_call(c, floats);
 }
 
 }  // namespace tlm::kernels
+
+#undef TLM_WIDE_TARGET
+#undef TLM_HAS_WIDE

@@ -1,7 +1,8 @@
 // Float math written with GCC vector extensions so it compiles to SIMD on any x86-64 level
 // (no libm calls inside hot loops), and the row kernels built on it. Each row kernel is
 // compiled for x86-64-v4 (AVX-512), v3 (AVX2) and baseline (GCC target_clones: the loader picks
-// the one for the running CPU), so no global -march is needed.
+// the one for the running CPU), so no global -march is needed; the four declared after
+// vector_floats() also have 16-float versions that vec_math.cpp picks at run time.
 #pragma once
 
 #include <bit>
@@ -21,8 +22,8 @@ namespace tlm::kernels {
 using f32x8 = float __attribute__((vector_size(32)));
 using i32x8 = int32_t __attribute__((vector_size(32)));
 using f64x4 = double __attribute__((vector_size(32)));
-// 16 floats: one AVX-512 register. Used only in code compiled for x86-64-v4 (wide_vectors()),
-// where it halves the instructions of the row kernels; elsewhere they use f32x8.
+// 16 floats: one AVX-512 register. Used only in code compiled for x86-64-v4 (where
+// vector_floats() is 16): it halves the instructions of the row kernels; elsewhere, f32x8.
 using f32x16 = float __attribute__((vector_size(64)));
 using i32x16 = int32_t __attribute__((vector_size(64)));
 using f64x8 = double __attribute__((vector_size(64)));
@@ -212,7 +213,6 @@ TLM_CLONES inline void scale_row(float* row, int k, float scale) {
   for (; j < k; ++j) row[j] = scale * row[j];
 }
 
-// GELU (erf form) over n values: y = 0.5 x (1 + erf(x / sqrt 2)). V is f32x8 or f32x16.
 // GELU of the W (f32x8 or f32x16) values at x, and its backward.
 template <typename W>
 [[gnu::always_inline]] inline void gelu_vector(const float* x, float* y) {
@@ -233,9 +233,11 @@ template <typename V>
 [[gnu::always_inline]] inline void gelu_values(const float* x, float* y, int64_t n) {
   int64_t i = 0;
   for (; i + kLanes<V> <= n; i += kLanes<V>) gelu_vector<V>(x + i, y + i);
-  if (kLanes < V >> 8 && i + 8 <= n) {
-    gelu_vector<f32x8>(x + i, y + i);
-    i += 8;
+  if constexpr (kLanes<V> == 16) {
+    if (i + 8 <= n) {
+      gelu_vector<f32x8>(x + i, y + i);
+      i += 8;
+    }
   }
   for (; i < n; ++i) y[i] = 0.5f * x[i] * two_phi(x[i]);
 }
@@ -246,9 +248,11 @@ template <typename V>
 [[gnu::always_inline]] inline void gelu_backward_values(const float* dy, const float* x, float* dx, int64_t n) {
   int64_t i = 0;
   for (; i + kLanes<V> <= n; i += kLanes<V>) gelu_backward_vector<V>(dy + i, x + i, dx + i);
-  if (kLanes < V >> 8 && i + 8 <= n) {
-    gelu_backward_vector<f32x8>(dy + i, x + i, dx + i);
-    i += 8;
+  if constexpr (kLanes<V> == 16) {
+    if (i + 8 <= n) {
+      gelu_backward_vector<f32x8>(dy + i, x + i, dx + i);
+      i += 8;
+    }
   }
   for (; i < n; ++i) {
     const float v = x[i];
