@@ -195,8 +195,8 @@ template <bool Store, typename V>
   return sum;
 }
 
-// The widest vectors the row kernels below use here: 16 floats where the CPU has x86-64-v4
-// (AVX-512 F/BW/DQ/VL) and TLM_MAX_CPU_ISA allows avx512_core, else 8. Decided once.
+// The widest vectors the row kernels below use here: 16 floats where cpu_isa.h's
+// avx512_allowed() (x86-64-v4, not capped by TLM_MAX_CPU_ISA), else 8. Decided once.
 int vector_floats();
 
 // Row statistics for a softmax: the max of row[0..k) and sum(exp(row - max)), summed in double.
