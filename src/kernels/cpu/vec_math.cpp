@@ -1,5 +1,5 @@
 // The row kernels of vec_math.h that choose their vector width at run time: x86-64-v4 code with
-// 16-float vectors where the CPU has it (on Zen 4 the exponential and GELU take 27-40% less time:
+// 16-float vectors where the CPU has it (on Zen 4 the exponential and GELU take 27-41% less time:
 // half the instructions), else the 8-float kernels cloned per instruction set.
 #include "kernels/cpu/vec_math.h"
 
