@@ -19,8 +19,9 @@ All sides: random tokens, batch 32 x 128, 15% masked (MLM) or 4 labels (classifi
 
 Both sides get transparent huge pages for their large buffers: tlm marks its own (MADV_HUGEPAGE);
 torch 1.13 cannot, so this script re-runs itself with GLIBC_TUNABLES=glibc.malloc.hugetlb=1, which
-makes glibc's malloc (2.35 on) mark them (measured here on 2 Zen 4 cores, same-work under autocast:
-bert1 MLM ~6%, bert1 classification ~17%, tiny MLM ~50% faster). --no-torch-huge-pages measures
+makes glibc's malloc (2.35 on) mark them (measured here on 2 Zen 4 cores, same-work under autocast,
+means of 4 interleaved rounds: bert1 MLM +8%, bert1 classification +20%, tiny MLM +51%, tiny
+classification +6%; bench/README.md). --no-torch-huge-pages measures
 PyTorch as it runs by default (the tunable taken out). tlm runs without the tunable. The header says
 what was in force: glibc's version and the kernel's THP mode.
 """
@@ -28,6 +29,7 @@ import argparse
 import json
 import math
 import os
+import platform
 import subprocess
 import sys
 import tempfile
@@ -62,7 +64,6 @@ def rerun_with_torch_huge_pages(opt_out):
 
 def huge_pages_in_force():
     """glibc's version and the kernel's THP mode, for the header."""
-    import platform
     try:
         with open("/sys/kernel/mm/transparent_hugepage/enabled") as f:
             thp = f.read().strip()
