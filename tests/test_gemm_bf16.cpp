@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <random>
+#include <tuple>
 #include <vector>
 
 #include "kernels/cpu/bf16.h"
@@ -208,6 +209,45 @@ TEST(CpuGemm, Bf16OneDnnReusesTheConvertedA) {
   skip_without_native_bf16();
   if (IsSkipped()) return;
   check_reuse(k::GemmMode::kBf16OneDnn);
+}
+
+// linear_backward's bias gradient: the same bits as a sum of dy's rows in order (its threads own
+// column ranges), and dx, dw the same bits as without one.
+void check_bias_gradient(k::GemmMode mode) {
+  // small: rounded through sgemm; large: at least kSmallNativeBf16Products, native in oneDNN
+  for (const auto& [n, in, out] : {std::tuple{37, 29, 23}, std::tuple{131, 101, 97}}) {
+    const std::string what = fmt::format("{} n={} in={} out={}", k::gemm_mode_name(mode), n, in, out);
+    std::vector<float> dy(static_cast<size_t>(n) * out), x(static_cast<size_t>(n) * in),
+        w(static_cast<size_t>(out) * in);
+    for (size_t i = 0; i < dy.size(); ++i) dy[i] = std::sin(0.37f * i) * 1.3f;
+    for (size_t i = 0; i < x.size(); ++i) x[i] = std::cos(0.11f * i) - 0.2f;
+    for (size_t i = 0; i < w.size(); ++i) w[i] = std::sin(0.05f * i + 1.0f);
+    std::vector<float> db(out), expected_db(out);
+    for (int c = 0; c < out; ++c) expected_db[c] = db[c] = 0.25f * c - 3.0f;
+    for (int i = 0; i < n; ++i) {
+      for (int c = 0; c < out; ++c) expected_db[c] += dy[static_cast<size_t>(i) * out + c];
+    }
+    for (bool with_dx : {true, false}) {
+      k::CpuGemm with_bias(mode), without_bias(mode);
+      std::vector<float> dx1(static_cast<size_t>(n) * in), dx2(dx1.size()), dw1(w.size(), 0.5f), dw2(w.size(), 0.5f);
+      std::vector<float> db1 = db;
+      k::linear_backward(with_bias, dy.data(), x.data(), w.data(), with_dx ? dx1.data() : nullptr, dw1.data(),
+                         db1.data(), n, in, out);
+      k::linear_backward(without_bias, dy.data(), x.data(), w.data(), with_dx ? dx2.data() : nullptr, dw2.data(),
+                         nullptr, n, in, out);
+      EXPECT_EQ(db1, expected_db) << what << " dx=" << with_dx;
+      EXPECT_EQ(dw1, dw2) << what << " dx=" << with_dx;
+      EXPECT_EQ(dx1, dx2) << what << " dx=" << with_dx;
+    }
+  }
+}
+TEST(CpuGemm, OpenBlasFp32BiasGradient) { check_bias_gradient(k::GemmMode::kOpenBlasFp32); }
+TEST(CpuGemm, OneDnnFp32BiasGradient) { check_bias_gradient(k::GemmMode::kOneDnnFp32); }
+TEST(CpuGemm, Bf16EmulatedBiasGradient) { check_bias_gradient(k::GemmMode::kBf16Emulated); }
+TEST(CpuGemm, Bf16OneDnnBiasGradient) {
+  skip_without_native_bf16();
+  if (IsSkipped()) return;
+  check_bias_gradient(k::GemmMode::kBf16OneDnn);
 }
 
 }  // namespace

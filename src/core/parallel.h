@@ -11,15 +11,21 @@ namespace tlm {
 
 constexpr int kMaxThreads = 256;
 
-// Calls fn(begin, end) on disjoint column blocks [begin, end) of [0, n), in parallel.
-// Used for reductions over rows: each column is summed by one thread in row order, so the
-// result is bit-identical for any thread count.
+// Calls fn(begin, end) on disjoint column ranges [begin, end) of [0, n), one per thread, in
+// whole 64-column blocks. Used for reductions over rows: each column is summed by one thread in
+// row order, so the result is bit-identical for any thread count. One range per thread, not one
+// call per block: a thread then streams through the rows once, not once per 64 columns.
 template <typename Fn>
 void parallel_column_blocks(int n, Fn&& fn) {
   constexpr int kBlock = 64;
   const int blocks = (n + kBlock - 1) / kBlock;
-#pragma omp parallel for schedule(static)
-  for (int b = 0; b < blocks; ++b) fn(b * kBlock, std::min(n, (b + 1) * kBlock));
+#pragma omp parallel if (blocks > 1)
+  {
+    const int t = omp_get_thread_num(), threads = omp_get_num_threads();
+    const int b0 = static_cast<int>(int64_t{blocks} * t / threads);
+    const int b1 = static_cast<int>(int64_t{blocks} * (t + 1) / threads);
+    if (b0 < b1) fn(b0 * kBlock, std::min(n, b1 * kBlock));
+  }
 }
 
 // Calls fn(begin, end) on fixed chunks of [0, n) in parallel (16,384 elements, whole SIMD widths);
