@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <new>
 #include <vector>
 
@@ -15,6 +16,9 @@ namespace tlm::kernels {
 // throws std::bad_alloc. Freed with free_pages.
 void* allocate_pages(size_t bytes);
 void free_pages(void* p) noexcept;
+// allocate_pages calls so far in this process: these bypass operator new, so a test that counts
+// allocations (test_no_allocation) counts these too.
+int64_t page_allocations();
 inline constexpr size_t kHugePageBytes = size_t{2} << 20;
 
 // A std::vector allocator on allocate_pages (for scratch that grows to tens of MiB).
