@@ -1,5 +1,6 @@
 // The CPU's GEMMs (kernels/cpu/gemm_cpu.h): bf16 rounding bit for bit as torch's c10::BFloat16,
-// and every GEMM mode against a double-precision reference of what it claims to compute.
+// every GEMM mode against a double-precision reference of what it claims to compute, and the
+// linear layer's bias gradient on each.
 //
 // Tolerances (normwise: max |ours - ref| / max |ref|): every mode sums exact products in fp32
 // (fp32 x fp32 products rounded once; bf16 x bf16 products exact in fp32), so against a double
@@ -214,6 +215,7 @@ TEST(CpuGemm, Bf16OneDnnReusesTheConvertedA) {
 // linear_backward's bias gradient: the same bits as a sum of dy's rows in order (its threads own
 // column ranges), and dx, dw the same bits as without one.
 void check_bias_gradient(k::GemmMode mode) {
+  static_assert(int64_t{131} * 101 * 97 >= k::kSmallNativeBf16Products);
   // small: rounded through sgemm; large: at least kSmallNativeBf16Products, native in oneDNN
   for (const auto& [n, in, out] : {std::tuple{37, 29, 23}, std::tuple{131, 101, 97}}) {
     const std::string what = fmt::format("{} n={} in={} out={}", k::gemm_mode_name(mode), n, in, out);

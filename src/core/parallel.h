@@ -11,15 +11,15 @@ namespace tlm {
 
 constexpr int kMaxThreads = 256;
 
-// Calls fn(begin, end) on disjoint column ranges [begin, end) of [0, n), one per thread, in
-// whole 64-column blocks. Used for reductions over rows: each column is summed by one thread in
+// Calls fn(begin, end) on disjoint column ranges [begin, end) of [0, n), at most one per thread,
+// in whole 64-column blocks. Used for reductions over rows: each column is summed by one thread in
 // row order, so the result is bit-identical for any thread count. One range per thread, not one
 // call per block: a thread then streams through the rows once, not once per 64 columns.
 template <typename Fn>
 void parallel_column_blocks(int n, Fn&& fn) {
   constexpr int kBlock = 64;
   const int blocks = (n + kBlock - 1) / kBlock;
-#pragma omp parallel if (blocks > 1)
+#pragma omp parallel if (blocks > 1)  // one block: no thread team to wake
   {
     const int t = omp_get_thread_num(), threads = omp_get_num_threads();
     const int b0 = static_cast<int>(int64_t{blocks} * t / threads);
