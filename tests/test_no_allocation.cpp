@@ -1,8 +1,9 @@
 // A training step allocates nothing: every buffer is sized once when the model is built, and the
 // bf16 GEMM's scratch when a step first needs it (at these fixed shapes, the first step; a longer
-// batch later grows it once more). oneDNN's own per-call objects are the exception (below). This file replaces the
-// global operator new for the test binary and counts calls while armed; the CPU back end's page allocations
-// (kernels/cpu/ page_memory.h, which bypass operator new) are counted by the back end itself.
+// batch later grows it once more). oneDNN's own per-call objects are the exception (below).
+// This file replaces the global operator new for the test binary and counts calls while armed;
+// the CPU back end's page allocations (kernels/cpu/page_memory.h), which bypass operator new, it
+// counts itself.
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -58,12 +59,12 @@ std::vector<std::shared_ptr<Backend>> backends() {
   return {default_backend(), make_backend(Device{}, Precision::kBf16)};
 }
 
-// Whether a step of `cfg` runs GEMMs in oneDNN on `backend`: native bf16 sends products of at
-// least kSmallNativeBf16Products multiply-adds there. Each oneDNN call allocates small objects
-// with operator new that tlm cannot avoid (measured with oneDNN 2.6: its C execute builds an
-// execution context, 5 allocations; the three memory handles of a call, 3 more), so there a step
-// is checked for pages (tlm's buffers and scratch) and for an unchanging count of operator new
-// calls from one step to the next, not for none.
+// Whether a step runs GEMMs in oneDNN on `backend` (`wide`: the config whose products reach
+// kSmallNativeBf16Products multiply-adds, which native bf16 sends there). Each oneDNN call
+// allocates small objects with operator new that tlm cannot avoid (measured with oneDNN 2.6: its C
+// execute builds an execution context, 5 allocations; the three memory handles of a call, 3
+// more), so there a step is checked for pages (tlm's buffers and scratch) and for an unchanging
+// count of operator new calls from one step to the next, not for none.
 bool runs_onednn(const Backend& backend, bool wide) {
   return wide && backend.describe().find("oneDNN bf16") != std::string::npos;
 }
