@@ -194,6 +194,39 @@ TEST(LiveRows, AClassifierTrainsAsWithDenseGradients) {
   }
 }
 
+// Rows flagged from outside (another process's, before a sum over processes writes them): the
+// host flags show them, zero_grad_rows() passes them on, and zero_grad() clears what was written
+// there; without the flag those values would outlive zero_grad().
+TEST(LiveRows, RowsFlaggedFromOutsideAreClearedByZeroGrad) {
+  BertConfig cfg = small_config(Head::kClassification);
+  cfg.vocab_size = 400;
+  const Batch mine = random_batch(cfg, {9, 5, 12}, 1), theirs = random_batch(cfg, {7, 11}, 2);
+  BertModel model(cfg, limits_for(mine, cfg.max_position_embeddings));
+  model.init_weights(1);
+  model.zero_grad();
+  const ForwardResult f = model.forward(mine, true, 1);
+  model.backward(static_cast<float>(1.0 / f.count));
+  const kernels::LiveRows* z = model.zero_grad_rows();
+  ASSERT_NE(z, nullptr);
+  ASSERT_NE(model.live_word_rows(), nullptr);
+  std::vector<uint8_t> other(static_cast<size_t>(z->rows), 0);
+  for (int32_t id : theirs.ids) other[static_cast<size_t>(id)] = 1;
+  model.flag_live_word_rows(other.data());
+  std::vector<uint8_t> device(static_cast<size_t>(z->rows));
+  model.backend().download(device.data(), z->live, device.size());
+  for (int32_t id : mine.ids) ASSERT_TRUE(device[static_cast<size_t>(id)] && model.live_word_rows()[id]) << id;
+  for (int32_t id : theirs.ids) ASSERT_TRUE(device[static_cast<size_t>(id)] && model.live_word_rows()[id]) << id;
+  // what a sum over processes writes at their rows
+  std::vector<float> g = host_grads(model);
+  for (int32_t id : theirs.ids) g[static_cast<size_t>(z->offset + int64_t{id} * z->cols)] = 1.5f;
+  model.backend().upload(model.grads(), g.data(), sizeof(float) * g.size());
+  model.zero_grad();
+  for (float v : host_grads(model)) ASSERT_EQ(v, 0.0f) << "zero_grad left a value in a row flagged from outside";
+  model.grads_changed_outside_backward();  // no row known: flagging is refused
+  EXPECT_EQ(model.live_word_rows(), nullptr);
+  EXPECT_THROW(model.flag_live_word_rows(other.data()), Error);
+}
+
 TEST(LiveRows, TheTiedDecoderLeavesNoRowKnownZero) {
   const BertConfig cfg = small_config(Head::kMaskedLM);
   const Batch batch = random_batch(cfg, {9, 5, 12}, 1);

@@ -88,6 +88,13 @@ class BertModel {
   // can skip them (the gradient norm, AdamW); null when none are. What it says holds until the
   // next backward() or zero_grad().
   const kernels::LiveRows* zero_grad_rows();
+  // The host copy of zero_grad_rows()'s flags (one per word-embedding row, 1: looked up since the
+  // last zero_grad()), or null when it returns null.
+  const uint8_t* live_word_rows() const;
+  // Flags these word-embedding rows too (`flags`: one per row, nonzero: flag it) before something
+  // other than backward() writes their gradients (a sum over processes of the rows any process
+  // looked up): every row left unflagged must still be +0. Only while zero_grad_rows() is not null.
+  void flag_live_word_rows(const uint8_t* flags);
   // Inference from here on: the parameters stay as they are, so the back end may keep copies made
   // from them (the CPU's bf16 weights, converted once instead of at every GEMM). set_params and
   // init_weights undo it; an optimizer step on frozen weights is refused.

@@ -501,6 +501,19 @@ const kernels::LiveRows* BertModel::zero_grad_rows() {
   return &I.live_view;
 }
 
+const uint8_t* BertModel::live_word_rows() const {
+  return impl_->word_rows_tracked ? impl_->word_live.data() : nullptr;
+}
+
+void BertModel::flag_live_word_rows(const uint8_t* flags) {
+  Impl& I = *impl_;
+  TLM_CHECK(I.word_rows_tracked, "flag_live_word_rows: the word embeddings' rows are not tracked now");
+  for (size_t i = 0; i < I.word_live.size(); ++i) {
+    if (flags[i] != 0) I.word_live[i] = 1;
+  }
+  I.d_word_live.upload(I.word_live.data(), static_cast<int64_t>(I.word_live.size()));
+}
+
 void BertModel::freeze_weights() {
   backend_->freeze_weights(params(), num_params());
   impl_->frozen = true;

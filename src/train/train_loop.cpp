@@ -1,9 +1,11 @@
 #include "tlm/train_loop.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <span>
 #include <system_error>
+#include <vector>
 
 #include "backend/backend.h"
 #include "tlm/check.h"
@@ -48,6 +50,47 @@ int64_t warmup_length(const TrainOptions& o, int64_t total_steps) {
                epochs - 1);
   }
   return std::min(w, epochs - 1);
+}
+
+// grads() summed over the processes. A classification model's word embeddings (rows tracked:
+// BertModel::zero_grad_rows) are summed only at the rows some process looked up: the others are
+// +0 on every process, so their sums would be too. The rows stay tracked (the union of every
+// process's), so the gradient norm and AdamW go on skipping the rest. Each value has the same
+// terms as in a sum of the whole buffer: the same bits at two ranks; at more, the MPI library may
+// associate a packed sum differently (as it may another bucket size).
+void sum_gradients_over_processes(BertModel& model, const Comm& comm) {
+  float* grads = model.grads();
+  const kernels::LiveRows* rows = model.zero_grad_rows();
+  const uint8_t* mine = model.live_word_rows();
+  if (rows == nullptr || mine == nullptr) {
+    comm.sum(grads, model.num_params());
+    return;
+  }
+  // Kept from step to step: the packed rows reach megabytes, whose pages a fresh allocation would
+  // fault in again every step.
+  thread_local std::vector<int64_t> any;
+  thread_local std::vector<uint8_t> flags;
+  thread_local std::vector<int64_t> live;
+  thread_local std::vector<float> packed;
+  any.assign(mine, mine + rows->rows);
+  comm.sum(any.data(), rows->rows);
+  flags.resize(static_cast<size_t>(rows->rows));
+  live.clear();
+  for (int64_t r = 0; r < rows->rows; ++r) {
+    flags[static_cast<size_t>(r)] = any[static_cast<size_t>(r)] > 0 ? 1 : 0;
+    if (flags[static_cast<size_t>(r)] != 0) live.push_back(r);
+  }
+  model.flag_live_word_rows(flags.data());
+  const int64_t end = rows->offset + rows->rows * rows->cols;
+  comm.sum(grads, rows->offset);
+  comm.sum(grads + end, model.num_params() - end);
+  // Host memory: data-parallel training runs on the CPU only (check_data_parallel).
+  const int64_t c = rows->cols;
+  packed.resize(live.size() * static_cast<size_t>(c));
+  float* table = grads + rows->offset;
+  for (size_t k = 0; k < live.size(); ++k) std::copy_n(table + live[k] * c, c, packed.data() + k * c);
+  comm.sum(packed.data(), static_cast<int64_t>(packed.size()));
+  for (size_t k = 0; k < live.size(); ++k) std::copy_n(packed.data() + k * c, c, table + live[k] * c);
 }
 
 }  // namespace
@@ -139,8 +182,9 @@ double data_parallel_gradients(BertModel& model, const Batch& batch, int64_t glo
   // (3) Forward and backward, scaled by the global count; with `overlap`, (4) runs bucket by
   // bucket as backward finishes them (a rank without work reports them all at once).
   model.zero_grad();
-  if (comm.distributed()) model.grads_changed_outside_backward();  // (4) adds the other processes' rows
   const bool sum_during = overlap != nullptr && comm.distributed();
+  // (4) with `overlap` adds the other processes' gradients to every row, tracked or not
+  if (sum_during) model.grads_changed_outside_backward();
   if (sum_during) overlap->begin(model.grads(), model.num_params(), model.gradient_report_offsets());
   const auto report = [&](int64_t from) {
     model.backend().synchronize();  // the values are computed, not only issued
@@ -168,7 +212,7 @@ double data_parallel_gradients(BertModel& model, const Batch& batch, int64_t glo
   } else if (comm.distributed()) {
     model.backend().synchronize();
     const auto t0 = std::chrono::steady_clock::now();
-    comm.sum(model.grads(), model.num_params());
+    sum_gradients_over_processes(model, comm);
     comm.sum(&loss_sum, 1);
     *comm_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   }

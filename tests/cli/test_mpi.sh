@@ -117,6 +117,15 @@ same_logs p2o p2a
   fail "2-rank batch-1 run with --overlap-grads failed"
 cmp -s b2o/model.safetensors b1/model.safetensors || fail "--overlap-grads with an idle rank changed the step"
 same_logs b2o b2
+# The plain path sums a classifier's word-embedding gradients only at the rows some rank looked up
+# (the rest are +0 everywhere) and goes on skipping the rest in the gradient norm and AdamW;
+# --overlap-grads sums every row and skips none. Two ranks' terms make the same sum either way, so
+# batch 7 (both ranks busy, different ids) must agree bit for bit; a rank's rows left out of the
+# sum, or zeroed rows left flagged wrongly, would change the weights.
+"${mpi2[@]}" "$tlm" "${ft[@]}" --batch 7 --overlap-grads --bucket-mb 0.001 --out f2o >/dev/null 2>&1 ||
+  fail "2-rank fine-tuning (batch 7) with --overlap-grads failed"
+cmp -s f2o/model.safetensors f2/model.safetensors || fail "the sum over looked-up word rows changed the 2-rank fine-tuning"
+same_logs f2o f2
 
 # --- SIGTERM to one rank: both stop at the same step with a checkpoint; --resume under mpirun
 # finishes bit-identical to a straight 2-rank run
