@@ -29,6 +29,7 @@ struct TrainBenchResult {
   double ms_per_step = 0, tokens_per_s = 0, gflops = 0, ceiling_gflops = 0, mfu = 0;
   double flops_per_step = 0;
   double comm_ms_per_step = 0;  // of ms_per_step, summing gradients over ranks (0 for one process)
+  double values_summed = 0;     // gradient values summed over the ranks per step (0 for one process)
   int ranks = 1;                // processes computing the step (mpirun)
   int64_t params = 0;
   int threads = 0;

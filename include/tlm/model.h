@@ -81,12 +81,13 @@ class BertModel {
   // as they are (+0): a classification model's word embeddings outside the ids looked up since,
   // on a back end that skips dead rows.
   void zero_grad();
-  // grads() are changed by something other than backward() (a sum over processes): until the
-  // next zero_grad(), no row is known to be zero. Call it before the change.
+  // grads() are changed by something other than backward() at rows not flagged (a sum over
+  // processes of every row, as --overlap-grads does): until the next zero_grad(), no row is known
+  // to be zero. Call it before the change.
   void grads_changed_outside_backward();
   // The rows of grads() known to be +0 (those of kernels::LiveRows not flagged), for the ops that
   // can skip them (the gradient norm, AdamW); null when none are. What it says holds until the
-  // next backward() or zero_grad().
+  // next backward(), zero_grad() or flag_live_word_rows().
   const kernels::LiveRows* zero_grad_rows();
   // The host copy of zero_grad_rows()'s flags (one per word-embedding row, 1: looked up since the
   // last zero_grad()), or null when it returns null.

@@ -38,9 +38,12 @@ void check_data_parallel(const BertConfig& model, const Backend& backend);
 // Returns the whole batch's loss sum; *comm_seconds gets the time spent summing (0 alone).
 // With `overlap` (several ranks), the sum runs bucket by bucket during backward and
 // *comm_seconds is the wait after backward (what it did not hide, and the loss sum).
+// *values_summed (when given) gets how many gradient values were summed over the processes: all
+// of them, fewer where a classifier's word-embedding rows no process looked up are left out, 0
+// for one process.
 double data_parallel_gradients(BertModel& model, const Batch& batch, int64_t global_targets, bool mlm,
                                uint64_t dropout_key, Batch& shard, double* comm_seconds,
-                               OverlappedGradientSum* overlap = nullptr);
+                               OverlappedGradientSum* overlap = nullptr, int64_t* values_summed = nullptr);
 
 class TrainLoop {
  public:

@@ -61,11 +61,11 @@ void run_bench_train(const BenchArgs& a) {
              r.ms_per_step, r.tokens_per_s, r.gflops, 100 * r.mfu, r.ceiling_gflops, precision_name(o.precision),
              r.ranks > 1 ? " per rank" : "");
   if (r.ranks > 1) {
-    fmt::print("  of which {:.1f} ms/step {} ({:.1f}%)\n", r.comm_ms_per_step,
+    fmt::print("  of which {:.1f} ms/step {} ({:.1f}%); {:.1f}% of the gradient's values summed\n", r.comm_ms_per_step,
                o.overlap_grads
                    ? fmt::format("waiting after backward for the gradient sum ({} MB buckets overlapped)", o.bucket_mb)
                    : std::string("summing gradients over the ranks"),
-               100 * r.comm_ms_per_step / r.ms_per_step);
+               100 * r.comm_ms_per_step / r.ms_per_step, 100 * r.values_summed / static_cast<double>(r.params));
   }
   if (!a.json_out.empty()) {
     nlohmann::json j = {{"engine", "tlm"},
@@ -76,6 +76,7 @@ void run_bench_train(const BenchArgs& a) {
                         {"threads", r.threads},
                         {"ranks", r.ranks},
                         {"comm_ms_per_step", r.comm_ms_per_step},
+                        {"gradient_values_summed_per_step", r.values_summed},
                         {"overlap_grads", o.overlap_grads},
                         {"bucket_mb", o.bucket_mb},
                         {"precision", precision_name(o.precision)},

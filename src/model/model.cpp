@@ -83,7 +83,8 @@ struct BertModel::Impl {
   // Which rows of the word embeddings' gradient may be nonzero, where the back end can skip the
   // others (skips_dead_rows) and only the lookup writes them (a classification head: MLM's tied
   // decoder writes every row). Tracked while only backward() wrote grads() since the last
-  // zero_grad() (no sum over processes): then the rows of no id looked up are +0.
+  // zero_grad(), or something else wrote only rows flagged first (flag_live_word_rows: a sum over
+  // processes of the rows any process looked up): then the rows of no id looked up are +0.
   bool track_word_rows = false;
   bool word_rows_tracked = false;  // set where tracked: grads() start zero-filled
   std::vector<uint8_t> word_live;  // (vocab) 1: looked up since the last zero_grad()

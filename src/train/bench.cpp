@@ -85,13 +85,14 @@ TrainBenchResult run_train_bench(const TrainBenchOptions& opt) {
   if (opt.overlap_grads && comm.distributed()) {
     overlap = std::make_unique<OverlappedGradientSum>(comm, bucket_floats(opt.bucket_mb));
   }
-  double total = 0, comm_total = 0;
+  double total = 0, comm_total = 0, summed_total = 0;
   for (int step = 0; step < opt.warmup_steps + opt.steps; ++step) {
     comm.barrier();  // every rank's step starts together
     const auto t0 = std::chrono::steady_clock::now();
     double comm_seconds = 0;
-    const double loss_sum =
-        data_parallel_gradients(model, batch, targets, opt.mlm, opt.seed + step, shard, &comm_seconds, overlap.get());
+    int64_t summed = 0;
+    const double loss_sum = data_parallel_gradients(model, batch, targets, opt.mlm, opt.seed + step, shard,
+                                                    &comm_seconds, overlap.get(), &summed);
     const kernels::LiveRows* zero_rows = model.zero_grad_rows();
     const GradClip clip = clip_coefficient(model.backend(), model.grads(), model.num_params(), 1.0, zero_rows);
     adam.step(model.params(), model.grads(), 5e-5, clip.coefficient, zero_rows);
@@ -103,10 +104,12 @@ TrainBenchResult run_train_bench(const TrainBenchOptions& opt) {
     if (step >= opt.warmup_steps) {
       total += dt;
       comm_total += comm_seconds;
+      summed_total += static_cast<double>(summed);
     }
   }
   const double per_step = total / opt.steps;
   r.comm_ms_per_step = comm_total / opt.steps * 1e3;
+  r.values_summed = summed_total / opt.steps;
   r.ms_per_step = per_step * 1e3;
   r.tokens_per_s = batch.num_tokens() / per_step;
   r.gflops = r.flops_per_step / per_step / 1e9;

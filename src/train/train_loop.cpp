@@ -52,19 +52,20 @@ int64_t warmup_length(const TrainOptions& o, int64_t total_steps) {
   return std::min(w, epochs - 1);
 }
 
-// grads() summed over the processes. A classification model's word embeddings (rows tracked:
-// BertModel::zero_grad_rows) are summed only at the rows some process looked up: the others are
-// +0 on every process, so their sums would be too. The rows stay tracked (the union of every
-// process's), so the gradient norm and AdamW go on skipping the rest. Each value has the same
-// terms as in a sum of the whole buffer: the same bits at two ranks; at more, the MPI library may
-// associate a packed sum differently (as it may another bucket size).
-void sum_gradients_over_processes(BertModel& model, const Comm& comm) {
+// grads() summed over the processes; returns how many values were summed. A classification
+// model's word embeddings (rows tracked: BertModel::zero_grad_rows) are summed only at the rows
+// some process looked up, while those are at most half the table: the others are +0 on every
+// process, so their sums would be too. The union of the flags stays with the model either way, so
+// the gradient norm and AdamW go on leaving the other rows' gradients unread. Each value has the
+// same terms as in a sum of the whole buffer: the same bits at two ranks; at more, the MPI library
+// may associate a sum of another length differently (as it may another bucket size).
+int64_t sum_gradients_over_processes(BertModel& model, const Comm& comm) {
   float* grads = model.grads();
   const kernels::LiveRows* rows = model.zero_grad_rows();
   const uint8_t* mine = model.live_word_rows();
   if (rows == nullptr || mine == nullptr) {
     comm.sum(grads, model.num_params());
-    return;
+    return model.num_params();
   }
   // Kept from step to step: the packed rows reach megabytes, whose pages a fresh allocation would
   // fault in again every step.
@@ -73,24 +74,29 @@ void sum_gradients_over_processes(BertModel& model, const Comm& comm) {
   thread_local std::vector<int64_t> live;
   thread_local std::vector<float> packed;
   any.assign(mine, mine + rows->rows);
-  comm.sum(any.data(), rows->rows);
+  comm.sum(any.data(), rows->rows);  // exact: every process gets the same union, so the same sums below
   flags.resize(static_cast<size_t>(rows->rows));
   live.clear();
+  live.reserve(static_cast<size_t>(rows->rows));
   for (int64_t r = 0; r < rows->rows; ++r) {
     flags[static_cast<size_t>(r)] = any[static_cast<size_t>(r)] > 0 ? 1 : 0;
     if (flags[static_cast<size_t>(r)] != 0) live.push_back(r);
   }
   model.flag_live_word_rows(flags.data());
-  const int64_t end = rows->offset + rows->rows * rows->cols;
+  const int64_t c = rows->cols, end = rows->offset + rows->rows * c;
+  if (2 * static_cast<int64_t>(live.size()) > rows->rows) {  // packing would save little: every row
+    comm.sum(grads, model.num_params());
+    return model.num_params();
+  }
   comm.sum(grads, rows->offset);
   comm.sum(grads + end, model.num_params() - end);
   // Host memory: data-parallel training runs on the CPU only (check_data_parallel).
-  const int64_t c = rows->cols;
   packed.resize(live.size() * static_cast<size_t>(c));
   float* table = grads + rows->offset;
   for (size_t k = 0; k < live.size(); ++k) std::copy_n(table + live[k] * c, c, packed.data() + k * c);
   comm.sum(packed.data(), static_cast<int64_t>(packed.size()));
   for (size_t k = 0; k < live.size(); ++k) std::copy_n(packed.data() + k * c, c, table + live[k] * c);
+  return model.num_params() - rows->rows * c + static_cast<int64_t>(packed.size());
 }
 
 }  // namespace
@@ -166,8 +172,8 @@ bool TrainLoop::weights_finite() const {
 }
 
 double data_parallel_gradients(BertModel& model, const Batch& batch, int64_t global_targets, bool mlm,
-                               uint64_t dropout_key, Batch& shard, double* comm_seconds,
-                               OverlappedGradientSum* overlap) {
+                               uint64_t dropout_key, Batch& shard, double* comm_seconds, OverlappedGradientSum* overlap,
+                               int64_t* values_summed) {
   // (2) This process's shard: every rank builds the whole batch, so masks, the target cap and the
   // global count are the one process's. A short last batch may leave a rank no sequence, or a
   // shard no masked token: it adds nothing, and still joins the sums.
@@ -204,18 +210,21 @@ double data_parallel_gradients(BertModel& model, const Batch& batch, int64_t glo
   }
   // (4) Gradients and losses summed over processes.
   *comm_seconds = 0;
+  int64_t summed = 0;
   if (sum_during) {
     const auto t0 = std::chrono::steady_clock::now();
     overlap->finish();  // what backward did not hide, and the loss sum: the plain path's measure
     comm.sum(&loss_sum, 1);
+    summed = model.num_params();
     *comm_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   } else if (comm.distributed()) {
     model.backend().synchronize();
     const auto t0 = std::chrono::steady_clock::now();
-    sum_gradients_over_processes(model, comm);
+    summed = sum_gradients_over_processes(model, comm);
     comm.sum(&loss_sum, 1);
     *comm_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   }
+  if (values_summed != nullptr) *values_summed = summed;
   return loss_sum;
 }
 
