@@ -26,7 +26,9 @@ struct TrainBenchOptions {
 };
 
 struct TrainBenchResult {
-  double ms_per_step = 0, tokens_per_s = 0, gflops = 0, ceiling_gflops = 0, mfu = 0;
+  double ms_per_step = 0, tokens_per_s = 0, gflops = 0, mfu = 0;
+  double ceiling_gflops = 0;  // the mean of the GEMM ceilings measured before and after the steps
+  double ceiling_before_gflops = 0, ceiling_after_gflops = 0;
   double flops_per_step = 0;
   double comm_ms_per_step = 0;  // of ms_per_step, summing gradients over ranks (0 for one process)
   double values_summed = 0;     // gradient values summed over the ranks per step (0 for one process)

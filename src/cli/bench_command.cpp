@@ -57,9 +57,11 @@ void run_bench_train(const BenchArgs& a) {
              r.ranks > 1 ? fmt::format(" on each of {} ranks ({})", r.ranks, Comm::world().describe()) : "");
   fmt::print("  params {:.2f}M  loss {:.4f} -> {:.4f}\n", r.params / 1e6, r.first_loss, r.last_loss);
   fmt::print("  back end: {}\n", r.backend);
-  fmt::print("  {:.1f} ms/step  {:.0f} tokens/s  {:.1f} GFLOP/s  MFU {:.1f}% of a measured {:.1f} GFLOP/s {} GEMM{}\n",
-             r.ms_per_step, r.tokens_per_s, r.gflops, 100 * r.mfu, r.ceiling_gflops, precision_name(o.precision),
-             r.ranks > 1 ? " per rank" : "");
+  fmt::print(
+      "  {:.1f} ms/step  {:.0f} tokens/s  {:.1f} GFLOP/s  MFU {:.1f}% of a measured {:.1f} GFLOP/s {} GEMM{} "
+      "(before the steps {:.1f}, after {:.1f})\n",
+      r.ms_per_step, r.tokens_per_s, r.gflops, 100 * r.mfu, r.ceiling_gflops, precision_name(o.precision),
+      r.ranks > 1 ? " per rank" : "", r.ceiling_before_gflops, r.ceiling_after_gflops);
   if (r.ranks > 1) {
     fmt::print("  of which {:.1f} ms/step {} ({:.1f}%); {:.1f}% of the gradient's values summed\n", r.comm_ms_per_step,
                o.overlap_grads
@@ -87,6 +89,8 @@ void run_bench_train(const BenchArgs& a) {
                         {"gflops", r.gflops},
                         {"flops_per_step", r.flops_per_step},
                         {"gemm_ceiling_gflops", r.ceiling_gflops},
+                        {"gemm_ceiling_before_gflops", r.ceiling_before_gflops},
+                        {"gemm_ceiling_after_gflops", r.ceiling_after_gflops},
                         {"mfu", r.mfu},
                         {"first_loss", r.first_loss},
                         {"last_loss", r.last_loss}};

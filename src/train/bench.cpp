@@ -85,6 +85,11 @@ TrainBenchResult run_train_bench(const TrainBenchOptions& opt) {
   if (opt.overlap_grads && comm.distributed()) {
     overlap = std::make_unique<OverlappedGradientSum>(comm, bucket_floats(opt.bucket_mb));
   }
+  // The GEMM ceiling before the steps and after them: other load on the machine moves it as it
+  // moves the steps, so MFU is taken against the mean of the two and both are reported. Every
+  // rank measures its own at the same moment (each with its share of the machine).
+  comm.barrier();
+  r.ceiling_before_gflops = model.backend().gemm_ceiling_gflops();
   double total = 0, comm_total = 0, summed_total = 0;
   for (int step = 0; step < opt.warmup_steps + opt.steps; ++step) {
     comm.barrier();  // every rank's step starts together
@@ -113,9 +118,10 @@ TrainBenchResult run_train_bench(const TrainBenchOptions& opt) {
   r.ms_per_step = per_step * 1e3;
   r.tokens_per_s = batch.num_tokens() / per_step;
   r.gflops = r.flops_per_step / per_step / 1e9;
-  r.ceiling_gflops = model.backend().gemm_ceiling_gflops();
+  comm.barrier();
+  r.ceiling_after_gflops = model.backend().gemm_ceiling_gflops();
+  r.ceiling_gflops = 0.5 * (r.ceiling_before_gflops + r.ceiling_after_gflops);
   r.backend = model.backend().describe();
-  // Every rank measures its own ceiling at the same moment (each with its share of the machine).
   r.mfu = r.gflops / (r.ceiling_gflops * r.ranks);
   return r;
 }

@@ -18,7 +18,12 @@ r = json.load(open(sys.argv[1]))
 assert r["config"] == "tiny" and r["task"] == "cls" and r["batch"] == 4 and r["seq_len"] == 32
 assert r["tokens_per_s"] > 0 and r["ms_per_step"] > 0 and 0 < r["mfu"] < 2
 assert r["gemm_ceiling_gflops"] > 1
+# MFU is against the mean of the ceilings measured before and after the steps
+before, after = r["gemm_ceiling_before_gflops"], r["gemm_ceiling_after_gflops"]
+assert before > 1 and after > 1 and abs(r["gemm_ceiling_gflops"] - (before + after) / 2) <= 1e-9 * r["gemm_ceiling_gflops"]
+assert abs(r["mfu"] - r["gflops"] / r["gemm_ceiling_gflops"]) <= 1e-9 * r["mfu"]
 PY
+grep -q "before the steps" "$work/out.txt" || fail "the two ceilings are not printed"
 
 expect_error() {  # expect_error "message fragment" args...
   local want="$1"; shift
