@@ -71,16 +71,18 @@ int64_t sum_gradients_over_processes(BertModel& model, const Comm& comm) {
   // fault in again every step.
   thread_local std::vector<int64_t> any;
   thread_local std::vector<uint8_t> flags;
-  thread_local std::vector<int64_t> live;
+  thread_local std::vector<int32_t> live;
   thread_local std::vector<float> packed;
   any.assign(mine, mine + rows->rows);
   comm.sum(any.data(), rows->rows);  // exact: every process gets the same union, so the same sums below
-  flags.resize(static_cast<size_t>(rows->rows));
+  flags.assign(static_cast<size_t>(rows->rows), 0);
   live.clear();
   live.reserve(static_cast<size_t>(rows->rows));
-  for (int64_t r = 0; r < rows->rows; ++r) {
-    flags[static_cast<size_t>(r)] = any[static_cast<size_t>(r)] > 0 ? 1 : 0;
-    if (flags[static_cast<size_t>(r)] != 0) live.push_back(r);
+  for (int32_t r = 0; r < static_cast<int32_t>(rows->rows); ++r) {
+    if (any[static_cast<size_t>(r)] > 0) {
+      flags[static_cast<size_t>(r)] = 1;
+      live.push_back(r);
+    }
   }
   model.flag_live_word_rows(flags.data());
   const int64_t c = rows->cols, end = rows->offset + rows->rows * c;
@@ -90,12 +92,13 @@ int64_t sum_gradients_over_processes(BertModel& model, const Comm& comm) {
   }
   comm.sum(grads, rows->offset);
   comm.sum(grads + end, model.num_params() - end);
-  // Host memory: data-parallel training runs on the CPU only (check_data_parallel).
+  // Host memory: data-parallel training runs on the CPU only (check_data_parallel). The sums go
+  // back by copying (a scatter-add onto zeroed rows would turn a -0 sum into +0).
   packed.resize(live.size() * static_cast<size_t>(c));
   float* table = grads + rows->offset;
-  for (size_t k = 0; k < live.size(); ++k) std::copy_n(table + live[k] * c, c, packed.data() + k * c);
+  model.backend().gather_rows(table, live.data(), packed.data(), static_cast<int>(live.size()), static_cast<int>(c));
   comm.sum(packed.data(), static_cast<int64_t>(packed.size()));
-  for (size_t k = 0; k < live.size(); ++k) std::copy_n(packed.data() + k * c, c, table + live[k] * c);
+  for (size_t k = 0; k < live.size(); ++k) std::copy_n(packed.data() + k * c, c, table + int64_t{live[k]} * c);
   return model.num_params() - rows->rows * c + static_cast<int64_t>(packed.size());
 }
 
