@@ -114,14 +114,28 @@ def bf16_linear(x, w, b=None):
     return Bf16Linear.apply(x, w, b)
 
 
-def run(preset, head, out_dir, precision):
+def fp32_keys_values_of_last_layer(model, fp32_linear):
+    """tlm runs a classification head's last layer with its key and value projections absorbed
+    into attention (kernels.h, absorbed_attention_forward), whose products are all fp32: in bf16,
+    those two layers' operands are never rounded. The same here; mathematically it is the same
+    layer. A back end without absorbed attention (CUDA) projects them as linear layers: the
+    *_cls_bf16_projected fixtures."""
+    att = getattr(model.bert.encoder.layer[-1].attention, "self")
+    for lin in (att.key, att.value):
+        lin.forward = lambda x, lin=lin: fp32_linear(x, lin.weight, lin.bias)
+
+
+def run(preset, head, out_dir, precision, fp32_linear, projected=False):
     p = PRESETS[preset]
     torch.manual_seed(1234)
     config = make_config(p, head)
     model = bert_mirror.build(config)
+    is_mlm = head == "BertForMaskedLM"
+    absorbed = precision == "bf16" and not is_mlm and not projected
+    if absorbed:
+        fp32_keys_values_of_last_layer(model, fp32_linear)
     gen = torch.Generator().manual_seed(99)
     ids, mask, types, mlm_labels, cls_labels = make_batch(p, gen)
-    is_mlm = head == "BertForMaskedLM"
     labels = mlm_labels if is_mlm else cls_labels
 
     tensors = {}
@@ -153,6 +167,8 @@ def run(preset, head, out_dir, precision):
     # 10 AdamW steps on the same batch: torch.optim.AdamW, HF linear schedule, clip_grad_norm_.
     torch.manual_seed(1234)
     model = bert_mirror.build(config)
+    if absorbed:
+        fp32_keys_values_of_last_layer(model, fp32_linear)
     tr = TRAJECTORY
     opt = torch.optim.AdamW(model.parameters(), lr=tr["lr"], betas=tr["betas"], eps=tr["eps"],
                             weight_decay=tr["weight_decay"])
@@ -175,7 +191,7 @@ def run(preset, head, out_dir, precision):
             "created": datetime.date.today().isoformat()}
     os.makedirs(out_dir, exist_ok=True)
     short = "mlm" if is_mlm else "cls"
-    suffix = "" if precision == "fp32" else "_" + precision
+    suffix = ("" if precision == "fp32" else "_" + precision) + ("_projected" if projected else "")
     path = os.path.join(out_dir, f"{preset}_{short}{suffix}.safetensors")
     st.save(path + ".tmp", tensors, meta)
     os.replace(path + ".tmp", path)
@@ -195,7 +211,9 @@ def main():
         # nn.Linear and the mirror's tied decoder call torch.nn.functional.linear at run time.
         torch.nn.functional.linear = bf16_linear if precision == "bf16" else fp32_linear
         for head in ("BertForMaskedLM", "BertForSequenceClassification"):
-            run(a.preset, head, a.out, precision)
+            run(a.preset, head, a.out, precision, fp32_linear)
+            if precision == "bf16" and head == "BertForSequenceClassification":
+                run(a.preset, head, a.out, precision, fp32_linear, projected=True)
     torch.nn.functional.linear = fp32_linear
 
 

@@ -203,8 +203,27 @@ class GuardedBackend final : public Backend {
   }
   void attention_backward(const float* dctx, const float* q, const float* k, const float* v, const float* probs,
                           float* dq, float* dk, float* dv, float* scratch,
-                          const kernels::AttentionShape& shape) override{
-      TLM_GUARDED(attention_backward(dctx, q, k, v, probs, dq, dk, dv, scratch, shape))} int64_t
+                          const kernels::AttentionShape& shape) override {
+    TLM_GUARDED(attention_backward(dctx, q, k, v, probs, dq, dk, dv, scratch, shape))
+  }
+  bool absorbs_attention() const override { return inner_->absorbs_attention(); }
+  int64_t absorbed_attention_saved_size(int q_rows, int heads, int c) const override {
+    return inner_->absorbed_attention_saved_size(q_rows, heads, c);
+  }
+  int64_t absorbed_attention_scratch_size(int q_rows, int max_q_len, int max_len, int heads, int c) const override {
+    return inner_->absorbed_attention_scratch_size(q_rows, max_q_len, max_len, heads, c);
+  }
+  void absorbed_attention_forward(const float* q, const float* x, const float* wk, const float* wv, const float* bv,
+                                  float* probs, float* saved, float* ctx, float* scratch,
+                                  const kernels::AttentionShape& shape) override {
+    TLM_GUARDED(absorbed_attention_forward(q, x, wk, wv, bv, probs, saved, ctx, scratch, shape))
+  }
+  void absorbed_attention_backward(const float* dctx, const float* q, const float* x, const float* wk, const float* wv,
+                                   const float* bv, const float* probs, const float* saved, float* dq, float* dx,
+                                   float* dwk, float* dwv, float* dbv, float* scratch,
+                                   const kernels::AttentionShape& shape) override{
+      TLM_GUARDED(absorbed_attention_backward(dctx, q, x, wk, wv, bv, probs, saved, dq, dx, dwk, dwv, dbv, scratch,
+                                              shape))} int64_t
       conv2d_scratch_size(const kernels::ConvShape& shape) const override {
     return inner_->conv2d_scratch_size(shape);
   }

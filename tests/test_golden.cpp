@@ -23,9 +23,13 @@
 //    draws other flips). A bf16 GEMM that skipped the rounding of one operand errs by ~1e-3 per
 //    GEMM and is caught where flips are absent: the tiny fixtures and tests/test_gemm_bf16.cpp.
 //  - the 10 losses (one batch overfitted, down to 0.06): measured within 4e-4 absolute,
-//    2e-3 relative at the smallest; tolerance 5e-3 relative + 1e-3. The final embeddings: where a gradient is rounding
-//    noise Adam's normalised step still moves the weight by up to lr per step either way (<= 2e-2 in 10 steps);
-//    measured max 1.1e-2 of max |w|, rms 3.1e-4: tolerances 3e-2 and 2e-3.
+//    2e-3 relative at the smallest; tolerance 5e-3 relative + 1e-3. Classification's (4 sequences,
+//    down to 0.45) is noisier: the mirror against itself with every value it rounds perturbed by
+//    one fp32 ulp first moved by up to 4.7e-3 absolute, 1.0e-2 relative (16 perturbations; with
+//    the last layer's keys and values rounded, as before they were absorbed, 2.9e-3 in 4), and tlm
+//    by 4.2e-3: tolerance 1.5e-2 relative + 2e-3 there (MLM: 8.6e-4 in 8). The final embeddings: where a gradient is
+//    rounding noise Adam's normalised step still moves the weight by up to lr per step either way (<= 2e-2 in 10
+//    steps); measured max 1.1e-2 of max |w|, rms 3.1e-4: tolerances 3e-2 and 2e-3.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -85,7 +89,7 @@ std::vector<Case> cases() {
       {"tiny_mlm_bf16.safetensors", false, 1e-5, 1e-4, 1e-6, 1e-4, 1e-5, GemmMode::kBf16Emulated},
       {"tiny_cls_bf16.safetensors", false, 1e-5, 1e-4, 1e-6, 1e-4, 1e-5, GemmMode::kBf16Emulated},
       {"wide_mlm_bf16.safetensors", true, 1.5e-2, 5e-3, 1e-3, 3e-2, 2e-3, GemmMode::kBf16Emulated},
-      {"wide_cls_bf16.safetensors", true, 1.5e-2, 5e-3, 1e-3, 3e-2, 2e-3, GemmMode::kBf16Emulated},
+      {"wide_cls_bf16.safetensors", true, 1.5e-2, 1.5e-2, 2e-3, 3e-2, 2e-3, GemmMode::kBf16Emulated},
   };
   std::vector<Case> all;
   for (const Case& f : fixtures) {
@@ -98,6 +102,11 @@ std::vector<Case> cases() {
     if (backend_built(DeviceKind::kCuda) && f.file.find("conv") == std::string::npos) {
       Case gpu = f;
       gpu.cuda = true;
+      // It has no absorbed attention: its bf16 classification rounds the last layer's keys and
+      // values as linear layers, which the *_cls_bf16_projected fixtures mirror.
+      if (f.bf16() && f.file.find("_cls_") != std::string::npos) {
+        gpu.file = f.file.substr(0, f.file.size() - std::string(".safetensors").size()) + "_projected.safetensors";
+      }
       all.push_back(gpu);
     }
   }

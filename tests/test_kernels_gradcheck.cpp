@@ -217,6 +217,94 @@ TEST(GradCheck, AttentionWithDropout) { check_attention(0.25f, false); }
 TEST(GradCheck, AttentionQuerySubset) { check_attention(0.0f, true); }
 TEST(GradCheck, AttentionQuerySubsetWithDropout) { check_attention(0.25f, true); }
 
+// Absorbed attention (kernels.h): finite differences for every input, and the outputs and
+// gradients of attention_forward/backward on keys and values projected from x, K = x Wk^T + bk
+// and V = x Wv^T + bv (to fp32 rounding: the two paths sum in different orders), whose key-bias
+// gradient is ~0 where the absorbed path adds none. One sequence has no query row.
+void check_absorbed_attention(float dropout_p) {
+  const std::vector<int32_t> offsets{0, 5, 8, 14}, q_offsets{0, 2, 2, 5};
+  const int heads = 2, d = 3, c = heads * d, n = offsets.back(), r = q_offsets.back();
+  std::vector<uint64_t> q_keys;
+  for (int i = 0; i < r; ++i) q_keys.push_back(token_key(7, static_cast<uint64_t>(i)));
+  const k::AttentionShape shape{q_offsets.data(), offsets.data(), 3, heads, d, c, c, dropout_p,
+                                mix_key(3, 4, 5), q_keys.data()};
+  auto x = random_vec(int64_t{n} * c, 21), q = random_vec(int64_t{r} * c, 22), rr = random_vec(int64_t{r} * c, 23);
+  auto wk = random_vec(c * c, 24, 0.5), wv = random_vec(c * c, 25, 0.5), bv = random_vec(c, 26), bk = random_vec(c, 27);
+  std::vector<float> probs(k::attention_probs_size(shape)), ctx(int64_t{r} * c);
+  std::vector<float> saved(k::absorbed_attention_saved_size(r, heads, c));
+  std::vector<float> scratch(k::absorbed_attention_scratch_size(r, 3, 6, heads, c, 256));
+  auto loss = [&] {
+    k::absorbed_attention_forward(q.data(), x.data(), wk.data(), wv.data(), bv.data(), probs.data(), saved.data(),
+                                  ctx.data(), scratch.data(), shape);
+    return dot(ctx, rr);
+  };
+  loss();
+  const std::vector<float> ctx_absorbed = ctx, probs_absorbed = probs;
+  std::vector<float> dq(q.size(), 7.0f), dx(x.size(), 7.0f), dwk(wk.size(), 0.0f), dwv(wv.size(), 0.0f),
+      dbv(bv.size(), 0.0f);
+  k::absorbed_attention_backward(rr.data(), q.data(), x.data(), wk.data(), wv.data(), bv.data(), probs.data(),
+                                 saved.data(), dq.data(), dx.data(), dwk.data(), dwv.data(), dbv.data(), scratch.data(),
+                                 shape);
+  const std::string what = std::string("absorbed attention") + (dropout_p > 0 ? " with dropout" : "");
+  expect_gradient((what + " dq").c_str(), loss, q, dq);
+  expect_gradient((what + " dx").c_str(), loss, x, dx);
+  expect_gradient((what + " dWk").c_str(), loss, wk, dwk);
+  expect_gradient((what + " dWv").c_str(), loss, wv, dwv);
+  expect_gradient((what + " dbv").c_str(), loss, bv, dbv);
+
+  // The projected path: keys and values (n, 2c), then the plain kernels.
+  std::vector<float> kv(int64_t{n} * 2 * c), kk(int64_t{n} * c), vv(int64_t{n} * c);
+  k::linear_forward(x.data(), wk.data(), bk.data(), kk.data(), n, c, c);
+  k::linear_forward(x.data(), wv.data(), bv.data(), vv.data(), n, c, c);
+  for (int i = 0; i < n; ++i) {
+    std::copy_n(kk.data() + i * c, c, kv.data() + i * 2 * c);
+    std::copy_n(vv.data() + i * c, c, kv.data() + i * 2 * c + c);
+  }
+  k::AttentionShape projected = shape;
+  projected.kv_stride = 2 * c;
+  std::vector<float> probs_ref(probs.size()), ctx_ref(ctx.size()), att_scratch(k::attention_scratch_size(6, 256));
+  k::attention_forward(q.data(), kv.data(), kv.data() + c, probs_ref.data(), ctx_ref.data(), att_scratch.data(),
+                       projected);
+  std::vector<float> dq_ref(q.size()), dkv(kv.size()), dk(kk.size()), dv(vv.size()), dx_ref(x.size()), dx_v(x.size());
+  std::vector<float> dwk_ref(wk.size(), 0.0f), dwv_ref(wv.size(), 0.0f), dbk_ref(c, 0.0f), dbv_ref(c, 0.0f);
+  k::attention_backward(rr.data(), q.data(), kv.data(), kv.data() + c, probs_ref.data(), dq_ref.data(), dkv.data(),
+                        dkv.data() + c, att_scratch.data(), projected);
+  for (int i = 0; i < n; ++i) {
+    std::copy_n(dkv.data() + i * 2 * c, c, dk.data() + i * c);
+    std::copy_n(dkv.data() + i * 2 * c + c, c, dv.data() + i * c);
+  }
+  k::linear_backward(dk.data(), x.data(), wk.data(), dx_ref.data(), dwk_ref.data(), dbk_ref.data(), n, c, c);
+  k::linear_backward(dv.data(), x.data(), wv.data(), dx_v.data(), dwv_ref.data(), dbv_ref.data(), n, c, c);
+  for (size_t i = 0; i < dx_ref.size(); ++i) dx_ref[i] += dx_v[i];
+  auto expect_close = [&](const char* name, const std::vector<float>& got, const std::vector<float>& want) {
+    ASSERT_EQ(got.size(), want.size()) << name;
+    double worst = 0, scale = 0;
+    for (size_t i = 0; i < got.size(); ++i) {
+      worst = std::max(worst, std::fabs(static_cast<double>(got[i]) - want[i]));
+      scale = std::max(scale, std::fabs(static_cast<double>(want[i])));
+    }
+    EXPECT_GT(scale, 0.0) << what << " " << name;
+    // fp32 sums of a few dozen terms in another order: ~1e-6 relative; a wrong term is O(1)
+    EXPECT_LE(worst, 1e-5 * scale) << what << " " << name << ": max |absorbed - projected| " << worst;
+  };
+  expect_close("probs", probs_absorbed, probs_ref);
+  expect_close("ctx", ctx_absorbed, ctx_ref);
+  expect_close("dq", dq, dq_ref);
+  expect_close("dx", dx, dx_ref);
+  expect_close("dWk", dwk, dwk_ref);
+  expect_close("dWv", dwv, dwv_ref);
+  expect_close("dbv", dbv, dbv_ref);
+  double bias_grad = 0, dbv_scale = 0;
+  for (int i = 0; i < c; ++i) {
+    bias_grad = std::max(bias_grad, std::fabs(static_cast<double>(dbk_ref[i])));
+    dbv_scale = std::max(dbv_scale, std::fabs(static_cast<double>(dbv_ref[i])));
+  }
+  EXPECT_LE(bias_grad, 1e-5 * dbv_scale) << what << ": the projected path's key-bias gradient is not ~0";
+}
+
+TEST(GradCheck, AbsorbedAttention) { check_absorbed_attention(0.0f); }
+TEST(GradCheck, AbsorbedAttentionWithDropout) { check_absorbed_attention(0.25f); }
+
 TEST(GradCheck, SoftmaxCrossEntropy) {
   const int m = 4, kk = 7;
   auto logits = random_vec(m * kk, 19, 3.0);

@@ -80,6 +80,28 @@ class Backend {
   virtual void attention_backward(const float* dctx, const float* q, const float* k, const float* v, const float* probs,
                                   float* dq, float* dk, float* dv, float* scratch,
                                   const kernels::AttentionShape& shape) = 0;
+  // Attention at few query rows with the key and value projections absorbed (kernels.h). A back
+  // end that has it says so and overrides all four; the model then runs a classification head's
+  // last layer through it (else through attention_forward on projected keys and values).
+  virtual bool absorbs_attention() const { return false; }
+  virtual int64_t absorbed_attention_saved_size(int /*q_rows*/, int /*heads*/, int /*c*/) const { return 0; }
+  virtual int64_t absorbed_attention_scratch_size(int /*q_rows*/, int /*max_q_len*/, int /*max_len*/, int /*heads*/,
+                                                  int /*c*/) const {
+    return 0;
+  }
+  virtual void absorbed_attention_forward(const float* /*q*/, const float* /*x*/, const float* /*wk*/,
+                                          const float* /*wv*/, const float* /*bv*/, float* /*probs*/, float* /*saved*/,
+                                          float* /*ctx*/, float* /*scratch*/,
+                                          const kernels::AttentionShape& /*shape*/) {
+    throw Error(describe() + " has no absorbed attention (absorbs_attention() is false)");
+  }
+  virtual void absorbed_attention_backward(const float* /*dctx*/, const float* /*q*/, const float* /*x*/,
+                                           const float* /*wk*/, const float* /*wv*/, const float* /*bv*/,
+                                           const float* /*probs*/, const float* /*saved*/, float* /*dq*/, float* /*dx*/,
+                                           float* /*dwk*/, float* /*dwv*/, float* /*dbv*/, float* /*scratch*/,
+                                           const kernels::AttentionShape& /*shape*/) {
+    throw Error(describe() + " has no absorbed attention (absorbs_attention() is false)");
+  }
   // The convolution's offsets are device memory.
   virtual int64_t conv2d_scratch_size(const kernels::ConvShape& shape) const = 0;  // floats
   virtual void conv2d_forward(const float* x, const float* w, const float* b, float* y, float* scratch,

@@ -94,6 +94,32 @@ void attention_backward(const float* dctx, const float* q, const float* k, const
                         float* dq, float* dk, float* dv, float* scratch, const AttentionShape& shape);
 int64_t attention_scratch_size(int max_len, int threads);
 
+// ---- attention at few query rows, the key and value projections absorbed ----
+// The same attention as a layer whose keys and values are x's rows projected, K = x Wk^T + bk and
+// V = x Wv^T + bv, without projecting them: per sequence s and head h (Wk_h, Wv_h the head's d
+// rows of Wk, Wv (d, c); x_s the sequence's rows),
+//   scores = (q_h Wk_h) x_s^T / sqrt(d)                 (the key bias adds a constant per query
+//                                                          row, which softmax removes: unread)
+//   ctx_h  = (Pd x_s) Wv_h^T + rowsum(Pd) bv_h           (Pd: the probabilities after dropout)
+// Worth it where a sequence has few queries against many keys (a [CLS] head: one per sequence):
+// it costs ~4c^2 + 4*heads*c*len_s per query row where projecting costs 4c^2 per key row.
+// shape as attention_forward's, with q (num_q_rows, q_stride) the queries (bias included) and
+// x (num_kv_rows, kv_stride) the layer's input in the place of k and v; probs and dropout as
+// attention_forward's. wk, wv (c, c), bv (c). saved (absorbed_attention_saved_size) keeps what
+// backward reads. ctx (num_q_rows, c) overwritten. Every product is fp32.
+int64_t absorbed_attention_saved_size(int q_rows, int heads, int c);
+// scratch: absorbed_attention_scratch_size(...) floats; max_q_len bounds any sequence's query
+// rows and max_len its key rows.
+int64_t absorbed_attention_scratch_size(int q_rows, int max_q_len, int max_len, int heads, int c, int threads);
+void absorbed_attention_forward(const float* q, const float* x, const float* wk, const float* wv, const float* bv,
+                                float* probs, float* saved, float* ctx, float* scratch, const AttentionShape& shape);
+// dctx (num_q_rows, c); dq (q's layout) and dx (x's layout) overwritten (dx: the keys' and values'
+// part of the input's gradient); dwk, dwv (c, c) and dbv (c) accumulated. The key bias's gradient
+// is exactly 0 (see above): nothing is added to it.
+void absorbed_attention_backward(const float* dctx, const float* q, const float* x, const float* wk, const float* wv,
+                                 const float* bv, const float* probs, const float* saved, float* dq, float* dx,
+                                 float* dwk, float* dwv, float* dbv, float* scratch, const AttentionShape& shape);
+
 // ---- 2-D convolution over packed sequences, torch's Conv2d(padding="same") ----
 // Each sequence s (rows [offsets[s], offsets[s+1]) of a packed batch) is an image of height
 // len_s (its positions) and width `width` (the hidden units), zero beyond its own edges, so no

@@ -32,7 +32,7 @@ struct LayerOffsets {
 
 // Saved activations of one layer, each sized for limits.max_tokens rows.
 struct LayerActs {
-  float* qkv;                  // (n, 3c); in the last layer (n, 2c): keys and values only
+  float* qkv;                  // (n, 3c); in the last layer (n, 2c): keys and values only (none where absorbed)
   float* q;                    // last layer only: (r, c) queries of the selected rows
   float* probs;                // attention probabilities, sum_s heads * len_s^2
   float* ctx;                  // (rows, c) attention context before the output projection; rows = n, or r in
@@ -110,6 +110,11 @@ struct BertModel::Impl {
   DeviceBuffer<int32_t> d_sel_rows, d_sel_offsets, d_head_rows;            // (r), (b + 1), (targets)
   DeviceBuffer<uint64_t> d_token_keys, d_sel_keys;                         // (n), (r)
   float *in_sel, *dq_sel, *d_sel;  // (r, c) last layer input rows, query gradient, scratch
+  // A classification head's last layer has one query row per sequence: where the back end can,
+  // its keys and values are absorbed instead of projected at every row (kernels.h), which keeps
+  // what its backward reads in absorbed_saved.
+  bool absorbed = false;
+  float *absorbed_saved = nullptr, *absorbed_scratch = nullptr;
   float *emb_sum, *emb_out, *emb_mean, *emb_rstd;
   const float* encoder_in() const { return conv ? conv_out : emb_out; }  // (n, c) transformer layer 0's input
   std::vector<LayerActs> layers;
@@ -143,7 +148,7 @@ struct BertModel::Impl {
             cfg.num_attention_heads,
             cfg.head_dim(),
             last ? c : 3 * c,
-            last ? 2 * c : 3 * c,
+            last ? (absorbed ? c : 2 * c) : 3 * c,  // absorbed: the layer's input (n, c) is read in their place
             dropout_p,
             mix_key(seed, static_cast<uint64_t>(l), kAttentionProbs),
             last ? d_sel_keys.data() : d_token_keys.data(),
@@ -321,9 +326,10 @@ BertModel::BertModel(const BertConfig& config, const ModelLimits& limits, std::s
   want(&I.conv_out, config.conv.enabled() ? n * c : 0);
   for (float** p : {&I.padded_out, &I.d_pad_a, &I.d_pad_b}) want(p, I.pad_to > 0 ? emb_rows * c : 0);
   const int64_t r = std::max<int64_t>(m, b);  // selected rows of the last layer
+  I.absorbed = config.head == Head::kClassification && backend_->absorbs_attention();
   I.layers.resize(config.num_hidden_layers);
   for (auto& L : I.layers) {
-    want(&L.qkv, n * 3 * c);
+    want(&L.qkv, &L == &I.layers.back() && I.absorbed ? 0 : n * 3 * c);
     want(&L.q, &L == &I.layers.back() ? r * c : 0);
     want(&L.probs, probs);
     want(&L.ctx, n * c);
@@ -343,6 +349,12 @@ BertModel::BertModel(const BertConfig& config, const ModelLimits& limits, std::s
   for (float** p : {&I.in_sel, &I.dq_sel, &I.d_sel}) want(p, r * c);
   want(&I.dffn, n * f);
   want(&I.att_scratch, backend_->attention_scratch_size(limits.max_seq_len));
+  if (I.absorbed) {  // one query row per sequence
+    const int heads = config.num_attention_heads;
+    want(&I.absorbed_saved, backend_->absorbed_attention_saved_size(static_cast<int>(b), heads, static_cast<int>(c)));
+    want(&I.absorbed_scratch, backend_->absorbed_attention_scratch_size(static_cast<int>(b), 1, limits.max_seq_len,
+                                                                        heads, static_cast<int>(c)));
+  }
   if (config.head == Head::kMaskedLM) {
     for (float** p : {&I.h_m, &I.t_pre, &I.t_act, &I.t_ln, &I.dm1, &I.dm2}) want(p, m * c);
     want(&I.t_mean, m);
@@ -644,15 +656,23 @@ ForwardResult BertModel::forward(const Batch& batch, bool training, uint64_t dro
     if (last) {
       be.gather_rows(in, I.d_sel_rows.data(), I.in_sel, rows, c);
       resid = I.in_sel;
-      be.linear_forward(I.in_sel, P + o.wqkv, P + o.bqkv, A.q, rows, c, c);                    // query rows of (3c, c)
-      be.linear_forward(in, P + o.wqkv + int64_t{c} * c, P + o.bqkv + c, A.qkv, n, c, 2 * c);  // keys, values
+      be.linear_forward(I.in_sel, P + o.wqkv, P + o.bqkv, A.q, rows, c, c);  // query rows of (3c, c)
       q = A.q;
-      kk = A.qkv;
-      v = A.qkv + c;
-    } else {
-      be.linear_forward(in, P + o.wqkv, P + o.bqkv, A.qkv, n, c, 3 * c);
     }
-    be.attention_forward(q, kk, v, A.probs, A.ctx, I.att_scratch, shape);
+    if (last && I.absorbed) {  // keys and values from `in` inside attention
+      const int64_t cc = int64_t{c} * c;
+      be.absorbed_attention_forward(A.q, in, P + o.wqkv + cc, P + o.wqkv + 2 * cc, P + o.bqkv + 2 * c, A.probs,
+                                    I.absorbed_saved, A.ctx, I.absorbed_scratch, shape);
+    } else {
+      if (last) {
+        be.linear_forward(in, P + o.wqkv + int64_t{c} * c, P + o.bqkv + c, A.qkv, n, c, 2 * c);  // keys, values
+        kk = A.qkv;
+        v = A.qkv + c;
+      } else {
+        be.linear_forward(in, P + o.wqkv, P + o.bqkv, A.qkv, n, c, 3 * c);
+      }
+      be.attention_forward(q, kk, v, A.probs, A.ctx, I.att_scratch, shape);
+    }
     be.linear_forward(A.ctx, P + o.wo, P + o.bo, A.res1, rows, c, c);
     I.dropout_residual_layernorm(A.res1, resid, P + o.ln1_g, P + o.ln1_b, A.ln1, A.ln1_mean, A.ln1_rstd, rows, c, eps,
                                  p_hidden, l, kAttentionOutput, last);
@@ -782,7 +802,18 @@ void BertModel::backward(float grad_scale, const std::function<void(int64_t)>& f
     const float* dattn_out = through_dropout(I.d0, rows, p_hidden, l, kAttentionOutput, last);
     be.linear_backward(dattn_out, A.ctx, P + o.wo, I.d3, G + o.wo, G + o.bo, rows, c, c);  // d3: d ctx
     const kernels::AttentionShape shape = I.attention_shape(config_, l, p_attn);
-    if (last) {
+    if (last && I.absorbed) {
+      // dq_sel: the query gradient (r, c); d1 (free here): the input's gradient through keys and
+      // values (n, c). The key bias gets none (kernels.h).
+      const int64_t cc = int64_t{c} * c;
+      be.absorbed_attention_backward(I.d3, A.q, in, P + o.wqkv + cc, P + o.wqkv + 2 * cc, P + o.bqkv + 2 * c, A.probs,
+                                     I.absorbed_saved, I.dq_sel, I.d1, G + o.wqkv + cc, G + o.wqkv + 2 * cc,
+                                     G + o.bqkv + 2 * c, I.absorbed_scratch, shape);
+      be.linear_backward(I.dq_sel, I.in_sel, P + o.wqkv, I.d_sel, G + o.wqkv, G + o.bqkv, rows, c, c);
+      be.add_inplace(I.d_sel, I.d0, rc);  // + the residual path
+      std::swap(I.d0, I.d1);              // d0: (n, c) from keys and values (both are (n, c) scratch)
+      be.scatter_add_rows(I.d_sel, I.d_sel_rows.data(), I.d0, rows, c);
+    } else if (last) {
       // dqkv holds d(keys, values) as (n, 2c); dq_sel the query gradient (r, c).
       be.attention_backward(I.d3, A.q, A.qkv, A.qkv + c, A.probs, I.dq_sel, I.dqkv, I.dqkv + c, I.att_scratch, shape);
       be.linear_backward(I.dq_sel, I.in_sel, P + o.wqkv, I.d_sel, G + o.wqkv, G + o.bqkv, rows, c, c);
@@ -864,13 +895,20 @@ double BertModel::train_flops(const Batch& batch) const {
   const double r = config_.head == Head::kMaskedLM ? m : batch.num_seqs();
   const int full_layers = config_.num_hidden_layers - 1;
   double flops = full_layers * 6.0 * n * (3 * c * c + c * c + 2 * c * f);
-  flops += 6.0 * (n * 2 * c * c + r * (c * c + c * c + 2 * c * f));
+  flops += 6.0 * r * (c * c + c * c + 2 * c * f);
   double attn_full = 0, attn_last = 0;
   for (int s = 0; s < batch.num_seqs(); ++s) {
     const double len = batch.offsets[s + 1] - batch.offsets[s];
     attn_full += 12.0 * len * len * d * heads;  // 2 GEMMs forward, 4 backward, 2*len*len*d each
   }
-  attn_last = attn_full * r / std::max(1.0, n);  // on average r/n of the query rows
+  if (impl_->absorbed) {
+    // Per query row: q_h Wk_h and z_h Wv_h^T, 2*c*c each over the heads; per (query, key) pair:
+    // the scores and z, 2*heads*c each. One query row per sequence. x3 with backward.
+    attn_last = 6.0 * (2.0 * r * c * c + 2.0 * heads * c * n);
+  } else {
+    flops += 6.0 * n * 2 * c * c;                  // keys and values at every row
+    attn_last = attn_full * r / std::max(1.0, n);  // on average r/n of the query rows
+  }
   flops += full_layers * attn_full + attn_last;
   if (config_.conv.enabled()) {  // each stage a GEMM of (n * c pixels) x (in * kh * kw) x out, thrice
     const ConvFrontShape front(config_.conv);

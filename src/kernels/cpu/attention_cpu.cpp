@@ -3,7 +3,7 @@
 #include <cmath>
 
 #include "core/parallel.h"
-#include "kernels/cpu/row_ops.h"
+#include "kernels/cpu/attention_blocks.h"
 #include "kernels/cpu/vec_math.h"
 #include "kernels/kernels.h"
 #include "tlm/rng.h"
@@ -11,22 +11,6 @@
 namespace tlm::kernels {
 
 namespace {
-
-int64_t q_len(const AttentionShape& a, int s) { return a.q_offsets[s + 1] - a.q_offsets[s]; }
-int64_t kv_len(const AttentionShape& a, int s) { return a.kv_offsets[s + 1] - a.kv_offsets[s]; }
-
-// Where block (s, h) starts in the probs buffer.
-int64_t block_offset(const AttentionShape& a, int s, int h) {
-  int64_t off = 0;
-  for (int t = 0; t < s; ++t) off += a.heads * q_len(a, t) * kv_len(a, t);
-  return off + h * q_len(a, s) * kv_len(a, s);
-}
-
-int max_kv_len(const AttentionShape& a) {
-  int64_t m = 0;
-  for (int s = 0; s < a.num_seqs; ++s) m = std::max(m, kv_len(a, s));
-  return static_cast<int>(m);
-}
 
 // Sizes shared by the forward and backward passes.
 struct Geometry {
@@ -38,18 +22,13 @@ struct Geometry {
       : d(a.head_dim),
         c(a.heads * a.head_dim),
         scale(1.0f / std::sqrt(static_cast<float>(a.head_dim))),
-        keep_scale(a.dropout_p > 0.0f ? 1.0f / (1.0f - a.dropout_p) : 1.0f),
+        keep_scale(dropout_keep_scale(a)),
         per_thread(2 * static_cast<int64_t>(max_kv_len(a)) * max_kv_len(a)) {}
 };
 
-// The dropout stream of query row `row` (global query-row index) in head h.
-uint64_t query_stream(const AttentionShape& a, int64_t row, int h) {
-  return row_stream(a.dropout_key, a.q_row_keys[row] + static_cast<uint64_t>(h));
-}
-
-// Dropout of query row `row` in head h (nk values): out = kept ? p * keep_scale : 0.
+// Dropout of query row `row` (global query-row index) in head h (nk values).
 void drop_row(const AttentionShape& a, const Geometry& g, int64_t row, int h, const float* p, float* out, int nk) {
-  dropout_row_to(p, out, nk, a.dropout_p, g.keep_scale, query_stream(a, row, h));
+  drop_probs_row(a, g.keep_scale, row, h, p, out, nk);
 }
 
 // One (sequence, head) block of work and where its data lies.
@@ -66,7 +45,7 @@ struct Block {
         q_at(static_cast<int64_t>(a.q_offsets[s]) * a.q_stride + h * a.head_dim),
         kv_at(static_cast<int64_t>(a.kv_offsets[s]) * a.kv_stride + h * a.head_dim),
         ctx_at(static_cast<int64_t>(a.q_offsets[s]) * a.heads * a.head_dim + h * a.head_dim),
-        probs_at(block_offset(a, s, h)) {}
+        probs_at(probs_block_offset(a, s, h)) {}
 };
 
 // Runs fn(block) for every (sequence, head) block in parallel; blocks write disjoint outputs.
@@ -78,7 +57,7 @@ void for_each_block(const AttentionShape& a, Fn&& fn) {
 
 }  // namespace
 
-int64_t attention_probs_size(const AttentionShape& a) { return block_offset(a, a.num_seqs, 0); }
+int64_t attention_probs_size(const AttentionShape& a) { return probs_block_offset(a, a.num_seqs, 0); }
 
 int64_t attention_scratch_size(int max_len, int threads) {
   return 2 * static_cast<int64_t>(max_len) * max_len * threads;

@@ -97,6 +97,24 @@ class CpuBackend final : public Backend {
                           float* dq, float* dk, float* dv, float* scratch, const k::AttentionShape& shape) override {
     k::attention_backward(dctx, q, kk, v, probs, dq, dk, dv, scratch, shape);
   }
+  bool absorbs_attention() const override { return true; }
+  int64_t absorbed_attention_saved_size(int q_rows, int heads, int c) const override {
+    return k::absorbed_attention_saved_size(q_rows, heads, c);
+  }
+  int64_t absorbed_attention_scratch_size(int q_rows, int max_q_len, int max_len, int heads, int c) const override {
+    return k::absorbed_attention_scratch_size(q_rows, max_q_len, max_len, heads, c, threads());
+  }
+  void absorbed_attention_forward(const float* q, const float* x, const float* wk, const float* wv, const float* bv,
+                                  float* probs, float* saved, float* ctx, float* scratch,
+                                  const k::AttentionShape& shape) override {
+    k::absorbed_attention_forward(q, x, wk, wv, bv, probs, saved, ctx, scratch, shape);
+  }
+  void absorbed_attention_backward(const float* dctx, const float* q, const float* x, const float* wk, const float* wv,
+                                   const float* bv, const float* probs, const float* saved, float* dq, float* dx,
+                                   float* dwk, float* dwv, float* dbv, float* scratch,
+                                   const k::AttentionShape& shape) override {
+    k::absorbed_attention_backward(dctx, q, x, wk, wv, bv, probs, saved, dq, dx, dwk, dwv, dbv, scratch, shape);
+  }
   int64_t conv2d_scratch_size(const k::ConvShape& shape) const override { return k::conv2d_scratch_size(shape); }
   void conv2d_forward(const float* x, const float* w, const float* b, float* y, float* scratch,
                       const k::ConvShape& shape) override {
