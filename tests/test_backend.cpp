@@ -124,8 +124,11 @@ TEST(CpuBackend, BackwardAfterProbabilitiesIsRefused) {
 class GuardedBackend final : public Backend {
  public:
   // split: the CPU's split cross-entropy through the guard; else the back end says it has none, so
-  // the model runs the fused op in forward and backward (and must not call the split ops)
-  explicit GuardedBackend(bool split = true) : inner_(make_backend(Device{}, Precision::kFp32)), split_(split) {}
+  // the model runs the fused op in forward and backward (and must not call the split ops).
+  // absorb: likewise the CPU's absorbed attention (else a classifier's last layer projects its keys
+  // and values, as on a back end without it).
+  explicit GuardedBackend(bool split = true, bool absorb = true)
+      : inner_(make_backend(Device{}, Precision::kFp32)), split_(split), absorb_(absorb) {}
   ~GuardedBackend() override {
     for (auto& [p, size] : regions_) munmap(p, size);
   }
@@ -206,7 +209,7 @@ class GuardedBackend final : public Backend {
                           const kernels::AttentionShape& shape) override {
     TLM_GUARDED(attention_backward(dctx, q, k, v, probs, dq, dk, dv, scratch, shape))
   }
-  bool absorbs_attention() const override { return inner_->absorbs_attention(); }
+  bool absorbs_attention() const override { return absorb_ && inner_->absorbs_attention(); }
   int64_t absorbed_attention_saved_size(int q_rows, int heads, int c) const override {
     return inner_->absorbed_attention_saved_size(q_rows, heads, c);
   }
@@ -216,15 +219,18 @@ class GuardedBackend final : public Backend {
   void absorbed_attention_forward(const float* q, const float* x, const float* wk, const float* wv, const float* bv,
                                   float* probs, float* saved, float* ctx, float* scratch,
                                   const kernels::AttentionShape& shape) override {
-    TLM_GUARDED(absorbed_attention_forward(q, x, wk, wv, bv, probs, saved, ctx, scratch, shape))
+    TLM_CHECK(absorb_, "the model called absorbed attention on a back end without it");
+    TLM_GUARDED(absorbed_attention_forward(q, x, wk, wv, bv, probs, saved, ctx, scratch, shape));
   }
   void absorbed_attention_backward(const float* dctx, const float* q, const float* x, const float* wk, const float* wv,
                                    const float* bv, const float* probs, const float* saved, float* dq, float* dx,
                                    float* dwk, float* dwv, float* dbv, float* scratch,
-                                   const kernels::AttentionShape& shape) override{
-      TLM_GUARDED(absorbed_attention_backward(dctx, q, x, wk, wv, bv, probs, saved, dq, dx, dwk, dwv, dbv, scratch,
-                                              shape))} int64_t
-      conv2d_scratch_size(const kernels::ConvShape& shape) const override {
+                                   const kernels::AttentionShape& shape) override {
+    TLM_CHECK(absorb_, "the model called absorbed attention on a back end without it");
+    TLM_GUARDED(
+        absorbed_attention_backward(dctx, q, x, wk, wv, bv, probs, saved, dq, dx, dwk, dwv, dbv, scratch, shape));
+  }
+  int64_t conv2d_scratch_size(const kernels::ConvShape& shape) const override {
     return inner_->conv2d_scratch_size(shape);
   }
   void conv2d_forward(const float* x, const float* w, const float* b, float* y, float* scratch,
@@ -283,10 +289,10 @@ class GuardedBackend final : public Backend {
   void scatter_add_rows(const float* src, const int32_t* rows, float* dst, int count, int c) override {
     TLM_GUARDED(scatter_add_rows(src, rows, dst, count, c))
   }
-  void adamw_update(float* p, const float* g, float* m, float* v, int64_t n, const AdamWScalars& s) override{
-      TLM_GUARDED(adamw_update(p, g, m, v, n, s))} int64_t first_nonfinite(const float* x, int64_t n) override {
-    TLM_GUARDED(first_nonfinite(x, n))
+  void adamw_update(float* p, const float* g, float* m, float* v, int64_t n, const AdamWScalars& s) override {
+    TLM_GUARDED(adamw_update(p, g, m, v, n, s));
   }
+  int64_t first_nonfinite(const float* x, int64_t n) override { TLM_GUARDED(first_nonfinite(x, n)) }
   double gemm_ceiling_gflops() override { return inner_->gemm_ceiling_gflops(); }
   void dropout_residual_layernorm_forward(float* x, const float* resid, const float* gamma, const float* beta, float* y,
                                           float* mean, float* rstd, int n, int c, float eps, float p, uint64_t key,
@@ -310,7 +316,7 @@ class GuardedBackend final : public Backend {
   }
 
   std::shared_ptr<Backend> inner_;
-  bool split_;
+  bool split_, absorb_;
   std::map<void*, size_t> regions_;
   int64_t calls_ = 0;
 };
@@ -378,6 +384,25 @@ TEST_F(BackendSeam, AGuardedDeviceTrainsExactlyAsTheCpu) {
         bit_identical(got.exp_avg_sq.data(), want.exp_avg_sq.data(), static_cast<int64_t>(want.exp_avg_sq.size())));
     EXPECT_TRUE(bit_identical(got.probs.data(), want.probs.data(), static_cast<int64_t>(want.probs.size())));
   }
+}
+
+// A back end without absorbed attention runs a classifier's last layer on projected keys and
+// values: the same function, so the same training to fp32 rounding (not bitwise: other sums, and
+// the key bias, whose gradient is rounding noise there and exactly 0 when absorbed, takes Adam
+// steps of up to lr there, which change no output). A wrong key or value offset moves the losses by
+// far more.
+TEST_F(BackendSeam, AbsorbedAndProjectedAttentionTrainAlike) {
+  auto projecting = std::make_shared<GuardedBackend>(true, false);
+  ASSERT_TRUE(default_backend()->absorbs_attention());
+  ASSERT_FALSE(projecting->absorbs_attention());
+  const Trajectory want = train(Head::kClassification, default_backend(), path("absorbed"));
+  const Trajectory got = train(Head::kClassification, projecting, path("projected"));
+  ASSERT_EQ(got.scalars.size(), want.scalars.size());
+  for (size_t i = 0; i < want.scalars.size(); ++i) {
+    EXPECT_NEAR(got.scalars[i], want.scalars[i], 1e-5 * std::fabs(want.scalars[i])) << "step scalar " << i;
+  }
+  ASSERT_EQ(got.probs.size(), want.probs.size());
+  for (size_t i = 0; i < want.probs.size(); ++i) EXPECT_NEAR(got.probs[i], want.probs[i], 1e-5) << "probability " << i;
 }
 
 // The guard is real: the host reading device memory outside a call is a crash.

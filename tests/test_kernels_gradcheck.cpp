@@ -240,11 +240,16 @@ void check_absorbed_attention(float dropout_p) {
   };
   loss();
   const std::vector<float> ctx_absorbed = ctx, probs_absorbed = probs;
-  std::vector<float> dq(q.size(), 7.0f), dx(x.size(), 7.0f), dwk(wk.size(), 0.0f), dwv(wv.size(), 0.0f),
-      dbv(bv.size(), 0.0f);
+  // dq, dx overwritten (start as garbage); dWk, dWv, dbv accumulated (start at 0.5: the increment
+  // is checked)
+  std::vector<float> dq(q.size(), 7.0f), dx(x.size(), 7.0f), dwk(wk.size(), 0.5f), dwv(wv.size(), 0.5f),
+      dbv(bv.size(), 0.5f);
   k::absorbed_attention_backward(rr.data(), q.data(), x.data(), wk.data(), wv.data(), bv.data(), probs.data(),
                                  saved.data(), dq.data(), dx.data(), dwk.data(), dwv.data(), dbv.data(), scratch.data(),
                                  shape);
+  for (auto* accumulated : {&dwk, &dwv, &dbv}) {
+    for (float& value : *accumulated) value -= 0.5f;
+  }
   const std::string what = std::string("absorbed attention") + (dropout_p > 0 ? " with dropout" : "");
   expect_gradient((what + " dq").c_str(), loss, q, dq);
   expect_gradient((what + " dx").c_str(), loss, x, dx);

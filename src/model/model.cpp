@@ -100,7 +100,8 @@ struct BertModel::Impl {
   std::vector<uint64_t> token_keys;  // (n) token_key() of every token: dropout masks follow tokens
   std::vector<uint64_t> sel_keys;    // (r) token_keys of the selected rows
   // The last layer is computed only at the r "selected" rows whose output reaches the loss
-  // ([CLS] rows, or masked rows), in token order; keys and values still use every row.
+  // ([CLS] rows, or masked rows), in token order; keys and values still use every row (projected,
+  // or absorbed into attention: see `absorbed`).
   std::vector<std::pair<int32_t, int32_t>> sel_pairs;  // (r) (token row, head target), sorted
   std::vector<int32_t> sel_rows;                       // (r) token rows, ascending
   std::vector<int32_t> sel_offsets;                    // (b + 1) selected rows per sequence
@@ -138,7 +139,8 @@ struct BertModel::Impl {
   int n = 0, b = 0, m = 0, r = 0;
 
   // The attention geometry of layer l for the last forward: every row queries in a fused
-  // (n, 3c) qkv buffer, except in the last layer (selected query rows (r, c), keys/values (n, 2c)).
+  // (n, 3c) qkv buffer, except in the last layer (selected query rows (r, c), keys/values (n, 2c),
+  // or where absorbed the layer's input (n, c) in their place).
   kernels::AttentionShape attention_shape(const BertConfig& cfg, int l, float dropout_p) const {
     const int c = cfg.hidden_size;
     const bool last = l == cfg.num_hidden_layers - 1;
@@ -345,10 +347,11 @@ BertModel::BertModel(const BertConfig& config, const ModelLimits& limits, std::s
     want(&L.ln2_rstd, n);
   }
   for (float** d : {&I.d0, &I.d1, &I.d2, &I.d3}) want(d, n * c);
-  want(&I.dqkv, n * 3 * c);
+  const bool every_layer_absorbed = I.absorbed && config.num_hidden_layers == 1;  // no projected attention at all
+  want(&I.dqkv, every_layer_absorbed ? 0 : n * 3 * c);
   for (float** p : {&I.in_sel, &I.dq_sel, &I.d_sel}) want(p, r * c);
   want(&I.dffn, n * f);
-  want(&I.att_scratch, backend_->attention_scratch_size(limits.max_seq_len));
+  want(&I.att_scratch, every_layer_absorbed ? 0 : backend_->attention_scratch_size(limits.max_seq_len));
   if (I.absorbed) {  // one query row per sequence
     const int heads = config.num_attention_heads;
     want(&I.absorbed_saved, backend_->absorbed_attention_saved_size(static_cast<int>(b), heads, static_cast<int>(c)));
@@ -371,7 +374,7 @@ BertModel::BertModel(const BertConfig& config, const ModelLimits& limits, std::s
   I.acts = DeviceBuffer<float>(*backend_, total);
   total = 0;
   for (auto& [p, count] : plan) {
-    *p = I.acts.data() + total;
+    *p = count > 0 ? I.acts.data() + total : nullptr;  // a buffer never used: a stray use faults
     total += count;
   }
   if (config.conv.enabled()) {
@@ -811,7 +814,9 @@ void BertModel::backward(float grad_scale, const std::function<void(int64_t)>& f
                                      G + o.bqkv + 2 * c, I.absorbed_scratch, shape);
       be.linear_backward(I.dq_sel, I.in_sel, P + o.wqkv, I.d_sel, G + o.wqkv, G + o.bqkv, rows, c, c);
       be.add_inplace(I.d_sel, I.d0, rc);  // + the residual path
-      std::swap(I.d0, I.d1);              // d0: (n, c) from keys and values (both are (n, c) scratch)
+      // d0: (n, c) from keys and values. d0 and d1 are both (n, c) scratch that no call keeps
+      // across calls, so they stay exchanged.
+      std::swap(I.d0, I.d1);
       be.scatter_add_rows(I.d_sel, I.d_sel_rows.data(), I.d0, rows, c);
     } else if (last) {
       // dqkv holds d(keys, values) as (n, 2c); dq_sel the query gradient (r, c).

@@ -7,6 +7,7 @@
 // per head. to_block / to_head_major move a (r*heads, c) array between the two.
 #include <cblas.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -43,26 +44,24 @@ struct Absorbed {
   }
 };
 
-// block (r*heads, c) in block order <-> head_major (heads, r, c)
-void to_head_major(const AttentionShape& a, const Absorbed& g, const float* block, float* head_major) {
+// Copies a (r*heads, c) array between block order and head-major (heads, r, c), either way.
+enum class Order { kToHeadMajor, kToBlock };
+void reorder(const AttentionShape& a, const Absorbed& g, Order to, const float* src, float* dst) {
 #pragma omp parallel for schedule(static)
   for (int s = 0; s < a.num_seqs; ++s) {
     for (int h = 0; h < g.heads; ++h) {
-      const int64_t nq = q_len(a, s);
-      std::memcpy(head_major + (int64_t{h} * g.r + a.q_offsets[s]) * g.c, block + g.block_row(a, s, h) * g.c,
-                  sizeof(float) * nq * g.c);
+      const int64_t block_at = g.block_row(a, s, h) * g.c, head_at = (int64_t{h} * g.r + a.q_offsets[s]) * g.c;
+      const int64_t from = to == Order::kToHeadMajor ? block_at : head_at;
+      const int64_t into = to == Order::kToHeadMajor ? head_at : block_at;
+      std::memcpy(dst + into, src + from, sizeof(float) * q_len(a, s) * g.c);
     }
   }
 }
+void to_head_major(const AttentionShape& a, const Absorbed& g, const float* block, float* head_major) {
+  reorder(a, g, Order::kToHeadMajor, block, head_major);
+}
 void to_block(const AttentionShape& a, const Absorbed& g, const float* head_major, float* block) {
-#pragma omp parallel for schedule(static)
-  for (int s = 0; s < a.num_seqs; ++s) {
-    for (int h = 0; h < g.heads; ++h) {
-      const int64_t nq = q_len(a, s);
-      std::memcpy(block + g.block_row(a, s, h) * g.c, head_major + (int64_t{h} * g.r + a.q_offsets[s]) * g.c,
-                  sizeof(float) * nq * g.c);
-    }
-  }
+  reorder(a, g, Order::kToBlock, head_major, block);
 }
 
 // Runs fn(s, thread scratch) for every sequence with query rows, in parallel.

@@ -6,7 +6,6 @@
 #include "kernels/cpu/attention_blocks.h"
 #include "kernels/cpu/vec_math.h"
 #include "kernels/kernels.h"
-#include "tlm/rng.h"
 
 namespace tlm::kernels {
 
@@ -25,11 +24,6 @@ struct Geometry {
         keep_scale(dropout_keep_scale(a)),
         per_thread(2 * static_cast<int64_t>(max_kv_len(a)) * max_kv_len(a)) {}
 };
-
-// Dropout of query row `row` (global query-row index) in head h (nk values).
-void drop_row(const AttentionShape& a, const Geometry& g, int64_t row, int h, const float* p, float* out, int nk) {
-  drop_probs_row(a, g.keep_scale, row, h, p, out, nk);
-}
 
 // One (sequence, head) block of work and where its data lies.
 struct Block {
@@ -80,7 +74,8 @@ void attention_forward(const float* q, const float* k, const float* v, float* pr
       float mx;
       const double sum = row_exp_sum_to(row, row, b.nk, &mx);
       scale_row(row, b.nk, static_cast<float>(1.0 / sum));
-      if (drop) drop_row(a, g, a.q_offsets[b.s] + i, b.h, row, pd + static_cast<int64_t>(i) * b.nk, b.nk);
+      if (drop)
+        drop_probs_row(a, g.keep_scale, a.q_offsets[b.s] + i, b.h, row, pd + static_cast<int64_t>(i) * b.nk, b.nk);
     }
     const float* use = drop ? pd : p;
     // ctx_h = P v    (nq, d) into this head's columns of ctx
@@ -109,7 +104,7 @@ void attention_backward(const float* dctx, const float* q, const float* k, const
     if (a.dropout_p > 0.0f) {
       for (int i = 0; i < b.nq; ++i) {
         const int64_t at = static_cast<int64_t>(i) * b.nk;
-        drop_row(a, g, a.q_offsets[b.s] + i, b.h, p + at, pd + at, b.nk);
+        drop_probs_row(a, g.keep_scale, a.q_offsets[b.s] + i, b.h, p + at, pd + at, b.nk);
       }
       use = pd;
     }
@@ -122,7 +117,7 @@ void attention_backward(const float* dctx, const float* q, const float* k, const
     // through dropout, then softmax: dS = P * (dP - rowsum(P * dP))
     for (int i = 0; i < b.nq; ++i) {
       float* dpi = dp + static_cast<int64_t>(i) * b.nk;
-      if (a.dropout_p > 0.0f) drop_row(a, g, a.q_offsets[b.s] + i, b.h, dpi, dpi, b.nk);
+      if (a.dropout_p > 0.0f) drop_probs_row(a, g.keep_scale, a.q_offsets[b.s] + i, b.h, dpi, dpi, b.nk);
       softmax_backward_row(p + static_cast<int64_t>(i) * b.nk, dpi, b.nk);
     }
     // dq = dS k / sqrt(d)  (nq, d);  dk = dS^T q / sqrt(d)  (nk, d)

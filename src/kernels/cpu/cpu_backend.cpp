@@ -22,7 +22,8 @@ namespace {
 
 class CpuBackend final : public Backend {
  public:
-  CpuBackend(Precision precision, k::GemmMode gemm) : precision_(precision), gemm_(gemm) {}
+  CpuBackend(Precision precision, k::GemmMode gemm, bool absorb)
+      : precision_(precision), gemm_(gemm), absorb_(absorb) {}
 
   Device device() const override { return {}; }
   Precision precision() const override { return precision_; }
@@ -97,7 +98,7 @@ class CpuBackend final : public Backend {
                           float* dq, float* dk, float* dv, float* scratch, const k::AttentionShape& shape) override {
     k::attention_backward(dctx, q, kk, v, probs, dq, dk, dv, scratch, shape);
   }
-  bool absorbs_attention() const override { return true; }
+  bool absorbs_attention() const override { return absorb_; }
   int64_t absorbed_attention_saved_size(int q_rows, int heads, int c) const override {
     return k::absorbed_attention_saved_size(q_rows, heads, c);
   }
@@ -187,6 +188,7 @@ class CpuBackend final : public Backend {
   }
   Precision precision_;
   k::CpuGemm gemm_;  // its scratch makes the back end one thread's at a time, as the contract says
+  bool absorb_;      // absorbed attention offered (absorbs_attention)
 };
 
 // fp32's GEMM library: OpenBLAS unless TLM_CPU_GEMM=onednn.
@@ -224,11 +226,11 @@ std::pair<Precision, std::string> cpu_auto_precision(const Device&) {
 
 }  // namespace
 
-std::unique_ptr<Backend> make_cpu_backend(Precision precision, kernels::GemmMode gemm) {
+std::unique_ptr<Backend> make_cpu_backend(Precision precision, kernels::GemmMode gemm, bool absorb) {
   const bool bf16_gemm = gemm == k::GemmMode::kBf16Emulated || gemm == k::GemmMode::kBf16OneDnn;
   TLM_CHECK(bf16_gemm == (precision == Precision::kBf16), "GEMM {} does not compute in {}", k::gemm_mode_name(gemm),
             precision_name(precision));
-  return std::make_unique<CpuBackend>(precision, gemm);
+  return std::make_unique<CpuBackend>(precision, gemm, absorb);
 }
 
 BackendEntry cpu_backend_entry() {
