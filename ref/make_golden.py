@@ -119,7 +119,8 @@ def fp32_keys_values_of_last_layer(model, fp32_linear):
     into attention (kernels.h, absorbed_attention_forward), whose products are all fp32: in bf16,
     those two layers' operands are never rounded. The same here; mathematically it is the same
     layer. A back end without absorbed attention (CUDA) projects them as linear layers: the
-    *_cls_bf16_projected fixtures."""
+    *_cls_bf16_projected fixtures. Under MLM tlm absorbs only where few rows query (model.cpp);
+    at the bf16 MLM fixtures' shapes it projects, as here (tests/test_golden.cpp asserts it)."""
     att = getattr(model.bert.encoder.layer[-1].attention, "self")
     for lin in (att.key, att.value):
         lin.forward = lambda x, lin=lin: fp32_linear(x, lin.weight, lin.bias)

@@ -157,6 +157,17 @@ TEST_P(GoldenTest, LogitsLossAndEveryGradientMatchPyTorch) {
   model->zero_grad();
   // The mirror ran in train mode (BatchNorm on batch statistics); every fixture's dropout is 0.
   const ForwardResult f = model->forward(g.batch, /*training=*/true, 0);
+  // Coverage of the absorbed last layer: every classification fixture on the CPU, and wide MLM in
+  // fp32 (its share of queried rows is low enough; model.cpp's last_layer_absorbs).
+  if (!GetParam().cuda && !GetParam().projected() &&
+      (g.config.head == Head::kClassification || GetParam().file == "wide_mlm.safetensors")) {
+    EXPECT_TRUE(model->absorbs_last_layer()) << "this fixture should check the absorbed keys and values";
+  }
+  // The mirror projects an MLM model's keys and values as bf16 linear layers (ref/make_golden.py):
+  // the bf16 MLM fixtures must not be absorbed here, or they would compare other roundings.
+  if (!GetParam().cuda && GetParam().bf16() && g.config.head == Head::kMaskedLM) {
+    EXPECT_FALSE(model->absorbs_last_layer()) << "the mirror rounds this fixture's keys and values";
+  }
   const SafeTensor& ref_logits = g.file.at("out.logits", g.path);
   const auto ref = ref_logits.to_floats();
   const int64_t rows =

@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "backend/backend.h"
+#include "kernels/cpu/cpu_backend.h"
 #include "kernels/kernels.h"
 #include "test_helpers.h"
 #include "tlm/check.h"
@@ -14,6 +15,35 @@
 
 namespace tlm::testing {
 namespace {
+
+// Where the last layer absorbs its keys and values (model.cpp's last_layer_absorbs): always under a
+// classification head; under MLM where f (1 + heads len / c), doubled in bf16, is below 0.75 (f the
+// share of rows that query). Shapes of the rule's measurements: the demo's one-layer pre-training
+// absorbs in bf16, bert1's MLM only in fp32; and never on a back end without the op.
+TEST(Model, TheLastLayerAbsorbsWhereItPays) {
+  auto made = [](int hidden, int heads, Head head, Precision precision, int len, int targets) {
+    BertConfig cfg = small_config(head);
+    cfg.hidden_size = hidden;
+    cfg.num_attention_heads = heads;
+    cfg.max_position_embeddings = 128;
+    const ModelLimits lim{.max_tokens = 32 * len, .max_seqs = 32, .max_seq_len = len, .max_targets = targets};
+    const kernels::GemmMode gemm =
+        precision == Precision::kBf16 ? kernels::GemmMode::kBf16Emulated : kernels::GemmMode::kOpenBlasFp32;
+    return BertModel(cfg, lim, make_cpu_backend(precision, gemm)).absorbs_last_layer();
+  };
+  // demo-like: c 128, 2 heads, 32 tokens, 18% of rows masked: 0.18 * 1.5 = 0.27
+  EXPECT_TRUE(made(128, 2, Head::kMaskedLM, Precision::kBf16, 32, 184));
+  EXPECT_TRUE(made(128, 2, Head::kMaskedLM, Precision::kFp32, 32, 184));
+  // bert1-like: c 96 and 12 heads over 16 tokens give bert1's 1 + heads len / c = 3: 0.54
+  EXPECT_TRUE(made(96, 12, Head::kMaskedLM, Precision::kFp32, 16, 92));
+  EXPECT_FALSE(made(96, 12, Head::kMaskedLM, Precision::kBf16, 16, 92));
+  EXPECT_TRUE(made(96, 12, Head::kClassification, Precision::kBf16, 16, 1));
+  // a back end without absorbed attention
+  BertConfig cls = small_config(Head::kClassification);
+  const ModelLimits lim{.max_tokens = 64, .max_seqs = 4, .max_seq_len = 16, .max_targets = 1};
+  EXPECT_FALSE(BertModel(cls, lim, make_cpu_backend(Precision::kFp32, kernels::GemmMode::kOpenBlasFp32, false))
+                   .absorbs_last_layer());
+}
 
 // Trains `steps` AdamW steps with dropout on; returns the final parameters.
 std::vector<float> train_steps(const BertConfig& cfg, const Batch& batch, int steps) {

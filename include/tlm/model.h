@@ -125,6 +125,9 @@ class BertModel {
   void probabilities(const Batch& batch, float* probs);
   // Floating-point operations of one forward+backward on `batch` as this engine computes it.
   double train_flops(const Batch& batch) const;
+  // Whether the last layer's keys and values are absorbed into attention rather than projected at
+  // every row (kernels.h): decided when the model is made, from its head, limits and back end.
+  bool absorbs_last_layer() const;
   // Floating-point operations of one inference forward on `batch` (no MLM positions needed for a
   // classifier): a third of train_flops, as every counted backward op costs twice its forward.
   double forward_flops(const Batch& batch) const { return train_flops(batch) / 3.0; }

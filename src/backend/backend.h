@@ -82,7 +82,8 @@ class Backend {
                                   const kernels::AttentionShape& shape) = 0;
   // Attention at few query rows with the key and value projections absorbed (kernels.h). A back
   // end that has it says so and overrides all four; the model then runs a classification head's
-  // last layer through it (else through attention_forward on projected keys and values).
+  // last layer through it, and an MLM head's where that costs less (model.cpp), else through
+  // attention_forward on projected keys and values.
   virtual bool absorbs_attention() const { return false; }
   virtual int64_t absorbed_attention_saved_size(int /*q_rows*/, int /*heads*/, int /*c*/) const { return 0; }
   virtual int64_t absorbed_attention_scratch_size(int /*q_rows*/, int /*max_q_len*/, int /*max_len*/, int /*heads*/,

@@ -101,8 +101,9 @@ int64_t attention_scratch_size(int max_len, int threads);
 //   scores = (q_h Wk_h) x_s^T / sqrt(d)                 (the key bias adds a constant per query
 //                                                          row, which softmax removes: unread)
 //   ctx_h  = (Pd x_s) Wv_h^T + rowsum(Pd) bv_h           (Pd: the probabilities after dropout)
-// Worth it where a sequence has few queries against many keys (a [CLS] head: one per sequence):
-// it costs ~4c^2 + 4*heads*c*len_s per query row where projecting costs 4c^2 per key row.
+// Worth it where a sequence has few queries against many keys (a [CLS] head: one per sequence; the
+// masked rows of an MLM batch where heads * len is small next to c): it costs ~4c^2 + 4*heads*c*len_s
+// per query row where projecting costs 4c^2 per key row.
 // shape as attention_forward's, with q (num_q_rows, q_stride) the queries (bias included) and
 // x (num_kv_rows, kv_stride) the layer's input in the place of k and v; probs and dropout as
 // attention_forward's. wk, wv (c, c), bv (c). saved (absorbed_attention_saved_size) keeps what

@@ -47,6 +47,23 @@ struct LayerActs {
   float *ln2_mean, *ln2_rstd;  // (n)
 };
 
+// Whether the last layer absorbs its keys and values into attention (kernels.h) instead of
+// projecting them at every row, on a back end that can. Always under a classification head (one
+// query row per sequence: ~1/len_s + heads/c of the projection's cost). Under MLM where the
+// absorbed products cost less than projecting even though they run in fp32: with f the share of
+// rows that query (max_targets / max_tokens) and len the longest sequence, f (1 + heads len / c)
+// times 2 on a bf16 back end (whose projection runs at about twice fp32's rate) below 0.75.
+// Measured (2026-11-30, Zen 4): the demo's one-layer pre-training (c 128, 2 heads, len 32; 0.55)
+// 21.1-21.3 -> 19.0-19.2 ms per step, its two-layer one 51.5-52.0 -> 49.4-49.9; bert1 (c 768, 12
+// heads, len 128) fp32 (0.54) 724 -> 656 ms, bf16 (1.08: not absorbed) 407 against 411.
+bool last_layer_absorbs(const BertConfig& cfg, const ModelLimits& lim, const Backend& be) {
+  if (!be.absorbs_attention()) return false;
+  if (cfg.head == Head::kClassification) return true;
+  const double f = static_cast<double>(lim.max_targets) / lim.max_tokens;
+  const double ratio = f * (1.0 + static_cast<double>(cfg.num_attention_heads) * lim.max_seq_len / cfg.hidden_size);
+  return ratio * (be.precision() == Precision::kBf16 ? 2.0 : 1.0) < 0.75;
+}
+
 }  // namespace
 
 struct BertModel::Impl {
@@ -111,9 +128,8 @@ struct BertModel::Impl {
   DeviceBuffer<int32_t> d_sel_rows, d_sel_offsets, d_head_rows;            // (r), (b + 1), (targets)
   DeviceBuffer<uint64_t> d_token_keys, d_sel_keys;                         // (n), (r)
   float *in_sel, *dq_sel, *d_sel;  // (r, c) last layer input rows, query gradient, scratch
-  // A classification head's last layer has one query row per sequence: where the back end can,
-  // its keys and values are absorbed instead of projected at every row (kernels.h), which keeps
-  // what its backward reads in absorbed_saved.
+  // The last layer's keys and values absorbed instead of projected at every row (kernels.h;
+  // last_layer_absorbs says where), which keeps what its backward reads in absorbed_saved.
   bool absorbed = false;
   float *absorbed_saved = nullptr, *absorbed_scratch = nullptr;
   float *emb_sum, *emb_out, *emb_mean, *emb_rstd;
@@ -328,7 +344,7 @@ BertModel::BertModel(const BertConfig& config, const ModelLimits& limits, std::s
   want(&I.conv_out, config.conv.enabled() ? n * c : 0);
   for (float** p : {&I.padded_out, &I.d_pad_a, &I.d_pad_b}) want(p, I.pad_to > 0 ? emb_rows * c : 0);
   const int64_t r = std::max<int64_t>(m, b);  // selected rows of the last layer
-  I.absorbed = config.head == Head::kClassification && backend_->absorbs_attention();
+  I.absorbed = last_layer_absorbs(config, limits, *backend_);
   I.layers.resize(config.num_hidden_layers);
   for (auto& L : I.layers) {
     want(&L.qkv, &L == &I.layers.back() && I.absorbed ? 0 : n * 3 * c);
@@ -352,10 +368,10 @@ BertModel::BertModel(const BertConfig& config, const ModelLimits& limits, std::s
   for (float** p : {&I.in_sel, &I.dq_sel, &I.d_sel}) want(p, r * c);
   want(&I.dffn, n * f);
   want(&I.att_scratch, every_layer_absorbed ? 0 : backend_->attention_scratch_size(limits.max_seq_len));
-  if (I.absorbed) {  // one query row per sequence
-    const int heads = config.num_attention_heads;
-    want(&I.absorbed_saved, backend_->absorbed_attention_saved_size(static_cast<int>(b), heads, static_cast<int>(c)));
-    want(&I.absorbed_scratch, backend_->absorbed_attention_scratch_size(static_cast<int>(b), 1, limits.max_seq_len,
+  if (I.absorbed) {  // r query rows: one per sequence ([CLS]), or up to a whole sequence (MLM)
+    const int heads = config.num_attention_heads, q_len = config.head == Head::kMaskedLM ? limits.max_seq_len : 1;
+    want(&I.absorbed_saved, backend_->absorbed_attention_saved_size(static_cast<int>(r), heads, static_cast<int>(c)));
+    want(&I.absorbed_scratch, backend_->absorbed_attention_scratch_size(static_cast<int>(r), q_len, limits.max_seq_len,
                                                                         heads, static_cast<int>(c)));
   }
   if (config.head == Head::kMaskedLM) {
@@ -891,6 +907,8 @@ void BertModel::probabilities(const Batch& batch, float* probs) {
   backend_->download(probs, logits, sizeof(float) * rows * cols);
 }
 
+bool BertModel::absorbs_last_layer() const { return impl_->absorbed; }
+
 double BertModel::train_flops(const Batch& batch) const {
   const double n = batch.num_tokens(), c = config_.hidden_size, f = config_.intermediate_size;
   const double d = config_.head_dim(), heads = config_.num_attention_heads;
@@ -908,8 +926,17 @@ double BertModel::train_flops(const Batch& batch) const {
   }
   if (impl_->absorbed) {
     // Per query row: q_h Wk_h and z_h Wv_h^T, 2*c*c each over the heads; per (query, key) pair:
-    // the scores and z, 2*heads*c each. One query row per sequence. x3 with backward.
-    attn_last = 6.0 * (2.0 * r * c * c + 2.0 * heads * c * n);
+    // the scores and z, 2*heads*c each. x3 with backward.
+    double pairs = 0;  // sum over sequences of query rows x key rows
+    if (config_.head == Head::kMaskedLM) {
+      for (const int32_t row : batch.mlm_positions) {
+        const auto s = std::upper_bound(batch.offsets.begin(), batch.offsets.end(), row) - batch.offsets.begin() - 1;
+        pairs += batch.offsets[s + 1] - batch.offsets[s];
+      }
+    } else {
+      pairs = n;  // one query row per sequence
+    }
+    attn_last = 6.0 * (2.0 * r * c * c + 2.0 * heads * c * pairs);
   } else {
     flops += 6.0 * n * 2 * c * c;                  // keys and values at every row
     attn_last = attn_full * r / std::max(1.0, n);  // on average r/n of the query rows
