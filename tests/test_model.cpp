@@ -34,7 +34,7 @@ TEST(Model, TheLastLayerAbsorbsWhereItPays) {
   // demo-like: c 128, 2 heads, 32 tokens, 18% of rows masked: 0.18 * 1.5 = 0.27
   EXPECT_TRUE(made(128, 2, Head::kMaskedLM, Precision::kBf16, 32, 184));
   EXPECT_TRUE(made(128, 2, Head::kMaskedLM, Precision::kFp32, 32, 184));
-  // bert1-like: c 96 and 12 heads over 16 tokens give bert1's 1 + heads len / c = 3: 0.54
+  // bert1-like: c 96 and 12 heads over 16 tokens give bert1's 1 + heads len / c = 3; 18% masked: 0.54
   EXPECT_TRUE(made(96, 12, Head::kMaskedLM, Precision::kFp32, 16, 92));
   EXPECT_FALSE(made(96, 12, Head::kMaskedLM, Precision::kBf16, 16, 92));
   EXPECT_TRUE(made(96, 12, Head::kClassification, Precision::kBf16, 16, 1));

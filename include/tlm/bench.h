@@ -30,9 +30,10 @@ struct TrainBenchResult {
   double ceiling_gflops = 0;  // the mean of the GEMM ceilings measured before and after the steps
   double ceiling_before_gflops = 0, ceiling_after_gflops = 0;
   double flops_per_step = 0;
-  double comm_ms_per_step = 0;  // of ms_per_step, summing gradients over ranks (0 for one process)
-  double values_summed = 0;     // gradient values summed over the ranks per step (0 for one process)
-  int ranks = 1;                // processes computing the step (mpirun)
+  bool last_layer_absorbed = false;  // its keys and values absorbed into attention (BertModel::absorbs_last_layer)
+  double comm_ms_per_step = 0;       // of ms_per_step, summing gradients over ranks (0 for one process)
+  double values_summed = 0;          // gradient values summed over the ranks per step (0 for one process)
+  int ranks = 1;                     // processes computing the step (mpirun)
   int64_t params = 0;
   int threads = 0;
   double first_loss = 0, last_loss = 0;

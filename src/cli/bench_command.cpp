@@ -57,6 +57,7 @@ void run_bench_train(const BenchArgs& a) {
              r.ranks > 1 ? fmt::format(" on each of {} ranks ({})", r.ranks, Comm::world().describe()) : "");
   fmt::print("  params {:.2f}M  loss {:.4f} -> {:.4f}\n", r.params / 1e6, r.first_loss, r.last_loss);
   fmt::print("  back end: {}\n", r.backend);
+  fmt::print("  last layer: keys and values {}\n", r.last_layer_absorbed ? "absorbed into attention" : "projected");
   fmt::print(
       "  {:.1f} ms/step  {:.0f} tokens/s  {:.1f} GFLOP/s  MFU {:.1f}% of a measured {:.1f} GFLOP/s {} GEMM{} "
       "(before the steps {:.1f}, after {:.1f})\n",
@@ -88,6 +89,7 @@ void run_bench_train(const BenchArgs& a) {
                         {"tokens_per_s", r.tokens_per_s},
                         {"gflops", r.gflops},
                         {"flops_per_step", r.flops_per_step},
+                        {"last_layer_absorbed", r.last_layer_absorbed},
                         {"gemm_ceiling_gflops", r.ceiling_gflops},
                         {"gemm_ceiling_before_gflops", r.ceiling_before_gflops},
                         {"gemm_ceiling_after_gflops", r.ceiling_after_gflops},

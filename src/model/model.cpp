@@ -53,9 +53,10 @@ struct LayerActs {
 // absorbed products cost less than projecting even though they run in fp32: with f the share of
 // rows that query (max_targets / max_tokens) and len the longest sequence, f (1 + heads len / c)
 // times 2 on a bf16 back end (whose projection runs at about twice fp32's rate) below 0.75.
-// Measured (2026-11-30, Zen 4): the demo's one-layer pre-training (c 128, 2 heads, len 32; 0.55)
-// 21.1-21.3 -> 19.0-19.2 ms per step, its two-layer one 51.5-52.0 -> 49.4-49.9; bert1 (c 768, 12
-// heads, len 128) fp32 (0.54) 724 -> 656 ms, bf16 (1.08: not absorbed) 407 against 411.
+// Measured (2026-11-30, Zen 4; `tlm bench train`, whose limits hold the exact mask count): the
+// demo's one-layer pre-training shapes (c 128, 2 heads, len 32; 0.47) 21.1-21.3 -> 19.0-19.2 ms per
+// step, its two-layer ones 51.5-52.0 -> 49.4-49.9; bert1 (c 768, 12 heads, len 128) fp32 (0.45)
+// 724 -> 656 ms, bf16 (0.89: not absorbed) 407 against 411. The demo's training limits give 0.57.
 bool last_layer_absorbs(const BertConfig& cfg, const ModelLimits& lim, const Backend& be) {
   if (!be.absorbs_attention()) return false;
   if (cfg.head == Head::kClassification) return true;

@@ -74,6 +74,7 @@ TrainBenchResult run_train_bench(const TrainBenchOptions& opt) {
   r.params = model.num_params();
   r.threads = omp_get_max_threads();
   r.flops_per_step = model.train_flops(batch);
+  r.last_layer_absorbed = model.absorbs_last_layer();
   // Under mpirun the step is the data-parallel one (--batch is the global batch, each rank
   // computes its share, the gradients are summed), and the time spent summing is measured.
   const Comm& comm = Comm::world();

@@ -22,8 +22,10 @@ assert r["gemm_ceiling_gflops"] > 1
 before, after = r["gemm_ceiling_before_gflops"], r["gemm_ceiling_after_gflops"]
 assert before > 1 and after > 1 and abs(r["gemm_ceiling_gflops"] - (before + after) / 2) <= 1e-9 * r["gemm_ceiling_gflops"]
 assert abs(r["mfu"] - r["gflops"] / r["gemm_ceiling_gflops"]) <= 1e-9 * r["mfu"]
+assert r["last_layer_absorbed"] is True  # a classifier's last layer always absorbs on the CPU
 PY
 grep -q "before the steps" "$work/out.txt" || fail "the two ceilings are not printed"
+grep -q "last layer: keys and values absorbed" "$work/out.txt" || fail "the last layer's path is not printed"
 
 expect_error() {  # expect_error "message fragment" args...
   local want="$1"; shift
