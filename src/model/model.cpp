@@ -672,7 +672,7 @@ ForwardResult BertModel::forward(const Batch& batch, bool training, uint64_t dro
     const int rows = last ? I.r : n;  // rows whose output this layer computes
     const float* resid = in;          // (rows, c) residual input
     const kernels::AttentionShape shape = I.attention_shape(config_, l, p_attn);
-    const float *q = A.qkv, *kk = A.qkv + c, *v = A.qkv + 2 * c;
+    const float *q = nullptr, *kk = nullptr, *v = nullptr;  // (where absorbed, the last layer has no qkv)
     if (last) {
       be.gather_rows(in, I.d_sel_rows.data(), I.in_sel, rows, c);
       resid = I.in_sel;
@@ -690,6 +690,9 @@ ForwardResult BertModel::forward(const Batch& batch, bool training, uint64_t dro
         v = A.qkv + c;
       } else {
         be.linear_forward(in, P + o.wqkv, P + o.bqkv, A.qkv, n, c, 3 * c);
+        q = A.qkv;
+        kk = A.qkv + c;
+        v = A.qkv + 2 * c;
       }
       be.attention_forward(q, kk, v, A.probs, A.ctx, I.att_scratch, shape);
     }
