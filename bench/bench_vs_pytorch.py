@@ -146,8 +146,8 @@ def absorbed_context(sa, x, xs, ext):
 def same_work_loss(model, ids, mask, types, labels_t, task, rows, absorbed=False):
     """The mirror's model run on tlm's work: rows (batch, r) are the positions the head reads (the
     masked ones, or [CLS]); the last layer computes queries, attention output and FFN only there, and
-    with `absorbed` (tlm's under a classification head) its keys and values are absorbed into
-    attention instead of projected at every row."""
+    with `absorbed` (where tlm absorbs: always under a classification head, under MLM where few
+    rows query) its keys and values are absorbed into attention instead of projected at every row."""
     bert = model.bert
     x = bert.embeddings(ids, types)
     ext = (1.0 - mask[:, None, None, :].to(x.dtype)) * torch.finfo(torch.float32).min
