@@ -82,6 +82,9 @@ void RunFiles::write_manifest(const BertModel& model, const std::string& status)
   m["parameters"] = model.num_params();
   m["backend"] = model.backend().describe();  // the device, precision and GEMM library it computed on
   m["precision"] = precision_name(model.backend().precision());  // what --precision (auto too) resolved to
+  // whether the last layer's keys and values were absorbed into attention (kernels.h): the model
+  // chooses by head, limits and back end, and it decides how bf16 rounds them
+  m["last_layer"] = model.absorbs_last_layer() ? "keys and values absorbed" : "keys and values projected";
   const Comm& comm = Comm::world();  // data-parallel: how many processes trained it, on which MPI
   m["processes"] = comm.size();
   if (comm.distributed()) m["mpi"] = comm.describe();

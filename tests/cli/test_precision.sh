@@ -31,6 +31,8 @@ cmp -s b1/model.safetensors f1/model.safetensors && fail "bf16 weights equal fp3
 [ "$(json b1/manifest.json "d['precision']")" = bf16 ] || fail "the manifest does not record bf16"
 json b1/manifest.json "d['backend']" | grep -q "bf16" || fail "the manifest's back end is not bf16"
 [ "$(json b1/manifest.json "d['run_config']['precision']")" = bf16 ] || fail "bf16 is not in the run's identity"
+json b1/manifest.json "d['last_layer']" | grep -Eq "^keys and values (absorbed|projected)$" ||
+  fail "the manifest does not say how the last layer computed its keys and values"
 [ "$(json f1/manifest.json "'precision' in d['run_config']")" = False ] ||
   fail "fp32 entered the identity (fp32 runs made before --precision would change names)"
 $py - <<'PY' || fail "a bf16 run's checkpoint is not fp32"
