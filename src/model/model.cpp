@@ -672,29 +672,21 @@ ForwardResult BertModel::forward(const Batch& batch, bool training, uint64_t dro
     const int rows = last ? I.r : n;  // rows whose output this layer computes
     const float* resid = in;          // (rows, c) residual input
     const kernels::AttentionShape shape = I.attention_shape(config_, l, p_attn);
-    const float *q = nullptr, *kk = nullptr, *v = nullptr;  // (where absorbed, the last layer has no qkv)
     if (last) {
       be.gather_rows(in, I.d_sel_rows.data(), I.in_sel, rows, c);
       resid = I.in_sel;
       be.linear_forward(I.in_sel, P + o.wqkv, P + o.bqkv, A.q, rows, c, c);  // query rows of (3c, c)
-      q = A.q;
     }
     if (last && I.absorbed) {  // keys and values from `in` inside attention
       const int64_t cc = int64_t{c} * c;
       be.absorbed_attention_forward(A.q, in, P + o.wqkv + cc, P + o.wqkv + 2 * cc, P + o.bqkv + 2 * c, A.probs,
                                     I.absorbed_saved, A.ctx, I.absorbed_scratch, shape);
+    } else if (last) {
+      be.linear_forward(in, P + o.wqkv + int64_t{c} * c, P + o.bqkv + c, A.qkv, n, c, 2 * c);  // keys, values
+      be.attention_forward(A.q, A.qkv, A.qkv + c, A.probs, A.ctx, I.att_scratch, shape);
     } else {
-      if (last) {
-        be.linear_forward(in, P + o.wqkv + int64_t{c} * c, P + o.bqkv + c, A.qkv, n, c, 2 * c);  // keys, values
-        kk = A.qkv;
-        v = A.qkv + c;
-      } else {
-        be.linear_forward(in, P + o.wqkv, P + o.bqkv, A.qkv, n, c, 3 * c);
-        q = A.qkv;
-        kk = A.qkv + c;
-        v = A.qkv + 2 * c;
-      }
-      be.attention_forward(q, kk, v, A.probs, A.ctx, I.att_scratch, shape);
+      be.linear_forward(in, P + o.wqkv, P + o.bqkv, A.qkv, n, c, 3 * c);
+      be.attention_forward(A.qkv, A.qkv + c, A.qkv + 2 * c, A.probs, A.ctx, I.att_scratch, shape);
     }
     be.linear_forward(A.ctx, P + o.wo, P + o.bo, A.res1, rows, c, c);
     I.dropout_residual_layernorm(A.res1, resid, P + o.ln1_g, P + o.ln1_b, A.ln1, A.ln1_mean, A.ln1_rstd, rows, c, eps,

@@ -31,7 +31,7 @@ struct Absorbed {
         r(a.q_offsets[a.num_seqs]),
         scale(1.0f / std::sqrt(static_cast<float>(a.head_dim))),
         keep_scale(dropout_keep_scale(a)),
-        hrc(int64_t{a.heads} * a.q_offsets[a.num_seqs] * a.heads * a.head_dim) {}
+        hrc(int64_t{heads} * r * c) {}
   // First block-order row of sequence s, and of its head h.
   int64_t block_row(const AttentionShape& a, int s, int h = 0) const {
     return int64_t{heads} * a.q_offsets[s] + h * q_len(a, s);
