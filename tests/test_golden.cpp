@@ -25,11 +25,14 @@
 //  - the 10 losses (one batch overfitted, down to 0.06): measured within 4e-4 absolute,
 //    2e-3 relative at the smallest; tolerance 5e-3 relative + 1e-3. Classification's (4 sequences,
 //    down to 0.45) is noisier: the mirror against itself with every value it rounds perturbed by
-//    one fp32 ulp first moved by up to 4.7e-3 absolute, 1.0e-2 relative (16 perturbations; with
-//    the last layer's keys and values rounded, as before they were absorbed, 2.9e-3 in 4), and tlm
-//    by 4.2e-3: tolerance 1.5e-2 relative + 2e-3 there (MLM: 8.6e-4 in 8). The final embeddings: where a gradient is
-//    rounding noise Adam's normalised step still moves the weight by up to lr per step either way (<= 2e-2 in 10
-//    steps); measured max 1.1e-2 of max |w|, rms 3.1e-4: tolerances 3e-2 and 2e-3.
+//    one fp32 ulp first (ref/rounding_noise.py) moved by up to 4.5e-3 absolute, 9.8e-3 relative
+//    in 16 perturbations (a first count gave 4.7e-3), and tlm by 4.2e-3; the *_projected twin
+//    (keys and values rounded too) by 3.5e-3, 6.9e-3 relative, where the GPU, which reorders
+//    every sum and not only the GEMMs', moved 4.0e-3 (H200, 2026-11-30); the mirror's own last
+//    loss is 0.4530 under Debian's torch and 0.4544 under the GPU image's: tolerance 1.5e-2 relative + 2e-3 for
+//    both (the 5e-3 + 1e-3 of the fp32-like fixtures sat under that floor). MLM: 8.6e-4 in 8. The final embeddings:
+//    where a gradient is rounding noise Adam's normalised step still moves the weight by up to lr per step either way
+//    (<= 2e-2 in 10 steps); measured max 1.1e-2 of max |w|, rms 3.1e-4: tolerances 3e-2 and 2e-3.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -98,7 +101,7 @@ std::vector<Case> cases() {
       {"wide_mlm_bf16.safetensors", true, 1.5e-2, 5e-3, 1e-3, 3e-2, 2e-3, GemmMode::kBf16Emulated},
       {"wide_cls_bf16.safetensors", true, 1.5e-2, 1.5e-2, 2e-3, 3e-2, 2e-3, GemmMode::kBf16Emulated},
       {"tiny_cls_bf16_projected.safetensors", false, 1e-5, 1e-4, 1e-6, 1e-4, 1e-5, GemmMode::kBf16Emulated},
-      {"wide_cls_bf16_projected.safetensors", true, 1.5e-2, 5e-3, 1e-3, 3e-2, 2e-3, GemmMode::kBf16Emulated},
+      {"wide_cls_bf16_projected.safetensors", true, 1.5e-2, 1.5e-2, 2e-3, 3e-2, 2e-3, GemmMode::kBf16Emulated},
   };
   std::vector<Case> all;
   for (const Case& f : fixtures) {
