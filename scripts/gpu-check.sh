@@ -9,10 +9,13 @@
 #                                     (git-ignored; carry `.gpu`). cuBLAS is not packed (500 MB):
 #                                     the GPU machine's own CUDA 13 copy is used.
 #   scripts/gpu-check.sh run tests    there, from the repository root: (1) every op against the
-#                                     CPU back end, (2) the wide golden fixtures made by the
-#                                     PyTorch mirror there, (3) the golden suite on the GPU,
-#                                     (4) tests/cli/test_cuda.sh (50-step trajectory,
+#                                     CPU back end, then the attention ones under
+#                                     compute-sanitizer's memcheck, (2) the wide golden fixtures
+#                                     made by the PyTorch mirror there, (3) the golden suite on
+#                                     the GPU, (4) tests/cli/test_cuda.sh (50-step trajectory,
 #                                     determinism, bf16, predict, latency).
+#   scripts/gpu-check.sh run profile  there: one bert6 bf16 step under Nsight Compute, kernel
+#                                     times summed by name (scripts/kernel_times.py).
 #   scripts/gpu-check.sh run bench    there: bench train on the paper's BERT-6 and BERT-1 (bf16
 #                                     and fp32, batch 256 x 128) against cuBLAS's GEMM ceiling
 #                                     measured in the same run.
@@ -90,6 +93,8 @@ run() {
       # First: the GPU is usable (else every test below would skip and pass).
       stage "a training step on the GPU" 60 "$g/tlm" bench train --device cuda --config tiny --steps 2
       stage "op parity against the CPU" 90 "$g/tlm_tests" --gtest_filter='CudaOps.*:Device.*' --gtest_brief=1
+      stage "memcheck of the attention kernels (compute-sanitizer)" 120 compute-sanitizer --tool memcheck \
+        --error-exitcode 1 "$g/tlm_tests" --gtest_filter='CudaOps.Attention*' --gtest_brief=1
       stage "wide golden fixtures (PyTorch)" 120 python3 ref/make_golden.py --preset wide --out "$g/golden" \
         --precision both
       stage "golden suite on the GPU" 60 "$g/tlm_tests" --gtest_filter='*GoldenTest*cuda*' --gtest_brief=1
@@ -104,12 +109,21 @@ run() {
         done
       done
       ;;
+    profile)
+      # Where a step's GPU time goes: every kernel of one bert6 bf16 step timed by Nsight Compute
+      # (one metric, so one replay each; clocks left alone), summed by kernel name.
+      local csv="${OUT:-/tmp}/profile-bert6-bf16.csv"
+      stage "Nsight Compute over one bert6 bf16 step" 240 ncu --clock-control none --metrics gpu__time_duration.sum \
+        --csv --page raw --log-file "$csv" "$g/tlm" bench train --device cuda --config bert6 --precision bf16 \
+        --batch 256 --seq 128 --steps 1 --warmup 0
+      python3 scripts/kernel_times.py "$csv"
+      ;;
     paper)
       [ -d .gpu-data ] || { echo "no .gpu-data: run scripts/gpu-check.sh data here and carry it"; exit 1; }
       stage "paper preset at --scale 0.01" 540 "$g/tlm" reproduce --preset paper --data-dir .gpu-data \
         --scale 0.01 --device cuda --precision bf16 --out /tmp/paper-gpu
       ;;
-    *) echo "run what? tests, bench or paper"; exit 2 ;;
+    *) echo "run what? tests, bench, profile or paper"; exit 2 ;;
   esac
   echo "gpu-check $part: $failed stage(s) failed"
   exit "$failed"
@@ -125,5 +139,5 @@ case "${1:-}" in
   bundle) bundle ;;
   data) data ;;
   run) run "${2:-}" ;;
-  *) sed -n '2,27p' "$0"; exit 2 ;;
+  *) sed -n '2,28p' "$0"; exit 2 ;;
 esac

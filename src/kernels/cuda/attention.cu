@@ -1,9 +1,16 @@
-// Multi-head self-attention over packed variable-length sequences on CUDA (kernels.h's contract).
-// Forward: one block per (query row, head): scores in shared memory, softmax, the probabilities
-// saved (before dropout), ctx = dropped probabilities x values. Backward: one block per (query
-// row, head) for dq and the row's softmax statistic D_i = sum_j P_ij dP_ij, then one block per
-// (key row, head) for dk and dv, summing over the sequence's query rows in order; both recompute
-// dP_ij = dctx_i . v_j the same way, so they agree bit for bit. No atomics.
+// Multi-head self-attention over packed variable-length sequences on CUDA (kernels.h's contract),
+// tiled through shared memory. A block takes one (sequence, head) and a tile of its query rows
+// (forward; backward's dq) or of its key rows (backward's dk, dv), and streams the operand it
+// multiplies by (keys, values; or queries and dctx) through shared memory a chunk of rows at a
+// time, so each is read from global memory once per tile rather than once per row.
+// Forward: S = scale Q K^T, softmax per row (the probabilities saved before dropout), ctx = Pd V.
+// Backward, per query tile: dP_ij = (dctx_i . v_j) through the dropout, D_i = sum_j P_ij dP_ij,
+// dS_ij = P_ij (dP_ij - D_i) (kept in the work space, laid out as the probabilities), dq =
+// scale dS K; per key tile: dk = scale dS^T Q and dv = Pd^T dctx over the sequence's query rows.
+// Every sum runs in a fixed order (increasing key or query index; fixed shuffle trees), so the
+// same inputs give the same bits; no atomics. The products' inner loops are explicit fused
+// multiply-adds (the build's --fmad=false keeps the elementwise kernels' roundings the CPU's; here
+// the order of the sums differs from the CPU's anyway, and an FMA halves the instructions).
 #include "kernels/cuda/cuda_common.cuh"
 #include "kernels/cuda/cuda_kernels.h"
 #include "tlm/rng.h"
@@ -14,20 +21,45 @@ namespace {
 
 using kernels::AttentionShape;
 
-constexpr int kAttnThreads = 128;
+constexpr int kTileThreads = 256;
+// 96 KB of dynamic shared memory per block, so that two blocks share an SM (Hopper: 227 KB).
+constexpr int kSharedFloats = 24576;
+constexpr int kMaxTile = 32;   // query (or key) rows of a tile
+constexpr int kMaxChunk = 64;  // rows of the streamed operand per pass
 
-// The sequence whose rows [offsets[s], offsets[s+1]) hold `row`.
-__device__ int sequence_of(const int32_t* offsets, int num_seqs, int row) {
-  int lo = 0, hi = num_seqs - 1;
-  while (lo < hi) {
-    const int mid = (lo + hi + 1) / 2;
-    if (offsets[mid] <= row) {
-      lo = mid;
-    } else {
-      hi = mid - 1;
-    }
-  }
-  return lo;
+// Floats between the rows of a streamed chunk in shared memory: odd, so that the lanes of a warp,
+// reading one column of 32 consecutive rows, hit 32 distinct banks.
+__host__ __device__ inline int pitch(int d) { return d | 1; }
+
+// A tile's rows and the streamed chunk's rows, sized to the shared memory budget.
+struct Tiles {
+  int rows, chunk;
+};
+
+// forward and the query-tile backward: S (rows, max_kv_len) + T (rows, d) + C (chunk, pitch)
+Tiles query_tiles(const AttentionShape& a) {
+  const int d = a.head_dim, p = pitch(d);
+  const int chunk = std::clamp(kSharedFloats / 3 / p, 1, kMaxChunk);
+  const int rows = std::clamp((kSharedFloats - chunk * p) / (a.max_kv_len + d), 1, kMaxTile);
+  return {rows, chunk};
+}
+size_t query_tile_bytes(const AttentionShape& a, Tiles t) {
+  return sizeof(float) *
+         (static_cast<size_t>(t.rows) * (a.max_kv_len + a.head_dim) + static_cast<size_t>(t.chunk) * pitch(a.head_dim));
+}
+
+// the key-tile backward: two (rows, d) sums + two (chunk, pitch) operands + two (chunk, rows)
+// coefficients; rows == chunk
+Tiles key_tiles(const AttentionShape& a) {
+  const int d = a.head_dim, p = pitch(d);
+  int t = kMaxTile;
+  while (t > 1 && 2 * t * d + 2 * t * p + 2 * t * t > kSharedFloats) --t;
+  return {t, t};
+}
+size_t key_tile_bytes(const AttentionShape& a, Tiles t) {
+  return sizeof(float) *
+         (2 * static_cast<size_t>(t.rows) * a.head_dim + 2 * static_cast<size_t>(t.chunk) * pitch(a.head_dim) +
+          2 * static_cast<size_t>(t.chunk) * t.rows);
 }
 
 // Where each sequence's (heads, qlen, kvlen) block of probabilities starts: one thread, in order.
@@ -45,163 +77,266 @@ __device__ uint64_t dropout_stream(const AttentionShape& a, int row, int h) {
   return a.dropout_p > 0.0f ? row_stream(a.dropout_key, a.q_row_keys[row] + static_cast<uint64_t>(h)) : 0;
 }
 
-struct Row {
-  int s, i;       // sequence, query index within it
-  int nq, nk;     // the sequence's query and key rows
-  int q0, kv0;    // its first query row and first key row
-  int64_t p0;     // start of this row's probabilities (nk of them)
-  uint64_t drop;  // this row's dropout stream in this head
-};
-
-__device__ Row query_row(const AttentionShape& a, const int64_t* starts, int row, int h) {
-  Row r;
-  r.s = sequence_of(a.q_offsets, a.num_seqs, row);
-  r.q0 = a.q_offsets[r.s];
-  r.kv0 = a.kv_offsets[r.s];
-  r.i = row - r.q0;
-  r.nq = a.q_offsets[r.s + 1] - r.q0;
-  r.nk = a.kv_offsets[r.s + 1] - r.kv0;
-  r.p0 = starts[r.s] + (int64_t{h} * r.nq + r.i) * r.nk;
-  r.drop = dropout_stream(a, row, h);
-  return r;
-}
-
 __device__ float keep_factor(const AttentionShape& a, uint64_t drop, int j, float keep_scale) {
   if (a.dropout_p <= 0.0f) return 1.0f;
   return counter_uniform(drop, static_cast<uint64_t>(j)) >= a.dropout_p ? keep_scale : 0.0f;
 }
 
-// dot of d floats of a (stride 1) and b (stride 1), in order
-__device__ float dot(const float* a, const float* b, int d) {
-  float s = 0;
-  for (int t = 0; t < d; ++t) s += a[t] * b[t];
-  return s;
+__device__ float keep_scale_of(const AttentionShape& a) {
+  return a.dropout_p > 0.0f ? 1.0f / (1.0f - a.dropout_p) : 1.0f;
 }
 
-// grid (q_rows, heads); shared: max_kv_len + head_dim floats
+// One sequence and head as a block sees it.
+struct Block {
+  int s, h, d, c;
+  int q0, nq;   // the sequence's first query row and query rows
+  int kv0, nk;  // its first key row and key rows
+  int64_t p0;   // where its head's (nq, nk) probabilities start
+};
+
+__device__ Block this_block(const AttentionShape& a, const int64_t* starts) {
+  Block b;
+  b.s = blockIdx.x;
+  b.h = blockIdx.y;
+  b.d = a.head_dim;
+  b.c = a.heads * a.head_dim;
+  b.q0 = a.q_offsets[b.s];
+  b.nq = a.q_offsets[b.s + 1] - b.q0;
+  b.kv0 = a.kv_offsets[b.s];
+  b.nk = a.kv_offsets[b.s + 1] - b.kv0;
+  b.p0 = starts[b.s] + int64_t{b.h} * b.nq * b.nk;
+  return b;
+}
+
+// dst (rows, pitch) <- the head's d columns of `rows` rows of src from row r0 (stride floats apart)
+__device__ void load_rows(float* dst, const float* src, int64_t r0, int rows, int stride, int col0, int d) {
+  for (int e = threadIdx.x; e < rows * d; e += blockDim.x) {
+    const int r = e / d, t = e % d;
+    dst[r * pitch(d) + t] = src[(r0 + r) * stride + col0 + t];
+  }
+}
+
+// out[i * ld_out + j0 + jj] = scale * (A row i . C row jj) for i < rows, jj < kc: A (rows, d), C (kc, pitch)
+__device__ void dots(const float* A, const float* C, float* out, int ld_out, int j0, int rows, int kc, int d,
+                     float scale) {
+  for (int e = threadIdx.x; e < rows * kc; e += blockDim.x) {
+    const int i = e / kc, jj = e % kc;
+    const float* x = A + i * d;
+    const float* y = C + jj * pitch(d);
+    float acc = 0;
+    for (int t = 0; t < d; ++t) acc = __fmaf_rn(x[t], y[t], acc);
+    out[i * ld_out + j0 + jj] = scale * acc;
+  }
+}
+
+// T[i * d + t] += sum_jj W[i * ld_w + j0 + jj] * C[jj * pitch + t], jj in order: T (rows, d)
+__device__ void accumulate(float* T, const float* W, int ld_w, int j0, const float* C, int rows, int kc, int d) {
+  for (int e = threadIdx.x; e < rows * d; e += blockDim.x) {
+    const int i = e / d, t = e % d;
+    const float* w = W + i * ld_w + j0;
+    float acc = T[e];
+    for (int jj = 0; jj < kc; ++jj) acc = __fmaf_rn(w[jj], C[jj * pitch(d) + t], acc);
+    T[e] = acc;
+  }
+}
+
+// The sequence's key rows of src (keys or values: kv_stride apart, the head's columns) pass
+// through C a chunk at a time. Every thread of the block calls; the first barrier also publishes
+// what the block wrote before the call, and the caller syncs before reading the results.
+// S[i * max_kv_len + j] = scale * (T row i . src row j): T (rows, d)
+__device__ void dots_over_keys(const float* T, const float* src, float* C, float* S, const AttentionShape& a,
+                               const Block& b, Tiles tiles, int rows, float scale) {
+  for (int j0 = 0; j0 < b.nk; j0 += tiles.chunk) {
+    const int kc = min(tiles.chunk, b.nk - j0);
+    __syncthreads();  // C is free
+    load_rows(C, src, b.kv0 + j0, kc, a.kv_stride, b.h * b.d, b.d);
+    __syncthreads();
+    dots(T, C, S, a.max_kv_len, j0, rows, kc, b.d, scale);
+  }
+}
+// T[i * d + t] += sum_j W[i * max_kv_len + j] src[j][t], j in order: T (rows, d)
+__device__ void accumulate_over_keys(float* T, const float* W, const float* src, float* C, const AttentionShape& a,
+                                     const Block& b, Tiles tiles, int rows) {
+  for (int j0 = 0; j0 < b.nk; j0 += tiles.chunk) {
+    const int kc = min(tiles.chunk, b.nk - j0);
+    __syncthreads();
+    load_rows(C, src, b.kv0 + j0, kc, a.kv_stride, b.h * b.d, b.d);
+    __syncthreads();
+    accumulate(T, W, a.max_kv_len, j0, C, rows, kc, b.d);
+  }
+}
+
+__device__ float warp_max(float v) {
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+__device__ double warp_sum(double v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+// grid (num_seqs, heads, query tiles); dynamic shared memory: query_tile_bytes
 __global__ void forward_kernel(const float* q, const float* k, const float* v, float* probs, float* ctx,
-                               AttentionShape a, const int64_t* starts) {
+                               AttentionShape a, const int64_t* starts, Tiles tiles) {
   extern __shared__ float smem[];
-  __shared__ float fshared[32];
-  __shared__ double dshared[32];
-  const int row = blockIdx.x, h = blockIdx.y, d = a.head_dim;
-  const Row r = query_row(a, starts, row, h);
-  float* p = smem;                  // (nk)
-  float* qi = smem + a.max_kv_len;  // (d)
-  for (int t = threadIdx.x; t < d; t += blockDim.x) qi[t] = q[int64_t{row} * a.q_stride + h * d + t];
-  __syncthreads();
+  const Block b = this_block(a, starts);
+  const int i0 = blockIdx.z * tiles.rows;
+  if (i0 >= b.nq) return;
+  const int rows = min(tiles.rows, b.nq - i0), d = b.d, L = a.max_kv_len;
+  float* S = smem;                // (tiles.rows, L): scores, then the dropped probabilities
+  float* T = S + tiles.rows * L;  // (tiles.rows, d): the tile's queries, then its ctx sums
+  float* C = T + tiles.rows * d;  // (tiles.chunk, pitch): keys, then values
+  for (int e = threadIdx.x; e < rows * d; e += blockDim.x) {
+    T[e] = q[int64_t{b.q0 + i0 + e / d} * a.q_stride + b.h * d + e % d];
+  }
   const float scale = 1.0f / sqrtf(static_cast<float>(d));
-  float mx = -INFINITY;
-  for (int j = threadIdx.x; j < r.nk; j += blockDim.x) {
-    p[j] = scale * dot(qi, k + int64_t{r.kv0 + j} * a.kv_stride + h * d, d);
-    mx = fmaxf(mx, p[j]);
-  }
-  mx = block_max(mx, fshared);
-  double sum = 0;
-  for (int j = threadIdx.x; j < r.nk; j += blockDim.x) sum += expf(p[j] - mx);
-  sum = block_sum(sum, dshared);
-  const float inv = static_cast<float>(1.0 / sum);
-  const float keep_scale = a.dropout_p > 0.0f ? 1.0f / (1.0f - a.dropout_p) : 1.0f;
-  for (int j = threadIdx.x; j < r.nk; j += blockDim.x) {
-    const float pj = inv * expf(p[j] - mx);
-    probs[r.p0 + j] = pj;
-    p[j] = pj * keep_factor(a, r.drop, j, keep_scale);
-  }
+  dots_over_keys(T, k, C, S, a, b, tiles, rows, scale);
   __syncthreads();
-  const int c = a.heads * d;
-  for (int t = threadIdx.x; t < d; t += blockDim.x) {
-    float acc = 0;
-    for (int j = 0; j < r.nk; ++j) acc += p[j] * v[int64_t{r.kv0 + j} * a.kv_stride + h * d + t];
-    ctx[int64_t{row} * c + h * d + t] = acc;
-  }
-}
-
-// dP_ij of the dropped probabilities' gradient, through the dropout: dctx_i . v_j times the keep factor.
-__device__ float dprob(const AttentionShape& a, const float* dctx_i, const float* v, int kv_row, int h, uint64_t drop,
-                       int j, float keep_scale) {
-  const float g = dot(dctx_i, v + int64_t{kv_row} * a.kv_stride + h * a.head_dim, a.head_dim);
-  return g * keep_factor(a, drop, j, keep_scale);
-}
-
-// grid (q_rows, heads): dS_ij = P_ij (dP_ij - D_i), dq_i = scale sum_j dS_ij k_j; D_i saved.
-// shared: max_kv_len + head_dim floats
-__global__ void backward_query_kernel(const float* dctx, const float* k, const float* v, const float* probs, float* dq,
-                                      AttentionShape a, const int64_t* starts, float* row_stat) {
-  extern __shared__ float smem[];
-  __shared__ float fshared[32];
-  const int row = blockIdx.x, h = blockIdx.y, d = a.head_dim, c = a.heads * d;
-  const Row r = query_row(a, starts, row, h);
-  float* ds = smem;                 // (nk)
-  float* gi = smem + a.max_kv_len;  // (d) dctx of this row and head
-  for (int t = threadIdx.x; t < d; t += blockDim.x) gi[t] = dctx[int64_t{row} * c + h * d + t];
-  __syncthreads();
-  const float keep_scale = a.dropout_p > 0.0f ? 1.0f / (1.0f - a.dropout_p) : 1.0f;
-  float part = 0;
-  for (int j = threadIdx.x; j < r.nk; j += blockDim.x) {
-    ds[j] = dprob(a, gi, v, r.kv0 + j, h, r.drop, j, keep_scale);
-    part += probs[r.p0 + j] * ds[j];
-  }
-  const float D = block_sum(part, fshared);
-  for (int j = threadIdx.x; j < r.nk; j += blockDim.x) ds[j] = probs[r.p0 + j] * (ds[j] - D);
-  if (threadIdx.x == 0) row_stat[int64_t{row} * a.heads + h] = D;
-  __syncthreads();
-  const float scale = 1.0f / sqrtf(static_cast<float>(d));
-  for (int t = threadIdx.x; t < d; t += blockDim.x) {
-    float acc = 0;
-    for (int j = 0; j < r.nk; ++j) acc += ds[j] * k[int64_t{r.kv0 + j} * a.kv_stride + h * d + t];
-    dq[int64_t{row} * a.q_stride + h * d + t] = scale * acc;
-  }
-}
-
-// grid (kv_rows, heads): dk_j = scale sum_i dS_ij q_i, dv_j = sum_i Pd_ij dctx_i over the
-// sequence's query rows in order. shared: 2 * max_kv_len floats
-__global__ void backward_key_kernel(const float* dctx, const float* q, const float* v, const float* probs, float* dk,
-                                    float* dv, AttentionShape a, const int64_t* starts, const float* row_stat) {
-  extern __shared__ float smem[];
-  const int kv_row = blockIdx.x, h = blockIdx.y, d = a.head_dim, c = a.heads * d;
-  const int s = sequence_of(a.kv_offsets, a.num_seqs, kv_row);
-  const int kv0 = a.kv_offsets[s], j = kv_row - kv0, nk = a.kv_offsets[s + 1] - kv0;
-  const int q0 = a.q_offsets[s], nq = a.q_offsets[s + 1] - q0;
-  float* ds = smem;                 // (nq) dS_ij
-  float* pd = smem + a.max_kv_len;  // (nq) dropped P_ij
-  const float keep_scale = a.dropout_p > 0.0f ? 1.0f / (1.0f - a.dropout_p) : 1.0f;
-  for (int i = threadIdx.x; i < nq; i += blockDim.x) {
-    const int row = q0 + i;
-    const uint64_t drop = dropout_stream(a, row, h);
-    const float pij = probs[starts[s] + (int64_t{h} * nq + i) * nk + j];
-    const float g = dprob(a, dctx + int64_t{row} * c + h * d, v, kv_row, h, drop, j, keep_scale);
-    ds[i] = pij * (g - row_stat[int64_t{row} * a.heads + h]);
-    pd[i] = pij * keep_factor(a, drop, j, keep_scale);
-  }
-  __syncthreads();
-  const float scale = 1.0f / sqrtf(static_cast<float>(d));
-  for (int t = threadIdx.x; t < d; t += blockDim.x) {
-    float acc_k = 0, acc_v = 0;
-    for (int i = 0; i < nq; ++i) {
-      acc_k += ds[i] * q[int64_t{q0 + i} * a.q_stride + h * d + t];
-      acc_v += pd[i] * dctx[int64_t{q0 + i} * c + h * d + t];
+  const float keep_scale = keep_scale_of(a);
+  const int lane = threadIdx.x & 31, warps = blockDim.x >> 5;
+  for (int i = threadIdx.x >> 5; i < rows; i += warps) {  // a warp per row
+    float* p = S + i * L;
+    float mx = -INFINITY;
+    for (int j = lane; j < b.nk; j += 32) mx = fmaxf(mx, p[j]);
+    mx = warp_max(mx);
+    double sum = 0;
+    for (int j = lane; j < b.nk; j += 32) sum += expf(p[j] - mx);
+    const float inv = static_cast<float>(1.0 / warp_sum(sum));
+    const uint64_t drop = dropout_stream(a, b.q0 + i0 + i, b.h);
+    float* saved = probs + b.p0 + int64_t{i0 + i} * b.nk;
+    for (int j = lane; j < b.nk; j += 32) {
+      const float pj = inv * expf(p[j] - mx);
+      saved[j] = pj;
+      p[j] = pj * keep_factor(a, drop, j, keep_scale);
     }
-    dk[int64_t{kv_row} * a.kv_stride + h * d + t] = scale * acc_k;
-    dv[int64_t{kv_row} * a.kv_stride + h * d + t] = acc_v;
+  }
+  for (int e = threadIdx.x; e < rows * d; e += blockDim.x) T[e] = 0;  // every score is read: T is free
+  accumulate_over_keys(T, S, v, C, a, b, tiles, rows);
+  for (int e = threadIdx.x; e < rows * d; e += blockDim.x) {  // each thread its own sums
+    ctx[int64_t{b.q0 + i0 + e / d} * b.c + b.h * d + e % d] = T[e];
+  }
+}
+
+// grid (num_seqs, heads, query tiles): dS of the tile's rows (to ds, laid out as probs), dq.
+// dynamic shared memory: query_tile_bytes
+__global__ void backward_query_kernel(const float* dctx, const float* k, const float* v, const float* probs, float* dq,
+                                      float* ds, AttentionShape a, const int64_t* starts, Tiles tiles) {
+  extern __shared__ float smem[];
+  const Block b = this_block(a, starts);
+  const int i0 = blockIdx.z * tiles.rows;
+  if (i0 >= b.nq) return;
+  const int rows = min(tiles.rows, b.nq - i0), d = b.d, L = a.max_kv_len;
+  float* G = smem;                // (tiles.rows, L): dctx . v, then dP, then dS
+  float* T = G + tiles.rows * L;  // (tiles.rows, d): the tile's dctx, then its dq sums
+  float* C = T + tiles.rows * d;  // (tiles.chunk, pitch): values, then keys
+  for (int e = threadIdx.x; e < rows * d; e += blockDim.x) {
+    T[e] = dctx[int64_t{b.q0 + i0 + e / d} * b.c + b.h * d + e % d];
+  }
+  dots_over_keys(T, v, C, G, a, b, tiles, rows, 1.0f);
+  __syncthreads();
+  const float keep_scale = keep_scale_of(a);
+  const int lane = threadIdx.x & 31, warps = blockDim.x >> 5;
+  for (int i = threadIdx.x >> 5; i < rows; i += warps) {  // a warp per row
+    float* g = G + i * L;
+    const uint64_t drop = dropout_stream(a, b.q0 + i0 + i, b.h);
+    const int64_t at = b.p0 + int64_t{i0 + i} * b.nk;
+    double part = 0;
+    for (int j = lane; j < b.nk; j += 32) {
+      g[j] *= keep_factor(a, drop, j, keep_scale);  // dP: through the dropout
+      part += static_cast<double>(probs[at + j]) * g[j];
+    }
+    const float D = static_cast<float>(warp_sum(part));
+    for (int j = lane; j < b.nk; j += 32) {
+      g[j] = probs[at + j] * (g[j] - D);
+      ds[at + j] = g[j];
+    }
+  }
+  for (int e = threadIdx.x; e < rows * d; e += blockDim.x) T[e] = 0;  // dctx is read: T is free
+  accumulate_over_keys(T, G, k, C, a, b, tiles, rows);
+  const float scale = 1.0f / sqrtf(static_cast<float>(d));
+  for (int e = threadIdx.x; e < rows * d; e += blockDim.x) {
+    dq[int64_t{b.q0 + i0 + e / d} * a.q_stride + b.h * d + e % d] = scale * T[e];
+  }
+}
+
+// grid (num_seqs, heads, key tiles): dk_j = scale sum_i dS_ij q_i, dv_j = sum_i Pd_ij dctx_i over
+// the sequence's query rows in order (none: zeros). dynamic shared memory: key_tile_bytes
+__global__ void backward_key_kernel(const float* dctx, const float* q, const float* probs, const float* ds, float* dk,
+                                    float* dv, AttentionShape a, const int64_t* starts, Tiles tiles) {
+  extern __shared__ float smem[];
+  const Block b = this_block(a, starts);
+  const int j0 = blockIdx.z * tiles.rows;
+  if (j0 >= b.nk) return;
+  const int cols = min(tiles.rows, b.nk - j0), d = b.d, p = pitch(d), R = tiles.rows, n = tiles.chunk;
+  float* K = smem;         // (R, d): dk sums
+  float* V = K + R * d;    // (R, d): dv sums
+  float* Qc = V + R * d;   // (n, pitch): a chunk of queries
+  float* Gc = Qc + n * p;  // (n, pitch): their dctx
+  float* Sc = Gc + n * p;  // (n, R): their dS with the tile's keys
+  float* Pc = Sc + n * R;  // (n, R): their dropped probabilities
+  for (int e = threadIdx.x; e < cols * d; e += blockDim.x) K[e] = V[e] = 0;
+  const float keep_scale = keep_scale_of(a);
+  for (int r0 = 0; r0 < b.nq; r0 += n) {
+    const int qc = min(n, b.nq - r0);
+    __syncthreads();
+    load_rows(Qc, q, b.q0 + r0, qc, a.q_stride, b.h * d, d);
+    load_rows(Gc, dctx, b.q0 + r0, qc, b.c, b.h * d, d);
+    for (int e = threadIdx.x; e < qc * cols; e += blockDim.x) {
+      const int i = e / cols, jj = e % cols;
+      const int64_t at = b.p0 + int64_t{r0 + i} * b.nk + j0 + jj;
+      Sc[i * R + jj] = ds[at];
+      Pc[i * R + jj] = probs[at] * keep_factor(a, dropout_stream(a, b.q0 + r0 + i, b.h), j0 + jj, keep_scale);
+    }
+    __syncthreads();
+    for (int e = threadIdx.x; e < cols * d; e += blockDim.x) {
+      const int jj = e / d, t = e % d;
+      float acc_k = K[e], acc_v = V[e];
+      for (int i = 0; i < qc; ++i) {
+        acc_k = __fmaf_rn(Sc[i * R + jj], Qc[i * p + t], acc_k);
+        acc_v = __fmaf_rn(Pc[i * R + jj], Gc[i * p + t], acc_v);
+      }
+      K[e] = acc_k;
+      V[e] = acc_v;
+    }
+  }
+  const float scale = 1.0f / sqrtf(static_cast<float>(d));
+  for (int e = threadIdx.x; e < cols * d; e += blockDim.x) {  // each thread its own sums
+    const int64_t at = int64_t{b.kv0 + j0 + e / d} * a.kv_stride + b.h * d + e % d;
+    dk[at] = scale * K[e];
+    dv[at] = V[e];
   }
 }
 
 struct Work {
   int64_t* starts;  // (num_seqs + 1)
-  float* row_stat;  // (q_rows, heads)
+  float* ds;        // backward: dS, laid out as the probabilities (at most heads x q_rows x max_kv_len)
 };
+
+size_t starts_bytes(const AttentionShape& a) { return align_up(sizeof(int64_t) * static_cast<size_t>(a.num_seqs + 1)); }
 
 Work split(const AttentionShape& a, void* work) {
   char* at = static_cast<char*>(work);
-  return {reinterpret_cast<int64_t*>(at),
-          reinterpret_cast<float*>(at + align_up(sizeof(int64_t) * static_cast<size_t>(a.num_seqs + 1)))};
+  return {reinterpret_cast<int64_t*>(at), reinterpret_cast<float*>(at + starts_bytes(a))};
+}
+
+dim3 grid(const AttentionShape& a, int tile_rows) {
+  return dim3(static_cast<unsigned>(a.num_seqs), static_cast<unsigned>(a.heads),
+              static_cast<unsigned>((a.max_kv_len + tile_rows - 1) / tile_rows));
+}
+
+// Kernels whose blocks take over 48 KB of shared memory must say so before their launch.
+template <typename Kernel>
+void allow_shared(Kernel kernel, size_t bytes) {
+  if (bytes > 48 * 1024) {
+    cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes));
+  }
 }
 
 }  // namespace
 
-size_t attention_work(const AttentionShape& a) {
-  return align_up(sizeof(int64_t) * static_cast<size_t>(a.num_seqs + 1)) +
-         align_up(sizeof(float) * static_cast<size_t>(a.q_rows) * a.heads);
+size_t attention_work(const AttentionShape& a, bool backward) {
+  return starts_bytes(a) +
+         (backward ? align_up(sizeof(float) * static_cast<size_t>(a.heads) * a.q_rows * a.max_kv_len) : 0);
 }
 
 void attention_forward(const float* q, const float* k, const float* v, float* probs, float* ctx,
@@ -209,8 +344,10 @@ void attention_forward(const float* q, const float* k, const float* v, float* pr
   const Work w = split(a, work);
   probs_offsets_kernel<<<1, 1, 0, s>>>(a, w.starts);
   if (a.q_rows == 0) return;
-  const size_t shared = sizeof(float) * static_cast<size_t>(a.max_kv_len + a.head_dim);
-  forward_kernel<<<dim3(a.q_rows, a.heads), kAttnThreads, shared, s>>>(q, k, v, probs, ctx, a, w.starts);
+  const Tiles t = query_tiles(a);
+  const size_t bytes = query_tile_bytes(a, t);
+  allow_shared(forward_kernel, bytes);
+  forward_kernel<<<grid(a, t.rows), kTileThreads, bytes, s>>>(q, k, v, probs, ctx, a, w.starts, t);
 }
 
 void attention_backward(const float* dctx, const float* q, const float* k, const float* v, const float* probs,
@@ -218,14 +355,16 @@ void attention_backward(const float* dctx, const float* q, const float* k, const
   const Work w = split(a, work);
   probs_offsets_kernel<<<1, 1, 0, s>>>(a, w.starts);
   if (a.q_rows > 0) {
-    const size_t shared = sizeof(float) * static_cast<size_t>(a.max_kv_len + a.head_dim);
-    backward_query_kernel<<<dim3(a.q_rows, a.heads), kAttnThreads, shared, s>>>(dctx, k, v, probs, dq, a, w.starts,
-                                                                                w.row_stat);
+    const Tiles t = query_tiles(a);
+    const size_t bytes = query_tile_bytes(a, t);
+    allow_shared(backward_query_kernel, bytes);
+    backward_query_kernel<<<grid(a, t.rows), kTileThreads, bytes, s>>>(dctx, k, v, probs, dq, w.ds, a, w.starts, t);
   }
   if (a.kv_rows > 0) {
-    const size_t shared = sizeof(float) * static_cast<size_t>(2 * a.max_kv_len);
-    backward_key_kernel<<<dim3(a.kv_rows, a.heads), kAttnThreads, shared, s>>>(dctx, q, v, probs, dk, dv, a, w.starts,
-                                                                               w.row_stat);
+    const Tiles t = key_tiles(a);
+    const size_t bytes = key_tile_bytes(a, t);
+    allow_shared(backward_key_kernel, bytes);
+    backward_key_kernel<<<grid(a, t.rows), kTileThreads, bytes, s>>>(dctx, q, probs, w.ds, dk, dv, a, w.starts, t);
   }
 }
 

@@ -234,7 +234,7 @@ class CudaBackend final : public Backend {
                          const k::AttentionShape& shape) override {
     check_geometry(shape);
     const cudaStream_t s = on();
-    const size_t bytes = cu::attention_work(shape);
+    const size_t bytes = cu::attention_work(shape, false);
     cu::attention_forward(q, kk, v, probs, ctx, shape, work<char>(bytes), s);
     check_launch("attention");
   }
@@ -242,7 +242,7 @@ class CudaBackend final : public Backend {
                           float* dq, float* dk, float* dv, float*, const k::AttentionShape& shape) override {
     check_geometry(shape);
     const cudaStream_t s = on();
-    const size_t bytes = cu::attention_work(shape);
+    const size_t bytes = cu::attention_work(shape, true);
     cu::attention_backward(dctx, q, kk, v, probs, dq, dk, dv, shape, work<char>(bytes), s);
     check_launch("attention backward");
   }
@@ -340,7 +340,7 @@ class CudaBackend final : public Backend {
     return static_cast<T*>(work_.get(sizeof(T) * static_cast<size_t>(std::max<int64_t>(count, 1)), stream_));
   }
   static void check_geometry(const k::AttentionShape& a) {
-    // The kernels keep a row of scores in shared memory: 2 * max_kv_len floats.
+    // A block keeps its tile's rows of scores in shared memory: at least one of max_kv_len floats.
     TLM_CHECK(a.max_kv_len >= 1 && a.max_kv_len <= 4096,
               "attention over sequences of up to {} tokens: the CUDA kernels take 1 to 4096", a.max_kv_len);
     TLM_CHECK(a.q_rows >= 0 && a.kv_rows >= a.num_seqs,

@@ -75,8 +75,9 @@ cudaError_t index_add_rows(const float* src, const int32_t* index, float* dst, i
                            size_t work_bytes, cudaStream_t s);
 
 // ---- attention over packed sequences (attention.cu); shape as kernels.h, offsets on the device ----
-// Work space (bytes) of forward and backward for a shape (uses its host geometry).
-size_t attention_work(const kernels::AttentionShape& a);
+// Work space (bytes) of forward or backward for a shape (uses its host geometry; backward keeps
+// dS, up to heads x q_rows x max_kv_len floats).
+size_t attention_work(const kernels::AttentionShape& a, bool backward);
 void attention_forward(const float* q, const float* k, const float* v, float* probs, float* ctx,
                        const kernels::AttentionShape& a, void* work, cudaStream_t s);
 void attention_backward(const float* dctx, const float* q, const float* k, const float* v, const float* probs,
