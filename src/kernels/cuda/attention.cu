@@ -116,34 +116,76 @@ __device__ void load_rows(float* dst, const float* src, int64_t r0, int rows, in
   }
 }
 
-// out[i * ld_out + j0 + jj] = scale * (A row i . C row jj) for i < rows, jj < kc: A (rows, d), C (kc, pitch)
+// The two products below give each thread a 4 x 2 block of sums in registers, so that each value
+// read from shared memory feeds 2 or 4 products: warp w takes rows w, w + 8, w + 16, w + 24 of a
+// tile (at most kMaxTile) and lane l columns l and l + 32 of each 64 (its reads of a row are one
+// broadcast; of 32 consecutive columns, or of 32 rows at an odd pitch, 32 distinct banks).
+constexpr int kRowsPerThread = kMaxTile / (kTileThreads / 32), kColsPerThread = kMaxChunk / 32;
+static_assert(kRowsPerThread == 4 && kColsPerThread == 2, "the tiles and the block's 8 warps must agree");
+
+// out[i * ld_out + j0 + jj] = scale * (A row i . C row jj) for i < rows, jj < kc: A (rows, d),
+// C (kc, pitch); rows <= kMaxTile, kc <= kMaxChunk
 __device__ void dots(const float* A, const float* C, float* out, int ld_out, int j0, int rows, int kc, int d,
                      float scale) {
-  for (int e = threadIdx.x; e < rows * kc; e += blockDim.x) {
-    const int i = e / kc, jj = e % kc;
-    const float* x = A + i * d;
-    const float* y = C + jj * pitch(d);
-    float acc = 0;
-    for (int t = 0; t < d; ++t) acc = __fmaf_rn(x[t], y[t], acc);
-    out[i * ld_out + j0 + jj] = scale * acc;
+  const int w = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const float* x[kRowsPerThread];
+  const float* y[kColsPerThread];
+  // A thread past the tile's edge reads its last row or column; those sums are never written.
+  for (int u = 0; u < kRowsPerThread; ++u) x[u] = A + min(w + 8 * u, rows - 1) * d;
+  for (int v = 0; v < kColsPerThread; ++v) y[v] = C + min(lane + 32 * v, kc - 1) * pitch(d);
+  float acc[kRowsPerThread][kColsPerThread] = {};
+  for (int t = 0; t < d; ++t) {
+    for (int u = 0; u < kRowsPerThread; ++u) {
+      const float xu = x[u][t];
+      for (int v = 0; v < kColsPerThread; ++v) acc[u][v] = __fmaf_rn(xu, y[v][t], acc[u][v]);
+    }
+  }
+  for (int u = 0; u < kRowsPerThread; ++u) {
+    for (int v = 0; v < kColsPerThread; ++v) {
+      const int i = w + 8 * u, jj = lane + 32 * v;
+      if (i < rows && jj < kc) out[i * ld_out + j0 + jj] = scale * acc[u][v];
+    }
   }
 }
 
-// T[i * d + t] += sum_jj W[i * ld_w + j0 + jj] * C[jj * pitch + t], jj in order: T (rows, d)
-__device__ void accumulate(float* T, const float* W, int ld_w, int j0, const float* C, int rows, int kc, int d) {
-  for (int e = threadIdx.x; e < rows * d; e += blockDim.x) {
-    const int i = e / d, t = e % d;
-    const float* w = W + i * ld_w + j0;
-    float acc = T[e];
-    for (int jj = 0; jj < kc; ++jj) acc = __fmaf_rn(w[jj], C[jj * pitch(d) + t], acc);
-    T[e] = acc;
+// T[r * d + t] += sum_x W[r * wr + x * wx] * C[x * pitch + t] for r < rows (<= kMaxTile), x < inner
+// in order, t < d: T (rows, d), C (inner, pitch). Which thread holds which sums differs from the
+// callers' element loops: they sync between the two.
+__device__ void accumulate(float* T, const float* W, int wr, int wx, const float* C, int rows, int inner, int d) {
+  const int w = threadIdx.x >> 5, lane = threadIdx.x & 31, p = pitch(d);
+  for (int t0 = 0; t0 < d; t0 += 32 * kColsPerThread) {
+    int r[kRowsPerThread], t[kColsPerThread];
+    bool owned[kRowsPerThread][kColsPerThread];
+    float acc[kRowsPerThread][kColsPerThread];
+    for (int u = 0; u < kRowsPerThread; ++u) r[u] = min(w + 8 * u, rows - 1);
+    for (int v = 0; v < kColsPerThread; ++v) t[v] = min(t0 + lane + 32 * v, d - 1);
+    for (int u = 0; u < kRowsPerThread; ++u) {
+      for (int v = 0; v < kColsPerThread; ++v) {
+        owned[u][v] = w + 8 * u < rows && t0 + lane + 32 * v < d;
+        acc[u][v] = owned[u][v] ? T[r[u] * d + t[v]] : 0.0f;  // another thread's sum is not read
+      }
+    }
+    for (int x = 0; x < inner; ++x) {
+      float cv[kColsPerThread];
+      for (int v = 0; v < kColsPerThread; ++v) cv[v] = C[x * p + t[v]];
+      for (int u = 0; u < kRowsPerThread; ++u) {
+        const float wu = W[r[u] * wr + x * wx];
+        for (int v = 0; v < kColsPerThread; ++v) acc[u][v] = __fmaf_rn(wu, cv[v], acc[u][v]);
+      }
+    }
+    for (int u = 0; u < kRowsPerThread; ++u) {
+      for (int v = 0; v < kColsPerThread; ++v) {
+        if (owned[u][v]) T[r[u] * d + t[v]] = acc[u][v];
+      }
+    }
   }
 }
 
 // The sequence's key rows of src (keys or values: kv_stride apart, the head's columns) pass
 // through C a chunk at a time. Every thread of the block calls; the first barrier also publishes
-// what the block wrote before the call, and the caller syncs before reading the results.
-// S[i * max_kv_len + j] = scale * (T row i . src row j): T (rows, d)
+// what the block wrote before the call.
+// S[i * max_kv_len + j] = scale * (T row i . src row j): T (rows, d); the caller syncs before
+// reading S.
 __device__ void dots_over_keys(const float* T, const float* src, float* C, float* S, const AttentionShape& a,
                                const Block& b, Tiles tiles, int rows, float scale) {
   for (int j0 = 0; j0 < b.nk; j0 += tiles.chunk) {
@@ -162,8 +204,9 @@ __device__ void accumulate_over_keys(float* T, const float* W, const float* src,
     __syncthreads();
     load_rows(C, src, b.kv0 + j0, kc, a.kv_stride, b.h * b.d, b.d);
     __syncthreads();
-    accumulate(T, W, a.max_kv_len, j0, C, rows, kc, b.d);
+    accumulate(T, W + j0, a.max_kv_len, 1, C, rows, kc, b.d);
   }
+  __syncthreads();  // the sums are complete, and readable by any thread
 }
 
 __device__ float warp_max(float v) {
@@ -212,7 +255,7 @@ __global__ void forward_kernel(const float* q, const float* k, const float* v, f
   }
   for (int e = threadIdx.x; e < rows * d; e += blockDim.x) T[e] = 0;  // every score is read: T is free
   accumulate_over_keys(T, S, v, C, a, b, tiles, rows);
-  for (int e = threadIdx.x; e < rows * d; e += blockDim.x) {  // each thread its own sums
+  for (int e = threadIdx.x; e < rows * d; e += blockDim.x) {
     ctx[int64_t{b.q0 + i0 + e / d} * b.c + b.h * d + e % d] = T[e];
   }
 }
@@ -288,19 +331,12 @@ __global__ void backward_key_kernel(const float* dctx, const float* q, const flo
       Pc[i * R + jj] = probs[at] * keep_factor(a, dropout_stream(a, b.q0 + r0 + i, b.h), j0 + jj, keep_scale);
     }
     __syncthreads();
-    for (int e = threadIdx.x; e < cols * d; e += blockDim.x) {
-      const int jj = e / d, t = e % d;
-      float acc_k = K[e], acc_v = V[e];
-      for (int i = 0; i < qc; ++i) {
-        acc_k = __fmaf_rn(Sc[i * R + jj], Qc[i * p + t], acc_k);
-        acc_v = __fmaf_rn(Pc[i * R + jj], Gc[i * p + t], acc_v);
-      }
-      K[e] = acc_k;
-      V[e] = acc_v;
-    }
+    accumulate(K, Sc, 1, R, Qc, cols, qc, d);  // key jj's row of sums, query i's dS at Sc[i * R + jj]
+    accumulate(V, Pc, 1, R, Gc, cols, qc, d);
   }
+  __syncthreads();  // the sums are complete, and readable by any thread
   const float scale = 1.0f / sqrtf(static_cast<float>(d));
-  for (int e = threadIdx.x; e < cols * d; e += blockDim.x) {  // each thread its own sums
+  for (int e = threadIdx.x; e < cols * d; e += blockDim.x) {
     const int64_t at = int64_t{b.kv0 + j0 + e / d} * a.kv_stride + b.h * d + e % d;
     dk[at] = scale * K[e];
     dv[at] = V[e];
