@@ -1,5 +1,6 @@
 #include "experiment/report.h"
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <set>
@@ -35,6 +36,34 @@ using Block = std::variant<Heading, Paragraph, Table, Plot>;
 
 std::string num(const json& v, int digits = 3) {
   return v.is_number() ? fmt::format("{:.{}f}", v.get<double>(), digits) : "-";
+}
+// Each task's fine-tuning counts per label: the plan's [finetune] ones, where the task's own
+// finetune table overrides them (0 training or test examples: all of them). Tasks with the same
+// counts share one phrase, in the order of the plan's tasks table (by name).
+std::string fine_tuning_counts(const json& plan) {
+  const json& ft = plan["finetune"];
+  std::vector<std::pair<std::string, std::string>> phrases;  // counts, their tasks
+  for (const auto& [name, task] : plan["tasks"].items()) {
+    const json over = task.value("finetune", json::object());
+    const auto count = [&](const char* key) {
+      return over.contains(key) ? over[key].get<int64_t>() : ft.value(key, int64_t{0});
+    };
+    const auto all_or = [](int64_t n) { return n == 0 ? std::string("all") : std::to_string(n); };
+    const std::string counts = fmt::format(
+        "{} training examples per label of which {} are held out for validation, {} test examples per label",
+        all_or(count("per_label_train")), count("valid_per_label"), all_or(count("per_label_test")));
+    auto same = std::find_if(phrases.begin(), phrases.end(), [&](const auto& p) { return p.first == counts; });
+    if (same == phrases.end()) {
+      phrases.emplace_back(counts, name);
+    } else {
+      same->second += ", " + name;
+    }
+  }
+  if (phrases.empty()) return "no task";
+  if (phrases.size() == 1) return phrases.front().first;
+  std::string out;
+  for (const auto& [counts, tasks] : phrases) out += fmt::format("{}{} ({})", out.empty() ? "" : "; ", counts, tasks);
+  return out;
 }
 std::string mean_std(const json& s) { return pct(s["mean"]) + " ± " + pct(s["std"]); }
 std::string si(double v) {
@@ -182,13 +211,12 @@ class Builder {
     const json& ft = plan["finetune"];
     add(Paragraph{fmt::format(
         "Architectures: {}. Pre-training: masked-language modelling on {} sequences of up to {} tokens "
-        "(mode {}), epochs {}, batch {}, lr {}. Fine-tuning: {} training examples per label of which {} are held out "
-        "for validation, {} test examples per label (one test sample for every run), epochs {}, learning rate chosen "
+        "(mode {}), epochs {}, batch {}, lr {}. Fine-tuning: {} (one test sample for every run), epochs {}, learning "
+        "rate chosen "
         "per arm from {{{}}} on validation accuracy, {} seeds (from {}){}.",
         archs, pre.value("sequences", 0), pre.value("max_len", 128), pre.value("seq_mode", "first"),
-        pre.value("epochs", 1), pre.value("batch", 32), pre.value("lr", 0.0), ft.value("per_label_train", 0),
-        ft.value("valid_per_label", 0), ft.value("per_label_test", 0), ft.value("epochs", 1), lrs,
-        r_["seeds"].get<int>(), r_.value("first_seed", 1),
+        pre.value("epochs", 1), pre.value("batch", 32), pre.value("lr", 0.0), fine_tuning_counts(plan),
+        ft.value("epochs", 1), lrs, r_["seeds"].get<int>(), r_.value("first_seed", 1),
         plan.value("pretrain_per_seed", false) ? ", each seed with its own pre-trained model"
                                                : ", the seeds sharing one pre-trained model per setting")});
     if (plan.contains("scale")) add(Paragraph{fmt::format("Scaled by {} (--scale).", plan["scale"].get<double>())});

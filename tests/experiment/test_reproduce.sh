@@ -79,6 +79,9 @@ for r in runs:
     assert len(open(r.replace("metrics.json", "train.txt")).read().splitlines()) == 8 * labels
     assert len(m["grid"]) == 4 and m["program"]["path"].endswith("fasttext"), m["grid"]
 PY
+# The setup names each task's own counts (onefile overrides the plan's [finetune] ones).
+grep -q "Fine-tuning: 4 training examples per label of which 1 are held out for validation, 3 test examples per label (onefile); 12 training examples per label of which 4 are held out for validation, 10 test examples per label (topics)" out/report.md ||
+  fail "the report's setup does not give each task's fine-tuning counts: $(grep -o 'Fine-tuning: [^.]*' out/report.md)"
 first_table=$(grep -m1 -n '^| ' out/report.md | cut -d: -f1)
 sed -n "$((first_table - 4)),$((first_table))p" out/report.md | grep -q "## Tiny models against fastText" ||
   fail "the report's first table is not the fastText comparison"
