@@ -45,7 +45,7 @@ def main():
     step = [x for x in all_launches[marks[0] + 1 : marks[-1]] if (x[0], x[1]) not in ceiling]
     by_name = defaultdict(lambda: [0, 0.0])
     for name, _, ms in step:
-        short = name.split("(")[0].replace("tlm::cuda::", "").replace("(anonymous namespace)::", "")
+        short = name.split("(")[0].replace("tlm::<unnamed>::", "").replace("tlm::cuda::", "")
         by_name[short][0] += 1
         by_name[short][1] += ms
     total = sum(ms for _, _, ms in step)
