@@ -238,10 +238,13 @@ TEST_F(CudaOps, EmbeddingsGatherScatterWithRepeatedIds) { check_embeddings(*cpu_
 // (a type id shared by half the batch).
 TEST_F(CudaOps, EmbeddingGradientsAtBatchSize) { check_embeddings(*cpu_, *gpu_, 100'000, 8, 50, 128); }
 
-// Packed sequences with dropout on the probabilities. `subset`: a few rows query (the last layer
-// under a head; one sequence has no query row, so its keys and values get zero gradients), from
-// separate q and kv buffers; else every row queries from one fused (n, 3c) qkv buffer.
-void check_attention(Backend& cpu, Backend& gpu, const std::vector<int>& lengths, int heads, int d, bool subset) {
+// Packed sequences with dropout on the probabilities (none where `dropout` is 0: then no row keys
+// are given). `subset`: a few rows query (the last layer under a head; one sequence has no query
+// row, so its keys and values get zero gradients), from separate q and kv buffers; else every row
+// queries from one fused (n, 3c) qkv buffer. The shape's bound on a sequence's keys is the
+// longest sequence plus `slack` (a model gives its batch's longest; the kernels must not rely on it).
+void check_attention(Backend& cpu, Backend& gpu, const std::vector<int>& lengths, int heads, int d, bool subset,
+                     float dropout = 0.2f, int slack = 0) {
   const int c = heads * d;
   std::vector<int32_t> kv_offsets = {0}, q_offsets = {0};
   std::vector<int32_t> q_rows_of;  // the token row of each query row
@@ -266,13 +269,13 @@ void check_attention(Backend& cpu, Backend& gpu, const std::vector<int>& lengths
   float* kg = subset ? kv.g() : q.g() + c;
   float* vc = subset ? kv.c() + c : q.c() + 2 * c;
   float* vg = subset ? kv.g() + c : q.g() + 2 * c;
-  k::AttentionShape shape_c{
-      qo.c(), kvo.c(), static_cast<int>(lengths.size()), heads, d, q_stride, kv_stride, 0.2f, 99, qk.c(), nq,
-      n,      max_len};
+  const bool dropped = dropout > 0;
+  k::AttentionShape shape_c{qo.c(),  kvo.c(), static_cast<int>(lengths.size()), heads, d, q_stride,       kv_stride,
+                            dropout, 99,      dropped ? qk.c() : nullptr,       nq,    n, max_len + slack};
   k::AttentionShape shape_g = shape_c;
   shape_g.q_offsets = qo.g();
   shape_g.kv_offsets = kvo.g();
-  shape_g.q_row_keys = qk.g();
+  shape_g.q_row_keys = dropped ? qk.g() : nullptr;
   int64_t probs_size = 0;
   for (size_t s = 0; s < lengths.size(); ++s) {
     probs_size += int64_t{heads} * (q_offsets[s + 1] - q_offsets[s]) * lengths[s];
@@ -305,9 +308,10 @@ void check_attention(Backend& cpu, Backend& gpu, const std::vector<int>& lengths
       for (int j = 0; j < 2 * c; ++j) EXPECT_EQ(g[static_cast<size_t>(r) * 2 * c + j], 0.0f) << "row " << r;
     }
   }
-  const std::vector<float> first = dq.gpu_host();
+  const std::vector<float> first = dq.gpu_host(), first_kv = dkv.gpu_host();
   gpu.attention_backward(dctx.g(), q.g(), kg, vg, probs.g(), dq.g(), dkg, dvg, gscratch.data(), shape_g);
   EXPECT_EQ(dq.gpu_host(), first) << "the same bits again";
+  EXPECT_EQ(dkv.gpu_host(), first_kv) << "the same bits again (separate dk, dv)";
 }
 
 TEST_F(CudaOps, AttentionEveryRowQueriesFromAFusedBuffer) {
@@ -323,6 +327,12 @@ TEST_F(CudaOps, AttentionOddHeadWidthOverAChunk) { check_attention(*cpu_, *gpu_,
 TEST_F(CudaOps, AttentionOddHeadWidthOverAChunkSomeRowsQuery) {
   check_attention(*cpu_, *gpu_, {520, 3, 64}, 3, 33, true);
 }
+// A bound of 700 keys where the longest sequence has 300: a tile's query rows shrink to fit the
+// budget (26), most tiles of the grid find no rows.
+TEST_F(CudaOps, AttentionBoundAboveTheLongestSequence) {
+  check_attention(*cpu_, *gpu_, {300, 40, 130}, 2, 64, false, 0.2f, 400);
+}
+TEST_F(CudaOps, AttentionWithoutDropout) { check_attention(*cpu_, *gpu_, {7, 3, 23, 12, 5}, 4, 16, true, 0.0f); }
 // One wide head: the streamed chunk shrinks to fit (40 rows of 200 floats).
 TEST_F(CudaOps, AttentionOneWideHead) { check_attention(*cpu_, *gpu_, {130, 70}, 1, 200, false); }
 

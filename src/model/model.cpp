@@ -85,7 +85,6 @@ struct BertModel::Impl {
   // e = b * pad_to rows, sequence s at rows [s * pad_to, s * pad_to + len_s) followed by [PAD]
   // rows; the real rows of its output are then gathered for the transformer layers.
   int pad_to = 0;
-  int max_seq_len = 0;  // the limits' bound on a sequence's tokens (check_batch holds every batch to it)
   std::vector<int32_t> pad_ids, pad_types, pad_positions, pad_offsets, real_rows;  // (e), (e), (e), (b + 1), (n)
   std::vector<uint64_t> pad_keys;                                                  // (e)
   DeviceBuffer<int32_t> d_pad_ids, d_pad_types, d_pad_positions, d_pad_offsets, d_real_rows;
@@ -154,6 +153,7 @@ struct BertModel::Impl {
   bool logits_are_probs = false;  // probabilities() replaced the logits by their softmax
   uint64_t seed = 0;
   int n = 0, b = 0, m = 0, r = 0;
+  int longest = 0;  // its longest sequence: the bound attention is given (a GPU sizes its tiles by it)
 
   // The attention geometry of layer l for the last forward: every row queries in a fused
   // (n, 3c) qkv buffer, except in the last layer (selected query rows (r, c), keys/values (n, 2c),
@@ -173,7 +173,7 @@ struct BertModel::Impl {
             last ? d_sel_keys.data() : d_token_keys.data(),
             last ? r : n,
             n,
-            max_seq_len};
+            longest};
   }
 
   // Dropout of a (rows, c) activation of layer l (or kNoLayer) at `site`, in place; the rows are
@@ -334,7 +334,6 @@ BertModel::BertModel(const BertConfig& config, const ModelLimits& limits, std::s
   std::vector<std::pair<float**, int64_t>> plan;
   auto want = [&](float** p, int64_t count) { plan.emplace_back(p, (count + 15) / 16 * 16); };
   I.pad_to = config.conv.enabled() ? config.conv.pad_to : 0;
-  I.max_seq_len = limits.max_seq_len;
   TLM_CHECK(I.pad_to == 0 || limits.max_seq_len <= I.pad_to,
             "sequences of up to {} tokens do not fit the front-end's padded length {}", limits.max_seq_len, I.pad_to);
   const int64_t emb_rows = I.pad_to > 0 ? b * I.pad_to : n;  // rows of the embeddings and the front-end
@@ -634,7 +633,9 @@ ForwardResult BertModel::forward(const Batch& batch, bool training, uint64_t dro
   const float p_attn = training ? config_.attention_probs_dropout_prob : 0.0f;
   const bool mlm = config_.head == Head::kMaskedLM;
 
+  I.longest = 0;
   for (int s = 0; s < b; ++s) {
+    I.longest = std::max(I.longest, batch.offsets[s + 1] - batch.offsets[s]);
     const uint64_t id = batch.sequence_ids.empty() ? static_cast<uint64_t>(s) : batch.sequence_ids[s];
     for (int i = batch.offsets[s]; i < batch.offsets[s + 1]; ++i) {
       I.positions[i] = i - batch.offsets[s];

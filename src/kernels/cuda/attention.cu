@@ -375,6 +375,10 @@ size_t attention_work(const AttentionShape& a, bool backward) {
          (backward ? align_up(sizeof(float) * static_cast<size_t>(a.heads) * a.q_rows * a.max_kv_len) : 0);
 }
 
+size_t attention_shared_bytes(const AttentionShape& a) {
+  return std::max(query_tile_bytes(a, query_tiles(a)), key_tile_bytes(a, key_tiles(a)));
+}
+
 void attention_forward(const float* q, const float* k, const float* v, float* probs, float* ctx,
                        const AttentionShape& a, void* work, cudaStream_t s) {
   const Work w = split(a, work);

@@ -72,6 +72,7 @@ class CudaBackend final : public Backend {
     cudaDeviceProp prop{};
     check_cuda(cudaGetDeviceProperties(&prop, index_), "device query");
     name_ = prop.name;
+    shared_per_block_ = prop.sharedMemPerBlockOptin;
     check_cuda(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "stream creation");
     check_cublas(cublasCreate(&blas_), "handle creation");
     check_cublas(cublasSetStream(blas_, stream_), "stream binding");
@@ -339,13 +340,18 @@ class CudaBackend final : public Backend {
   T* work(int64_t count) {
     return static_cast<T*>(work_.get(sizeof(T) * static_cast<size_t>(std::max<int64_t>(count, 1)), stream_));
   }
-  static void check_geometry(const k::AttentionShape& a) {
+  void check_geometry(const k::AttentionShape& a) const {
     // A block keeps its tile's rows of scores in shared memory: at least one of max_kv_len floats.
     TLM_CHECK(a.max_kv_len >= 1 && a.max_kv_len <= 4096,
               "attention over sequences of up to {} tokens: the CUDA kernels take 1 to 4096", a.max_kv_len);
     TLM_CHECK(a.q_rows >= 0 && a.kv_rows >= a.num_seqs,
               "attention: the shape's host geometry is missing or wrong ({} query rows, {} key rows, {} sequences)",
               a.q_rows, a.kv_rows, a.num_seqs);
+    const size_t shared = cu::attention_shared_bytes(a);
+    TLM_CHECK(shared <= shared_per_block_,
+              "attention with {} heads of width {} over sequences of up to {} tokens needs {} bytes of shared memory "
+              "per block; {} has {}",
+              a.heads, a.head_dim, a.max_kv_len, shared, name_, shared_per_block_);
   }
   // The floats a row-major (rows, cols) matrix with row stride ld spans.
   static int64_t stored_extent(int rows, int cols, int ld) { return static_cast<int64_t>(rows - 1) * ld + cols; }
@@ -377,6 +383,7 @@ class CudaBackend final : public Backend {
   int index_;
   Precision precision_;
   std::string name_;
+  size_t shared_per_block_ = 0;  // the most shared memory a block may ask for (opting in)
   cudaStream_t stream_ = nullptr;
   cublasHandle_t blas_ = nullptr;
   Workspace work_, bf16_a_, bf16_b_;

@@ -78,6 +78,8 @@ cudaError_t index_add_rows(const float* src, const int32_t* index, float* dst, i
 // Work space (bytes) of forward or backward for a shape (uses its host geometry; backward keeps
 // dS, up to heads x q_rows x max_kv_len floats).
 size_t attention_work(const kernels::AttentionShape& a, bool backward);
+// The most shared memory (bytes) a block of the attention kernels asks for at this shape.
+size_t attention_shared_bytes(const kernels::AttentionShape& a);
 void attention_forward(const float* q, const float* k, const float* v, float* probs, float* ctx,
                        const kernels::AttentionShape& a, void* work, cudaStream_t s);
 void attention_backward(const float* dctx, const float* q, const float* k, const float* v, const float* probs,
