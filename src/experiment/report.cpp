@@ -42,16 +42,19 @@ std::string num(const json& v, int digits = 3) {
 // counts share one phrase, in the order of the plan's tasks table (by name).
 std::string fine_tuning_counts(const json& plan) {
   const json& ft = plan["finetune"];
-  std::vector<std::pair<std::string, std::string>> phrases;  // counts, their tasks
-  for (const auto& [name, task] : plan["tasks"].items()) {
-    const json over = task.value("finetune", json::object());
+  const auto counts_of = [&](const json& over) {
     const auto count = [&](const char* key) {
       return over.contains(key) ? over[key].get<int64_t>() : ft.value(key, int64_t{0});
     };
     const auto all_or = [](int64_t n) { return n == 0 ? std::string("all") : std::to_string(n); };
-    const std::string counts = fmt::format(
+    return fmt::format(
         "{} training examples per label of which {} are held out for validation, {} test examples per label",
         all_or(count("per_label_train")), count("valid_per_label"), all_or(count("per_label_test")));
+  };
+  std::vector<std::pair<std::string, std::string>> phrases;  // counts, their tasks
+  const json tasks = plan.contains("tasks") ? plan["tasks"] : json::object();
+  for (const auto& [name, task] : tasks.items()) {
+    const std::string counts = counts_of(task.is_object() ? task.value("finetune", json::object()) : json::object());
     auto same = std::find_if(phrases.begin(), phrases.end(), [&](const auto& p) { return p.first == counts; });
     if (same == phrases.end()) {
       phrases.emplace_back(counts, name);
@@ -59,10 +62,10 @@ std::string fine_tuning_counts(const json& plan) {
       same->second += ", " + name;
     }
   }
-  if (phrases.empty()) return "no task";
+  if (phrases.empty()) return counts_of(json::object());  // no tasks table: the plan's own counts
   if (phrases.size() == 1) return phrases.front().first;
   std::string out;
-  for (const auto& [counts, tasks] : phrases) out += fmt::format("{}{} ({})", out.empty() ? "" : "; ", counts, tasks);
+  for (const auto& [counts, names] : phrases) out += fmt::format("{}{} ({})", out.empty() ? "" : "; ", counts, names);
   return out;
 }
 std::string mean_std(const json& s) { return pct(s["mean"]) + " ± " + pct(s["std"]); }
