@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Sums Nsight Compute's kernel times (ncu --csv --page raw --metrics gpu__time_duration.sum) by
 kernel name, for the training steps of one `tlm bench train` run: the launches between its two
-GEMM-ceiling measurements (each starts with a broadcast_rows launch), less the launches that look
-like the ceiling's own (the same kernel name and grid as one after the second measurement began).
+GEMM-ceiling measurements. Both measurements issue the same launches, starting with a
+broadcast_rows one: the second runs from the last broadcast_rows launch to the end, and as many
+launches from the first broadcast_rows launch on are the first.
 
 Usage: scripts/kernel_times.py profile.csv [--top N]
 """
@@ -41,8 +42,11 @@ def main():
     marks = [i for i, (name, _, _) in enumerate(all_launches) if "broadcast_rows" in name]
     if len(marks) < 2:
         sys.exit(f"{a.csv}: expected two GEMM-ceiling measurements (broadcast_rows launches), found {len(marks)}")
-    ceiling = {(name, grid) for name, grid, _ in all_launches[marks[-1]:]}
-    step = [x for x in all_launches[marks[0] + 1 : marks[-1]] if (x[0], x[1]) not in ceiling]
+    after = all_launches[marks[-1] :]
+    before = all_launches[marks[0] : marks[0] + len(after)]
+    if [(n, g) for n, g, _ in before] != [(n, g) for n, g, _ in after]:
+        sys.exit(f"{a.csv}: the two GEMM-ceiling measurements launched different kernels")
+    step = all_launches[marks[0] + len(after) : marks[-1]]
     by_name = defaultdict(lambda: [0, 0.0])
     for name, _, ms in step:
         short = name.split("(")[0].replace("tlm::<unnamed>::", "").replace("tlm::cuda::", "")

@@ -85,19 +85,21 @@ class CudaOps : public ::testing::Test {
   std::shared_ptr<Backend> cpu_, gpu_;
 };
 
-void check_linear(Backend& cpu, Backend& gpu, double tol) {
-  const int n = 37, in = 48, out = 80;
-  Twin<float> x(cpu, gpu, randn(static_cast<size_t>(n) * in, 1)),
+// x starts `skew` floats into its buffer (an operand inside a larger buffer, as q inside qkv).
+void check_linear(Backend& cpu, Backend& gpu, double tol, int n = 37, int in = 48, int out = 80, int skew = 0) {
+  Twin<float> xs(cpu, gpu, randn(static_cast<size_t>(n) * in + skew, 1)),
       w(cpu, gpu, randn(static_cast<size_t>(out) * in, 2, 0.1f)), b(cpu, gpu, randn(out, 3)),
       y(cpu, gpu, std::vector<float>(static_cast<size_t>(n) * out)),
       dy(cpu, gpu, randn(static_cast<size_t>(n) * out, 4)),
       dx(cpu, gpu, std::vector<float>(static_cast<size_t>(n) * in)),
       dw(cpu, gpu, randn(static_cast<size_t>(out) * in, 5)), db(cpu, gpu, randn(out, 6));
-  cpu.linear_forward(x.c(), w.c(), b.c(), y.c(), n, in, out);
-  gpu.linear_forward(x.g(), w.g(), b.g(), y.g(), n, in, out);
+  const float* xc = xs.c() + skew;
+  const float* xg = xs.g() + skew;
+  cpu.linear_forward(xc, w.c(), b.c(), y.c(), n, in, out);
+  gpu.linear_forward(xg, w.g(), b.g(), y.g(), n, in, out);
   EXPECT_LE(rel(y.gpu_host(), y.cpu_host()), tol) << "y";
-  cpu.linear_backward(dy.c(), x.c(), w.c(), dx.c(), dw.c(), db.c(), n, in, out);
-  gpu.linear_backward(dy.g(), x.g(), w.g(), dx.g(), dw.g(), db.g(), n, in, out);
+  cpu.linear_backward(dy.c(), xc, w.c(), dx.c(), dw.c(), db.c(), n, in, out);
+  gpu.linear_backward(dy.g(), xg, w.g(), dx.g(), dw.g(), db.g(), n, in, out);
   EXPECT_LE(rel(dx.gpu_host(), dx.cpu_host()), tol) << "dx";
   EXPECT_LE(rel(dw.gpu_host(), dw.cpu_host()), tol) << "dw (accumulated)";
   EXPECT_LE(rel(db.gpu_host(), db.cpu_host()), tol) << "db (accumulated)";
@@ -110,6 +112,13 @@ TEST_F(CudaOps, LinearBf16RoundsTheSameOperands) {
   if (IsSkipped()) return;
   // The same bf16 operands on both sides, fp32 sums in another order: fp32's tolerance.
   check_linear(*cpu_, *gpu_, 1e-5);
+}
+// Sizes that are no multiple of 4 and an operand off a 16-byte boundary: the bf16 rounding's
+// four-at-a-time path, its tail and its one-at-a-time fallback.
+TEST_F(CudaOps, LinearBf16OddSizesAndAnUnalignedOperand) {
+  make(Precision::kBf16);
+  if (IsSkipped()) return;
+  check_linear(*cpu_, *gpu_, 1e-5, 37, 45, 79, 1);
 }
 
 TEST_F(CudaOps, LayerNormAndTheFusedTail) {
