@@ -197,6 +197,7 @@ def run(preset, head, out_dir, precision, fp32_linear, projected=False):
     st.save(path + ".tmp", tensors, meta)
     os.replace(path + ".tmp", path)
     print(f"wrote {path}: loss {tensors['out.loss'].item():.6f}, trajectory {losses[0]:.4f} -> {losses[-1]:.4f}")
+    return tensors
 
 
 def main():

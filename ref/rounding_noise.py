@@ -20,7 +20,6 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import make_golden  # noqa: E402
-import st  # noqa: E402
 
 EXACT_ROUND = make_golden.round_bf16
 HEADS = {"mlm": "BertForMaskedLM", "cls": "BertForSequenceClassification"}
@@ -32,13 +31,11 @@ def trajectory(preset, head, semantics, out_dir, nudge):
     fp32_linear = torch.nn.functional.linear
     torch.nn.functional.linear = make_golden.bf16_linear
     try:
-        make_golden.run(preset, HEADS[head], out_dir, "bf16", fp32_linear, projected=semantics == "projected")
+        tensors = make_golden.run(preset, HEADS[head], out_dir, "bf16", fp32_linear,
+                                  projected=semantics == "projected")
     finally:
         torch.nn.functional.linear = fp32_linear
         make_golden.round_bf16 = EXACT_ROUND
-    short = "mlm" if head == "mlm" else "cls"
-    suffix = "_bf16" + ("_projected" if semantics == "projected" else "")
-    tensors, _ = st.load(os.path.join(out_dir, f"{preset}_{short}{suffix}.safetensors"))
     return tensors["traj.losses"].double()
 
 
